@@ -1,0 +1,75 @@
+# yolod build. `make` builds build/yolod; `make test` runs every test.
+#
+# Library and daemon code targets x86-64-v2 so the binary runs on any such
+# CPU; kernel files named *-avx2.c and *-avx512*.c get their ISA flags and are
+# chosen at run time by CPU feature detection.
+
+CC       ?= gcc
+BUILD    ?= build
+SHARED   ?= $(abspath ../shared)
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+BASE     := -std=c17 -D_GNU_SOURCE -g -fopenmp -fno-math-errno -pthread
+CFLAGS   ?= -O2
+ALLFLAGS := $(BASE) $(WARN) $(CFLAGS) -march=x86-64-v2 -Ilib
+KFLAGS   := $(BASE) $(WARN) -O3 -Ilib
+AVX2     := -march=x86-64-v3
+AVX512   := -march=x86-64-v4 -mavx512vnni -mprefer-vector-width=512
+
+LIBS     := -ljpeg -lpng -lm -fopenmp -pthread
+DLIBS    := -lmicrohttpd -lcjson
+
+LIB_SRC    := $(wildcard lib/*.c)
+KERN_SRC   := $(wildcard lib/kernels/*.c)
+DAEMON_SRC := $(wildcard daemon/*.c)
+TEST_SRC   := $(wildcard tests/unit/test-*.c)
+
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(KERN_SRC:%.c=$(BUILD)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN   := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/yolod
+
+$(BUILD)/libyolod.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	ar rcs $@ $^
+
+$(BUILD)/yolod: $(DAEMON_OBJ) $(BUILD)/libyolod.a
+	$(CC) -o $@ $(DAEMON_OBJ) $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
+
+$(BUILD)/lib/kernels/%-avx512.o: lib/kernels/%-avx512.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KFLAGS) $(AVX512) -MMD -MP -c -o $@ $<
+
+$(BUILD)/lib/kernels/%-avx2.o: lib/kernels/%-avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KFLAGS) $(AVX2) -MMD -MP -c -o $@ $<
+
+$(BUILD)/lib/kernels/%.o: lib/kernels/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KFLAGS) -march=x86-64-v2 -MMD -MP -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(LIBS)
+
+tests: $(TEST_BIN) $(BUILD)/yolod
+
+# Unit tests, then integration tests against the real daemon. Needs ../shared
+# (or SHARED=DIR); fails loudly without it.
+test: tests
+	SHARED=$(SHARED) BUILD=$(BUILD) tests/run-all.sh
+
+memcheck: $(BUILD)/yolod
+	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all tests test memcheck clean
+
+-include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

@@ -1,0 +1,73 @@
+/*
+ * Internals shared by the model, session and detection modules, and the
+ * entry points parity tests use to feed a raw tensor to the network.
+ */
+#ifndef YOLOD_ENGINE_H
+#define YOLOD_ENGINE_H
+
+#include <stdatomic.h>
+
+#include "graph.h"
+#include "head.h"
+#include "kernels/kernels.h"
+#include "yolod.h"
+
+struct yd_model {
+    atomic_int refs;
+    char *path;
+    char *name;                     /* file name without folders and extension */
+    yd_graph *graph;
+    const yd_kernel_table *kernels;
+    int input_size;
+    int nc;
+    char **class_names;             /* nc strings */
+    double flops;
+};
+
+struct yd_session {
+    yd_model *model;
+    int threads;
+    float *arena;                   /* graph->arena_bytes, 64-byte aligned */
+    uint8_t *letterbox;             /* S x S x 3 RGB8 */
+    float *head;                    /* planar head maps, all levels */
+    yd_head_maps maps;
+    yd_head_scratch *scratch;
+    yd_detection *detections;       /* max_det capacity */
+    int capacity;
+};
+
+/* Fills the kernel's view of a convolution node. */
+static inline void yd_conv_shape_of(const yd_graph *g, const yd_node *node, yd_conv_shape *shape)
+{
+    const yd_value *in = &g->values[node->inputs[0]];
+    const yd_value *out = &g->values[node->output];
+
+    shape->in_c = node->conv.in_c;
+    shape->in_h = in->h;
+    shape->in_w = in->w;
+    shape->out_c = node->conv.out_c;
+    shape->out_h = out->h;
+    shape->out_w = out->w;
+    shape->kernel_h = node->conv.kernel_h;
+    shape->kernel_w = node->conv.kernel_w;
+    shape->stride_h = node->conv.stride_h;
+    shape->stride_w = node->conv.stride_w;
+    shape->pad_top = node->conv.pad_top;
+    shape->pad_left = node->conv.pad_left;
+    shape->silu = node->conv.act == YD_ACT_SILU;
+}
+
+/*
+ * Loads a model with a given kernel table (NULL: the fastest the CPU runs).
+ * Tests use it to run the same network on the scalar and vector kernels.
+ */
+int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
+                       yd_error *err);
+
+/* Runs the network on a planar float [3][S][S] input; fills session->maps. */
+void yd_session_run_planar(yd_session *session, const float *input);
+
+/* Runs the network on session->letterbox; fills session->maps. */
+void yd_session_run_letterbox(yd_session *session);
+
+#endif /* YOLOD_ENGINE_H */

@@ -1,0 +1,97 @@
+/*
+ * Compute kernels over the blocked activation layout (see graph.h) and the
+ * run-time choice between their ISA variants.
+ *
+ * Convolution weights are packed once per layer: for each block of cb
+ * output channels, cb bias floats, then [ceil(in_c/cb)][kernel_h][kernel_w]
+ * [cb input lanes][cb output lanes] weights, zero past in_c and out_c.
+ *
+ * Kernels that run inside the executor's OpenMP parallel region split their
+ * work with an orphaned `omp for`, so calling them outside a parallel region
+ * runs them on the calling thread alone.
+ */
+#ifndef YOLOD_KERNELS_H
+#define YOLOD_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct yd_conv_shape {
+    int in_c, in_h, in_w;
+    int out_c, out_h, out_w;
+    int kernel_h, kernel_w;
+    int stride_h, stride_w;
+    int pad_top, pad_left;
+    int silu;                 /* apply x * sigmoid(x) after the bias */
+} yd_conv_shape;
+
+/*
+ * One convolution: `in`, `residual` (NULL or shaped like the output, added
+ * after the activation) and `out` are blocked tensors; `packed` is
+ * yd_conv_pack()'s output for the same cb.
+ */
+typedef void (*yd_conv_fn)(const yd_conv_shape *shape, const float *packed, const float *in,
+                           const float *residual, float *out);
+
+typedef struct yd_kernel_table {
+    const char *name;  /* "avx512", "avx2" or "scalar" */
+    int cb;            /* channel block in floats */
+    yd_conv_fn conv;
+} yd_kernel_table;
+
+/*
+ * Returns the fastest table this CPU runs. The environment variable
+ * YOLOD_ISA (scalar, avx2, avx512) forces a slower one, for tests.
+ */
+const yd_kernel_table *yd_kernels_select(void);
+
+/* The table named `name` if this CPU can run it, else NULL. */
+const yd_kernel_table *yd_kernels_get(const char *name);
+
+/* Packing, the same for every ISA with the same cb. */
+size_t yd_conv_packed_floats(const yd_conv_shape *shape, int cb);
+void yd_conv_pack(const yd_conv_shape *shape, int cb, const float *weight, const float *bias,
+                  float *packed);
+
+/* Reference convolution: plain loops, any cb. */
+void yd_f32_conv__scalar(const yd_conv_shape *shape, int cb, const float *packed, const float *in,
+                         const float *residual, float *out);
+void yd_f32_conv_nchwc8__scalar(const yd_conv_shape *shape, const float *packed, const float *in,
+                                const float *residual, float *out);
+void yd_f32_conv_nchwc8__avx2(const yd_conv_shape *shape, const float *packed, const float *in,
+                              const float *residual, float *out);
+void yd_f32_conv_nchwc16__avx512(const yd_conv_shape *shape, const float *packed, const float *in,
+                                 const float *residual, float *out);
+
+/* ------------------------------------------------- layout and data movement */
+
+/* RGB8 HWC (size x size) to a blocked 3-channel tensor scaled by 1/255. */
+void yd_f32_pack_rgb8(const uint8_t *rgb, int size, int cb, float *out);
+
+/* Blocked to planar [c][h][w]. */
+void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *out);
+
+/* Planar [c][h][w] to blocked, padding lanes zeroed. */
+void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out);
+
+/*
+ * Copies channels [src_channel, +count) of `src` to channels
+ * [dst_channel, +count) of `dst` (both blocked, h x w, pointing at their
+ * first block); the channel offsets need not be block-aligned.
+ */
+void yd_f32_copy_channels(const float *src, int src_channel, float *dst, int dst_channel, int count,
+                          int h, int w, int cb);
+
+/* ---------------------------------------------------------- other layers */
+
+void yd_f32_maxpool(const float *in, int c, int h, int w, int kernel, int stride, int pad,
+                    float *out, int out_h, int out_w, int cb);
+void yd_f32_upsample_nearest(const float *in, int c, int h, int w, int scale, float *out, int cb);
+
+/* Elementwise over n floats (whole blocked tensors, padding included). */
+void yd_f32_add(const float *a, const float *b, float *out, size_t n);
+void yd_f32_mul(const float *a, const float *b, float *out, size_t n);
+void yd_f32_sigmoid(const float *in, float *out, size_t n);
+void yd_f32_silu(const float *in, float *out, size_t n);
+
+#endif /* YOLOD_KERNELS_H */

@@ -1,0 +1,195 @@
+/*
+ * Model loading: read the file, import it into the IR, plan the arena for
+ * the selected kernels and pack the convolution weights once.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "import_onnx.h"
+#include "names.h"
+#include "onnx.h"
+#include "util.h"
+
+static char *stem_of(const char *path)
+{
+    const char *base = strrchr(path, '/');
+    char *stem, *dot;
+
+    stem = strdup(base ? base + 1 : path);
+    if (stem && (dot = strchr(stem, '.')) != NULL && dot != stem)
+        *dot = '\0';
+    return stem;
+}
+
+static int load_names(yd_model *model, const yd_onnx_model *onnx, yd_error *err)
+{
+    const char *text = NULL;
+    yd_error ignored;
+
+    for (int i = 0; i < onnx->nmetadata; i++)
+        if (strcmp(onnx->metadata_keys[i], "names") == 0)
+            text = onnx->metadata_values[i];
+    if (text && yd_names_parse(text, model->nc, &model->class_names, &ignored) == YD_OK)
+        return YD_OK;
+    if (text)
+        yd_log(YD_LOG_WARN, "model %s: ignoring class names metadata: %s", model->name,
+               ignored.message);
+
+    /* No usable metadata: COCO names for 80 classes, else "class<N>". */
+    model->class_names = calloc((size_t)model->nc, sizeof *model->class_names);
+    if (!model->class_names)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for class names");
+    for (int i = 0; i < model->nc; i++) {
+        char buf[32];
+
+        if (model->nc == 80)
+            snprintf(buf, sizeof buf, "%s", yd_coco80_name(i));
+        else
+            snprintf(buf, sizeof buf, "class%d", i);
+        model->class_names[i] = strdup(buf);
+        if (!model->class_names[i])
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for class names");
+    }
+    return YD_OK;
+}
+
+static int pack_weights(yd_model *model, yd_error *err)
+{
+    yd_graph *g = model->graph;
+    int cb = model->kernels->cb;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_node *node = &g->nodes[i];
+        yd_conv_shape shape;
+
+        if (node->dead || node->op != YD_OP_CONV)
+            continue;
+        yd_conv_shape_of(g, node, &shape);
+        node->conv.packed = yd_aligned_alloc(yd_conv_packed_floats(&shape, cb) * sizeof(float));
+        if (!node->conv.packed)
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+        yd_conv_pack(&shape, cb, node->conv.weight, node->conv.bias, node->conv.packed);
+    }
+    return YD_OK;
+}
+
+int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
+                       yd_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    yd_onnx_model *onnx = NULL;
+    yd_model *model = NULL;
+    int rc;
+
+    *out = NULL;
+    model = calloc(1, sizeof *model);
+    if (!model)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory loading '%s'", path);
+    atomic_init(&model->refs, 1);
+    model->kernels = kernels ? kernels : yd_kernels_select();
+    model->path = strdup(path);
+    model->name = stem_of(path);
+    if (!model->path || !model->name) {
+        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory loading '%s'", path);
+        goto fail;
+    }
+
+    rc = yd_read_file(path, &data, &size, err);
+    if (rc != YD_OK)
+        goto fail;
+    rc = yd_onnx_parse(data, size, &onnx, err);
+    if (rc != YD_OK)
+        goto fail;
+    rc = yd_import_onnx(onnx, &model->graph, err);
+    if (rc != YD_OK)
+        goto fail;
+
+    model->input_size = model->graph->input_size;
+    model->nc = model->graph->nc;
+    model->flops = yd_graph_flops(model->graph);
+    rc = load_names(model, onnx, err);
+    if (rc != YD_OK)
+        goto fail;
+    rc = yd_graph_plan(model->graph, model->kernels->cb, err);
+    if (rc != YD_OK)
+        goto fail;
+    rc = pack_weights(model, err);
+    if (rc != YD_OK)
+        goto fail;
+
+    yd_log(YD_LOG_INFO, "loaded %s: input %d, %d classes, %.2f GFLOPs, %s kernels, arena %.1f MiB",
+           path, model->input_size, model->nc, model->flops / 1e9, model->kernels->name,
+           (double)model->graph->arena_bytes / (1 << 20));
+    yd_onnx_free(onnx);
+    free(data);
+    *out = model;
+    return YD_OK;
+
+fail:
+    if (err && rc != YD_ERR_NO_MEMORY && rc != YD_ERR_IO) {
+        /* Prefix the file name so a daemon log line says which model. */
+        char message[sizeof err->message];
+        size_t used;
+
+        used = (size_t)snprintf(message, sizeof message, "%s: ", path);
+        if (used < sizeof message)
+            snprintf(message + used, sizeof message - used, "%.*s", (int)(sizeof message - used - 1),
+                     err->message);
+        memcpy(err->message, message, sizeof message);
+    }
+    yd_onnx_free(onnx);
+    free(data);
+    yd_model_release(model);
+    return rc;
+}
+
+int yd_model_load(const char *path, const yd_model_options *options, yd_model **out,
+                  yd_error *err)
+{
+    int rc = yd_model_load_with(path, NULL, out, err);
+
+    if (rc == YD_OK && options && options->input_size && options->input_size != (*out)->input_size) {
+        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                          "%s: the file fixes the input size at %d; requested %d", path,
+                          (*out)->input_size, options->input_size);
+        yd_model_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+yd_model *yd_model_retain(yd_model *model)
+{
+    atomic_fetch_add(&model->refs, 1);
+    return model;
+}
+
+void yd_model_release(yd_model *model)
+{
+    if (!model || atomic_fetch_sub(&model->refs, 1) != 1)
+        return;
+    yd_graph_free(model->graph);
+    if (model->class_names)
+        for (int i = 0; i < model->nc; i++)
+            free(model->class_names[i]);
+    free(model->class_names);
+    free(model->path);
+    free(model->name);
+    free(model);
+}
+
+int yd_model_input_size(const yd_model *model) { return model->input_size; }
+int yd_model_class_count(const yd_model *model) { return model->nc; }
+const char *yd_model_name(const yd_model *model) { return model->name; }
+const char *yd_model_path(const yd_model *model) { return model->path; }
+double yd_model_flops(const yd_model *model) { return model->flops; }
+
+const char *yd_model_class_name(const yd_model *model, int class_id)
+{
+    if (class_id < 0 || class_id >= model->nc)
+        return "";
+    return model->class_names[class_id];
+}

@@ -1,0 +1,242 @@
+/*
+ * Sessions and the executor: one activation arena per session, and one
+ * OpenMP parallel region per inference in which every layer splits its work
+ * with an orphaned `omp for` (the implicit barrier after each loop orders
+ * the layers), so threads are woken once per image, not once per layer.
+ */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xmmintrin.h>
+
+#include "engine.h"
+#include "util.h"
+
+static float *value_ptr(const yd_session *s, int value)
+{
+    return s->arena + yd_graph_value_offset(s->model->graph, value);
+}
+
+int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *err)
+{
+    const yd_graph *g = model->graph;
+    yd_session *s;
+    size_t head_floats = 0;
+    int anchors = 0;
+
+    *out = NULL;
+    s = calloc(1, sizeof *s);
+    if (!s)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
+    s->model = yd_model_retain(model);
+    s->threads = threads > 0 ? threads : omp_get_num_procs();
+
+    for (int l = 0; l < g->nlevels; l++) {
+        const yd_value *box = &g->values[g->head_box[l]];
+
+        head_floats += (size_t)(box->c + g->nc) * box->h * box->w;
+        anchors += box->h * box->w;
+    }
+    s->arena = yd_aligned_alloc(g->arena_bytes);
+    s->letterbox = malloc((size_t)g->input_size * g->input_size * 3);
+    s->head = malloc(head_floats * sizeof(float));
+    s->scratch = yd_head_scratch_create(g->nc, anchors);
+    s->capacity = 300;
+    s->detections = malloc((size_t)s->capacity * sizeof *s->detections);
+    if (!s->arena || !s->letterbox || !s->head || !s->scratch || !s->detections) {
+        yd_session_destroy(s);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session (arena %zu bytes)",
+                            g->arena_bytes);
+    }
+
+    /* Head maps point into s->head: per level, box planes then class planes. */
+    float *at = s->head;
+    s->maps.nc = g->nc;
+    s->maps.nlevels = g->nlevels;
+    for (int l = 0; l < g->nlevels; l++) {
+        const yd_value *box = &g->values[g->head_box[l]];
+        yd_head_level *level = &s->maps.level[l];
+
+        level->stride = g->head_stride[l];
+        level->height = box->h;
+        level->width = box->w;
+        level->box = at;
+        at += (size_t)box->c * box->h * box->w;
+        level->cls = at;
+        at += (size_t)g->nc * box->h * box->w;
+    }
+    *out = s;
+    return YD_OK;
+}
+
+void yd_session_destroy(yd_session *s)
+{
+    if (!s)
+        return;
+    free(s->arena);
+    free(s->letterbox);
+    free(s->head);
+    yd_head_scratch_destroy(s->scratch);
+    free(s->detections);
+    yd_model_release(s->model);
+    free(s);
+}
+
+/* Runs one node; called by every thread of the team. */
+static void run_node(yd_session *s, const yd_node *node)
+{
+    const yd_graph *g = s->model->graph;
+    const int cb = g->cb;
+    const yd_value *out = &g->values[node->output];
+    const yd_value *in0 = node->ninputs > 0 ? &g->values[node->inputs[0]] : NULL;
+    size_t n = yd_blocked_floats(out->c, out->h, out->w, cb);
+
+    switch (node->op) {
+    case YD_OP_INPUT:
+        break;
+    case YD_OP_CONV: {
+        yd_conv_shape shape;
+
+        yd_conv_shape_of(g, node, &shape);
+        s->model->kernels->conv(&shape, node->conv.packed, value_ptr(s, node->inputs[0]),
+                                node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
+                                value_ptr(s, node->output));
+        break;
+    }
+    case YD_OP_MAXPOOL:
+        yd_f32_maxpool(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->pool_kernel,
+                       node->pool_stride, node->pool_pad, value_ptr(s, node->output), out->h, out->w,
+                       cb);
+        break;
+    case YD_OP_UPSAMPLE:
+        yd_f32_upsample_nearest(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->scale,
+                                value_ptr(s, node->output), cb);
+        break;
+    case YD_OP_CONCAT: {
+        int offset = 0;
+
+        for (int k = 0; k < node->ninputs; k++) {
+            const yd_value *in = &g->values[node->inputs[k]];
+
+            if (node->copy_inputs & (1u << k))
+                yd_f32_copy_channels(value_ptr(s, node->inputs[k]), 0, value_ptr(s, node->output),
+                                     offset, in->c, in->h, in->w, cb);
+            offset += in->c;
+        }
+        break;
+    }
+    case YD_OP_SLICE:
+        if (node->copies)
+            yd_f32_copy_channels(value_ptr(s, node->inputs[0]), node->slice_begin,
+                                 value_ptr(s, node->output), 0, out->c, out->h, out->w, cb);
+        break;
+    case YD_OP_ADD:
+        yd_f32_add(value_ptr(s, node->inputs[0]), value_ptr(s, node->inputs[1]),
+                   value_ptr(s, node->output), n);
+        break;
+    case YD_OP_MUL:
+        yd_f32_mul(value_ptr(s, node->inputs[0]), value_ptr(s, node->inputs[1]),
+                   value_ptr(s, node->output), n);
+        break;
+    case YD_OP_SIGMOID:
+        yd_f32_sigmoid(value_ptr(s, node->inputs[0]), value_ptr(s, node->output), n);
+        break;
+    case YD_OP_SILU:
+        yd_f32_silu(value_ptr(s, node->inputs[0]), value_ptr(s, node->output), n);
+        break;
+    }
+}
+
+enum { INPUT_PLANAR, INPUT_LETTERBOX };
+
+static void run(yd_session *s, int kind, const float *planar)
+{
+    const yd_graph *g = s->model->graph;
+
+#pragma omp parallel num_threads(s->threads)
+    {
+        /* Flush denormals on every thread of the team: FTZ and DAZ. */
+        _mm_setcsr(_mm_getcsr() | 0x8040);
+
+        if (kind == INPUT_PLANAR)
+            yd_f32_pack_planar(planar, 3, g->input_size, g->input_size, g->cb, value_ptr(s, g->input));
+        else
+            yd_f32_pack_rgb8(s->letterbox, g->input_size, g->cb, value_ptr(s, g->input));
+
+        for (int i = 0; i < g->nnodes; i++)
+            if (!g->nodes[i].dead)
+                run_node(s, &g->nodes[i]);
+
+        for (int l = 0; l < g->nlevels; l++) {
+            const yd_value *box = &g->values[g->head_box[l]];
+            const yd_value *cls = &g->values[g->head_cls[l]];
+
+            yd_f32_unpack_planar(value_ptr(s, g->head_box[l]), box->c, box->h, box->w, g->cb,
+                                 (float *)s->maps.level[l].box);
+            yd_f32_unpack_planar(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w, g->cb,
+                                 (float *)s->maps.level[l].cls);
+        }
+    }
+}
+
+void yd_session_run_planar(yd_session *s, const float *input)
+{
+    run(s, INPUT_PLANAR, input);
+}
+
+void yd_session_run_letterbox(yd_session *s)
+{
+    run(s, INPUT_LETTERBOX, NULL);
+}
+
+int yd_detect(yd_session *s, const yd_image *image, const yd_detect_params *params,
+              yd_result *result, yd_error *err)
+{
+    const yd_model *model = s->model;
+    yd_letterbox lb;
+    double t0, t1, t2, t3;
+    int count, rc;
+
+    memset(result, 0, sizeof *result);
+    if (!image || !image->rgb || image->width <= 0 || image->height <= 0)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no image");
+    if (params->max_det < 1 || params->max_det > s->capacity)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "max_det %d is outside 1..%d",
+                            params->max_det, s->capacity);
+
+    t0 = yd_now_ms();
+    yd_letterbox_compute(image->width, image->height, model->input_size, &lb);
+    rc = yd_letterbox_rgb8(image, &lb, s->letterbox, err);
+    if (rc != YD_OK)
+        return rc;
+    t1 = yd_now_ms();
+    yd_session_run_letterbox(s);
+    t2 = yd_now_ms();
+
+    count = yd_head_detect(&s->maps, params, s->scratch, s->detections, s->capacity);
+    if (count < 0)
+        return yd_error_set(err, count, "detection head failed");
+    yd_head_unletterbox(s->detections, count, &lb, image->width, image->height);
+    result->detections = malloc((size_t)(count ? count : 1) * sizeof *result->detections);
+    if (!result->detections)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for %d detections", count);
+    memcpy(result->detections, s->detections, (size_t)count * sizeof *result->detections);
+    t3 = yd_now_ms();
+
+    result->count = count;
+    result->image_width = image->width;
+    result->image_height = image->height;
+    result->timings.preprocess_ms = t1 - t0;
+    result->timings.inference_ms = t2 - t1;
+    result->timings.postprocess_ms = t3 - t2;
+    return YD_OK;
+}
+
+void yd_result_free(yd_result *result)
+{
+    if (!result)
+        return;
+    free(result->detections);
+    result->detections = NULL;
+    result->count = 0;
+}

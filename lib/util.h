@@ -1,0 +1,33 @@
+/*
+ * Helpers shared by the library's modules: logging, clocks, file reading,
+ * aligned allocation.
+ */
+#ifndef YOLOD_UTIL_H
+#define YOLOD_UTIL_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "yolod.h"
+
+/* Sends a formatted line to the installed log callback, if any. */
+void yd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Monotonic clock in milliseconds. */
+double yd_now_ms(void);
+
+/* Reads a whole file into a malloc'ed buffer. */
+int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err);
+
+#define YD_ALIGNMENT 64
+
+/* 64-byte aligned allocation, size rounded up; free with free(). */
+static inline void *yd_aligned_alloc(size_t size)
+{
+    size_t rounded = (size + YD_ALIGNMENT - 1) / YD_ALIGNMENT * YD_ALIGNMENT;
+
+    return aligned_alloc(YD_ALIGNMENT, rounded ? rounded : YD_ALIGNMENT);
+}
+
+#endif /* YOLOD_UTIL_H */

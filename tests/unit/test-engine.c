@@ -1,0 +1,121 @@
+/*
+ * Network parity with ONNX Runtime: the golden letterboxed inputs go
+ * straight into the network, and the decoded head is compared with ORT's
+ * output0 (class scores within 1e-4, boxes within 1e-2 px), for yolov8n on
+ * every kernel table this CPU runs and for yolov8s-random (another width).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "head.h"
+#include "testlib.h"
+
+#define ANCHORS 8400
+#define ROWS 84
+
+typedef struct parity {
+    double box;   /* max |diff| over rows 0-3, pixels */
+    double score; /* max |diff| over the class rows */
+} parity;
+
+static parity compare_output0(const float *got, const float *want)
+{
+    parity p = {0, 0};
+
+    for (int k = 0; k < ROWS; k++)
+        for (int a = 0; a < ANCHORS; a++) {
+            double d = fabs((double)got[k * ANCHORS + a] - (double)want[k * ANCHORS + a]);
+
+            if (d != d)
+                d = INFINITY;
+            if (k < 4 && d > p.box)
+                p.box = d;
+            if (k >= 4 && d > p.score)
+                p.score = d;
+        }
+    return p;
+}
+
+/* Runs `model_rel` on golden input `input_rel`; compares with `output_rel`. */
+static void check_parity(const char *model_rel, const char *kernels, const char *input_rel,
+                         const char *output_rel)
+{
+    const yd_kernel_table *table = yd_kernels_get(kernels);
+    yd_model *model = NULL;
+    yd_session *session = NULL;
+    yd_error err = {0};
+    size_t in_size, out_size;
+    float *input, *want, *got;
+    parity p;
+
+    if (!table) {
+        printf("  (this CPU does not run %s kernels)\n", kernels);
+        return;
+    }
+    input = read_file_or_die(shared_path(input_rel), &in_size);
+    want = read_file_or_die(shared_path(output_rel), &out_size);
+    CHECK_INT_EQ(in_size, 3 * 640 * 640 * sizeof(float));
+    CHECK_INT_EQ(out_size, ROWS * ANCHORS * sizeof(float));
+    got = malloc(out_size);
+
+    CHECK_OK(yd_model_load_with(shared_path(model_rel), table, &model, &err));
+    if (!model) {
+        fprintf(stderr, "  load failed: %s\n", err.message);
+        goto done;
+    }
+    CHECK_INT_EQ(yd_model_class_count(model), 80);
+    CHECK_INT_EQ(yd_model_input_size(model), 640);
+    CHECK_OK(yd_session_create(model, 2, &session, &err));
+    yd_session_run_planar(session, input);
+    CHECK_INT_EQ(yd_head_anchor_count(&session->maps), ANCHORS);
+    yd_head_decode_dense(&session->maps, got);
+    p = compare_output0(got, want);
+    printf("  %s on %s, %s kernels: max box diff %.2e px, max score diff %.2e\n", model_rel,
+           input_rel, kernels, p.box, p.score);
+    CHECK(p.box <= 1e-2);
+    CHECK(p.score <= 1e-4);
+
+done:
+    yd_session_destroy(session);
+    yd_model_release(model);
+    free(input);
+    free(want);
+    free(got);
+}
+
+static void yolov8n_bus_parity(void)
+{
+    check_parity("models/yolov8n.onnx", "avx512", "golden/bus.input.f32", "golden/bus.output0.f32");
+    check_parity("models/yolov8n.onnx", "avx2", "golden/bus.input.f32", "golden/bus.output0.f32");
+}
+
+static void yolov8n_zidane_parity(void)
+{
+    check_parity("models/yolov8n.onnx", "avx512", "golden/zidane.input.f32",
+                 "golden/zidane.output0.f32");
+    check_parity("models/yolov8n.onnx", "avx2", "golden/zidane.input.f32",
+                 "golden/zidane.output0.f32");
+}
+
+static void yolov8n_scalar_parity(void)
+{
+    check_parity("models/yolov8n.onnx", "scalar", "golden/bus.input.f32", "golden/bus.output0.f32");
+}
+
+static void yolov8s_random_parity(void)
+{
+    check_parity("models/yolov8s-random.onnx", "avx512", "golden/bus.input.f32",
+                 "golden/yolov8s-random.output0.f32");
+    check_parity("models/yolov8s-random.onnx", "avx2", "golden/bus.input.f32",
+                 "golden/yolov8s-random.output0.f32");
+}
+
+int main(void)
+{
+    RUN(yolov8n_bus_parity);
+    RUN(yolov8n_zidane_parity);
+    RUN(yolov8s_random_parity);
+    RUN(yolov8n_scalar_parity);
+    return TEST_SUMMARY();
+}

@@ -1,0 +1,243 @@
+/*
+ * Every vector convolution kernel against the scalar reference, on random
+ * shapes including odd channel counts, tiny maps, strides and residuals;
+ * plus the data-movement kernels against plain loops.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph.h"
+#include "kernels/kernels.h"
+#include "testlib.h"
+#include "util.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float random_float(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) & 0xffffff) / (float)0x1000000 * 2.0f - 1.0f;
+}
+
+static int random_int(int lo, int hi)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return lo + (int)((rng_state >> 33) % (uint64_t)(hi - lo + 1));
+}
+
+static float *random_blocked(int c, int h, int w, int cb)
+{
+    size_t n = yd_blocked_floats(c, h, w, cb);
+    float *t = yd_aligned_alloc(n * sizeof(float));
+
+    for (size_t i = 0; i < n; i++)
+        t[i] = random_float();
+    return t;
+}
+
+/* Compares the real channels of two blocked tensors; returns max |a - b|. */
+static double max_diff(const float *a, const float *b, int c, int h, int w, int cb)
+{
+    double worst = 0;
+
+    for (int ch = 0; ch < c; ch++)
+        for (int i = 0; i < h * w; i++) {
+            size_t at = (size_t)(ch / cb) * h * w * cb + (size_t)i * cb + ch % cb;
+            double d = fabs((double)a[at] - (double)b[at]);
+
+            if (d > worst || d != d)
+                worst = d != d ? INFINITY : d;
+        }
+    return worst;
+}
+
+/* Conv of one random shape on `table` vs the scalar reference. */
+static int conv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
+{
+    int cb = table->cb;
+    size_t wn = (size_t)s->out_c * s->in_c * s->kernel_h * s->kernel_w;
+    float *weight = malloc(wn * sizeof(float));
+    float *bias = malloc((size_t)s->out_c * sizeof(float));
+    float *packed = yd_aligned_alloc(yd_conv_packed_floats(s, cb) * sizeof(float));
+    float *in = random_blocked(s->in_c, s->in_h, s->in_w, cb);
+    float *res = with_residual ? random_blocked(s->out_c, s->out_h, s->out_w, cb) : NULL;
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, cb);
+    float *want = yd_aligned_alloc(on * sizeof(float));
+    float *got = yd_aligned_alloc(on * sizeof(float));
+    double diff;
+    int ok;
+
+    for (size_t i = 0; i < wn; i++)
+        weight[i] = random_float() * 0.5f;
+    for (int i = 0; i < s->out_c; i++)
+        bias[i] = random_float();
+    yd_conv_pack(s, cb, weight, bias, packed);
+    yd_f32_conv__scalar(s, cb, packed, in, res, want);
+    table->conv(s, packed, in, res, got);
+    diff = max_diff(want, got, s->out_c, s->out_h, s->out_w, cb);
+    /* Sums of up to ~2000 products of magnitude < 1 in a different order,
+     * and a polynomial exp in SiLU: 1e-4 absolute is loose but catches any
+     * indexing mistake, which gives errors of order 1. */
+    ok = diff <= 1e-4 * (1 + s->in_c * s->kernel_h * s->kernel_w / 64.0);
+    if (!ok)
+        fprintf(stderr, "  %s conv in %dx%dx%d out %dx%dx%d k%dx%d s%d p%d,%d silu %d res %d: max diff %g\n",
+                table->name, s->in_c, s->in_h, s->in_w, s->out_c, s->out_h, s->out_w, s->kernel_h,
+                s->kernel_w, s->stride_h, s->pad_top, s->pad_left, s->silu, with_residual, diff);
+    free(weight);
+    free(bias);
+    free(packed);
+    free(in);
+    free(res);
+    free(want);
+    free(got);
+    return ok;
+}
+
+static void fill_shape(yd_conv_shape *s, int in_c, int h, int w, int out_c, int k, int stride, int pad,
+                       int silu)
+{
+    s->in_c = in_c;
+    s->in_h = h;
+    s->in_w = w;
+    s->out_c = out_c;
+    s->kernel_h = s->kernel_w = k;
+    s->stride_h = s->stride_w = stride;
+    s->pad_top = s->pad_left = pad;
+    s->out_h = (h + 2 * pad - k) / stride + 1;
+    s->out_w = (w + 2 * pad - k) / stride + 1;
+    s->silu = silu;
+}
+
+static void check_table(const char *name)
+{
+    const yd_kernel_table *table = yd_kernels_get(name);
+    yd_conv_shape s;
+    int failures = 0;
+
+    if (!table) {
+        /* Not an error: this CPU lacks the ISA. Say so, so it is visible. */
+        printf("  (this CPU does not run %s kernels; checked the others)\n", name);
+        return;
+    }
+
+    /* The shapes YOLOv8 uses, at small sizes. */
+    fill_shape(&s, 3, 33, 35, 16, 3, 2, 1, 1);
+    failures += !conv_case(table, &s, 0);
+    fill_shape(&s, 32, 20, 20, 64, 3, 1, 1, 1);
+    failures += !conv_case(table, &s, 1);
+    fill_shape(&s, 64, 9, 9, 128, 1, 1, 0, 1);
+    failures += !conv_case(table, &s, 0);
+    fill_shape(&s, 64, 10, 10, 80, 1, 1, 0, 0);
+    failures += !conv_case(table, &s, 0);
+    fill_shape(&s, 16, 1, 1, 16, 3, 1, 1, 1);
+    failures += !conv_case(table, &s, 1);
+
+    /* Random shapes with odd channel counts and sizes. */
+    for (int i = 0; i < 60; i++) {
+        int k = random_int(0, 2) * 2 + 1;
+        int stride = random_int(1, 2);
+        int pad = random_int(0, k / 2);
+        int h = random_int(1, 23), w = random_int(1, 41);
+
+        if (h + 2 * pad < k || w + 2 * pad < k)
+            continue;
+        fill_shape(&s, random_int(1, 70), h, w, random_int(1, 90), k, stride, pad, random_int(0, 1));
+        failures += !conv_case(table, &s, random_int(0, 1));
+    }
+    CHECK_INT_EQ(failures, 0);
+}
+
+static void conv_avx512_matches_scalar(void)
+{
+    check_table("avx512");
+}
+
+static void conv_avx2_matches_scalar(void)
+{
+    check_table("avx2");
+}
+
+static void copy_channels_unaligned(void)
+{
+    int cb = 8, h = 3, w = 5, c = 19;
+    float *src = random_blocked(c, h, w, cb);
+    float *dst = random_blocked(40, h, w, cb);
+
+    yd_f32_copy_channels(src, 3, dst, 13, 11, h, w, cb);
+    for (int ch = 0; ch < 11; ch++)
+        for (int i = 0; i < h * w; i++) {
+            float a = src[(size_t)((ch + 3) / cb) * h * w * cb + (size_t)i * cb + (ch + 3) % cb];
+            float b = dst[(size_t)((ch + 13) / cb) * h * w * cb + (size_t)i * cb + (ch + 13) % cb];
+
+            if (a != b) {
+                CHECK(a == b);
+                goto done;
+            }
+        }
+done:
+    free(src);
+    free(dst);
+}
+
+static void pack_unpack_round_trip(void)
+{
+    int c = 21, h = 4, w = 7, cb = 16;
+    float *planar = malloc((size_t)c * h * w * sizeof(float));
+    float *blocked = yd_aligned_alloc(yd_blocked_floats(c, h, w, cb) * sizeof(float));
+    float *back = malloc((size_t)c * h * w * sizeof(float));
+
+    for (int i = 0; i < c * h * w; i++)
+        planar[i] = random_float();
+    yd_f32_pack_planar(planar, c, h, w, cb, blocked);
+    yd_f32_unpack_planar(blocked, c, h, w, cb, back);
+    CHECK(memcmp(planar, back, (size_t)c * h * w * sizeof(float)) == 0);
+    /* Padding lanes of the last block are zero. */
+    CHECK(blocked[(size_t)1 * h * w * cb + 5 + 1] == 0.0f);
+    free(planar);
+    free(blocked);
+    free(back);
+}
+
+static void maxpool_matches_loops(void)
+{
+    int c = 10, h = 7, w = 6, cb = 8, k = 5, pad = 2;
+    float *in = random_blocked(c, h, w, cb);
+    float *out = yd_aligned_alloc(yd_blocked_floats(c, h, w, cb) * sizeof(float));
+    int bad = 0;
+
+    yd_f32_maxpool(in, c, h, w, k, 1, pad, out, h, w, cb);
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float m = -INFINITY;
+
+                for (int dy = -pad; dy <= pad; dy++)
+                    for (int dx = -pad; dx <= pad; dx++) {
+                        int yy = y + dy, xx = x + dx;
+
+                        if (yy >= 0 && yy < h && xx >= 0 && xx < w) {
+                            float v = in[(size_t)(ch / cb) * h * w * cb + ((size_t)yy * w + xx) * cb + ch % cb];
+                            m = v > m ? v : m;
+                        }
+                    }
+                bad += out[(size_t)(ch / cb) * h * w * cb + ((size_t)y * w + x) * cb + ch % cb] != m;
+            }
+    CHECK_INT_EQ(bad, 0);
+    free(in);
+    free(out);
+}
+
+int main(void)
+{
+    RUN(conv_avx512_matches_scalar);
+    RUN(conv_avx2_matches_scalar);
+    RUN(copy_channels_unaligned);
+    RUN(pack_unpack_round_trip);
+    RUN(maxpool_matches_loops);
+    return TEST_SUMMARY();
+}
