@@ -29,6 +29,8 @@ void yd_graph_free(yd_graph *graph)
         free(node->conv.weight);
         free(node->conv.bias);
         free(node->conv.packed);
+        free(node->conv.qweight);
+        free(node->conv.weight_scale);
     }
     for (int i = 0; i < graph->nvalues; i++)
         free(graph->values[i].name);

@@ -13,6 +13,7 @@
 #define YOLOD_GRAPH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "yolod.h"
 
@@ -36,6 +37,13 @@ typedef enum yd_act {
 
 #define YD_MAX_INPUTS 8
 
+/* How a convolution's weights are stored and computed. */
+typedef enum yd_precision {
+    YD_PREC_FP32 = 0,
+    YD_PREC_FP16 = 1, /* stored as IEEE half, computed in fp32 */
+    YD_PREC_INT8 = 2, /* int8 weights per output channel, uint8 input per tensor */
+} yd_precision;
+
 typedef struct yd_conv_params {
     int in_c, out_c;
     int kernel_h, kernel_w;
@@ -44,7 +52,16 @@ typedef struct yd_conv_params {
     yd_act act;
     float *weight; /* [out_c][in_c][kernel_h][kernel_w], owned */
     float *bias;   /* [out_c], owned, never NULL after import */
-    float *packed; /* kernel-specific layout, owned, set by yd_graph_pack */
+    float *packed; /* kernel-specific layout, owned, set when the model loads */
+    yd_precision precision;
+    /* INT8 only: weight = qweight[i] * weight_scale[oc] (symmetric, so
+     * `weight` still holds the dequantized values float paths use), and
+     * the input is quantized as q = clamp(rint(x / input_scale) +
+     * input_zero, 0, 255). */
+    int8_t *qweight;       /* [out_c][in_c][kernel_h][kernel_w], owned */
+    float *weight_scale;   /* [out_c], owned */
+    float input_scale;
+    int input_zero;
 } yd_conv_params;
 
 typedef struct yd_node {

@@ -49,6 +49,9 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
                             g->arena_bytes);
     }
 
+    /* Touch every page now, so the first request does not pay the faults. */
+    memset(s->arena, 0, g->arena_bytes);
+
     /* Head maps point into s->head: per level, box planes then class planes. */
     float *at = s->head;
     s->maps.nc = g->nc;
