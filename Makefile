@@ -1,7 +1,8 @@
 # yolod build. `make` builds build/yolod; `make test` runs every test.
 #
 # Library and daemon code targets x86-64-v2 so the binary runs on any such
-# CPU; kernel files named *-avx2.c and *-avx512*.c get their ISA flags and are
+# CPU; kernel files named *-avx2.c, *-avx512.c and *-avx512vnni.c get their
+# ISA flags and are
 # chosen at run time by CPU feature detection.
 
 CC       ?= gcc
@@ -41,6 +42,10 @@ $(BUILD)/lib/kernels/%-avx512.o: lib/kernels/%-avx512.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KFLAGS) $(AVX512) -MMD -MP -c -o $@ $<
 
+$(BUILD)/lib/kernels/%-avx512vnni.o: lib/kernels/%-avx512vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KFLAGS) $(AVX512) -MMD -MP -c -o $@ $<
+
 $(BUILD)/lib/kernels/%-avx2.o: lib/kernels/%-avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KFLAGS) $(AVX2) -MMD -MP -c -o $@ $<
@@ -59,17 +64,28 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 
 tests: $(TEST_BIN) $(BUILD)/yolod
 
+# Installs missing Debian packages (apt-get; needs root or sudo only then).
+deps:
+	scripts/install-deps.sh
+
 # Unit tests, then integration tests against the real daemon. Needs ../shared
 # (or SHARED=DIR); fails loudly without it.
-test: tests
+test: deps
+	$(MAKE) tests
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/run-all.sh
 
+# Serves real photos with the real model and prints the answers.
+demo: deps
+	$(MAKE) $(BUILD)/yolod
+	SHARED=$(SHARED) BUILD=$(BUILD) scripts/demo.sh
+
 memcheck: $(BUILD)/yolod
+	scripts/install-deps.sh valgrind
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all tests test memcheck clean
+.PHONY: all deps tests test demo memcheck clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

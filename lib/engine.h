@@ -34,6 +34,10 @@ struct yd_session {
     yd_head_scratch *scratch;
     yd_detection *detections;       /* max_det capacity */
     int capacity;
+    uint8_t *qinput;                /* quantized input of the running int8 conv */
+    /* Calibration hook: called on the master thread after every node. */
+    void (*observe)(const yd_session *session, int node, const float *output, void *user);
+    void *observe_user;
 };
 
 /* Fills the kernel's view of a convolution node. */
@@ -64,8 +68,14 @@ static inline void yd_conv_shape_of(const yd_graph *g, const yd_node *node, yd_c
 int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
                        yd_error *err);
 
+/* Packs the weights again after their precision or values changed. */
+int yd_model_repack(yd_model *model, yd_error *err);
+
 /* Runs the network on a planar float [3][S][S] input; fills session->maps. */
 void yd_session_run_planar(yd_session *session, const float *input);
+
+/* Blocked data of a value in the session's arena (valid after a run). */
+float *yd_session_value(const yd_session *session, int value);
 
 /* Runs the network on session->letterbox; fills session->maps. */
 void yd_session_run_letterbox(yd_session *session);

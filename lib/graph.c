@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "kernels/kernels.h"
 #include "util.h"
 
 yd_graph *yd_graph_create(void)
@@ -30,6 +31,9 @@ void yd_graph_free(yd_graph *graph)
         free(node->conv.bias);
         free(node->conv.packed);
         free(node->conv.qweight);
+        if (node->conv.qpacked)
+            yd_qconv_free(node->conv.qpacked);
+        free(node->conv.qpacked);
         free(node->conv.weight_scale);
     }
     for (int i = 0; i < graph->nvalues; i++)

@@ -59,6 +59,7 @@ typedef struct yd_conv_params {
      * the input is quantized as q = clamp(rint(x / input_scale) +
      * input_zero, 0, 255). */
     int8_t *qweight;       /* [out_c][in_c][kernel_h][kernel_w], owned */
+    struct yd_qconv *qpacked; /* kernel layout of qweight, owned, set when the model loads */
     float *weight_scale;   /* [out_c], owned */
     float input_scale;
     int input_zero;

@@ -67,12 +67,39 @@ static int pack_weights(yd_model *model, yd_error *err)
         if (node->dead || node->op != YD_OP_CONV)
             continue;
         yd_conv_shape_of(g, node, &shape);
+        if (node->conv.precision == YD_PREC_INT8) {
+            node->conv.qpacked = calloc(1, sizeof *node->conv.qpacked);
+            if (!node->conv.qpacked ||
+                yd_qconv_pack(&shape, node->conv.qweight, node->conv.weight_scale, node->conv.bias,
+                              node->conv.input_scale, node->conv.input_zero, node->conv.pad_bottom,
+                              node->conv.pad_right, node->conv.qpacked) != YD_OK)
+                return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+            continue;
+        }
         node->conv.packed = yd_aligned_alloc(yd_conv_packed_floats(&shape, cb) * sizeof(float));
         if (!node->conv.packed)
             return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
         yd_conv_pack(&shape, cb, node->conv.weight, node->conv.bias, node->conv.packed);
     }
     return YD_OK;
+}
+
+int yd_model_repack(yd_model *model, yd_error *err)
+{
+    yd_graph *g = model->graph;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_node *node = &g->nodes[i];
+
+        free(node->conv.packed);
+        node->conv.packed = NULL;
+        if (node->conv.qpacked) {
+            yd_qconv_free(node->conv.qpacked);
+            free(node->conv.qpacked);
+            node->conv.qpacked = NULL;
+        }
+    }
+    return pack_weights(model, err);
 }
 
 int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,

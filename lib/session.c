@@ -17,6 +17,31 @@ static float *value_ptr(const yd_session *s, int value)
     return s->arena + yd_graph_value_offset(s->model->graph, value);
 }
 
+float *yd_session_value(const yd_session *s, int value)
+{
+    return value_ptr(s, value);
+}
+
+/* Largest padded uint8 input among the int8 convolutions, in bytes. */
+static size_t qinput_bytes(const yd_graph *g)
+{
+    size_t max = 0;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        yd_conv_shape shape;
+        size_t bytes;
+
+        if (node->dead || node->op != YD_OP_CONV || node->conv.precision != YD_PREC_INT8)
+            continue;
+        yd_conv_shape_of(g, node, &shape);
+        bytes = yd_qconv_input_bytes(&shape, node->conv.pad_bottom, node->conv.pad_right);
+        if (bytes > max)
+            max = bytes;
+    }
+    return max;
+}
+
 int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *err)
 {
     const yd_graph *g = model->graph;
@@ -43,6 +68,13 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
     s->scratch = yd_head_scratch_create(g->nc, anchors);
     s->capacity = 300;
     s->detections = malloc((size_t)s->capacity * sizeof *s->detections);
+    if (qinput_bytes(g) > 0) {
+        s->qinput = yd_aligned_alloc(qinput_bytes(g));
+        if (!s->qinput) {
+            yd_session_destroy(s);
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
+        }
+    }
     if (!s->arena || !s->letterbox || !s->head || !s->scratch || !s->detections) {
         yd_session_destroy(s);
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session (arena %zu bytes)",
@@ -81,6 +113,7 @@ void yd_session_destroy(yd_session *s)
     free(s->head);
     yd_head_scratch_destroy(s->scratch);
     free(s->detections);
+    free(s->qinput);
     yd_model_release(s->model);
     free(s);
 }
@@ -101,6 +134,17 @@ static void run_node(yd_session *s, const yd_node *node)
         yd_conv_shape shape;
 
         yd_conv_shape_of(g, node, &shape);
+        if (node->conv.precision == YD_PREC_INT8) {
+            const yd_kernel_table *k = s->model->kernels;
+
+            k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, cb,
+                        node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
+                        node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, s->qinput);
+            k->qconv(&shape, node->conv.qpacked, s->qinput,
+                     node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
+                     value_ptr(s, node->output), cb);
+            break;
+        }
         s->model->kernels->conv(&shape, node->conv.packed, value_ptr(s, node->inputs[0]),
                                 node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
                                 value_ptr(s, node->output));
@@ -166,9 +210,17 @@ static void run(yd_session *s, int kind, const float *planar)
         else
             yd_f32_pack_rgb8(s->letterbox, g->input_size, g->cb, value_ptr(s, g->input));
 
-        for (int i = 0; i < g->nnodes; i++)
-            if (!g->nodes[i].dead)
-                run_node(s, &g->nodes[i]);
+        for (int i = 0; i < g->nnodes; i++) {
+            if (g->nodes[i].dead)
+                continue;
+            run_node(s, &g->nodes[i]);
+            if (s->observe) {
+#pragma omp barrier
+#pragma omp master
+                s->observe(s, i, value_ptr(s, g->nodes[i].output), s->observe_user);
+#pragma omp barrier
+            }
+        }
 
         for (int l = 0; l < g->nlevels; l++) {
             const yd_value *box = &g->values[g->head_box[l]];

@@ -6,9 +6,20 @@
 
 #include "kernels.h"
 
-static const yd_kernel_table table_avx512 = {"avx512", 16, yd_f32_conv_nchwc16__avx512};
-static const yd_kernel_table table_avx2 = {"avx2", 8, yd_f32_conv_nchwc8__avx2};
-static const yd_kernel_table table_scalar = {"scalar", 8, yd_f32_conv_nchwc8__scalar};
+static const yd_kernel_table table_avx512 = {
+    "avx512", 16, yd_f32_conv_nchwc16__avx512, yd_s8_conv_nchwc16__avx512vnni, yd_u8_quantize__avx512,
+};
+/* AVX-512 without VNNI (Skylake-SP): fp32 kernels only, int8 by reference. */
+static const yd_kernel_table table_avx512_no_vnni = {
+    "avx512", 16, yd_f32_conv_nchwc16__avx512, yd_s8_conv__scalar, yd_u8_quantize__avx512,
+};
+/* NOTE: no vector int8 kernel for AVX2 yet; int8 layers run the reference. */
+static const yd_kernel_table table_avx2 = {
+    "avx2", 8, yd_f32_conv_nchwc8__avx2, yd_s8_conv__scalar, yd_u8_quantize__scalar,
+};
+static const yd_kernel_table table_scalar = {
+    "scalar", 8, yd_f32_conv_nchwc8__scalar, yd_s8_conv__scalar, yd_u8_quantize__scalar,
+};
 
 static int cpu_has_avx512(void)
 {
@@ -25,8 +36,11 @@ static int cpu_has_avx2(void)
 
 const yd_kernel_table *yd_kernels_get(const char *name)
 {
-    if (strcmp(name, "avx512") == 0)
-        return cpu_has_avx512() ? &table_avx512 : NULL;
+    if (strcmp(name, "avx512") == 0) {
+        if (!cpu_has_avx512())
+            return NULL;
+        return __builtin_cpu_supports("avx512vnni") ? &table_avx512 : &table_avx512_no_vnni;
+    }
     if (strcmp(name, "avx2") == 0)
         return cpu_has_avx2() ? &table_avx2 : NULL;
     if (strcmp(name, "scalar") == 0)
@@ -45,7 +59,7 @@ const yd_kernel_table *yd_kernels_select(void)
             return table;
     }
     if (cpu_has_avx512())
-        return &table_avx512;
+        return yd_kernels_get("avx512");
     if (cpu_has_avx2())
         return &table_avx2;
     return &table_scalar;

@@ -33,10 +33,18 @@ typedef struct yd_conv_shape {
 typedef void (*yd_conv_fn)(const yd_conv_shape *shape, const float *packed, const float *in,
                            const float *residual, float *out);
 
+struct yd_qconv;
+struct yd_conv_shape;
+
 typedef struct yd_kernel_table {
     const char *name;  /* "avx512", "avx2" or "scalar" */
     int cb;            /* channel block in floats */
     yd_conv_fn conv;
+    /* int8 convolution and its input quantizer (see below) */
+    void (*qconv)(const yd_conv_shape *shape, const struct yd_qconv *q, const uint8_t *in,
+                  const float *residual, float *out, int cb);
+    void (*quantize)(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                     int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
 } yd_kernel_table;
 
 /*
@@ -95,3 +103,53 @@ void yd_f32_sigmoid(const float *in, float *out, size_t n);
 void yd_f32_silu(const float *in, float *out, size_t n);
 
 #endif /* YOLOD_KERNELS_H */
+
+/* ------------------------------------------------------------------ int8 */
+
+/*
+ * Int8 convolution. The input is quantized per tensor to uint8,
+ * q = clamp(rint(x / scale) + zero, 0, 255), into a spatially padded buffer
+ * whose border holds `zero` (the quantized 0.0), so kernels never clip:
+ * [ceil(in_c/16)][in_h + pad_top + pad_bottom][in_w + pad_left + pad_right][16]
+ * bytes. Weights are symmetric int8 per output channel, packed per block of
+ * 16 output channels as [ceil(in_c/16)][kernel_h][kernel_w][4 groups]
+ * [16 output channels][4 input channels], the order vpdpbusd consumes.
+ * The output is float in the table's blocked layout:
+ *   out = act((acc - correction) * scale + bias) (+ residual)
+ * where acc sums q_in * q_w and correction = zero * sum(q_w).
+ */
+#define YD_QCB 16
+
+typedef struct yd_qconv {
+    int8_t *weights;      /* packed as above */
+    float *scale;         /* [out_c rounded up to 16]: input_scale * weight_scale */
+    float *bias;          /* [out_c rounded up to 16] */
+    int32_t *correction;  /* [out_c rounded up to 16] */
+    float input_scale;
+    int input_zero;
+    int pad_bottom, pad_right;
+} yd_qconv;
+
+typedef void (*yd_qconv_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                            const float *residual, float *out, int cb);
+typedef void (*yd_quantize_fn)(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                               int pad_top, int pad_left, int pad_bottom, int pad_right,
+                               uint8_t *out);
+
+/* Bytes of the padded uint8 input of a convolution. */
+size_t yd_qconv_input_bytes(const yd_conv_shape *shape, int pad_bottom, int pad_right);
+
+/* Packs int8 weights [out_c][in_c][kh][kw]; returns 0 or YD_ERR_NO_MEMORY. */
+int yd_qconv_pack(const yd_conv_shape *shape, const int8_t *qweight, const float *weight_scale,
+                  const float *bias, float input_scale, int input_zero, int pad_bottom,
+                  int pad_right, yd_qconv *q);
+void yd_qconv_free(yd_qconv *q);
+
+void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                            int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
+void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                            int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
+void yd_s8_conv__scalar(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                        const float *residual, float *out, int cb);
+void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                    const uint8_t *in, const float *residual, float *out, int cb);

@@ -232,8 +232,95 @@ static void maxpool_matches_loops(void)
     free(out);
 }
 
+/* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
+static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
+{
+    const int cb = 16;
+    int pad_bottom = s->pad_top, pad_right = s->pad_left;
+    size_t wn = (size_t)s->out_c * s->in_c * s->kernel_h * s->kernel_w;
+    int8_t *qweight = malloc(wn);
+    float *wscale = malloc((size_t)s->out_c * sizeof(float));
+    float *bias = malloc((size_t)s->out_c * sizeof(float));
+    float *in = random_blocked(s->in_c, s->in_h, s->in_w, cb);
+    float *res = with_residual ? random_blocked(s->out_c, s->out_h, s->out_w, cb) : NULL;
+    size_t qn = yd_qconv_input_bytes(s, pad_bottom, pad_right);
+    uint8_t *qin_ref = yd_aligned_alloc(qn), *qin = yd_aligned_alloc(qn);
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, cb);
+    float *want = yd_aligned_alloc(on * sizeof(float));
+    float *got = yd_aligned_alloc(on * sizeof(float));
+    yd_qconv q;
+    double diff;
+    int ok;
+
+    for (size_t i = 0; i < wn; i++)
+        qweight[i] = (int8_t)random_int(-127, 127);
+    for (int i = 0; i < s->out_c; i++) {
+        wscale[i] = 0.001f + 0.01f * (random_float() + 1.0f);
+        bias[i] = random_float();
+    }
+    CHECK_OK(yd_qconv_pack(s, qweight, wscale, bias, 2.0f / 255, 128, pad_bottom, pad_right, &q));
+    yd_u8_quantize__scalar(in, s->in_c, s->in_h, s->in_w, cb, q.input_scale, q.input_zero, s->pad_top,
+                           s->pad_left, pad_bottom, pad_right, qin_ref);
+    table->quantize(in, s->in_c, s->in_h, s->in_w, cb, q.input_scale, q.input_zero, s->pad_top,
+                    s->pad_left, pad_bottom, pad_right, qin);
+    ok = memcmp(qin_ref, qin, qn) == 0;
+    if (!ok)
+        fprintf(stderr, "  %s quantizer differs from the reference\n", table->name);
+    yd_s8_conv__scalar(s, &q, qin_ref, res, want, cb);
+    table->qconv(s, &q, qin_ref, res, got, cb);
+    diff = max_diff(want, got, s->out_c, s->out_h, s->out_w, cb);
+    if (diff > 1e-4) {
+        ok = 0;
+        fprintf(stderr, "  %s int8 conv in %dx%dx%d out %dx%dx%d k%d s%d p%d: max diff %g\n", table->name,
+                s->in_c, s->in_h, s->in_w, s->out_c, s->out_h, s->out_w, s->kernel_h, s->stride_h,
+                s->pad_top, diff);
+    }
+    yd_qconv_free(&q);
+    free(qweight);
+    free(wscale);
+    free(bias);
+    free(in);
+    free(res);
+    free(qin_ref);
+    free(qin);
+    free(want);
+    free(got);
+    return ok;
+}
+
+static void qconv_avx512vnni_matches_scalar(void)
+{
+    const yd_kernel_table *table = yd_kernels_get("avx512");
+    yd_conv_shape s;
+    int failures = 0;
+
+    if (!table || table->qconv == yd_s8_conv__scalar) {
+        printf("  (this CPU does not run AVX-512 VNNI kernels)\n");
+        return;
+    }
+    fill_shape(&s, 3, 33, 35, 16, 3, 2, 1, 1);
+    failures += !qconv_case(table, &s, 0);
+    fill_shape(&s, 32, 20, 20, 64, 3, 1, 1, 1);
+    failures += !qconv_case(table, &s, 1);
+    fill_shape(&s, 64, 9, 9, 80, 1, 1, 0, 0);
+    failures += !qconv_case(table, &s, 0);
+    for (int i = 0; i < 40; i++) {
+        int k = random_int(0, 1) * 2 + 1;
+        int stride = random_int(1, 2);
+        int pad = random_int(0, k / 2);
+        int h = random_int(1, 19), w = random_int(1, 37);
+
+        if (h + 2 * pad < k || w + 2 * pad < k)
+            continue;
+        fill_shape(&s, random_int(1, 70), h, w, random_int(1, 90), k, stride, pad, random_int(0, 1));
+        failures += !qconv_case(table, &s, random_int(0, 1));
+    }
+    CHECK_INT_EQ(failures, 0);
+}
+
 int main(void)
 {
+    RUN(qconv_avx512vnni_matches_scalar);
     RUN(conv_avx512_matches_scalar);
     RUN(conv_avx2_matches_scalar);
     RUN(copy_channels_unaligned);

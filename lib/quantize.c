@@ -1,0 +1,263 @@
+/*
+ * Post-training int8 quantization: activation ranges calibrated on a set of
+ * images, symmetric per-output-channel weights, uint8 per-tensor inputs.
+ *
+ * Calibration runs the float model over the images twice: the first pass
+ * records each convolution input's minimum and maximum, the second fills a
+ * histogram of 2048 bins over that range. The range kept is then
+ *   minmax      [min, max];
+ *   percentile  [min, the value below which `percentile` % of samples lie];
+ *   entropy     [min, the upper bound whose 255-level quantization of the
+ *               histogram has the least KL divergence from the clipped
+ *               histogram], TensorRT's entropy calibrator over a uint8 grid.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "quantize.h"
+#include "util.h"
+
+#define BINS 2048
+#define LEVELS 255
+
+typedef struct value_stats {
+    float min, max;
+    double *hist;   /* BINS counts over [min, max], second pass only */
+    int wanted;     /* read by an int8 convolution */
+} value_stats;
+
+typedef struct calib_ctx {
+    value_stats *stats;
+    int pass;
+} calib_ctx;
+
+static void observe(const yd_session *s, int node_index, const float *data, void *user)
+{
+    calib_ctx *ctx = user;
+    const yd_graph *g = s->model->graph;
+    int v = g->nodes[node_index].output;
+    value_stats *st = &ctx->stats[v];
+    const yd_value *val = &g->values[v];
+    size_t plane = (size_t)val->h * val->w;
+    int cb = g->cb;
+
+    if (!st->wanted)
+        return;
+    for (int ch = 0; ch < val->c; ch++) {
+        const float *p = data + (size_t)(ch / cb) * plane * cb + ch % cb;
+
+        for (size_t i = 0; i < plane; i++) {
+            float x = p[i * cb];
+
+            if (ctx->pass == 0) {
+                st->min = x < st->min ? x : st->min;
+                st->max = x > st->max ? x : st->max;
+            } else if (st->max > st->min) {
+                int bin = (int)((x - st->min) / (st->max - st->min) * BINS);
+
+                st->hist[bin < 0 ? 0 : bin >= BINS ? BINS - 1 : bin] += 1;
+            }
+        }
+    }
+}
+
+/* KL divergence of the 255-level requantization of hist[0, n) (with the
+ * mass beyond n folded into bin n - 1) from that clipped histogram. */
+static double clipped_kl(const double *hist, int n)
+{
+    double *p = malloc((size_t)n * sizeof *p);
+    double total = 0, kl = 0;
+
+    for (int i = 0; i < n; i++)
+        p[i] = hist[i];
+    for (int i = n; i < BINS; i++)
+        p[n - 1] += hist[i];
+    for (int i = 0; i < n; i++)
+        total += p[i];
+
+    for (int level = 0; level < LEVELS; level++) {
+        int lo = (int)((double)level * n / LEVELS), hi = (int)((double)(level + 1) * n / LEVELS);
+        double sum = 0;
+        int nonzero = 0;
+
+        for (int i = lo; i < hi; i++) {
+            sum += p[i];
+            nonzero += p[i] > 0;
+        }
+        for (int i = lo; i < hi; i++) {
+            double q;
+
+            if (p[i] <= 0)
+                continue;
+            q = sum / nonzero;
+            kl += p[i] / total * log(p[i] / q);
+        }
+    }
+    free(p);
+    return kl;
+}
+
+static float choose_max(const value_stats *st, const yd_quant_options *o)
+{
+    double total = 0, run = 0;
+    double width = ((double)st->max - st->min) / BINS;
+
+    if (o->method == YD_CALIB_MINMAX || st->max <= st->min)
+        return st->max;
+    for (int i = 0; i < BINS; i++)
+        total += st->hist[i];
+    if (o->method == YD_CALIB_PERCENTILE) {
+        for (int i = 0; i < BINS; i++) {
+            run += st->hist[i];
+            if (run >= total * o->percentile / 100.0)
+                return (float)(st->min + (i + 1) * width);
+        }
+        return st->max;
+    }
+
+    int best = BINS;
+    double best_kl = INFINITY;
+
+    for (int n = LEVELS + 1; n <= BINS; n += 8) {
+        double kl = clipped_kl(st->hist, n);
+
+        if (kl < best_kl) {
+            best_kl = kl;
+            best = n;
+        }
+    }
+    return (float)(st->min + best * width);
+}
+
+/* Symmetric per-output-channel int8 weights for one convolution. */
+static int quantize_weights(yd_node *node)
+{
+    yd_conv_params *c = &node->conv;
+    size_t per_oc = (size_t)c->in_c * c->kernel_h * c->kernel_w;
+
+    free(c->qweight);
+    free(c->weight_scale);
+    c->qweight = malloc((size_t)c->out_c * per_oc);
+    c->weight_scale = malloc((size_t)c->out_c * sizeof(float));
+    if (!c->qweight || !c->weight_scale)
+        return YD_ERR_NO_MEMORY;
+    for (int oc = 0; oc < c->out_c; oc++) {
+        const float *w = c->weight + oc * per_oc;
+        float amax = 0;
+
+        for (size_t i = 0; i < per_oc; i++)
+            amax = fabsf(w[i]) > amax ? fabsf(w[i]) : amax;
+        c->weight_scale[oc] = amax > 0 ? amax / 127.0f : 1.0f;
+        for (size_t i = 0; i < per_oc; i++) {
+            long q = lrintf(w[i] / c->weight_scale[oc]);
+
+            c->qweight[oc * per_oc + i] = (int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
+        }
+    }
+    return YD_OK;
+}
+
+/* uint8 grid for [lo, hi] that contains 0 exactly (zero padding is 0.0). */
+static void input_grid(float lo, float hi, float *scale, int *zero)
+{
+    long z;
+
+    lo = lo < 0 ? lo : 0;
+    hi = hi > 0 ? hi : 0;
+    if (hi - lo < 1e-8f)
+        hi = lo + 1e-8f;
+    *scale = (hi - lo) / 255.0f;
+    z = lrintf(-lo / *scale);
+    *zero = (int)(z < 0 ? 0 : z > 255 ? 255 : z);
+}
+
+int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
+                      const yd_quant_options *options, yd_error *err)
+{
+    yd_graph *g = model->graph;
+    value_stats *stats = calloc((size_t)g->nvalues, sizeof *stats);
+    yd_session *session = NULL;
+    calib_ctx ctx = {.stats = stats};
+    int rc = YD_OK;
+
+    if (!stats)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for calibration");
+    if (nimages < 1) {
+        free(stats);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "calibration needs at least one image");
+    }
+    for (int v = 0; v < g->nvalues; v++) {
+        stats[v].min = INFINITY;
+        stats[v].max = -INFINITY;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+
+        if (!node->dead && node->op == YD_OP_CONV && yd_quant_wants(options, i))
+            stats[node->inputs[0]].wanted = 1;
+    }
+
+    rc = yd_session_create(model, options->threads, &session, err);
+    if (rc != YD_OK)
+        goto done;
+    session->observe = observe;
+    session->observe_user = &ctx;
+
+    for (ctx.pass = 0; ctx.pass < 2; ctx.pass++) {
+        if (ctx.pass == 1) {
+            if (options->method == YD_CALIB_MINMAX)
+                break;
+            for (int v = 0; v < g->nvalues; v++) {
+                if (!stats[v].wanted)
+                    continue;
+                stats[v].hist = calloc(BINS, sizeof(double));
+                if (!stats[v].hist) {
+                    rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for histograms");
+                    goto done;
+                }
+            }
+        }
+        for (int k = 0; k < nimages; k++) {
+            yd_letterbox lb;
+
+            yd_letterbox_compute(images[k].width, images[k].height, model->input_size, &lb);
+            rc = yd_letterbox_rgb8(&images[k], &lb, session->letterbox, err);
+            if (rc != YD_OK)
+                goto done;
+            yd_session_run_letterbox(session);
+            if (options->progress)
+                options->progress(ctx.pass, k + 1, nimages, options->progress_user);
+        }
+    }
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_node *node = &g->nodes[i];
+        const value_stats *st;
+
+        if (node->dead || node->op != YD_OP_CONV || !yd_quant_wants(options, i))
+            continue;
+        st = &stats[node->inputs[0]];
+        rc = quantize_weights(node);
+        if (rc != YD_OK) {
+            yd_error_set(err, rc, "out of memory quantizing '%s'", node->name);
+            goto done;
+        }
+        input_grid(st->min, choose_max(st, options), &node->conv.input_scale, &node->conv.input_zero);
+        node->conv.precision = YD_PREC_INT8;
+    }
+    rc = yd_model_repack(model, err);
+
+done:
+    yd_session_destroy(session);
+    for (int v = 0; v < g->nvalues; v++)
+        free(stats[v].hist);
+    free(stats);
+    return rc;
+}
+
+int yd_quant_wants(const yd_quant_options *options, int node)
+{
+    return !options->keep_float || !options->keep_float[node];
+}
