@@ -1,0 +1,201 @@
+/*
+ * Image decoding entry points: format sniffing from magic bytes, dispatch to
+ * the JPEG and PNG decoders, the pixel limit, and EXIF orientation.
+ *
+ * Pixels follow OpenCV's imread(IMREAD_COLOR) on the same libjpeg-turbo and
+ * libpng, so the letterboxed tensor matches the Ultralytics reference.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "util.h"
+
+static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+yd_image_format yd_image_sniff(const void *data, size_t size)
+{
+    const uint8_t *bytes = data;
+
+    if (!data)
+        return YD_IMAGE_UNKNOWN;
+    if (size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff)
+        return YD_IMAGE_JPEG;
+    if (size >= sizeof png_signature && memcmp(bytes, png_signature, sizeof png_signature) == 0)
+        return YD_IMAGE_PNG;
+    return YD_IMAGE_UNKNOWN;
+}
+
+/* Names a few common formats we do not decode, for the error message. */
+static const char *describe_unsupported(const uint8_t *bytes, size_t size)
+{
+    if (size >= 12 && memcmp(bytes, "RIFF", 4) == 0 && memcmp(bytes + 8, "WEBP", 4) == 0)
+        return "WebP";
+    if (size >= 6 && (memcmp(bytes, "GIF87a", 6) == 0 || memcmp(bytes, "GIF89a", 6) == 0))
+        return "GIF";
+    if (size >= 4 && (memcmp(bytes, "II*\0", 4) == 0 || memcmp(bytes, "MM\0*", 4) == 0))
+        return "TIFF";
+    if (size >= 12 && memcmp(bytes + 4, "ftyp", 4) == 0) {
+        if (memcmp(bytes + 8, "avif", 4) == 0 || memcmp(bytes + 8, "avis", 4) == 0)
+            return "AVIF";
+        if (memcmp(bytes + 8, "hei", 3) == 0 || memcmp(bytes + 8, "mif1", 4) == 0 ||
+            memcmp(bytes + 8, "heix", 4) == 0)
+            return "HEIF";
+    }
+    if (size >= 2 && bytes[0] == 'B' && bytes[1] == 'M')
+        return "BMP";
+    return NULL;
+}
+
+static int reject_unknown(const uint8_t *bytes, size_t size, yd_error *err)
+{
+    const char *kind = describe_unsupported(bytes, size);
+    char hex[16] = "";
+
+    if (size >= 2 && bytes[0] == 0xff && bytes[1] == 0xd8)
+        return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
+                            "invalid JPEG image: no marker follows the SOI marker");
+    if (kind)
+        return yd_error_set(err, YD_ERR_IMAGE_UNSUPPORTED,
+                            "unsupported image format: %s; supported formats are JPEG and PNG",
+                            kind);
+    for (size_t i = 0, length = 0; i < size && i < 4; i++)
+        length += (size_t)snprintf(hex + length, sizeof hex - length, "%s%02x", i ? " " : "",
+                                   bytes[i]);
+    return yd_error_set(err, YD_ERR_IMAGE_UNSUPPORTED,
+                        "unrecognised image format (first bytes %s); "
+                        "supported formats are JPEG and PNG",
+                        hex);
+}
+
+int yd_image_check_size(const char *format, uint64_t width, uint64_t height,
+                        uint64_t max_pixels, yd_error *err)
+{
+    if (width == 0 || height == 0)
+        return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
+                            "invalid %s image: its size is %llux%llu", format,
+                            (unsigned long long)width, (unsigned long long)height);
+    if (max_pixels && width * height > max_pixels)
+        return yd_error_set(err, YD_ERR_IMAGE_TOO_LARGE,
+                            "image is %llux%llu (%llu pixels), above the limit of %llu pixels",
+                            (unsigned long long)width, (unsigned long long)height,
+                            (unsigned long long)(width * height),
+                            (unsigned long long)max_pixels);
+    return YD_OK;
+}
+
+int yd_image_decode(const void *data, size_t size, uint64_t max_pixels,
+                    yd_image *out, yd_error *err)
+{
+    const uint8_t *bytes = data;
+    yd_image image = {0};
+    int orientation = 1;
+    int rc;
+
+    if (!out)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no output image given");
+    memset(out, 0, sizeof *out);
+    if (!data || size == 0)
+        return yd_error_set(err, YD_ERR_IMAGE_EMPTY, "image is empty (0 bytes)");
+
+    switch (yd_image_sniff(data, size)) {
+    case YD_IMAGE_JPEG:
+        rc = yd_image_decode_jpeg(bytes, size, max_pixels, &image, &orientation, err);
+        break;
+    case YD_IMAGE_PNG:
+        rc = yd_image_decode_png(bytes, size, max_pixels, &image, &orientation, err);
+        break;
+    default:
+        return reject_unknown(bytes, size, err);
+    }
+    if (rc < 0)
+        return rc;
+
+    rc = yd_image_orient(&image, orientation, err);
+    if (rc < 0) {
+        yd_image_free(&image);
+        return rc;
+    }
+    *out = image;
+    return YD_OK;
+}
+
+int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int rc;
+
+    if (out)
+        memset(out, 0, sizeof *out);
+    rc = yd_read_file(path, &data, &size, err);
+    if (rc < 0)
+        return rc;
+    rc = yd_image_decode(data, size, max_pixels, out, err);
+    free(data);
+    return rc;
+}
+
+void yd_image_free(yd_image *image)
+{
+    if (!image)
+        return;
+    free(image->rgb);
+    image->rgb = NULL;
+    image->width = 0;
+    image->height = 0;
+}
+
+/*
+ * Orientation as OpenCV's ApplyExifOrientation: 2 mirrors horizontally, 3
+ * rotates 180 degrees, 4 mirrors vertically, 5 transposes, 6 rotates 90
+ * degrees clockwise, 7 transposes across the anti-diagonal, 8 rotates 90
+ * degrees counter-clockwise. For each output pixel (x, y) the source pixel is
+ * start + x * step_x + y * step_y (offsets in pixels).
+ */
+int yd_image_orient(yd_image *image, int orientation, yd_error *err)
+{
+    ptrdiff_t w = image->width, h = image->height;
+    ptrdiff_t start, step_x, step_y;
+    int out_w, out_h;
+    uint8_t *rotated;
+
+    switch (orientation) {
+    case 2: start = w - 1;           step_x = -1; step_y = w;  break;
+    case 3: start = w * h - 1;       step_x = -1; step_y = -w; break;
+    case 4: start = (h - 1) * w;     step_x = 1;  step_y = -w; break;
+    case 5: start = 0;               step_x = w;  step_y = 1;  break;
+    case 6: start = (h - 1) * w;     step_x = -w; step_y = 1;  break;
+    case 7: start = w * h - 1;       step_x = -w; step_y = -1; break;
+    case 8: start = w - 1;           step_x = w;  step_y = -1; break;
+    default: return YD_OK;
+    }
+    out_w = orientation >= 5 ? image->height : image->width;
+    out_h = orientation >= 5 ? image->width : image->height;
+
+    rotated = malloc((size_t)w * (size_t)h * 3);
+    if (!rotated)
+        return yd_error_set(err, YD_ERR_NO_MEMORY,
+                            "out of memory applying EXIF orientation to a %dx%d image",
+                            image->width, image->height);
+
+    for (int y = 0; y < out_h; y++) {
+        ptrdiff_t pixel = start + y * step_y;
+        uint8_t *dst = rotated + (size_t)y * out_w * 3;
+
+        for (int x = 0; x < out_w; x++, pixel += step_x, dst += 3) {
+            const uint8_t *src = image->rgb + pixel * 3;
+
+            dst[0] = src[0];
+            dst[1] = src[1];
+            dst[2] = src[2];
+        }
+    }
+
+    free(image->rgb);
+    image->rgb = rotated;
+    image->width = out_w;
+    image->height = out_h;
+    return YD_OK;
+}

@@ -1,0 +1,170 @@
+/*
+ * PNG decoding from memory with libpng 1.6.
+ *
+ * The transforms are the ones OpenCV's imread(IMREAD_COLOR) sets in libpng:
+ * 16-bit stripped to 8 (png_set_strip_16 keeps the high byte), alpha
+ * dropped without compositing, palette and low-bit gray expanded, gray
+ * replicated to RGB, no gamma correction. libpng errors longjmp back here
+ * with their message. Warnings are counted and never printed.
+ */
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+#include "image.h"
+#include "util.h"
+
+struct png_decoder {
+    const uint8_t *data;
+    size_t size;
+    size_t offset;
+    int truncated;
+    char message[256];
+    long warning_count;
+    char first_warning[256];
+    uint8_t *pixels;
+    png_bytep *rows;
+};
+
+static void on_png_error(png_structp png, png_const_charp message)
+{
+    struct png_decoder *dec = png_get_error_ptr(png);
+
+    snprintf(dec->message, sizeof dec->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+static void on_png_warning(png_structp png, png_const_charp message)
+{
+    struct png_decoder *dec = png_get_error_ptr(png);
+
+    if (dec->warning_count++ == 0)
+        snprintf(dec->first_warning, sizeof dec->first_warning, "%s", message);
+}
+
+static void read_from_memory(png_structp png, png_bytep buffer, size_t length)
+{
+    struct png_decoder *dec = png_get_io_ptr(png);
+
+    if (length > dec->size - dec->offset) {
+        dec->truncated = 1;
+        png_error(png, "unexpected end of data");
+    }
+    memcpy(buffer, dec->data + dec->offset, length);
+    dec->offset += length;
+}
+
+static void set_rgb8_transforms(png_structp png, int bit_depth, int color_type)
+{
+    if (bit_depth == 16)
+        png_set_strip_16(png);
+    png_set_strip_alpha(png);
+    if (color_type == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(png);
+    if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && bit_depth < 8)
+        png_set_expand_gray_1_2_4_to_8(png);
+    if ((color_type & PNG_COLOR_MASK_COLOR) == 0)
+        png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+}
+
+/* Returns the orientation from an eXIf chunk (before or after IDAT), 1 if none. */
+static int find_orientation(png_structp png, png_infop info)
+{
+    png_uint_32 length = 0;
+    png_bytep exif = NULL;
+
+    if (!png_get_eXIf_1(png, info, &length, &exif) || !exif)
+        return 1;
+    return yd_exif_orientation(exif, length);
+}
+
+/*
+ * Runs libpng up to the decoded pixels in dec->pixels. Everything that must
+ * survive a longjmp lives in dec, and no local changes after setjmp.
+ */
+static int run_decoder(struct png_decoder *dec, png_structp png, png_infop info,
+                       uint64_t max_pixels, yd_image *out, int *orientation, yd_error *err)
+{
+    png_uint_32 width, height;
+    int bit_depth, color_type;
+
+    if (setjmp(png_jmpbuf(png))) {
+        if (dec->truncated)
+            return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
+                                "PNG image is truncated: the data ends after %zu bytes",
+                                dec->size);
+        return yd_error_set(err, YD_ERR_IMAGE_CORRUPT, "invalid PNG image: %s", dec->message);
+    }
+
+    png_set_read_fn(png, dec, read_from_memory);
+    png_read_info(png, info);
+    png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, NULL, NULL, NULL);
+    int rc = yd_image_check_size("PNG", width, height, max_pixels, err);
+    if (rc < 0)
+        return rc;
+
+    set_rgb8_transforms(png, bit_depth, color_type);
+    png_read_update_info(png, info);
+    if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8 ||
+        png_get_rowbytes(png, info) != (size_t)width * 3)
+        return yd_error_set(err, YD_ERR_INTERNAL,
+                            "libpng did not produce RGB8 rows (channels %d, depth %d, colour type %d)",
+                            png_get_channels(png, info), png_get_bit_depth(png, info), color_type);
+
+    dec->pixels = malloc((size_t)width * height * 3);
+    dec->rows = malloc(sizeof *dec->rows * height);
+    if (!dec->pixels || !dec->rows)
+        return yd_error_set(err, YD_ERR_NO_MEMORY,
+                            "out of memory decoding a %ux%u PNG image", width, height);
+    for (png_uint_32 y = 0; y < height; y++)
+        dec->rows[y] = dec->pixels + (size_t)y * width * 3;
+
+    /* png_read_end also reads the chunks after IDAT, where eXIf may be. */
+    png_read_image(png, dec->rows);
+    png_read_end(png, info);
+    *orientation = find_orientation(png, info);
+
+    out->width = (int)width;
+    out->height = (int)height;
+    out->rgb = dec->pixels;
+    dec->pixels = NULL;
+    return YD_OK;
+}
+
+int yd_image_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels,
+                        yd_image *out, int *orientation, yd_error *err)
+{
+    struct png_decoder *dec = calloc(1, sizeof *dec);
+    png_structp png = NULL;
+    png_infop info = NULL;
+    int rc;
+
+    if (!dec)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a PNG decoder");
+    dec->data = data;
+    dec->size = size;
+
+    png = png_create_read_struct(PNG_LIBPNG_VER_STRING, dec, on_png_error, on_png_warning);
+    if (png)
+        info = png_create_info_struct(png);
+    if (!png || !info) {
+        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a PNG decoder");
+        goto cleanup;
+    }
+
+    rc = run_decoder(dec, png, info, max_pixels, out, orientation, err);
+    if (rc == YD_OK && dec->warning_count > 0)
+        yd_log(YD_LOG_DEBUG, "PNG decoded with %ld warning(s), the first: %s",
+               dec->warning_count, dec->first_warning);
+
+cleanup:
+    png_destroy_read_struct(&png, &info, NULL);
+    free(dec->pixels);
+    free(dec->rows);
+    free(dec);
+    return rc;
+}
