@@ -60,7 +60,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(LIBS)
+	$(CC) $(ALLFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
 
 tests: $(TEST_BIN) $(BUILD)/yolod
 

@@ -1,6 +1,7 @@
 /*
- * Model loading: read the file, import it into the IR, plan the arena for
- * the selected kernels and pack the convolution weights once.
+ * Model loading: read the file (ONNX, or .yolod as detected by its magic bytes),
+ * build the IR, plan the arena for the selected kernels and pack the
+ * convolution weights once.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "engine.h"
 #include "import_onnx.h"
+#include "model_file.h"
 #include "names.h"
 #include "onnx.h"
 #include "util.h"
@@ -102,12 +104,49 @@ int yd_model_repack(yd_model *model, yd_error *err)
     return pack_weights(model, err);
 }
 
-int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
-                       yd_error *err)
+/* Reads, parses and imports an ONNX export; sets graph, nc and class names. */
+static int import_onnx_file(yd_model *model, yd_error *err)
 {
     uint8_t *data = NULL;
     size_t size = 0;
     yd_onnx_model *onnx = NULL;
+    int rc;
+
+    rc = yd_read_file(model->path, &data, &size, err);
+    if (rc != YD_OK)
+        goto done;
+    rc = yd_onnx_parse(data, size, &onnx, err);
+    if (rc != YD_OK)
+        goto done;
+    rc = yd_import_onnx(onnx, &model->graph, err);
+    if (rc != YD_OK)
+        goto done;
+    model->nc = model->graph->nc;
+    rc = load_names(model, onnx, err);
+
+done:
+    yd_onnx_free(onnx);
+    free(data);
+    return rc;
+}
+
+/* The steps after import that every file type shares: plan and pack. */
+static int prepare_graph(yd_model *model, yd_error *err)
+{
+    int rc;
+
+    model->input_size = model->graph->input_size;
+    model->nc = model->graph->nc;
+    model->flops = yd_graph_flops(model->graph);
+    rc = yd_graph_plan(model->graph, model->kernels->cb, err);
+    if (rc != YD_OK)
+        return rc;
+    return pack_weights(model, err);
+}
+
+int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
+                       yd_error *err)
+{
     yd_model *model = NULL;
     int rc;
 
@@ -124,34 +163,22 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
         goto fail;
     }
 
-    rc = yd_read_file(path, &data, &size, err);
+    rc = yd_model_file_sniff_path(path, err);
+    if (rc < 0)
+        goto fail;
+    if (rc == 1)
+        rc = yd_model_file_load(path, &model->graph, &model->class_names, NULL, err);
+    else
+        rc = import_onnx_file(model, err);
     if (rc != YD_OK)
         goto fail;
-    rc = yd_onnx_parse(data, size, &onnx, err);
-    if (rc != YD_OK)
-        goto fail;
-    rc = yd_import_onnx(onnx, &model->graph, err);
-    if (rc != YD_OK)
-        goto fail;
-
-    model->input_size = model->graph->input_size;
-    model->nc = model->graph->nc;
-    model->flops = yd_graph_flops(model->graph);
-    rc = load_names(model, onnx, err);
-    if (rc != YD_OK)
-        goto fail;
-    rc = yd_graph_plan(model->graph, model->kernels->cb, err);
-    if (rc != YD_OK)
-        goto fail;
-    rc = pack_weights(model, err);
+    rc = prepare_graph(model, err);
     if (rc != YD_OK)
         goto fail;
 
     yd_log(YD_LOG_INFO, "loaded %s: input %d, %d classes, %.2f GFLOPs, %s kernels, arena %.1f MiB",
            path, model->input_size, model->nc, model->flops / 1e9, model->kernels->name,
            (double)model->graph->arena_bytes / (1 << 20));
-    yd_onnx_free(onnx);
-    free(data);
     *out = model;
     return YD_OK;
 
@@ -167,8 +194,6 @@ fail:
                      err->message);
         memcpy(err->message, message, sizeof message);
     }
-    yd_onnx_free(onnx);
-    free(data);
     yd_model_release(model);
     return rc;
 }

@@ -1,0 +1,33 @@
+/*
+ * Liveness and readiness for load balancers and orchestrators.
+ */
+#include "server.h"
+
+enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request)
+{
+    cJSON *root = cJSON_CreateObject();
+
+    if (root && !cJSON_AddStringToObject(root, "status", "ok")) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return server_reply_json(connection, request, MHD_HTTP_OK, root);
+}
+
+/* 200 once every model is loaded and the workers run; 503 before and while stopping. */
+enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct request *request)
+{
+    struct server *server = request->server;
+    bool ready = atomic_load(&server->ready);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *models;
+
+    if (!root)
+        return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+    cJSON_AddStringToObject(root, "status", ready ? "ready" : "not_ready");
+    models = cJSON_AddArrayToObject(root, "models");
+    for (int i = 0; models && i < server->model_count; i++)
+        cJSON_AddItemToArray(models, cJSON_CreateString(yd_model_name(server->models[i])));
+    return server_reply_json(connection, request,
+                             ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
+}

@@ -1,0 +1,590 @@
+/*
+ * `yolod compress`: turn an ONNX export into a .yolod variant and print what
+ * the variant changed. Each variant is one entry in `variants` below: a
+ * function that rewrites the imported graph in place (precision, weights,
+ * channels) and describes its settings for the file's provenance.
+ */
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "commands.h"
+#include "engine.h"
+#include "log.h"
+#include "model_file.h"
+#include "quantize.h"
+#include "util.h"
+
+struct compress_options {
+    const char *model_path;
+    const char *output_path;
+    const char *variant;
+    const char *calib_dir;   /* NULL when not given */
+    const char *calib_method; /* minmax, percentile or entropy */
+    int calib_limit;          /* calibration images used, at most */
+    int threads;
+};
+
+/* Result of a variant, for the summary table and the provenance. */
+struct compress_outcome {
+    char settings[512];          /* "key=value" words stored in the file */
+    double reconstruction_error; /* relative output error; NaN when the method has none */
+};
+
+/*
+ * Rewrites model->graph in place for one variant. The graph is the fused,
+ * planned import of the ONNX file and belongs to this command alone.
+ * Returns 0 or a negative YD_ERR_* code with err filled.
+ */
+typedef int (*compress_fn)(yd_model *model, const struct compress_options *options,
+                           struct compress_outcome *outcome, yd_error *err);
+
+struct compress_variant {
+    const char *name;
+    const char *description;
+    int needs_calibration;   /* 1: --calib DIR is required */
+    compress_fn apply;
+};
+
+static void set_precision(yd_graph *graph, yd_precision precision)
+{
+    for (int i = 0; i < graph->nnodes; i++)
+        if (!graph->nodes[i].dead && graph->nodes[i].op == YD_OP_CONV)
+            graph->nodes[i].conv.precision = precision;
+}
+
+static int apply_fp32(yd_model *model, const struct compress_options *options,
+                      struct compress_outcome *outcome, yd_error *err)
+{
+    set_precision(model->graph, YD_PREC_FP32);
+    snprintf(outcome->settings, sizeof outcome->settings, "weights=fp32");
+    return 0;
+}
+
+static int apply_fp16(yd_model *model, const struct compress_options *options,
+                      struct compress_outcome *outcome, yd_error *err)
+{
+    /* The writer rounds each weight to fp16; the loader widens it back. */
+    set_precision(model->graph, YD_PREC_FP16);
+    snprintf(outcome->settings, sizeof outcome->settings, "weights=fp16 compute=fp32 bias=fp32");
+    return 0;
+}
+
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Decodes up to `limit` JPEG or PNG files of `dir`, in name order. */
+static int load_calibration(const char *dir, int limit, yd_image **out, int *count, yd_error *err)
+{
+    DIR *d = opendir(dir);
+    struct dirent *entry;
+    char **names = NULL;
+    int nnames = 0, loaded = 0, rc = YD_OK;
+    yd_image *images;
+
+    if (!d)
+        return yd_error_set(err, YD_ERR_IO, "cannot open calibration folder '%s': %m", dir);
+    while ((entry = readdir(d)) != NULL) {
+        const char *dot = strrchr(entry->d_name, '.');
+        char **grown;
+
+        if (entry->d_name[0] == '.' || !dot || (strcasecmp(dot, ".jpg") != 0 &&
+            strcasecmp(dot, ".jpeg") != 0 && strcasecmp(dot, ".png") != 0))
+            continue;
+        grown = realloc(names, (size_t)(nnames + 1) * sizeof *names);
+        if (!grown || !(grown[nnames] = strdup(entry->d_name))) {
+            free(grown ? grown : names);
+            closedir(d);
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir);
+        }
+        names = grown;
+        nnames++;
+    }
+    closedir(d);
+    qsort(names, (size_t)nnames, sizeof *names, compare_names);
+
+    images = calloc((size_t)(nnames ? nnames : 1), sizeof *images);
+    for (int i = 0; images && i < nnames && loaded < limit; i++) {
+        char path[PATH_MAX];
+        yd_error ignored;
+
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if (yd_image_load(path, 100000000, &images[loaded], &ignored) == YD_OK)
+            loaded++;
+        else
+            log_printf(YD_LOG_WARN, "skipping calibration image %s: %s", path, ignored.message);
+    }
+    for (int i = 0; i < nnames; i++)
+        free(names[i]);
+    free(names);
+    if (!images)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory loading calibration images");
+    if (loaded == 0) {
+        free(images);
+        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG image in '%s'", dir);
+    }
+    *out = images;
+    *count = loaded;
+    return rc;
+}
+
+static void calibration_progress(int pass, int done, int total, void *user)
+{
+    if (done == total || done % 16 == 0)
+        fprintf(stderr, "calibrating: pass %d of 2 (%s), image %d of %d\n", pass + 1,
+                pass == 0 ? "ranges" : "histograms", done, total);
+}
+
+static int apply_int8(yd_model *model, const struct compress_options *options,
+                      struct compress_outcome *outcome, yd_error *err)
+{
+    yd_quant_options q = {.percentile = 99.99, .threads = options->threads,
+                          .progress = calibration_progress};
+    yd_image *images = NULL;
+    int count = 0, rc;
+
+    if (strcmp(options->calib_method, "minmax") == 0)
+        q.method = YD_CALIB_MINMAX;
+    else if (strcmp(options->calib_method, "percentile") == 0)
+        q.method = YD_CALIB_PERCENTILE;
+    else if (strcmp(options->calib_method, "entropy") == 0)
+        q.method = YD_CALIB_ENTROPY;
+    else
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "unknown calibration method '%s' (expected minmax, percentile or entropy)",
+                            options->calib_method);
+
+    rc = load_calibration(options->calib_dir, options->calib_limit, &images, &count, err);
+    if (rc != YD_OK)
+        return rc;
+    rc = yd_quantize_model(model, images, count, &q, err);
+    snprintf(outcome->settings, sizeof outcome->settings,
+             "weights=int8-per-channel activations=uint8-per-tensor calibration=%s images=%d",
+             options->calib_method, count);
+    for (int i = 0; i < count; i++)
+        yd_image_free(&images[i]);
+    free(images);
+    return rc;
+}
+
+static const struct compress_variant variants[] = {
+    {"fp32", "fp32 weights, as exported", 0, apply_fp32},
+    {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, apply_fp16},
+    {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, apply_int8},
+};
+
+#define VARIANT_COUNT ((int)(sizeof variants / sizeof variants[0]))
+
+static const char compress_help[] =
+    "Usage: yolod compress MODEL.onnx --variant NAME -o OUT.yolod [--calib DIR]\n"
+    "\n"
+    "Imports an Ultralytics YOLOv8 ONNX export, converts it to the variant NAME and\n"
+    "writes a .yolod model file, which serve, detect and inspect load like the ONNX\n"
+    "file. Prints a summary: size, GFLOPs and the precision of each layer group.\n"
+    "\n"
+    "Options:\n"
+    "  --variant NAME           the variant to make (see below)\n"
+    "  -o, --output FILE        the .yolod file to write; replaced atomically\n"
+    "  --calib DIR              folder of unlabelled JPEG or PNG images, for variants\n"
+    "                           that calibrate\n"
+    "  --calib-method NAME      activation ranges: minmax, percentile (99.99 percent) or\n"
+    "                           entropy (default percentile)\n"
+    "  --calib-limit N          calibration images used, at most (default 128)\n"
+    "  --threads N              OpenMP threads (default 0 = all cores)\n"
+    "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
+    "\n"
+    "Variants:\n";
+
+void command_compress_print_help(void)
+{
+    fputs(compress_help, stdout);
+    for (int i = 0; i < VARIANT_COUNT; i++)
+        printf("  %-24s %s%s\n", variants[i].name, variants[i].description,
+               variants[i].needs_calibration ? " (needs --calib)" : "");
+    printf("\nExit status: 0 on success, 1 if the model cannot be read or written, "
+           "2 for invalid usage.\n");
+}
+
+static const struct compress_variant *find_variant(const char *name)
+{
+    for (int i = 0; i < VARIANT_COUNT; i++)
+        if (strcmp(variants[i].name, name) == 0)
+            return &variants[i];
+    return NULL;
+}
+
+static void print_variant_names(FILE *out)
+{
+    for (int i = 0; i < VARIANT_COUNT; i++)
+        fprintf(out, "%s%s", i ? ", " : "", variants[i].name);
+}
+
+static int parse_compress_args(int argc, char **argv, struct compress_options *options)
+{
+    char name[64], err[512];
+    const char *value;
+    int log_level = YD_LOG_WARN;
+
+    for (int i = 1; i < argc;) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            command_compress_print_help();
+            exit(0);
+        }
+        if (strcmp(argv[i], "-o") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "yolod compress: option '-o' needs a value\n");
+                return EXIT_USAGE;
+            }
+            options->output_path = argv[i + 1];
+            i += 2;
+            continue;
+        }
+        if (strncmp(argv[i], "--", 2) != 0) {
+            if (options->model_path) {
+                fprintf(stderr, "yolod compress: more than one model given ('%s', '%s')\n",
+                        options->model_path, argv[i]);
+                return EXIT_USAGE;
+            }
+            options->model_path = argv[i++];
+            continue;
+        }
+        if (command_take_option(argc, argv, &i, name, sizeof name, &value, err, sizeof err) != 0) {
+            fprintf(stderr, "yolod compress: %s\n", err);
+            return EXIT_USAGE;
+        }
+        if (strcmp(name, "variant") == 0) {
+            options->variant = value;
+        } else if (strcmp(name, "output") == 0) {
+            options->output_path = value;
+        } else if (strcmp(name, "calib") == 0) {
+            options->calib_dir = value;
+        } else if (strcmp(name, "calib-method") == 0) {
+            options->calib_method = value;
+        } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0) {
+            char *end;
+            long v = strtol(value, &end, 10);
+            int is_limit = strcmp(name, "calib-limit") == 0;
+
+            if (*value == '\0' || *end != '\0' || v < (is_limit ? 1 : 0) || v > 100000) {
+                fprintf(stderr, "yolod compress: invalid --%s '%s' (expected an integer from %d to "
+                        "100000)\n", name, value, is_limit ? 1 : 0);
+                return EXIT_USAGE;
+            }
+            if (is_limit)
+                options->calib_limit = (int)v;
+            else
+                options->threads = (int)v;
+        } else if (strcmp(name, "log-level") == 0) {
+            log_level = log_parse_level(value);
+            if (log_level < 0) {
+                fprintf(stderr, "yolod compress: invalid --log-level '%s' (expected debug, info, "
+                        "warn or error)\n", value);
+                return EXIT_USAGE;
+            }
+        } else {
+            fprintf(stderr, "yolod compress: unknown option '--%s'; see 'yolod help compress'\n", name);
+            return EXIT_USAGE;
+        }
+    }
+    log_set_level(log_level);
+
+    if (!options->model_path) {
+        fprintf(stderr, "yolod compress: no model given; usage: yolod compress MODEL.onnx "
+                "--variant NAME -o OUT.yolod\n");
+        return EXIT_USAGE;
+    }
+    if (!options->variant) {
+        fprintf(stderr, "yolod compress: missing --variant NAME (supported: ");
+        print_variant_names(stderr);
+        fprintf(stderr, ")\n");
+        return EXIT_USAGE;
+    }
+    if (!options->output_path) {
+        fprintf(stderr, "yolod compress: missing -o OUT.yolod\n");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * SHA-256 over the calibration folder: for each regular file, sorted by
+ * name, the name, a NUL, and the contents. The same images under the same
+ * names give the same digest on any machine.
+ */
+static int calibration_digest(const char *dir_path, char hex[65], yd_error *err)
+{
+    DIR *dir = opendir(dir_path);
+    struct dirent *entry;
+    char **names = NULL, path[4096];
+    int n = 0, cap = 0, rc = 0;
+    yd_sha256 sha;
+    uint8_t digest[32], buf[1 << 16];
+
+    if (!dir)
+        return yd_error_set(err, YD_ERR_IO, "cannot open calibration folder '%s': %m", dir_path);
+    while ((entry = readdir(dir)) != NULL) {
+        struct stat st;
+
+        if (entry->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir_path, entry->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            char **grown = realloc(names, (size_t)(cap ? cap * 2 : 64) * sizeof *names);
+
+            if (!grown) {
+                rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir_path);
+                goto done;
+            }
+            names = grown;
+            cap = cap ? cap * 2 : 64;
+        }
+        names[n] = strdup(entry->d_name);
+        if (!names[n]) {
+            rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir_path);
+            goto done;
+        }
+        n++;
+    }
+    if (n == 0) {
+        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "calibration folder '%s' has no files",
+                          dir_path);
+        goto done;
+    }
+    qsort(names, (size_t)n, sizeof *names, compare_strings);
+
+    yd_sha256_init(&sha);
+    for (int i = 0; i < n; i++) {
+        FILE *f;
+        size_t got;
+
+        snprintf(path, sizeof path, "%s/%s", dir_path, names[i]);
+        f = fopen(path, "rb");
+        if (!f) {
+            rc = yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);
+            goto done;
+        }
+        yd_sha256_update(&sha, names[i], strlen(names[i]) + 1);
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+            yd_sha256_update(&sha, buf, got);
+        fclose(f);
+    }
+    yd_sha256_final(&sha, digest);
+    yd_sha256_hex(digest, hex);
+
+done:
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(dir);
+    return rc;
+}
+
+/* The Ultralytics layer a node belongs to: "model.N" in "/model.N/...", else "other". */
+static void layer_group(const char *node_name, char *group, size_t size)
+{
+    const char *at = strstr(node_name, "model.");
+    size_t n = 6;
+
+    if (!at) {
+        snprintf(group, size, "other");
+        return;
+    }
+    while (at[n] >= '0' && at[n] <= '9')
+        n++;
+    snprintf(group, size, "%.*s", (int)n, at);
+}
+
+/* Bytes a convolution's weights, scales and bias take in the file. */
+static size_t conv_file_bytes(const yd_conv_params *p)
+{
+    size_t n = (size_t)p->out_c * p->in_c * p->kernel_h * p->kernel_w;
+    size_t bias = (size_t)p->out_c * sizeof(float);
+
+    switch (p->precision) {
+    case YD_PREC_FP16: return 2 * n + bias;
+    case YD_PREC_INT8: return n + 2 * bias;
+    default: return 4 * n + bias;
+    }
+}
+
+struct group_row {
+    char name[32];
+    int count[3];   /* convolutions per yd_precision */
+    size_t bytes;
+};
+
+static long group_index(const char *name)
+{
+    return strncmp(name, "model.", 6) == 0 ? strtol(name + 6, NULL, 10) : LONG_MAX;
+}
+
+static int compare_groups(const void *a, const void *b)
+{
+    long x = group_index(((const struct group_row *)a)->name);
+    long y = group_index(((const struct group_row *)b)->name);
+
+    return (x > y) - (x < y);
+}
+
+static void print_groups(const yd_graph *graph)
+{
+    struct group_row rows[64];
+    int nrows = 0, total[3] = {0, 0, 0};
+    size_t total_bytes = 0;
+
+    for (int i = 0; i < graph->nnodes; i++) {
+        const yd_node *node = &graph->nodes[i];
+        char group[32];
+        int r;
+
+        if (node->dead || node->op != YD_OP_CONV)
+            continue;
+        layer_group(node->name, group, sizeof group);
+        for (r = 0; r < nrows && strcmp(rows[r].name, group) != 0; r++)
+            ;
+        if (r == nrows) {
+            if (nrows == 64)
+                r = 63; /* more groups than rows: the last row collects the rest */
+            else
+                nrows++;
+            memset(&rows[r], 0, sizeof rows[r]);
+            snprintf(rows[r].name, sizeof rows[r].name, "%s", r == 63 ? "other" : group);
+        }
+        rows[r].count[node->conv.precision]++;
+        rows[r].bytes += conv_file_bytes(&node->conv);
+        total[node->conv.precision]++;
+        total_bytes += conv_file_bytes(&node->conv);
+    }
+
+    /* Layer order: model.N by N, then "other". */
+    qsort(rows, (size_t)nrows, sizeof rows[0], compare_groups);
+    printf("\n%-12s %6s %6s %6s %6s %14s\n", "layer group", "convs", "fp32", "fp16", "int8",
+           "weight bytes");
+    for (int r = 0; r < nrows; r++)
+        printf("%-12s %6d %6d %6d %6d %14zu\n", rows[r].name,
+               rows[r].count[0] + rows[r].count[1] + rows[r].count[2], rows[r].count[0],
+               rows[r].count[1], rows[r].count[2], rows[r].bytes);
+    printf("%-12s %6d %6d %6d %6d %14zu\n", "total", total[0] + total[1] + total[2], total[0],
+           total[1], total[2], total_bytes);
+}
+
+static void print_summary(const struct compress_options *options, const yd_model *model,
+                          const yd_model_provenance *prov, const struct compress_outcome *outcome,
+                          size_t file_size, double elapsed_ms)
+{
+    printf("%-16s %s\n", "variant", prov->variant);
+    printf("%-16s %s\n", "output", options->output_path);
+    printf("%-16s %zu bytes (%.2f MiB)\n", "size", file_size, (double)file_size / (1 << 20));
+    printf("%-16s %s (sha256 %s)\n", "source", options->model_path, prov->source_sha256);
+    printf("%-16s %s\n", "settings", prov->settings);
+    if (prov->calibration_sha256[0])
+        printf("%-16s %s (sha256 of the calibration images)\n", "calibration", prov->calibration_sha256);
+    printf("%-16s %.2f\n", "GFLOPs", yd_graph_flops(model->graph) / 1e9);
+    printf("%-16s %d, %d classes\n", "input size", model->graph->input_size, model->graph->nc);
+    if (isnan(outcome->reconstruction_error))
+        printf("%-16s n/a (this variant does not reconstruct layers)\n", "reconstruction");
+    else
+        printf("%-16s %.4g (relative output error)\n", "reconstruction", outcome->reconstruction_error);
+    printf("%-16s %.0f ms\n", "time", elapsed_ms);
+    print_groups(model->graph);
+}
+
+int command_compress(int argc, char **argv)
+{
+    struct compress_options options = {.calib_method = "percentile", .calib_limit = 128};
+    struct compress_outcome outcome = {.reconstruction_error = NAN};
+    const struct compress_variant *variant;
+    yd_model_provenance prov;
+    yd_model *model = NULL;
+    yd_error error = {0};
+    struct stat st;
+    double start = yd_now_ms();
+    const char *base;
+    int status;
+
+    status = parse_compress_args(argc, argv, &options);
+    if (status != 0)
+        return status;
+    yd_set_log_callback(log_library_message, NULL);
+
+    variant = find_variant(options.variant);
+    if (!variant) {
+        fprintf(stderr, "yolod compress: unknown variant '%s' (supported: ", options.variant);
+        print_variant_names(stderr);
+        fprintf(stderr, ")\n");
+        return EXIT_USAGE;
+    }
+    if (variant->needs_calibration && !options.calib_dir) {
+        fprintf(stderr, "yolod compress: variant '%s' needs --calib DIR, a folder of images\n",
+                variant->name);
+        return EXIT_USAGE;
+    }
+    if (!variant->needs_calibration && options.calib_dir)
+        log_printf(YD_LOG_WARN, "variant '%s' does not calibrate; ignoring --calib %s",
+                   variant->name, options.calib_dir);
+
+    status = EXIT_RUNTIME;
+    if (yd_model_file_sniff_path(options.model_path, &error) == 1) {
+        fprintf(stderr, "yolod compress: '%s' is already a .yolod file; compress reads the ONNX "
+                "export it came from\n", options.model_path);
+        goto done;
+    }
+    if (yd_model_load(options.model_path, NULL, &model, &error) < 0) {
+        fprintf(stderr, "yolod compress: cannot load model '%s': %s\n", options.model_path,
+                error.message);
+        goto done;
+    }
+
+    yd_model_provenance_init(&prov);
+    base = strrchr(options.model_path, '/');
+    snprintf(prov.source_name, sizeof prov.source_name, "%s", base ? base + 1 : options.model_path);
+    snprintf(prov.variant, sizeof prov.variant, "%s", variant->name);
+    snprintf(prov.yolod_version, sizeof prov.yolod_version, "%s", YOLOD_VERSION);
+    prov.created = (int64_t)time(NULL);
+    if (yd_sha256_file(options.model_path, prov.source_sha256, &error) < 0 ||
+        (variant->needs_calibration &&
+         calibration_digest(options.calib_dir, prov.calibration_sha256, &error) < 0)) {
+        fprintf(stderr, "yolod compress: %s\n", error.message);
+        goto done;
+    }
+
+    if (variant->apply(model, &options, &outcome, &error) < 0) {
+        fprintf(stderr, "yolod compress: variant '%s' failed: %s\n", variant->name, error.message);
+        goto done;
+    }
+    snprintf(prov.settings, sizeof prov.settings, "%s", outcome.settings);
+
+    if (yd_model_file_save(options.output_path, model->graph, model->class_names, &prov, &error) < 0) {
+        fprintf(stderr, "yolod compress: cannot write '%s': %s\n", options.output_path, error.message);
+        goto done;
+    }
+    /* Read the file back through the validating reader before reporting success. */
+    if (yd_model_file_load(options.output_path, NULL, NULL, NULL, &error) < 0 ||
+        stat(options.output_path, &st) != 0) {
+        fprintf(stderr, "yolod compress: '%s' was written but does not read back: %s\n",
+                options.output_path, error.message);
+        goto done;
+    }
+
+    print_summary(&options, model, &prov, &outcome, (size_t)st.st_size, yd_now_ms() - start);
+    status = 0;
+
+done:
+    yd_model_release(model);
+    return status;
+}

@@ -1,0 +1,349 @@
+/*
+ * Config file and setting parser. Every setting has one key, used both in
+ * the file and (with '-' for '_') as a command-line flag.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "log.h"
+
+void config_init(struct config *config)
+{
+    memset(config, 0, sizeof *config);
+    snprintf(config->listen, sizeof config->listen, "127.0.0.1:8080");
+    config->workers = 1;
+    config->threads = 0;
+    config->queue_size = 64;
+    config->max_body_bytes = (size_t)32 << 20;
+    config->max_pixels = 50000000;
+    config->conf = 0.25f;
+    config->iou = 0.7f;
+    config->max_det = CONFIG_MAX_DET_LIMIT;
+    config->request_timeout_s = 30;
+    config->log_level = YD_LOG_INFO;
+}
+
+void config_clear_models(struct config *config)
+{
+    for (int i = 0; i < config->model_count; i++)
+        free(config->models[i]);
+    config->model_count = 0;
+}
+
+void config_free(struct config *config)
+{
+    config_clear_models(config);
+}
+
+static int parse_long(const char *text, long min, long max, long *out)
+{
+    char *end;
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static int parse_unit_float(const char *text, float *out)
+{
+    char *end;
+    double value;
+
+    errno = 0;
+    value = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !(value >= 0.0 && value <= 1.0))
+        return -1;
+    *out = (float)value;
+    return 0;
+}
+
+/*
+ * Parses a count with an optional suffix. For bytes, K/M/G (or KiB/MiB/GiB)
+ * are powers of 1024; for pixels, K/M are powers of 1000 (50M = 50
+ * megapixels).
+ */
+static int parse_count(const char *text, uint64_t unit_base, uint64_t *out)
+{
+    char *end;
+    unsigned long long value;
+    uint64_t multiplier = 1;
+
+    if (!isdigit((unsigned char)text[0]))
+        return -1;
+    errno = 0;
+    value = strtoull(text, &end, 10);
+    if (errno != 0 || end == text)
+        return -1;
+
+    if (*end != '\0') {
+        char suffix = (char)toupper((unsigned char)*end);
+        const char *rest = end + 1;
+
+        if (suffix == 'K')
+            multiplier = unit_base;
+        else if (suffix == 'M')
+            multiplier = unit_base * unit_base;
+        else if (suffix == 'G')
+            multiplier = unit_base * unit_base * unit_base;
+        else
+            return -1;
+        if (unit_base == 1024 && strcasecmp(rest, "iB") == 0)
+            rest += 2;
+        if (*rest != '\0')
+            return -1;
+    }
+
+    if (value == 0 || value > UINT64_MAX / multiplier)
+        return -1;
+    *out = value * multiplier;
+    return 0;
+}
+
+static int add_model(struct config *config, const char *path, char *err, size_t err_size)
+{
+    char *copy;
+
+    if (path[0] == '\0') {
+        snprintf(err, err_size, "model: empty path");
+        return -1;
+    }
+    if (config->model_count == CONFIG_MAX_MODELS) {
+        snprintf(err, err_size, "model: too many models (at most %d)", CONFIG_MAX_MODELS);
+        return -1;
+    }
+    copy = strdup(path);
+    if (!copy) {
+        snprintf(err, err_size, "model: out of memory");
+        return -1;
+    }
+    config->models[config->model_count++] = copy;
+    return 0;
+}
+
+static int invalid_value(char *err, size_t err_size, const char *key,
+                         const char *value, const char *expected)
+{
+    snprintf(err, err_size, "%s: invalid value '%s' (expected %s)", key, value, expected);
+    return -1;
+}
+
+int config_set(struct config *config, const char *key, const char *value,
+               char *err, size_t err_size)
+{
+    long number;
+    uint64_t count;
+
+    if (strcmp(key, "listen") == 0) {
+        struct sockaddr_storage addr;
+        socklen_t addr_len;
+
+        if (strlen(value) >= sizeof config->listen)
+            return invalid_value(err, err_size, key, value, "a shorter HOST:PORT");
+        if (config_resolve_listen(value, &addr, &addr_len, err, err_size) != 0)
+            return -1;
+        snprintf(config->listen, sizeof config->listen, "%s", value);
+        return 0;
+    }
+    if (strcmp(key, "model") == 0)
+        return add_model(config, value, err, err_size);
+
+    if (strcmp(key, "workers") == 0) {
+        if (parse_long(value, 1, 256, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 1 to 256");
+        config->workers = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "threads") == 0) {
+        if (parse_long(value, 0, 1024, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 0 to 1024, 0 = cores / workers");
+        config->threads = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "queue_size") == 0) {
+        if (parse_long(value, 1, 100000, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 1 to 100000");
+        config->queue_size = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "max_body_bytes") == 0) {
+        if (parse_count(value, 1024, &count) != 0 || count > SIZE_MAX / 2)
+            return invalid_value(err, err_size, key, value, "a positive byte count such as 33554432 or 32M");
+        config->max_body_bytes = (size_t)count;
+        return 0;
+    }
+    if (strcmp(key, "max_pixels") == 0) {
+        if (parse_count(value, 1000, &count) != 0)
+            return invalid_value(err, err_size, key, value, "a positive pixel count such as 50000000 or 50M");
+        config->max_pixels = count;
+        return 0;
+    }
+    if (strcmp(key, "conf") == 0) {
+        if (parse_unit_float(value, &config->conf) != 0)
+            return invalid_value(err, err_size, key, value, "a number from 0 to 1");
+        return 0;
+    }
+    if (strcmp(key, "iou") == 0) {
+        if (parse_unit_float(value, &config->iou) != 0)
+            return invalid_value(err, err_size, key, value, "a number from 0 to 1");
+        return 0;
+    }
+    if (strcmp(key, "max_det") == 0) {
+        if (parse_long(value, 1, CONFIG_MAX_DET_LIMIT, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 1 to 300");
+        config->max_det = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "request_timeout") == 0) {
+        if (parse_long(value, 1, 3600, &number) != 0)
+            return invalid_value(err, err_size, key, value, "seconds from 1 to 3600");
+        config->request_timeout_s = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "log_level") == 0) {
+        int level = log_parse_level(value);
+
+        if (level < 0)
+            return invalid_value(err, err_size, key, value, "debug, info, warn or error");
+        config->log_level = level;
+        return 0;
+    }
+
+    snprintf(err, err_size, "unknown key '%s'", key);
+    return -1;
+}
+
+static char *trim(char *text)
+{
+    char *end;
+
+    while (isspace((unsigned char)*text))
+        text++;
+    end = text + strlen(text);
+    while (end > text && isspace((unsigned char)end[-1]))
+        *--end = '\0';
+    return text;
+}
+
+int config_load_file(struct config *config, const char *path, char *err,
+                     size_t err_size)
+{
+    FILE *file = fopen(path, "r");
+    char line[4096];
+    char message[512];
+    int line_number = 0;
+    int rc = 0;
+
+    if (!file) {
+        snprintf(err, err_size, "cannot open config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+
+    while (fgets(line, sizeof line, file)) {
+        char *text, *equals, *key, *value;
+
+        line_number++;
+        if (!strchr(line, '\n') && !feof(file)) {
+            snprintf(err, err_size, "%s:%d: line longer than %zu bytes", path,
+                     line_number, sizeof line - 2);
+            rc = -1;
+            goto cleanup;
+        }
+        text = trim(line);
+        if (text[0] == '\0' || text[0] == '#')
+            continue;
+
+        equals = strchr(text, '=');
+        if (!equals) {
+            snprintf(err, err_size, "%s:%d: expected 'key = value', got '%s'", path,
+                     line_number, text);
+            rc = -1;
+            goto cleanup;
+        }
+        *equals = '\0';
+        key = trim(text);
+        value = trim(equals + 1);
+        if (config_set(config, key, value, message, sizeof message) != 0) {
+            snprintf(err, err_size, "%s:%d: %s", path, line_number, message);
+            rc = -1;
+            goto cleanup;
+        }
+    }
+    if (ferror(file)) {
+        snprintf(err, err_size, "cannot read config file '%s': %s", path, strerror(errno));
+        rc = -1;
+    }
+
+cleanup:
+    fclose(file);
+    return rc;
+}
+
+int config_resolve_listen(const char *listen, struct sockaddr_storage *addr,
+                          socklen_t *addr_len, char *err, size_t err_size)
+{
+    char host[256];
+    const char *port;
+    struct addrinfo hints, *found = NULL;
+    long port_number;
+    int rc;
+
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+
+        if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof host) {
+            snprintf(err, err_size, "listen: invalid address '%s' (expected [IPV6]:PORT)", listen);
+            return -1;
+        }
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+
+        if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host) {
+            snprintf(err, err_size,
+                     "listen: invalid address '%s' (expected HOST:PORT, e.g. 127.0.0.1:8080;"
+                     " use 0.0.0.0:PORT to listen on every interface)", listen);
+            return -1;
+        }
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port = colon + 1;
+        if (strchr(host, ':')) {
+            snprintf(err, err_size, "listen: IPv6 address in '%s' needs brackets, e.g. [::1]:8080", listen);
+            return -1;
+        }
+    }
+    if (parse_long(port, 1, 65535, &port_number) != 0) {
+        snprintf(err, err_size, "listen: invalid port '%s' in '%s' (expected 1 to 65535)", port, listen);
+        return -1;
+    }
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+    rc = getaddrinfo(host, port, &hints, &found);
+    if (rc != 0) {
+        snprintf(err, err_size, "listen: cannot resolve host '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+
+    /* The first result wins; for "localhost" glibc lists 127.0.0.1 before ::1. */
+    memcpy(addr, found->ai_addr, found->ai_addrlen);
+    *addr_len = found->ai_addrlen;
+    freeaddrinfo(found);
+    return 0;
+}

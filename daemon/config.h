@@ -1,0 +1,59 @@
+/*
+ * Daemon settings: built-in defaults, then the config file (`key = value`
+ * lines), then command-line flags, each overriding the one before.
+ */
+#ifndef YOLOD_DAEMON_CONFIG_H
+#define YOLOD_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CONFIG_MAX_MODELS 16
+#define CONFIG_MAX_DET_LIMIT 300 /* upper bound of max_det, default and per request */
+
+struct config {
+    char listen[256];              /* HOST:PORT, [IPV6]:PORT */
+    char *models[CONFIG_MAX_MODELS]; /* model file paths; the first is the default */
+    int model_count;
+    int workers;                   /* inference workers, each with its own session */
+    int threads;                   /* OpenMP threads per worker; 0 = cores / workers */
+    int queue_size;                /* jobs waiting for a worker before 503 */
+    size_t max_body_bytes;
+    uint64_t max_pixels;           /* decoded width * height */
+    float conf, iou;               /* request defaults */
+    int max_det;
+    int request_timeout_s;         /* idle connection timeout, seconds */
+    int log_level;                 /* YD_LOG_* */
+};
+
+void config_init(struct config *config);
+void config_free(struct config *config);
+
+/*
+ * Applies one setting by its file key ("max_body_bytes"). Models append.
+ * Returns 0, or -1 with a message naming the key and value in err.
+ */
+int config_set(struct config *config, const char *key, const char *value,
+               char *err, size_t err_size);
+
+/*
+ * Reads a config file. Blank lines and lines starting with '#' are skipped.
+ * Unknown keys and invalid values are errors reported as "FILE:LINE: ...".
+ */
+int config_load_file(struct config *config, const char *path, char *err,
+                     size_t err_size);
+
+/* Drops the models read so far, so command-line models replace the file's. */
+void config_clear_models(struct config *config);
+
+/*
+ * Resolves config->listen into a socket address. Accepts 127.0.0.1:8080,
+ * [::1]:8080 and host names such as localhost:8080; a missing host
+ * (":8080") is rejected so that listening on every interface is explicit
+ * (0.0.0.0:8080 or [::]:8080).
+ */
+int config_resolve_listen(const char *listen, struct sockaddr_storage *addr,
+                          socklen_t *addr_len, char *err, size_t err_size);
+
+#endif /* YOLOD_DAEMON_CONFIG_H */

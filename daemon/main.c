@@ -1,0 +1,159 @@
+/*
+ * yolod: subcommand dispatch, help and version.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+static const char usage_text[] =
+    "Usage: yolod COMMAND [OPTIONS]\n"
+    "\n"
+    "YOLOv8 object detection on the CPU, over HTTP or from the command line.\n"
+    "\n"
+    "Commands:\n"
+    "  serve    run the HTTP detection server\n"
+    "  detect   detect objects in image files, one JSON line per image\n"
+    "  eval     measure COCO mAP of a model on an annotated image folder\n"
+    "  compress turn an ONNX export into a .yolod variant (fp32, fp16, ...)\n"
+    "  inspect  print a model's layers, precision, sizes, FLOPs and provenance\n"
+    "  bench    time the network alone on a fixed input\n"
+    "  help     show the help of a command: yolod help serve\n"
+    "\n"
+    "Options:\n"
+    "  --help       show this help\n"
+    "  --version    show the version\n";
+
+static const char serve_help[] =
+    "Usage: yolod serve --model FILE [--model FILE...] [--listen HOST:PORT] [--config FILE] [OPTIONS]\n"
+    "\n"
+    "Runs the HTTP server: POST /v1/detect, GET /healthz, GET /readyz.\n"
+    "Command-line options override the config file, which overrides the defaults.\n"
+    "\n"
+    "Options:\n"
+    "  --config FILE            read settings from FILE (key = value lines)\n"
+    "  --model FILE             ONNX model to load; repeat for several models. The first\n"
+    "                           is the default; requests choose another with model=NAME,\n"
+    "                           where NAME is the file name without its extension.\n"
+    "                           Replaces the config file's models.\n"
+    "  --listen HOST:PORT       address to listen on (default 127.0.0.1:8080);\n"
+    "                           [::1]:8080 for IPv6, 0.0.0.0:8080 for every interface\n"
+    "  --workers N              inference workers (default 1)\n"
+    "  --threads N              OpenMP threads per worker (default 0 = cores / workers)\n"
+    "  --queue-size N           requests waiting for a worker before 503 (default 64)\n"
+    "  --max-body-bytes N       largest request body, bytes; K, M, G suffixes are\n"
+    "                           powers of 1024 (default 32M)\n"
+    "  --max-pixels N           largest decoded image, width * height; K, M suffixes are\n"
+    "                           powers of 1000 (default 50M)\n"
+    "  --conf X                 default confidence threshold, 0 to 1 (default 0.25)\n"
+    "  --iou X                  default NMS IoU threshold, 0 to 1 (default 0.7)\n"
+    "  --max-det N              default detections per image, 1 to 300 (default 300)\n"
+    "  --request-timeout S      idle connection timeout, seconds (default 30)\n"
+    "  --log-level LEVEL        debug, info, warn or error (default info)\n"
+    "\n"
+    "SIGINT or SIGTERM stops accepting connections, finishes queued requests and exits 0.\n";
+
+static const char detect_help[] =
+    "Usage: yolod detect --model FILE [OPTIONS] IMAGE...\n"
+    "\n"
+    "Detects objects in each JPEG or PNG image and prints one JSON object per image\n"
+    "on its own line, shaped like the POST /v1/detect response plus a \"file\" field.\n"
+    "An image that cannot be read or decoded prints {\"file\": ..., \"error\": {...}};\n"
+    "the other images are still processed and the exit status is 1.\n"
+    "\n"
+    "Options:\n"
+    "  --model FILE             ONNX model to load (required)\n"
+    "  --conf X                 confidence threshold, 0 to 1 (default 0.25)\n"
+    "  --iou X                  NMS IoU threshold, 0 to 1 (default 0.7)\n"
+    "  --max-det N              detections per image, 1 to 300 (default 300)\n"
+    "  --classes LIST           keep only these classes: comma-separated ids or names\n"
+    "  --threads N              OpenMP threads (default 0 = all cores)\n"
+    "  --max-pixels N           largest decoded image, width * height (default 50M)\n"
+    "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
+    "\n"
+    "Exit status: 0 if every image was processed, 1 if any failed, 2 for invalid usage.\n";
+
+int command_print_help(const char *name)
+{
+    if (strcmp(name, "serve") == 0)
+        fputs(serve_help, stdout);
+    else if (strcmp(name, "detect") == 0)
+        fputs(detect_help, stdout);
+    else if (strcmp(name, "eval") == 0)
+        command_eval_print_help();
+    else if (strcmp(name, "compress") == 0)
+        command_compress_print_help();
+    else if (strcmp(name, "inspect") == 0)
+        command_inspect_print_help();
+    else if (strcmp(name, "bench") == 0)
+        command_bench_print_help();
+    else
+        return -1;
+    return 0;
+}
+
+int command_take_option(int argc, char **argv, int *index, char *name, size_t name_size,
+                        const char **value, char *err, size_t err_size)
+{
+    const char *arg = argv[*index] + 2;
+    const char *equals = strchr(arg, '=');
+
+    if (equals) {
+        snprintf(name, name_size, "%.*s", (int)(equals - arg), arg);
+        *value = equals + 1;
+        *index += 1;
+        return 0;
+    }
+    snprintf(name, name_size, "%s", arg);
+    if (*index + 1 >= argc) {
+        snprintf(err, err_size, "option '--%s' needs a value", name);
+        return -1;
+    }
+    *value = argv[*index + 1];
+    *index += 2;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *command = argc > 1 ? argv[1] : NULL;
+
+    if (!command) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(command, "--version") == 0) {
+        printf("yolod %s\n", YOLOD_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "help") == 0) {
+        if (argc < 3) {
+            fputs(usage_text, stdout);
+            return 0;
+        }
+        if (command_print_help(argv[2]) != 0) {
+            fprintf(stderr, "yolod: unknown command '%s' (commands: serve, detect, eval, compress, inspect, bench)\n", argv[2]);
+            return EXIT_USAGE;
+        }
+        return 0;
+    }
+    if (strcmp(command, "serve") == 0)
+        return command_serve(argc - 1, argv + 1);
+    if (strcmp(command, "detect") == 0)
+        return command_detect(argc - 1, argv + 1);
+    if (strcmp(command, "eval") == 0)
+        return command_eval(argc - 1, argv + 1);
+    if (strcmp(command, "compress") == 0)
+        return command_compress(argc - 1, argv + 1);
+    if (strcmp(command, "inspect") == 0)
+        return command_inspect(argc - 1, argv + 1);
+    if (strcmp(command, "bench") == 0)
+        return command_bench(argc - 1, argv + 1);
+
+    fprintf(stderr, "yolod: unknown command '%s'; run 'yolod --help' for the commands\n", command);
+    return EXIT_USAGE;
+}

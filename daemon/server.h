@@ -1,0 +1,113 @@
+/*
+ * HTTP server on libmicrohttpd: one thread per connection, routing, body
+ * collection with a size limit, JSON replies and the access log.
+ */
+#ifndef YOLOD_DAEMON_SERVER_H
+#define YOLOD_DAEMON_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "config.h"
+#include "workers.h"
+#include "yolod.h"
+
+struct server {
+    const struct config *config;
+    yd_model *const *models; /* models[0] is the default */
+    int model_count;
+    struct worker_pool *pool;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    atomic_bool ready;       /* models loaded, workers running, not stopping */
+    atomic_int active_requests; /* requests between their headers and their completion */
+};
+
+/* Form fields of a multipart request that are detection parameters. */
+enum request_field {
+    FIELD_MODEL, FIELD_VARIANT, FIELD_CONF, FIELD_IOU, FIELD_MAX_DET, FIELD_CLASSES,
+    FIELD_COUNT
+};
+
+#define REQUEST_FIELD_MAX 1024 /* bytes kept of one parameter field */
+
+/* State of one HTTP request, from its headers to the access log line. */
+struct request {
+    struct server *server;
+    char method[16];
+    char *path;
+    double start_ms;
+
+    unsigned int status;     /* status of the queued response */
+    size_t response_bytes;
+    bool responded;
+
+    /* Request body: the raw image, or the multipart field "image". */
+    uint8_t *body;
+    size_t body_size, body_capacity;
+    bool body_too_large;
+    bool body_no_memory;
+
+    struct MHD_PostProcessor *post;
+    bool multipart;
+    int image_parts;         /* "image" parts seen in a multipart body */
+    bool multipart_invalid;
+    char *fields[FIELD_COUNT];
+    size_t field_sizes[FIELD_COUNT];
+};
+
+/*
+ * Binds the listen address and starts the HTTP threads. Returns 0, or -1
+ * after logging why (port in use, address not available, ...).
+ */
+int server_start(struct server *server);
+
+/*
+ * Stops accepting connections, waits up to request_timeout seconds for the
+ * requests in progress to complete, then closes every connection.
+ */
+void server_stop(struct server *server);
+
+/*
+ * Appends bytes to the request body, or marks it too large once it would
+ * exceed max_body_bytes (the excess is discarded).
+ */
+void server_append_body(struct request *request, const char *data, size_t size);
+
+/* Queues a JSON response (takes ownership of root, NULL gives a 500). */
+enum MHD_Result server_reply_json(struct MHD_Connection *connection,
+                                  struct request *request, unsigned int status,
+                                  cJSON *root);
+
+/* Queues {"error": {code, message}} with the given status. */
+enum MHD_Result server_reply_error(struct MHD_Connection *connection,
+                                   struct request *request, unsigned int status,
+                                   const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* Same as server_reply_error, and adds one header (Allow, Retry-After). */
+enum MHD_Result server_reply_error_with_header(struct MHD_Connection *connection,
+                                               struct request *request, unsigned int status,
+                                               const char *header, const char *header_value,
+                                               const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+/* multipart.c: sets up the MHD_PostProcessor; -1 if the header is unusable. */
+int multipart_begin(struct request *request, struct MHD_Connection *connection);
+/* Feeds body bytes to the post processor; -1 if the body is malformed. */
+int multipart_feed(struct request *request, const char *data, size_t size);
+void multipart_end(struct request *request);
+
+/* api_detect.c: POST /v1/detect, called once the body is complete. */
+enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request);
+
+/* api_health.c: GET /healthz and GET /readyz. */
+enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct request *request);
+
+#endif /* YOLOD_DAEMON_SERVER_H */

@@ -1,0 +1,50 @@
+/*
+ * Inference worker pool: a fixed number of threads, each owning one
+ * yd_session per loaded model, fed by a bounded FIFO queue.
+ */
+#ifndef YOLOD_DAEMON_WORKERS_H
+#define YOLOD_DAEMON_WORKERS_H
+
+#include <stdbool.h>
+
+#include "yolod.h"
+
+struct worker_pool;
+
+/* One inference request. The submitting thread owns it and waits on it. */
+struct detect_job {
+    int model_index;
+    const yd_image *image;
+    yd_detect_params params;
+    yd_result result; /* filled when rc == 0; the submitter frees it */
+    yd_error error;
+    int rc;           /* yd_detect's return value */
+    bool done;
+};
+
+enum {
+    WORKER_QUEUE_FULL = 1, /* the queue had queue_size jobs waiting */
+    WORKER_STOPPED = 2,    /* the pool is shutting down */
+};
+
+/*
+ * Creates `workers` threads, each with a session per model using `threads`
+ * OpenMP threads. On failure nothing is left running.
+ */
+int worker_pool_start(yd_model *const *models, int model_count, int workers,
+                      int threads, int queue_size, struct worker_pool **out,
+                      yd_error *err);
+
+/*
+ * Queues the job and blocks until a worker has run it. Returns 0 (see
+ * job->rc), WORKER_QUEUE_FULL or WORKER_STOPPED without running it.
+ */
+int worker_pool_run(struct worker_pool *pool, struct detect_job *job);
+
+/* Number of jobs waiting (not yet taken by a worker). */
+int worker_pool_queued(struct worker_pool *pool);
+
+/* Lets the workers finish every queued job, joins them and frees the pool. */
+void worker_pool_stop(struct worker_pool *pool);
+
+#endif /* YOLOD_DAEMON_WORKERS_H */

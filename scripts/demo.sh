@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Starts `yolod serve` on a loopback port with a real model, posts real
+# photos to it with curl, prints the JSON answers and stops the daemon.
+# MODEL, IMAGES and PORT override the defaults taken from the shared data.
+set -euo pipefail
+BUILD=${BUILD:-build}
+SHARED=${SHARED:-../shared}
+MODEL=${MODEL:-$SHARED/models/yolov8n.onnx}
+PORT=${PORT:-8080}
+if [ -z "${IMAGES:-}" ]; then
+    IMAGES="$SHARED/images/bus.jpg $SHARED/images/zidane.jpg"
+fi
+
+if [ ! -f "$MODEL" ]; then
+    echo "error: model $MODEL not found; set MODEL=FILE.onnx or SHARED=DIR" >&2
+    exit 1
+fi
+
+"$BUILD/yolod" serve --model "$MODEL" --listen "127.0.0.1:$PORT" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 100); do
+    if curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+        break
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "error: yolod exited during startup" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
+
+for image in $IMAGES; do
+    echo "== POST $image"
+    curl -s --data-binary @"$image" -H 'Content-Type: application/octet-stream' \
+        "http://127.0.0.1:$PORT/v1/detect"
+    echo
+done

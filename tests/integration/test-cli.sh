@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# `yolod detect` and the command line: one JSON line per image with the same
+# detections as the daemon, per-image errors, usage errors, help and version.
+source "$(dirname "$0")/lib.sh"
+
+OUT=$WORK/out.jsonl
+ERR=$WORK/err.txt
+
+# line N FILE: writes line N of the detect output to FILE.
+line() {
+    sed -n "$1p" "$OUT" >"$2"
+}
+
+# --- detections
+"$YOLOD" detect --model "$MODEL" "$IMAGES/bus.jpg" "$IMAGES/zidane.jpg" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 0 ]; then ok "detect two images exits 0"; else fail "detect two images exits 0" "exit $rc: $(cat "$ERR")"; fi
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 2 ]; then ok "detect prints one line per image"; else fail "detect prints one line per image" "$lines lines"; fi
+line 1 "$WORK/bus.json"
+line 2 "$WORK/zidane.json"
+check "detect bus reply shape" $CHECK shape "$WORK/bus.json" --model yolov8n
+check "detect bus golden detections" $CHECK golden "$WORK/bus.json" "$GOLDEN/bus.detections.json" --size 810x1080
+check "detect zidane golden detections" $CHECK golden "$WORK/zidane.json" "$GOLDEN/zidane.detections.json" --size 1280x720
+
+"$YOLOD" detect --model "$MODEL" --conf 0.5 --classes person --max-det 2 "$IMAGES/bus.jpg" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 0 ]; then ok "detect with parameters exits 0"; else fail "detect with parameters exits 0" "exit $rc: $(cat "$ERR")"; fi
+line 1 "$WORK/params.json"
+check "detect parameters classes and conf" $CHECK shape "$WORK/params.json" --classes 0 --min-conf 0.5
+check "detect parameters max_det" $CHECK total "$WORK/params.json" --min 2 --max 2
+
+# --- same detections as the daemon
+start_daemon cli
+for name in bus zidane; do
+    if expect_status "daemon $name" 200 "$WORK/http-$name.json" --data-binary @"$IMAGES/$name.jpg" "$URL/v1/detect"; then
+        check "detect $name same as daemon" $CHECK same "$WORK/$name.json" "$WORK/http-$name.json" \
+            --iou 0.999 --conf-tol 0.0001 --margin 0
+    fi
+done
+
+# --- per-image errors: the other images are still processed, exit 1 at the end
+"$YOLOD" detect --model "$MODEL" "$IMAGES/odd/bus_truncated.jpg" "$IMAGES/bus.jpg" \
+    "$IMAGES/odd/not_an_image.jpg" "$WORK/no-such-file.jpg" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 1 ]; then ok "detect with bad images exits 1"; else fail "detect with bad images exits 1" "exit $rc"; fi
+lines=$(wc -l <"$OUT")
+if [ "$lines" -eq 4 ]; then ok "detect bad images one line each"; else fail "detect bad images one line each" "$lines lines"; fi
+line 1 "$WORK/e1.json"
+line 2 "$WORK/ok.json"
+line 3 "$WORK/e3.json"
+line 4 "$WORK/e4.json"
+check "detect truncated error" $CHECK error "$WORK/e1.json" --code undecodable_image --contains truncated
+check "detect continues after error" $CHECK golden "$WORK/ok.json" "$GOLDEN/bus.detections.json" --size 810x1080
+check "detect text file error" $CHECK error "$WORK/e3.json" --code unsupported_media_type
+check "detect missing file error" $CHECK error "$WORK/e4.json" --code io_error --contains no-such-file.jpg
+
+# --- usage errors: exit 2 with a message on stderr
+# usage_error NAME WORD ARGS...: yolod ARGS exits 2 and stderr contains WORD.
+usage_error() {
+    local name=$1 word=$2 out rc
+    shift 2
+    out=$("$YOLOD" "$@" 2>&1 >/dev/null)
+    rc=$?
+    if [ "$rc" -eq 2 ] && grep -qi -- "$word" <<<"$out"; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc, stderr: $out"
+    fi
+}
+usage_error "no command" "usage"
+usage_error "unknown command" "unknown command" frobnicate
+usage_error "detect without model" "--model" detect "$IMAGES/bus.jpg"
+usage_error "detect without images" "no image" detect --model "$MODEL"
+usage_error "detect unknown option" "--frob" detect --model "$MODEL" --frob 1 "$IMAGES/bus.jpg"
+usage_error "detect option without value" "needs a value" detect "$IMAGES/bus.jpg" --model
+usage_error "detect conf out of range" "conf" detect --model "$MODEL" --conf 1.5 "$IMAGES/bus.jpg"
+usage_error "detect unknown class" "zebra2" detect --model "$MODEL" --classes zebra2 "$IMAGES/bus.jpg"
+usage_error "detect max-det zero" "max_det" detect --model "$MODEL" --max-det 0 "$IMAGES/bus.jpg"
+usage_error "serve without model" "no model" serve --listen 127.0.0.1:1
+usage_error "serve unknown option" "--frob" serve --model "$MODEL" --frob 1
+usage_error "serve listen without host" "listen" serve --model "$MODEL" --listen :8080
+usage_error "serve bad workers" "workers" serve --model "$MODEL" --workers 0
+
+# --- config file errors name file and line
+conf=$WORK/bad.conf
+printf '# comment\nlisten = 127.0.0.1:9\nworkers = 2\nfrobnicate = 1\n' >"$conf"
+usage_error "config unknown key" "bad.conf:4: unknown key 'frobnicate'" serve --config "$conf"
+printf 'model = %s\nmax_det = 1000\n' "$MODEL" >"$conf"
+usage_error "config bad value" "bad.conf:2: max_det" serve --config "$conf"
+usage_error "config missing file" "cannot open config file" serve --config "$WORK/none.conf"
+
+# --- a missing model file is a runtime error naming the file
+out=$("$YOLOD" detect --model "$WORK/missing.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "missing.onnx" <<<"$out"; then
+    ok "detect missing model"
+else
+    fail "detect missing model" "exit $rc: $out"
+fi
+
+# --- the shipped example config is valid
+out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "missing.onnx" <<<"$out"; then
+    ok "example config parses"
+else
+    fail "example config parses" "exit $rc: $out"
+fi
+
+# --- help and version
+out=$("$YOLOD" --version)
+if [[ "$out" =~ ^yolod\ [0-9]+\.[0-9]+\.[0-9]+$ ]]; then ok "version"; else fail "version" "$out"; fi
+for command in serve detect; do
+    out=$("$YOLOD" help "$command")
+    if [ $? -eq 0 ] && grep -q "Usage: yolod $command" <<<"$out"; then
+        ok "help $command"
+    else
+        fail "help $command" "$out"
+    fi
+done
+out=$("$YOLOD" --help)
+if grep -q "serve" <<<"$out" && grep -q "detect" <<<"$out"; then ok "help lists commands"; else fail "help lists commands" "$out"; fi
+
+finish

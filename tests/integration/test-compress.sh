@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# `yolod compress` and `yolod inspect`: fp32 and fp16 .yolod variants of
+# yolov8n, their summaries and layer tables, the golden detections from
+# `detect` and `serve` on them, and the messages for bad files and usage.
+source "$(dirname "$0")/lib.sh"
+
+FP32=$WORK/yolov8n-fp32.yolod
+FP16=$WORK/yolov8n-fp16.yolod
+OUT=$WORK/out.txt
+ERR=$WORK/err.txt
+
+# expect_exit NAME WANT COMMAND...: runs COMMAND with stdout in $OUT and
+# stderr in $ERR; ok when it exits WANT.
+expect_exit() {
+    local name=$1 want=$2 rc
+    shift 2
+    "$@" >"$OUT" 2>"$ERR"
+    rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        ok "$name"
+        return 0
+    fi
+    fail "$name" "exit $rc, expected $want; stderr: $(head -c 400 "$ERR")"
+    return 1
+}
+
+# expect_text NAME FILE REGEX: ok when a line of FILE matches the extended REGEX.
+expect_text() {
+    local name=$1 file=$2 regex=$3
+    if grep -Eq -- "$regex" "$file"; then
+        ok "$name"
+    else
+        fail "$name" "no line matches /$regex/ in: $(head -c 600 "$file")"
+    fi
+}
+
+# --- compress
+expect_exit "compress fp32 exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp32 -o "$FP32"
+expect_text "compress fp32 names the variant" "$OUT" '^variant +fp32$'
+expect_text "compress fp32 GFLOPs" "$OUT" '^GFLOPs +8\.74$'
+expect_text "compress fp32 all convs fp32" "$OUT" '^total +63 +63 +0 +0 '
+expect_text "compress fp32 reconstruction n/a" "$OUT" '^reconstruction +n/a'
+size32=$(stat -c %s "$FP32" 2>/dev/null || echo 0)
+expect_text "compress fp32 reports the file size" "$OUT" "^size +$size32 bytes"
+
+expect_exit "compress fp16 exits 0" 0 "$YOLOD" compress "$MODEL" --variant=fp16 --output "$FP16"
+expect_text "compress fp16 all convs fp16" "$OUT" '^total +63 +0 +63 +0 '
+size16=$(stat -c %s "$FP16" 2>/dev/null || echo 0)
+if [ "$size16" -gt 0 ] && [ $((size16 * 100 / size32)) -ge 45 ] && [ $((size16 * 100 / size32)) -le 55 ]; then
+    ok "fp16 file is half the fp32 file"
+else
+    fail "fp16 file is half the fp32 file" "fp32 $size32 bytes, fp16 $size16 bytes"
+fi
+if ls "$WORK" | grep -q '\.tmp\.'; then
+    fail "compress leaves no temporary file" "$(ls "$WORK")"
+else
+    ok "compress leaves no temporary file"
+fi
+
+# --- inspect
+sha=$(sha256sum "$MODEL" | cut -d' ' -f1)
+expect_exit "inspect fp32 exits 0" 0 "$YOLOD" inspect "$FP32"
+expect_text "inspect fp32 format" "$OUT" '^format +\.yolod version 1\.0$'
+expect_text "inspect fp32 precision count" "$OUT" '63 convolutions: 63 fp32, 0 fp16, 0 int8'
+expect_text "inspect fp32 source hash matches sha256sum" "$OUT" "^source sha256 +$sha$"
+expect_text "inspect fp32 variant" "$OUT" '^variant +fp32$'
+expect_text "inspect fp32 class count" "$OUT" '^classes +80 \(person, '
+expect_text "inspect fp32 input size" "$OUT" '^input +3x640x640$'
+expect_text "inspect fp32 first layer row" "$OUT" '^ +1 +Conv\+SiLU +/model\.0/conv/Conv +3x640x640 +16x320x320 +3x3/2 +fp32 '
+
+expect_exit "inspect fp16 exits 0" 0 "$YOLOD" inspect "$FP16"
+expect_text "inspect fp16 precision count" "$OUT" '63 convolutions: 0 fp32, 63 fp16, 0 int8'
+expect_text "inspect fp16 compute" "$OUT" '^compute +8\.74 GFLOPs$'
+expect_text "inspect fp16 settings" "$OUT" '^settings +weights=fp16'
+
+expect_exit "inspect onnx exits 0" 0 "$YOLOD" inspect "$MODEL"
+expect_text "inspect onnx format" "$OUT" '^format +ONNX$'
+expect_text "inspect onnx precision count" "$OUT" '63 convolutions: 63 fp32, 0 fp16, 0 int8'
+expect_text "inspect onnx hash" "$OUT" "^sha256 +$sha$"
+
+# --- detections from the .yolod files
+for variant in fp32 fp16; do
+    file=$WORK/yolov8n-$variant.yolod
+    if expect_exit "detect $variant exits 0" 0 "$YOLOD" detect --model "$file" "$IMAGES/bus.jpg"; then
+        cp "$OUT" "$WORK/detect-$variant.json"
+        check "detect $variant bus golden detections" $CHECK golden "$WORK/detect-$variant.json" \
+            "$GOLDEN/bus.detections.json" --size 810x1080
+        check "detect $variant names the model" $CHECK shape "$WORK/detect-$variant.json" \
+            --model "yolov8n-$variant"
+    fi
+done
+if expect_exit "detect onnx exits 0" 0 "$YOLOD" detect --model "$MODEL" "$IMAGES/bus.jpg"; then
+    check "detect fp32 .yolod same as onnx" $CHECK same "$WORK/detect-fp32.json" "$OUT" \
+        --iou 0.9999 --conf-tol 0.00001 --margin 0
+fi
+
+MODEL=$FP16 start_daemon compress-fp16
+if expect_status "serve fp16 detect" 200 "$WORK/http.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"; then
+    check "serve fp16 bus golden detections" $CHECK golden "$WORK/http.json" \
+        "$GOLDEN/bus.detections.json" --size 810x1080
+    check "serve fp16 names the model" $CHECK shape "$WORK/http.json" --model yolov8n-fp16
+fi
+
+# --- bad model files: rejected with the reason, exit 1
+BAD=$WORK/bad.yolod
+head -c 100000 "$FP16" >"$BAD"
+expect_exit "inspect truncated exits 1" 1 "$YOLOD" inspect "$BAD"
+expect_text "inspect truncated message" "$ERR" 'truncated \.yolod file: 100000 bytes'
+
+cp "$FP16" "$BAD"
+printf '\x55' | dd of="$BAD" bs=1 seek=3000000 conv=notrunc status=none
+expect_exit "detect corrupted exits 1" 1 "$YOLOD" detect --model "$BAD" "$IMAGES/bus.jpg"
+expect_text "detect corrupted message" "$ERR" 'bad\.yolod: corrupted \.yolod file: checksum mismatch'
+expect_exit "serve corrupted exits 1" 1 timeout 60 "$YOLOD" serve --model "$BAD" --listen 127.0.0.1:1
+expect_text "serve corrupted message" "$ERR" 'corrupted \.yolod file'
+
+cp "$FP16" "$BAD"
+printf '\x02' | dd of="$BAD" bs=1 seek=8 conv=notrunc status=none
+expect_exit "inspect edited header exits 1" 1 "$YOLOD" inspect "$BAD"
+expect_text "inspect edited header message" "$ERR" 'corrupted \.yolod file: header checksum mismatch'
+
+# --- compress usage and input errors
+expect_exit "compress unknown variant exits 2" 2 "$YOLOD" compress "$MODEL" --variant int3 -o "$BAD"
+expect_text "compress unknown variant lists variants" "$ERR" "unknown variant 'int3' \(supported: fp32, fp16"
+expect_exit "compress without variant exits 2" 2 "$YOLOD" compress "$MODEL" -o "$BAD"
+expect_text "compress without variant message" "$ERR" 'missing --variant'
+expect_exit "compress without output exits 2" 2 "$YOLOD" compress "$MODEL" --variant fp16
+expect_text "compress without output message" "$ERR" 'missing -o'
+expect_exit "compress without model exits 2" 2 "$YOLOD" compress --variant fp16 -o "$BAD"
+expect_exit "compress from .yolod exits 1" 1 "$YOLOD" compress "$FP16" --variant fp16 -o "$BAD"
+expect_text "compress from .yolod message" "$ERR" 'already a \.yolod file'
+expect_exit "compress missing model exits 1" 1 "$YOLOD" compress "$WORK/none.onnx" --variant fp16 -o "$BAD"
+expect_text "compress missing model message" "$ERR" 'none\.onnx'
+expect_exit "compress unwritable output exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/no/dir/x.yolod"
+expect_text "compress unwritable output message" "$ERR" "cannot write '.*/no/dir/x\.yolod'"
+expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" -o "$BAD"
+expect_text "compress --calib warning" "$ERR" 'does not calibrate'
+
+# --- help
+for command in compress inspect; do
+    out=$("$YOLOD" help "$command")
+    if [ $? -eq 0 ] && grep -q "Usage: yolod $command" <<<"$out"; then
+        ok "help $command"
+    else
+        fail "help $command" "$out"
+    fi
+done
+out=$("$YOLOD" help compress)
+if grep -Eq '^  fp16 ' <<<"$out"; then ok "help compress lists variants"; else fail "help compress lists variants" "$out"; fi
+
+finish

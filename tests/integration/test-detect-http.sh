@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# POST /v1/detect end to end against the real daemon: golden detections for
+# bus.jpg and zidane.jpg (raw body and multipart), parameters, errors,
+# body and pixel limits, health endpoints.
+source "$(dirname "$0")/lib.sh"
+
+start_daemon main
+MAIN_PORT=${URL##*:}
+R=$WORK/reply.json
+
+# --- health
+expect_status "healthz returns 200" 200 "$R" "$URL/healthz"
+check "healthz body" python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == {"status": "ok"}' "$R"
+expect_status "readyz returns 200" 200 "$R" "$URL/readyz"
+
+# --- golden detections
+if expect_status "bus raw body" 200 "$R" --data-binary @"$IMAGES/bus.jpg" \
+        -H 'Content-Type: image/jpeg' "$URL/v1/detect"; then
+    check "bus raw reply shape" $CHECK shape "$R" --model yolov8n
+    check "bus raw golden detections" $CHECK golden "$R" "$GOLDEN/bus.detections.json" --size 810x1080
+    check "bus raw 4 persons" $CHECK count "$R" --label person --min 4 --max 4
+    check "bus raw 1 bus" $CHECK count "$R" --label bus --min 1 --max 1
+fi
+
+if expect_status "bus octet-stream body" 200 "$R" --data-binary @"$IMAGES/bus.jpg" \
+        -H 'Content-Type: application/octet-stream' "$URL/v1/detect"; then
+    check "bus octet-stream golden detections" $CHECK golden "$R" "$GOLDEN/bus.detections.json" --size 810x1080
+fi
+
+if expect_status "bus multipart" 200 "$R" -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect"; then
+    check "bus multipart golden detections" $CHECK golden "$R" "$GOLDEN/bus.detections.json" --size 810x1080
+fi
+
+if expect_status "bus chunked body" 200 "$R" --data-binary @"$IMAGES/bus.jpg" \
+        -H 'Transfer-Encoding: chunked' -H 'Content-Type: image/jpeg' "$URL/v1/detect"; then
+    check "bus chunked golden detections" $CHECK golden "$R" "$GOLDEN/bus.detections.json" --size 810x1080
+fi
+
+# zidane: its 0.2527 person sits at the threshold and may be missing
+# (--margin), and its two 0.797 persons may swap order (matching ignores order).
+if expect_status "zidane raw body" 200 "$R" --data-binary @"$IMAGES/zidane.jpg" "$URL/v1/detect"; then
+    check "zidane reply shape" $CHECK shape "$R"
+    check "zidane golden detections" $CHECK golden "$R" "$GOLDEN/zidane.detections.json" --size 1280x720
+    check "zidane tie found" $CHECK count "$R" --label tie --min 1 --max 1
+fi
+if expect_status "zidane multipart" 200 "$R" -F image=@"$IMAGES/zidane.jpg" "$URL/v1/detect"; then
+    check "zidane multipart golden detections" $CHECK golden "$R" "$GOLDEN/zidane.detections.json" --size 1280x720
+fi
+
+# --- parameters
+if expect_status "conf 0.5 accepted" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=0.5"; then
+    check "conf 0.5 drops the 0.44 person" $CHECK count "$R" --label person --min 3 --max 3
+    check "conf 0.5 all above" $CHECK shape "$R" --min-conf 0.5
+fi
+if expect_status "max_det 2 accepted" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?max_det=2"; then
+    check "max_det 2 keeps two" $CHECK total "$R" --min 2 --max 2
+fi
+if expect_status "classes by name" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?classes=bus"; then
+    check "classes bus only" $CHECK shape "$R" --classes 5
+    check "classes bus found" $CHECK count "$R" --label bus --min 1 --max 1
+fi
+if expect_status "classes by id" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?classes=0,27"; then
+    check "classes 0,27 only" $CHECK shape "$R" --classes 0,27
+    check "classes 0 keeps 4 persons" $CHECK count "$R" --label person --min 4 --max 4
+fi
+if expect_status "iou 0.5 accepted" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?iou=0.5"; then
+    check "iou 0.5 reply shape" $CHECK shape "$R"
+fi
+if expect_status "multipart fields as parameters" 200 "$R" -F image=@"$IMAGES/bus.jpg" \
+        -F conf=0.5 -F classes=person "$URL/v1/detect"; then
+    check "multipart conf and classes" $CHECK count "$R" --label person --min 3 --max 3
+    check "multipart classes person only" $CHECK shape "$R" --classes 0 --min-conf 0.5
+fi
+if expect_status "model by name" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=yolov8n"; then
+    check "model by name reply" $CHECK shape "$R" --model yolov8n
+fi
+
+expect_error "conf above 1" 400 bad_parameter "conf" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1.5"
+check "conf above 1 names value" $CHECK error "$WORK/error.json" --code bad_parameter --contains 1.5
+expect_error "conf not a number" 400 bad_parameter "abc" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=abc"
+expect_error "iou negative" 400 bad_parameter "iou" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?iou=-0.1"
+expect_error "max_det zero" 400 bad_parameter "max_det" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?max_det=0"
+expect_error "max_det above 300" 400 bad_parameter "301" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?max_det=301"
+expect_error "classes unknown name" 400 bad_parameter "zebra2" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?classes=person,zebra2"
+expect_error "classes id out of range" 400 bad_parameter "80" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?classes=80"
+expect_error "multipart bad conf" 400 bad_parameter "conf" -F image=@"$IMAGES/bus.jpg" -F conf=2 "$URL/v1/detect"
+expect_error "unknown model" 404 model_not_found "nosuchmodel" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=nosuchmodel"
+
+# --- routes and methods
+expect_error "unknown route" 404 not_found "/v2/nothing" "$URL/v2/nothing"
+expect_error "GET on detect" 405 method_not_allowed "GET" "$URL/v1/detect"
+allow=$(curl -s -o /dev/null -D - "$URL/v1/detect" | tr -d '\r' | awk -F': ' 'tolower($1) == "allow" {print $2}')
+if [ "$allow" = "POST" ]; then ok "405 has Allow: POST"; else fail "405 has Allow: POST" "got '$allow'"; fi
+expect_error "POST on healthz" 405 method_not_allowed "POST" -X POST "$URL/healthz"
+expect_error "empty body" 400 empty_body "empty" -X POST -H 'Content-Type: image/jpeg' "$URL/v1/detect"
+expect_error "multipart without image" 400 bad_request "image" -F picture=@"$IMAGES/bus.jpg" "$URL/v1/detect"
+expect_error "text body" 415 unsupported_media_type "PNG" --data-binary 'hello, not an image' "$URL/v1/detect"
+
+# --- limits: 300 KiB body, 900000 pixels (zidane is 921600, 1x1 is 1), one queue slot
+start_daemon limits --max-body-bytes 300K --max-pixels 900000 --queue-size 1 --workers 1
+expect_status "limits daemon accepts small image" 200 "$R" --data-binary @"$IMAGES/odd/bus_1x1.jpg" "$URL/v1/detect"
+expect_error "body over limit" 413 body_too_large "max_body_bytes" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+expect_error "multipart body over limit" 413 body_too_large "max_body_bytes" -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect"
+expect_error "chunked body over limit" 413 body_too_large "max_body_bytes" --data-binary @"$IMAGES/bus.jpg" \
+    -H 'Transfer-Encoding: chunked' "$URL/v1/detect"
+expect_error "pixels over limit" 413 image_too_large "900000" --data-binary @"$IMAGES/zidane.jpg" "$URL/v1/detect"
+expect_status "limits daemon still ready" 200 "$R" "$URL/readyz"
+
+# Six requests at once on one worker with one queue slot: one runs, one
+# waits, the rest get 503 with Retry-After (inference takes far longer than
+# starting six curl processes).
+curl_pids=()
+for i in 1 2 3 4 5 6; do
+    curl -s -D "$WORK/queue-$i.headers" -o "$WORK/queue-$i.json" --max-time 60 \
+        --data-binary @"$IMAGES/odd/bus_1x1.jpg" "$URL/v1/detect" &
+    curl_pids+=($!)
+done
+wait "${curl_pids[@]}"
+ok_count=$(grep -l '^HTTP/1.1 200' "$WORK"/queue-*.headers | wc -l)
+busy_count=$(grep -l '^HTTP/1.1 503' "$WORK"/queue-*.headers | wc -l)
+if [ "$ok_count" -ge 1 ] && [ "$busy_count" -ge 1 ] && [ $((ok_count + busy_count)) -eq 6 ]; then
+    ok "full queue gives 503"
+else
+    fail "full queue gives 503" "$ok_count replies 200, $busy_count replies 503 of 6"
+fi
+busy=$(grep -l '^HTTP/1.1 503' "$WORK"/queue-*.headers | head -n 1)
+if [ -n "$busy" ] && grep -qi '^Retry-After: 1' "$busy"; then ok "503 has Retry-After"; else fail "503 has Retry-After" "${busy:-no 503 reply}"; fi
+if [ -n "$busy" ]; then
+    check "503 body" $CHECK error "${busy%.headers}.json" --code queue_full --contains retry
+fi
+
+# --- startup errors
+port=$(free_port)
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$port" &
+blocker=$!
+sleep 0.3
+out=$("$YOLOD" serve --model "$MODEL" --listen "127.0.0.1:$port" 2>&1)
+rc=$?
+kill "$blocker" 2>/dev/null
+wait "$blocker" 2>/dev/null
+if [ "$rc" -ne 0 ] && grep -q "Address already in use" <<<"$out"; then
+    ok "port in use exits non-zero"
+else
+    fail "port in use exits non-zero" "exit $rc: $out"
+fi
+out=$("$YOLOD" serve --model "$WORK/missing.onnx" --listen "127.0.0.1:$(free_port)" 2>&1)
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q "missing.onnx" <<<"$out"; then
+    ok "missing model exits non-zero"
+else
+    fail "missing model exits non-zero" "exit $rc: $out"
+fi
+
+# --- SIGTERM: requests in progress complete, then the daemon exits 0
+main_url=http://127.0.0.1:${MAIN_PORT}
+curl_pids=()
+for i in 1 2; do
+    curl -s -o "$WORK/drain-$i.json" -w '%{http_code}' --max-time 60 \
+        --data-binary @"$IMAGES/bus.jpg" "$main_url/v1/detect" >"$WORK/drain-$i.status" &
+    curl_pids+=($!)
+done
+sleep 0.2
+kill -TERM "${DAEMON_PIDS[0]}"
+wait "${DAEMON_PIDS[0]}"
+rc=$?
+wait "${curl_pids[@]}"
+if [ "$rc" -eq 0 ]; then ok "SIGTERM exits 0"; else fail "SIGTERM exits 0" "exit $rc"; fi
+for i in 1 2; do
+    status=$(cat "$WORK/drain-$i.status")
+    if [ "$status" = 200 ]; then ok "request $i in progress at SIGTERM completes"; else fail "request $i in progress at SIGTERM completes" "status $status"; fi
+done
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$main_url/healthz")
+if [ "$code" = 000 ]; then ok "stopped daemon refuses connections"; else fail "stopped daemon refuses connections" "status $code"; fi
+
+finish
