@@ -196,7 +196,7 @@ static const char compress_help[] =
     "  --calib DIR              folder of unlabelled JPEG or PNG images, for variants\n"
     "                           that calibrate\n"
     "  --calib-method NAME      activation ranges: minmax, percentile (99.99 percent) or\n"
-    "                           entropy (default percentile)\n"
+    "                           entropy (default minmax)\n"
     "  --calib-limit N          calibration images used, at most (default 128)\n"
     "  --threads N              OpenMP threads (default 0 = all cores)\n"
     "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
@@ -506,7 +506,7 @@ static void print_summary(const struct compress_options *options, const yd_model
 
 int command_compress(int argc, char **argv)
 {
-    struct compress_options options = {.calib_method = "percentile", .calib_limit = 128};
+    struct compress_options options = {.calib_method = "minmax", .calib_limit = 128};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
     const struct compress_variant *variant;
     yd_model_provenance prov;

@@ -63,19 +63,23 @@ static void observe(const yd_session *s, int node_index, const float *data, void
     }
 }
 
-/* KL divergence of the 255-level requantization of hist[0, n) (with the
- * mass beyond n folded into bin n - 1) from that clipped histogram. */
+/*
+ * KL divergence from the clipped histogram P (hist[0, n) with the mass
+ * beyond n folded into bin n - 1) to its 255-level quantization Q, where Q
+ * is built from hist[0, n) without that mass, so clipping is penalised,
+ * and spread evenly over the bins where P is non-zero.
+ */
 static double clipped_kl(const double *hist, int n)
 {
-    double *p = malloc((size_t)n * sizeof *p);
-    double total = 0, kl = 0;
+    double total_p = 0, total_q = 0, outliers = 0, kl = 0;
 
-    for (int i = 0; i < n; i++)
-        p[i] = hist[i];
     for (int i = n; i < BINS; i++)
-        p[n - 1] += hist[i];
+        outliers += hist[i];
     for (int i = 0; i < n; i++)
-        total += p[i];
+        total_q += hist[i];
+    total_p = total_q + outliers;
+    if (total_q <= 0)
+        return INFINITY;
 
     for (int level = 0; level < LEVELS; level++) {
         int lo = (int)((double)level * n / LEVELS), hi = (int)((double)(level + 1) * n / LEVELS);
@@ -83,19 +87,21 @@ static double clipped_kl(const double *hist, int n)
         int nonzero = 0;
 
         for (int i = lo; i < hi; i++) {
-            sum += p[i];
-            nonzero += p[i] > 0;
+            double p = hist[i] + (i == n - 1 ? outliers : 0);
+
+            sum += hist[i];
+            nonzero += p > 0;
         }
         for (int i = lo; i < hi; i++) {
-            double q;
+            double p = (hist[i] + (i == n - 1 ? outliers : 0)) / total_p;
+            double q = nonzero ? sum / nonzero / total_q : 0;
 
-            if (p[i] <= 0)
+            if (p <= 0)
                 continue;
-            q = sum / nonzero;
-            kl += p[i] / total * log(p[i] / q);
+            /* An empty Q bin under P mass: a large but finite penalty. */
+            kl += p * log(p / (q > 0 ? q : 1e-12));
         }
     }
-    free(p);
     return kl;
 }
 
