@@ -83,9 +83,17 @@ memcheck: $(BUILD)/yolod
 	scripts/install-deps.sh valgrind
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
 
+# Installs the binary, the example config and the systemd unit.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(BUILD)/yolod
+	install -D -m 755 $(BUILD)/yolod $(DESTDIR)$(PREFIX)/bin/yolod
+	install -D -m 644 conf/yolod.conf $(DESTDIR)/etc/yolod/yolod.conf.example
+	install -D -m 644 systemd/yolod.service $(DESTDIR)/etc/systemd/system/yolod.service
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test demo memcheck clean
+.PHONY: all deps tests test demo memcheck install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

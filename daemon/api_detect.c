@@ -198,10 +198,11 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
                                   "unknown model '%s' (loaded: %s)", model_name, names);
     }
-    if (variant && strcmp(variant, "fp32") != 0)
+    if (variant && strcmp(variant, yd_model_variant(server->models[model_index])) != 0)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
-                                  "unknown variant '%s' of model '%s' (loaded: fp32)", variant,
-                                  yd_model_name(server->models[model_index]));
+                                  "unknown variant '%s' of model '%s' (loaded: %s)", variant,
+                                  yd_model_name(server->models[model_index]),
+                                  yd_model_variant(server->models[model_index]));
 
     text.conf = lookup_param(connection, request, FIELD_CONF, "conf");
     text.iou = lookup_param(connection, request, FIELD_IOU, "iou");

@@ -45,6 +45,10 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
         char name[64], err[256];
         const char *value;
 
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            command_bench_print_help();
+            exit(0);
+        }
         if (strcmp(argv[i], "--json") == 0) {
             o->json = 1;
             i++;
@@ -128,7 +132,9 @@ void command_bench_print_help(void)
           "  --runs N         timed runs (default 20)\n"
           "  --warmup N       untimed runs first (default 3)\n"
           "  --input FILE     raw float32 [3][S][S] input tensor (default: a fixed pattern)\n"
-          "  --json           print one JSON object: median_ms, min_ms, max_ms, threads, ...\n",
+          "  --json           print one JSON object: median_ms, min_ms, max_ms, threads, ...\n"
+          "\n"
+          "Exit status: 0 on success, 1 if the model or input cannot be read, 2 for invalid usage.\n",
           stdout);
 }
 

@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "log.h"
 #include "model_file.h"
+#include "prune.h"
 #include "quantize.h"
 #include "util.h"
 
@@ -165,6 +166,9 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
     rc = load_calibration(options->calib_dir, options->calib_limit, &images, &count, err);
     if (rc != YD_OK)
         return rc;
+    if (count < 16)
+        log_printf(YD_LOG_WARN, "calibrating on only %d images from %s; ranges from so few are "
+                   "unreliable (100 or more is typical)", count, options->calib_dir);
     rc = yd_quantize_model(model, images, count, &q, err);
     snprintf(outcome->settings, sizeof outcome->settings,
              "weights=int8-per-channel activations=uint8-per-tensor calibration=%s images=%d",
@@ -175,10 +179,94 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
     return rc;
 }
 
+/*
+ * Parses the P of a requested "prune<P>" or "prune<P>-int8" variant name: an
+ * integer from 1 to 90 without sign or leading zero. Returns 0 when invalid.
+ */
+static int prune_percent(const char *requested)
+{
+    const char *digits = requested + strlen("prune");
+    char *end;
+    long percent;
+
+    if (strncmp(requested, "prune", strlen("prune")) != 0 || *digits < '1' || *digits > '9')
+        return 0;
+    percent = strtol(digits, &end, 10);
+    if (percent < 1 || percent > 90 || (*end != '\0' && strcmp(end, "-int8") != 0))
+        return 0;
+    return (int)percent;
+}
+
+static void prune_progress(int done, int total, void *user)
+{
+    if (done == total || done % 16 == 0)
+        fprintf(stderr, "calibrating channel importance: image %d of %d\n", done, total);
+}
+
+/*
+ * Removes P percent of the FLOPs by channel pruning (P from the variant
+ * name) and prints the FLOPs before and after. Every prune variant finishes
+ * its float model here, before any later step such as quantization.
+ */
+static int prune_variant(yd_model *model, const struct compress_options *options,
+                         struct compress_outcome *outcome, yd_error *err)
+{
+    int percent = prune_percent(options->variant);
+    yd_prune_options p = {.flops_fraction = percent / 100.0, .threads = options->threads,
+                          .progress = prune_progress};
+    yd_prune_report report;
+    yd_image *images = NULL;
+    int count = 0, rc;
+
+    rc = load_calibration(options->calib_dir, options->calib_limit, &images, &count, err);
+    if (rc != YD_OK)
+        return rc;
+    rc = yd_prune_model(model, images, count, &p, &report, err);
+    for (int i = 0; i < count; i++)
+        yd_image_free(&images[i]);
+    free(images);
+    if (rc != YD_OK)
+        return rc;
+
+    printf("%-16s %.2f -> %.2f GFLOPs, %.1f%% removed (requested %d%%), %d of %d channel groups\n",
+           "pruned", report.flops_before / 1e9, report.flops_after / 1e9,
+           100.0 * (1.0 - report.flops_after / report.flops_before), percent,
+           report.removed_groups, report.groups);
+    snprintf(outcome->settings, sizeof outcome->settings,
+             "prune=channels importance=weight-norm-x-rms ranking=global flops-requested=%d%% "
+             "flops-removed=%.1f%% images=%d", percent,
+             100.0 * (1.0 - report.flops_after / report.flops_before), count);
+    yd_prune_report_free(&report);
+    return YD_OK;
+}
+
+static int apply_prune_int8(yd_model *model, const struct compress_options *options,
+                            struct compress_outcome *outcome, yd_error *err)
+{
+    char prune_settings[sizeof outcome->settings];
+    int rc = prune_variant(model, options, outcome, err);
+
+    if (rc != YD_OK)
+        return rc;
+    snprintf(prune_settings, sizeof prune_settings, "%s", outcome->settings);
+    rc = apply_int8(model, options, outcome, err);
+    if (rc == YD_OK) {
+        char int8_settings[sizeof outcome->settings];
+
+        snprintf(int8_settings, sizeof int8_settings, "%s", outcome->settings);
+        snprintf(outcome->settings, sizeof outcome->settings, "%.200s %.300s", prune_settings,
+                 int8_settings);
+    }
+    return rc;
+}
+
+/* A name containing "<P>" matches "prune<P>" style requests; see prune_percent(). */
 static const struct compress_variant variants[] = {
     {"fp32", "fp32 weights, as exported", 0, apply_fp32},
     {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, apply_fp16},
     {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, apply_int8},
+    {"prune<P>", "remove P percent (1 to 90) of the FLOPs by channel pruning, fp32", 1, prune_variant},
+    {"prune<P>-int8", "prune<P>, then int8 as above", 1, apply_prune_int8},
 };
 
 #define VARIANT_COUNT ((int)(sizeof variants / sizeof variants[0]))
@@ -215,9 +303,15 @@ void command_compress_print_help(void)
 
 static const struct compress_variant *find_variant(const char *name)
 {
-    for (int i = 0; i < VARIANT_COUNT; i++)
-        if (strcmp(variants[i].name, name) == 0)
+    for (int i = 0; i < VARIANT_COUNT; i++) {
+        const char *pattern = variants[i].name;
+
+        if (strcmp(pattern, name) == 0)
             return &variants[i];
+        if (strstr(pattern, "<P>") && prune_percent(name) &&
+            (strstr(pattern, "-int8") != NULL) == (strstr(name, "-int8") != NULL))
+            return &variants[i];
+    }
     return NULL;
 }
 
@@ -523,6 +617,11 @@ int command_compress(int argc, char **argv)
     yd_set_log_callback(log_library_message, NULL);
 
     variant = find_variant(options.variant);
+    if (!variant && strncmp(options.variant, "prune", strlen("prune")) == 0) {
+        fprintf(stderr, "yolod compress: invalid variant '%s' (expected prune<P> or prune<P>-int8 "
+                "with P an integer from 1 to 90)\n", options.variant);
+        return EXIT_USAGE;
+    }
     if (!variant) {
         fprintf(stderr, "yolod compress: unknown variant '%s' (supported: ", options.variant);
         print_variant_names(stderr);
@@ -531,12 +630,12 @@ int command_compress(int argc, char **argv)
     }
     if (variant->needs_calibration && !options.calib_dir) {
         fprintf(stderr, "yolod compress: variant '%s' needs --calib DIR, a folder of images\n",
-                variant->name);
+                options.variant);
         return EXIT_USAGE;
     }
     if (!variant->needs_calibration && options.calib_dir)
         log_printf(YD_LOG_WARN, "variant '%s' does not calibrate; ignoring --calib %s",
-                   variant->name, options.calib_dir);
+                   options.variant, options.calib_dir);
 
     status = EXIT_RUNTIME;
     if (yd_model_file_sniff_path(options.model_path, &error) == 1) {
@@ -545,15 +644,14 @@ int command_compress(int argc, char **argv)
         goto done;
     }
     if (yd_model_load(options.model_path, NULL, &model, &error) < 0) {
-        fprintf(stderr, "yolod compress: cannot load model '%s': %s\n", options.model_path,
-                error.message);
+        fprintf(stderr, "yolod compress: cannot load model: %s\n", error.message);
         goto done;
     }
 
     yd_model_provenance_init(&prov);
     base = strrchr(options.model_path, '/');
     snprintf(prov.source_name, sizeof prov.source_name, "%s", base ? base + 1 : options.model_path);
-    snprintf(prov.variant, sizeof prov.variant, "%s", variant->name);
+    snprintf(prov.variant, sizeof prov.variant, "%s", options.variant);
     snprintf(prov.yolod_version, sizeof prov.yolod_version, "%s", YOLOD_VERSION);
     prov.created = (int64_t)time(NULL);
     if (yd_sha256_file(options.model_path, prov.source_sha256, &error) < 0 ||
@@ -564,7 +662,7 @@ int command_compress(int argc, char **argv)
     }
 
     if (variant->apply(model, &options, &outcome, &error) < 0) {
-        fprintf(stderr, "yolod compress: variant '%s' failed: %s\n", variant->name, error.message);
+        fprintf(stderr, "yolod compress: variant '%s' failed: %s\n", options.variant, error.message);
         goto done;
     }
     snprintf(prov.settings, sizeof prov.settings, "%s", outcome.settings);

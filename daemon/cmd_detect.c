@@ -172,7 +172,7 @@ int command_detect(int argc, char **argv)
 
     status = EXIT_RUNTIME;
     if (yd_model_load(options.model_path, NULL, &model, &error) < 0) {
-        fprintf(stderr, "yolod detect: cannot load model '%s': %s\n", options.model_path, error.message);
+        fprintf(stderr, "yolod detect: cannot load model: %s\n", error.message);
         goto cleanup;
     }
 

@@ -235,8 +235,9 @@ static int check_images(const yd_coco_dataset *dataset, const char *dir)
 
 /*
  * Maps a model class to a COCO category id: the 80-class COCO order to the
- * original ids 1..90, any other class count to class + 1 (as Ultralytics'
- * validator does for datasets other than COCO).
+ * original ids 1..90, any other class count to class + 1, which is the
+ * class_map of Ultralytics 8.x DetectionValidator.init_metrics for datasets
+ * other than COCO.
  */
 static int64_t category_id(int class_count, int class_id)
 {
@@ -247,7 +248,8 @@ static int64_t category_id(int class_count, int class_id)
 
 /*
  * Appends one image's detections in COCO form. The box arithmetic is done in
- * float, as Ultralytics does on float32 tensors (corner to centre and back).
+ * float, as Ultralytics' pred_to_json does on float32 tensors (xyxy2xywh,
+ * then the centre moved back to the corner).
  */
 static int append_result(struct detection_list *list, const yd_result *result, int64_t image_id,
                          int class_count)
@@ -287,7 +289,7 @@ static int run_model(const struct eval_options *options, const yd_coco_dataset *
     int status = -1;
 
     if (yd_model_load(options->model_path, NULL, &model, &error) < 0) {
-        fprintf(stderr, "yolod eval: cannot load model '%s': %s\n", options->model_path, error.message);
+        fprintf(stderr, "yolod eval: cannot load model: %s\n", error.message);
         goto cleanup;
     }
     if (yd_session_create(model, options->threads, &session, &error) < 0) {

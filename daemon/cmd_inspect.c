@@ -222,7 +222,7 @@ int command_inspect(int argc, char **argv)
 
     is_yolod = yd_model_file_sniff_path(path, &error);
     if (is_yolod < 0 || yd_model_load(path, NULL, &model, &error) < 0) {
-        fprintf(stderr, "yolod inspect: cannot load model '%s': %s\n", path, error.message);
+        fprintf(stderr, "yolod inspect: cannot load model: %s\n", error.message);
         goto done;
     }
     yd_model_provenance_init(&prov);

@@ -90,7 +90,7 @@ static int load_models(const struct config *config, yd_model **models)
         int rc = yd_model_load(config->models[i], NULL, &models[i], &error);
 
         if (rc < 0) {
-            log_printf(YD_LOG_ERROR, "cannot load model '%s': %s", config->models[i], error.message);
+            log_printf(YD_LOG_ERROR, "cannot load model: %s", error.message);
             return -1;
         }
         for (int j = 0; j < i; j++) {

@@ -45,9 +45,9 @@ cJSON *json_detect_result(const yd_model *model, const yd_result *result,
     if (!root)
         return NULL;
 
-    /* NOTE: variant and version are fixed until variants and hot swap exist. */
+    /* NOTE: version is fixed at 1 until models can be reloaded. */
     if (!cJSON_AddStringToObject(root, "model", yd_model_name(model)) ||
-        !cJSON_AddStringToObject(root, "variant", "fp32") ||
+        !cJSON_AddStringToObject(root, "variant", yd_model_variant(model)) ||
         !cJSON_AddStringToObject(root, "version", "1"))
         goto fail;
 

@@ -80,6 +80,10 @@ static const char detect_help[] =
 
 int command_print_help(const char *name)
 {
+    if (strcmp(name, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
     if (strcmp(name, "serve") == 0)
         fputs(serve_help, stdout);
     else if (strcmp(name, "detect") == 0)
@@ -111,7 +115,9 @@ int command_take_option(int argc, char **argv, int *index, char *name, size_t na
     }
     snprintf(name, name_size, "%s", arg);
     if (*index + 1 >= argc) {
-        snprintf(err, err_size, "option '--%s' needs a value", name);
+        /* The last argument: either a value option without its value or a
+         * misspelt option; the parser cannot tell which. */
+        snprintf(err, err_size, "option '--%s' is unknown or needs a value", name);
         return -1;
     }
     *value = argv[*index + 1];

@@ -14,7 +14,7 @@
 #include "coco_data.h"
 #include "util.h"
 
-/* Largest integer a JSON number (a double) holds exactly: 2^53. */
+/* Largest integer that a JSON number, parsed as a double, represents exactly: 2^53. */
 #define MAX_EXACT_INTEGER 9007199254740992.0
 
 /* Parses text; on a syntax error reports the line and column. */

@@ -3,11 +3,11 @@
  * accumulate, summarize) computes it, so that the 12 numbers agree to the
  * last bits:
  *
- * - Every image id and category id of the dataset takes part. For each
- *   category, for each image with ground truth or detections in it, the
- *   detections are sorted by score (stable, as numpy's mergesort) and cut to
- *   100, then matched greedily at each IoU threshold to the best ground truth
- *   that is still free (crowd regions may absorb any number of detections).
+ * - Every image id and category id of the dataset takes part. In each
+ *   image, the detections of a category are sorted by score (stable, as
+ *   numpy's mergesort) and cut to 100. At each IoU threshold, each detection
+ *   in turn takes the best ground truth that is still free. A crowd region
+ *   is never used up, so it may absorb any number of detections.
  * - Crowd regions and objects outside the area range are "ignored": a
  *   detection matched to one is neither a true nor a false positive, and an
  *   unmatched detection outside the area range is ignored too.

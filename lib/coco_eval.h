@@ -74,8 +74,8 @@ enum {
 /*
  * Evaluates detections against the ground truth of `dataset` exactly as
  * pycocotools' COCOeval.evaluate(), accumulate() and summarize() do for
- * bbox: every image and category id of the dataset takes part, including
- * images without detections; detections of a category id that the dataset
+ * bbox. Every image and category id of the dataset takes part, including
+ * images without detections. Detections of a category id that the dataset
  * does not list are dropped. On success stats[] holds the 12 numbers, -1
  * where there is no ground truth to measure (as pycocotools prints).
  * Errors: YD_ERR_INVALID_ARGUMENT when a detection names an image id that

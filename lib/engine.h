@@ -16,6 +16,7 @@ struct yd_model {
     atomic_int refs;
     char *path;
     char *name;                     /* file name without folders and extension */
+    char variant[64];               /* "fp32" for ONNX, else from the .yolod provenance */
     yd_graph *graph;
     const yd_kernel_table *kernels;
     int input_size;

@@ -166,17 +166,23 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
     rc = yd_model_file_sniff_path(path, err);
     if (rc < 0)
         goto fail;
-    if (rc == 1)
-        rc = yd_model_file_load(path, &model->graph, &model->class_names, NULL, err);
-    else
+    if (rc == 1) {
+        yd_model_provenance prov;
+
+        rc = yd_model_file_load(path, &model->graph, &model->class_names, &prov, err);
+        if (rc == YD_OK)
+            snprintf(model->variant, sizeof model->variant, "%s", prov.variant[0] ? prov.variant : "fp32");
+    } else {
         rc = import_onnx_file(model, err);
+        snprintf(model->variant, sizeof model->variant, "fp32");
+    }
     if (rc != YD_OK)
         goto fail;
     rc = prepare_graph(model, err);
     if (rc != YD_OK)
         goto fail;
 
-    yd_log(YD_LOG_INFO, "loaded %s: input %d, %d classes, %.2f GFLOPs, %s kernels, arena %.1f MiB",
+    yd_log(YD_LOG_DEBUG, "loaded %s: input %d, %d classes, %.2f GFLOPs, %s kernels, arena %.1f MiB",
            path, model->input_size, model->nc, model->flops / 1e9, model->kernels->name,
            (double)model->graph->arena_bytes / (1 << 20));
     *out = model;
@@ -237,6 +243,7 @@ int yd_model_input_size(const yd_model *model) { return model->input_size; }
 int yd_model_class_count(const yd_model *model) { return model->nc; }
 const char *yd_model_name(const yd_model *model) { return model->name; }
 const char *yd_model_path(const yd_model *model) { return model->path; }
+const char *yd_model_variant(const yd_model *model) { return model->variant; }
 double yd_model_flops(const yd_model *model) { return model->flops; }
 
 const char *yd_model_class_name(const yd_model *model, int class_id)

@@ -125,7 +125,8 @@ typedef struct yd_model_options {
 } yd_model_options;
 
 /*
- * Loads a model file (ONNX as exported by Ultralytics). The returned model is
+ * Loads a model file: an ONNX export of Ultralytics YOLOv8 or a .yolod file
+ * from `yolod compress`, told apart by their first bytes. The returned model is
  * immutable and may be shared by any number of sessions on any threads.
  */
 int yd_model_load(const char *path, const yd_model_options *options,
@@ -140,6 +141,8 @@ int yd_model_class_count(const yd_model *model);
 const char *yd_model_class_name(const yd_model *model, int class_id);
 const char *yd_model_name(const yd_model *model); /* file stem */
 const char *yd_model_path(const yd_model *model);
+/* "fp32" for an ONNX file; the variant a .yolod file was compressed to. */
+const char *yd_model_variant(const yd_model *model);
 
 /* Multiply-accumulate count of one inference, times two. */
 double yd_model_flops(const yd_model *model);

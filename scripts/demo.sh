@@ -6,7 +6,8 @@ set -euo pipefail
 BUILD=${BUILD:-build}
 SHARED=${SHARED:-../shared}
 MODEL=${MODEL:-$SHARED/models/yolov8n.onnx}
-PORT=${PORT:-8080}
+# A free loopback port unless PORT is given.
+PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 if [ -z "${IMAGES:-}" ]; then
     IMAGES="$SHARED/images/bus.jpg $SHARED/images/zidane.jpg"
 fi
@@ -25,11 +26,16 @@ for _ in $(seq 1 100); do
         break
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
-        echo "error: yolod exited during startup" >&2
+        echo "error: yolod exited during startup (see its message above)" >&2
         exit 1
     fi
     sleep 0.1
 done
+# Another server may answer on the port while ours failed to bind.
+if ! kill -0 "$pid" 2>/dev/null; then
+    echo "error: yolod exited during startup (see its message above)" >&2
+    exit 1
+fi
 
 for image in $IMAGES; do
     echo "== POST $image"

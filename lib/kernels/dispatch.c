@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "util.h"
 
 static const yd_kernel_table table_avx512 = {
     "avx512", 16, yd_f32_conv_nchwc16__avx512, yd_s8_conv_nchwc16__avx512vnni, yd_u8_quantize__avx512,
@@ -57,6 +58,8 @@ const yd_kernel_table *yd_kernels_select(void)
         table = yd_kernels_get(forced);
         if (table)
             return table;
+        yd_log(YD_LOG_WARN, "ignoring YOLOD_ISA=%s: expected scalar, avx2 or avx512, and one this CPU "
+               "runs", forced);
     }
     if (cpu_has_avx512())
         return yd_kernels_get("avx512");

@@ -35,8 +35,8 @@ stderr_has() {
 }
 
 # compare_json NAME FILE PYTHON_EXPRESSION: evaluates the expression with
-# `got` (the JSON in FILE) and `ref` (the reference mAP JSON) bound; it must
-# return an empty string, else the string is the failure detail.
+# `got` bound to the JSON in FILE and `ref` to the reference mAP JSON. An
+# empty result passes, and any other string is the failure detail.
 compare_json() {
     local name=$1 file=$2 expr=$3 detail
     detail=$(python3 - "$file" "$GOLDEN_MAP" "$expr" <<'EOF'

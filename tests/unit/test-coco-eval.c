@@ -106,7 +106,8 @@ static void summary_format_pycocotools(void)
     int length = yd_coco_format_summary(stats, text, sizeof text);
     char *second_line = strchr(text, '\n') + 1;
 
-    CHECK(length > 0 && (size_t)length < sizeof text);
+    CHECK(length > 0);
+    CHECK((size_t)length < sizeof text);
     CHECK(starts_with(text,
                       " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.426\n"));
     CHECK(starts_with(second_line,

@@ -1,0 +1,786 @@
+/*
+ * Structured channel pruning (see prune.h for the model and the score).
+ *
+ * The pass works in four steps over one context:
+ *   1. groups: union-find over (value, channel) slots of the live graph;
+ *   2. importance: one calibration run with the session's observe hook
+ *      collects each conv input channel's mean square, which weighs the
+ *      column norms of the weights that read it;
+ *   3. selection: groups are sorted into classes of interchangeable
+ *      channels, and class steps are removed until the FLOPs target is met;
+ *   4. rewrite: values shrink, convolution weights and slice ranges are cut
+ *      to the kept channels, and the model is replanned and repacked.
+ * Node indices never change: nothing is added or removed, only shrunk.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "prune.h"
+#include "util.h"
+
+/* Channels a class removes at once: the AVX-512 channel block. */
+#define PRUNE_STEP 16
+
+/* Largest fraction of the FLOPs a caller may ask to remove. */
+#define MAX_FRACTION 0.95
+
+/* Interchangeable groups: the same values with the same multiplicity. */
+typedef struct group_class {
+    int first;          /* index of the first group in ctx->class_groups */
+    int count;          /* groups in the class */
+    int removed;        /* groups removed so far, the least important first */
+    int min_kept;
+    int locked;         /* holds a slot of the network input or a head output */
+    const int *values;  /* signature: value ids, one per slot of a group */
+    int nvalues;
+} group_class;
+
+typedef struct prune_ctx {
+    yd_graph *graph;
+    int nslots;
+    int *slot_base;         /* [nvalues + 1]: first slot of each value */
+    int *parent;            /* [nslots]: union-find forest */
+    unsigned char *live;    /* [nvalues]: read or written by a live node */
+
+    int ngroups;
+    int *group_of_slot;     /* [nslots]: group id, -1 for slots of dead values */
+    int *member_start;      /* [ngroups + 1]: offsets into members */
+    int *members;           /* [nslots]: value id of each group member, slot order */
+    unsigned char *locked;  /* [ngroups] */
+    double *importance;     /* [ngroups] */
+    unsigned char *removed; /* [ngroups] */
+
+    int nclasses;
+    group_class *classes;
+    int *class_groups;      /* [ngroups]: group ids, by class, then by importance */
+
+    int *kept_c;            /* [nvalues]: channel count under the current removal */
+
+    /* Calibration */
+    double *sum_squares;    /* [nslots] */
+    unsigned char *wanted;  /* [nvalues]: read by a live convolution */
+} prune_ctx;
+
+static int slot_of(const prune_ctx *ctx, int value, int channel)
+{
+    return ctx->slot_base[value] + channel;
+}
+
+static int find_root(prune_ctx *ctx, int slot)
+{
+    while (ctx->parent[slot] != slot) {
+        ctx->parent[slot] = ctx->parent[ctx->parent[slot]];
+        slot = ctx->parent[slot];
+    }
+    return slot;
+}
+
+static void join(prune_ctx *ctx, int a, int b)
+{
+    int ra = find_root(ctx, a), rb = find_root(ctx, b);
+
+    if (ra != rb)
+        ctx->parent[ra > rb ? ra : rb] = ra > rb ? rb : ra;
+}
+
+/* Joins channel j of `a` with channel j + offset of `b`, for j < count. */
+static void join_range(prune_ctx *ctx, int a, int b, int offset, int count)
+{
+    for (int j = 0; j < count; j++)
+        join(ctx, slot_of(ctx, a, j), slot_of(ctx, b, j + offset));
+}
+
+static int same_channels(const yd_graph *g, const yd_node *node, int a, int b, yd_error *err)
+{
+    if (g->values[a].c == g->values[b].c)
+        return YD_OK;
+    return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                        "cannot prune '%s' (%s): operands have %d and %d channels", node->name,
+                        yd_op_name(node->op), g->values[a].c, g->values[b].c);
+}
+
+/* Joins the slots one live node ties together; checks the shapes it relies on. */
+static int join_node(prune_ctx *ctx, const yd_node *node, yd_error *err)
+{
+    const yd_graph *g = ctx->graph;
+    int out = node->output, offset = 0, rc;
+
+    switch (node->op) {
+    case YD_OP_INPUT:
+        return YD_OK;
+    case YD_OP_CONV:
+        if (node->conv.in_c != g->values[node->inputs[0]].c || node->conv.out_c != g->values[out].c)
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "cannot prune '%s': grouped convolution (%d input channels, "
+                                "input value has %d)", node->name, node->conv.in_c,
+                                g->values[node->inputs[0]].c);
+        if (node->residual < 0)
+            return YD_OK;
+        rc = same_channels(g, node, node->residual, out, err);
+        if (rc == YD_OK)
+            join_range(ctx, node->residual, out, 0, g->values[out].c);
+        return rc;
+    case YD_OP_MAXPOOL:
+    case YD_OP_UPSAMPLE:
+    case YD_OP_SIGMOID:
+    case YD_OP_SILU:
+        rc = same_channels(g, node, node->inputs[0], out, err);
+        if (rc == YD_OK)
+            join_range(ctx, out, node->inputs[0], 0, g->values[out].c);
+        return rc;
+    case YD_OP_ADD:
+    case YD_OP_MUL:
+        for (int k = 0; k < node->ninputs; k++) {
+            rc = same_channels(g, node, node->inputs[k], out, err);
+            if (rc != YD_OK)
+                return rc;
+            join_range(ctx, out, node->inputs[k], 0, g->values[out].c);
+        }
+        return YD_OK;
+    case YD_OP_SLICE:
+        if (node->slice_begin < 0 || node->slice_end > g->values[node->inputs[0]].c ||
+            node->slice_end - node->slice_begin != g->values[out].c)
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "cannot prune '%s': slice [%d, %d) does not fit its values",
+                                node->name, node->slice_begin, node->slice_end);
+        join_range(ctx, out, node->inputs[0], node->slice_begin, g->values[out].c);
+        return YD_OK;
+    case YD_OP_CONCAT:
+        for (int k = 0; k < node->ninputs; k++) {
+            int in = node->inputs[k];
+
+            if (offset + g->values[in].c > g->values[out].c)
+                break;
+            join_range(ctx, in, out, offset, g->values[in].c);
+            offset += g->values[in].c;
+        }
+        if (offset != g->values[out].c)
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "cannot prune '%s': concat inputs do not add up to %d channels",
+                                node->name, g->values[out].c);
+        return YD_OK;
+    }
+    return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED, "cannot prune '%s': unknown op %d",
+                        node->name, (int)node->op);
+}
+
+static void mark_live(prune_ctx *ctx, const yd_node *node)
+{
+    ctx->live[node->output] = 1;
+    for (int k = 0; k < node->ninputs; k++)
+        ctx->live[node->inputs[k]] = 1;
+    if (node->residual >= 0)
+        ctx->live[node->residual] = 1;
+}
+
+static void lock_value(prune_ctx *ctx, int value)
+{
+    for (int j = 0; j < ctx->graph->values[value].c; j++) {
+        int group = ctx->group_of_slot[slot_of(ctx, value, j)];
+
+        if (group >= 0)
+            ctx->locked[group] = 1;
+    }
+}
+
+/*
+ * Step 1: builds the groups. Afterwards group_of_slot, member_start and
+ * members describe every group, and `locked` marks those never pruned.
+ */
+static int build_groups(prune_ctx *ctx, yd_error *err)
+{
+    yd_graph *g = ctx->graph;
+    int *fill = NULL, rc;
+
+    ctx->slot_base = malloc((size_t)(g->nvalues + 1) * sizeof *ctx->slot_base);
+    ctx->live = calloc((size_t)g->nvalues, 1);
+    if (!ctx->slot_base || !ctx->live)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory grouping channels");
+    ctx->slot_base[0] = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        ctx->slot_base[v + 1] = ctx->slot_base[v] + g->values[v].c;
+    ctx->nslots = ctx->slot_base[g->nvalues];
+
+    ctx->parent = malloc((size_t)ctx->nslots * sizeof *ctx->parent);
+    ctx->group_of_slot = malloc((size_t)ctx->nslots * sizeof *ctx->group_of_slot);
+    ctx->members = malloc((size_t)ctx->nslots * sizeof *ctx->members);
+    if (!ctx->parent || !ctx->group_of_slot || !ctx->members)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory grouping channels");
+    for (int s = 0; s < ctx->nslots; s++)
+        ctx->parent[s] = s;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+
+        if (node->dead)
+            continue;
+        mark_live(ctx, node);
+        rc = join_node(ctx, node, err);
+        if (rc != YD_OK)
+            return rc;
+    }
+
+    /* Number the roots of live slots; slots of dead values get no group. */
+    ctx->ngroups = 0;
+    for (int s = 0; s < ctx->nslots; s++)
+        ctx->group_of_slot[s] = -1;
+    for (int v = 0; v < g->nvalues; v++) {
+        if (!ctx->live[v])
+            continue;
+        for (int j = 0; j < g->values[v].c; j++) {
+            int root = find_root(ctx, slot_of(ctx, v, j));
+
+            if (ctx->group_of_slot[root] < 0)
+                ctx->group_of_slot[root] = ctx->ngroups++;
+        }
+    }
+    for (int v = 0; v < g->nvalues; v++)
+        if (ctx->live[v])
+            for (int j = 0; j < g->values[v].c; j++) {
+                int slot = slot_of(ctx, v, j);
+
+                ctx->group_of_slot[slot] = ctx->group_of_slot[find_root(ctx, slot)];
+            }
+
+    /* Members of each group in slot order, by counting sort. */
+    ctx->member_start = calloc((size_t)ctx->ngroups + 1, sizeof *ctx->member_start);
+    ctx->locked = calloc((size_t)ctx->ngroups + 1, 1);
+    fill = calloc((size_t)ctx->ngroups + 1, sizeof *fill);
+    if (!ctx->member_start || !ctx->locked || !fill) {
+        free(fill);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory grouping channels");
+    }
+    for (int s = 0; s < ctx->nslots; s++)
+        if (ctx->group_of_slot[s] >= 0)
+            ctx->member_start[ctx->group_of_slot[s] + 1]++;
+    for (int k = 0; k < ctx->ngroups; k++)
+        ctx->member_start[k + 1] += ctx->member_start[k];
+    for (int v = 0; v < g->nvalues; v++)
+        for (int j = 0; j < g->values[v].c; j++) {
+            int group = ctx->group_of_slot[slot_of(ctx, v, j)];
+
+            if (group >= 0)
+                ctx->members[ctx->member_start[group] + fill[group]++] = v;
+        }
+    free(fill);
+
+    lock_value(ctx, g->input);
+    for (int l = 0; l < g->nlevels; l++) {
+        lock_value(ctx, g->head_box[l]);
+        lock_value(ctx, g->head_cls[l]);
+    }
+    return YD_OK;
+}
+
+/* Step 2: the observe hook sums each wanted value's squares per channel. */
+static void observe_squares(const yd_session *s, int node_index, const float *data, void *user)
+{
+    prune_ctx *ctx = user;
+    const yd_graph *g = s->model->graph;
+    int v = g->nodes[node_index].output;
+    const yd_value *val = &g->values[v];
+    size_t plane = (size_t)val->h * val->w;
+    int cb = g->cb;
+
+    if (!ctx->wanted[v])
+        return;
+    for (int ch = 0; ch < val->c; ch++) {
+        const float *p = data + (size_t)(ch / cb) * plane * cb + ch % cb;
+        double sum = 0;
+
+        for (size_t i = 0; i < plane; i++)
+            sum += (double)p[i * cb] * p[i * cb];
+        ctx->sum_squares[slot_of(ctx, v, ch)] += sum;
+    }
+}
+
+/* ||W[:, c, :, :]||_2 for one input channel c of a convolution. */
+static double column_norm(const yd_conv_params *conv, int c)
+{
+    size_t taps = (size_t)conv->kernel_h * conv->kernel_w;
+    double sum = 0;
+
+    for (int oc = 0; oc < conv->out_c; oc++) {
+        const float *w = conv->weight + ((size_t)oc * conv->in_c + c) * taps;
+
+        for (size_t t = 0; t < taps; t++)
+            sum += (double)w[t] * w[t];
+    }
+    return sqrt(sum);
+}
+
+/*
+ * Step 2: runs the model over the images and adds, for every live
+ * convolution input channel, column norm times activation RMS to the
+ * importance of the channel's group.
+ */
+static int score_groups(prune_ctx *ctx, yd_model *model, const yd_image *images, int nimages,
+                        const yd_prune_options *options, yd_error *err)
+{
+    yd_graph *g = ctx->graph;
+    yd_session *session = NULL;
+    int rc;
+
+    ctx->importance = calloc((size_t)ctx->ngroups + 1, sizeof *ctx->importance);
+    ctx->sum_squares = calloc((size_t)ctx->nslots + 1, sizeof *ctx->sum_squares);
+    ctx->wanted = calloc((size_t)g->nvalues, 1);
+    if (!ctx->importance || !ctx->sum_squares || !ctx->wanted)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for channel statistics");
+    for (int i = 0; i < g->nnodes; i++)
+        if (!g->nodes[i].dead && g->nodes[i].op == YD_OP_CONV)
+            ctx->wanted[g->nodes[i].inputs[0]] = 1;
+
+    rc = yd_session_create(model, options->threads, &session, err);
+    if (rc != YD_OK)
+        return rc;
+    session->observe = observe_squares;
+    session->observe_user = ctx;
+    for (int k = 0; k < nimages; k++) {
+        yd_letterbox lb;
+
+        yd_letterbox_compute(images[k].width, images[k].height, model->input_size, &lb);
+        rc = yd_letterbox_rgb8(&images[k], &lb, session->letterbox, err);
+        if (rc != YD_OK)
+            goto done;
+        yd_session_run_letterbox(session);
+        if (options->progress)
+            options->progress(k + 1, nimages, options->progress_user);
+    }
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        const yd_value *in;
+        double samples;
+
+        if (node->dead || node->op != YD_OP_CONV)
+            continue;
+        in = &g->values[node->inputs[0]];
+        samples = (double)nimages * in->h * in->w;
+        for (int c = 0; c < in->c; c++) {
+            int slot = slot_of(ctx, node->inputs[0], c);
+            double rms = sqrt(ctx->sum_squares[slot] / samples);
+
+            ctx->importance[ctx->group_of_slot[slot]] += column_norm(&node->conv, c) * rms;
+        }
+    }
+
+done:
+    yd_session_destroy(session);
+    return rc;
+}
+
+/* Orders groups by signature (the value ids of their members), then by importance. */
+static int compare_groups(const void *a, const void *b, void *user)
+{
+    const prune_ctx *ctx = user;
+    int ga = *(const int *)a, gb = *(const int *)b;
+    int na = ctx->member_start[ga + 1] - ctx->member_start[ga];
+    int nb = ctx->member_start[gb + 1] - ctx->member_start[gb];
+    const int *ma = ctx->members + ctx->member_start[ga];
+    const int *mb = ctx->members + ctx->member_start[gb];
+
+    if (na != nb)
+        return na < nb ? -1 : 1;
+    for (int k = 0; k < na; k++)
+        if (ma[k] != mb[k])
+            return ma[k] < mb[k] ? -1 : 1;
+    if (ctx->importance[ga] != ctx->importance[gb])
+        return ctx->importance[ga] < ctx->importance[gb] ? -1 : 1;
+    return (ga > gb) - (ga < gb);
+}
+
+static int same_signature(const prune_ctx *ctx, int ga, int gb)
+{
+    int na = ctx->member_start[ga + 1] - ctx->member_start[ga];
+    int nb = ctx->member_start[gb + 1] - ctx->member_start[gb];
+
+    return na == nb && memcmp(ctx->members + ctx->member_start[ga],
+                              ctx->members + ctx->member_start[gb], (size_t)na * sizeof(int)) == 0;
+}
+
+/* Smallest group count a class of `count` groups may keep (see prune.h). */
+static int class_min_kept(int count)
+{
+    int min = count < PRUNE_STEP ? count : PRUNE_STEP;
+    int quarter = (count + 3) / 4;
+
+    if (quarter > min)
+        min = quarter;
+    if (count % PRUNE_STEP == 0)
+        min = (min + PRUNE_STEP - 1) / PRUNE_STEP * PRUNE_STEP;
+    return min;
+}
+
+/* Step 3a: sorts the groups into classes of interchangeable channels. */
+static int build_classes(prune_ctx *ctx, yd_error *err)
+{
+    ctx->class_groups = malloc(((size_t)ctx->ngroups + 1) * sizeof *ctx->class_groups);
+    ctx->classes = calloc((size_t)ctx->ngroups + 1, sizeof *ctx->classes);
+    ctx->removed = calloc((size_t)ctx->ngroups + 1, 1);
+    if (!ctx->class_groups || !ctx->classes || !ctx->removed)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory classifying channels");
+    for (int k = 0; k < ctx->ngroups; k++)
+        ctx->class_groups[k] = k;
+    qsort_r(ctx->class_groups, (size_t)ctx->ngroups, sizeof *ctx->class_groups, compare_groups, ctx);
+
+    ctx->nclasses = 0;
+    for (int k = 0; k < ctx->ngroups; k++) {
+        int group = ctx->class_groups[k];
+        group_class *cls;
+
+        if (k == 0 || !same_signature(ctx, ctx->class_groups[k - 1], group)) {
+            cls = &ctx->classes[ctx->nclasses++];
+            cls->first = k;
+            cls->values = ctx->members + ctx->member_start[group];
+            cls->nvalues = ctx->member_start[group + 1] - ctx->member_start[group];
+        }
+        cls = &ctx->classes[ctx->nclasses - 1];
+        cls->count++;
+        cls->locked |= ctx->locked[group];
+    }
+    for (int k = 0; k < ctx->nclasses; k++)
+        ctx->classes[k].min_kept = class_min_kept(ctx->classes[k].count);
+    return YD_OK;
+}
+
+/* Groups the class's next step removes; 0 when it is locked or at its minimum. */
+static int next_step(const group_class *cls)
+{
+    int kept = cls->count - cls->removed;
+    int step = kept % PRUNE_STEP ? kept % PRUNE_STEP : PRUNE_STEP;
+
+    if (cls->locked || kept - step < cls->min_kept)
+        return 0;
+    return step;
+}
+
+/* FLOPs of the live convolutions under the channel counts ctx->kept_c. */
+static double current_flops(const prune_ctx *ctx)
+{
+    const yd_graph *g = ctx->graph;
+    double flops = 0;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        const yd_value *out = &g->values[node->output];
+
+        if (node->dead || node->op != YD_OP_CONV)
+            continue;
+        flops += 2.0 * out->h * out->w * ctx->kept_c[node->output] *
+                 ctx->kept_c[node->inputs[0]] * node->conv.kernel_h * node->conv.kernel_w;
+    }
+    return flops;
+}
+
+/* Changes kept_c as if `step` more groups of the class were removed (negative: restored). */
+static void shift_class(prune_ctx *ctx, const group_class *cls, int step)
+{
+    for (int k = 0; k < cls->nvalues; k++)
+        ctx->kept_c[cls->values[k]] -= step;
+}
+
+/* Removes the class's next `step` groups for good. */
+static void take_step(prune_ctx *ctx, group_class *cls, int step)
+{
+    for (int k = 0; k < step; k++)
+        ctx->removed[ctx->class_groups[cls->first + cls->removed + k]] = 1;
+    cls->removed += step;
+    shift_class(ctx, cls, step);
+}
+
+/*
+ * Step 3b: removes class steps until `target` FLOPs are gone. Each round
+ * takes, among the steps that do not overshoot the target by more than it
+ * is still short, the one with the lowest importance per FLOP saved
+ * (global) or the one that leaves its class with the smallest removed
+ * fraction (per layer).
+ */
+static void select_steps(prune_ctx *ctx, double target, int per_layer)
+{
+    double flops = current_flops(ctx), start = flops;
+
+    while (start - flops < target) {
+        double short_by = target - (start - flops), best_score = INFINITY, best_saving = 0;
+        int best = -1, best_step = 0;
+
+        for (int k = 0; k < ctx->nclasses; k++) {
+            group_class *cls = &ctx->classes[k];
+            int step = next_step(cls);
+            double saving, score, importance = 0;
+
+            if (step == 0)
+                continue;
+            shift_class(ctx, cls, step);
+            saving = flops - current_flops(ctx);
+            shift_class(ctx, cls, -step);
+            if (saving <= 0 || saving - short_by > short_by)
+                continue;
+
+            for (int j = 0; j < step; j++)
+                importance += ctx->importance[ctx->class_groups[cls->first + cls->removed + j]];
+            if (per_layer)
+                score = (double)(cls->removed + step) / cls->count;
+            else
+                score = importance / saving;
+            if (score < best_score || (score == best_score && saving > best_saving)) {
+                best_score = score;
+                best_saving = saving;
+                best = k;
+                best_step = step;
+            }
+        }
+        if (best < 0)
+            break;
+        take_step(ctx, &ctx->classes[best], best_step);
+        flops = current_flops(ctx);
+    }
+}
+
+/* Copies the kept [out][in] weight blocks of `elem`-byte elements into a new buffer. */
+static void *slice_weights(const void *weight, size_t elem, const yd_conv_params *conv,
+                           const int *kept_out, int nout, const int *kept_in, int nin)
+{
+    size_t taps = (size_t)conv->kernel_h * conv->kernel_w * elem;
+    unsigned char *sliced = malloc((size_t)nout * nin * taps + 1);
+    const unsigned char *src = weight;
+
+    if (!sliced)
+        return NULL;
+    for (int o = 0; o < nout; o++)
+        for (int i = 0; i < nin; i++)
+            memcpy(sliced + ((size_t)o * nin + i) * taps,
+                   src + ((size_t)kept_out[o] * conv->in_c + kept_in[i]) * taps, taps);
+    return sliced;
+}
+
+/* Gathers the kept channels of value v, as original indices, into `kept`; returns their count. */
+static int kept_channels(const prune_ctx *ctx, int v, int *kept)
+{
+    int n = 0;
+
+    for (int j = 0; j < ctx->graph->values[v].c; j++) {
+        int group = ctx->group_of_slot[slot_of(ctx, v, j)];
+
+        if (group < 0 || !ctx->removed[group])
+            kept[n++] = j;
+    }
+    return n;
+}
+
+/* Cuts one convolution's weights, bias and int8 data to the kept channels. */
+static int shrink_conv(yd_node *node, const int *kept_out, int nout, const int *kept_in, int nin)
+{
+    yd_conv_params *conv = &node->conv;
+    float *weight = slice_weights(conv->weight, sizeof(float), conv, kept_out, nout, kept_in, nin);
+    float *bias = malloc((size_t)nout * sizeof *bias + 1);
+    int8_t *qweight = NULL;
+    float *scale = NULL;
+
+    if (conv->qweight)
+        qweight = slice_weights(conv->qweight, 1, conv, kept_out, nout, kept_in, nin);
+    if (conv->weight_scale)
+        scale = malloc((size_t)nout * sizeof *scale + 1);
+    if (!weight || !bias || (conv->qweight && !qweight) || (conv->weight_scale && !scale)) {
+        free(weight);
+        free(bias);
+        free(qweight);
+        free(scale);
+        return YD_ERR_NO_MEMORY;
+    }
+    for (int o = 0; o < nout; o++) {
+        bias[o] = conv->bias[kept_out[o]];
+        if (scale)
+            scale[o] = conv->weight_scale[kept_out[o]];
+    }
+
+    free(conv->weight);
+    free(conv->bias);
+    free(conv->qweight);
+    free(conv->weight_scale);
+    conv->weight = weight;
+    conv->bias = bias;
+    conv->qweight = qweight;
+    conv->weight_scale = scale;
+    conv->in_c = nin;
+    conv->out_c = nout;
+    return YD_OK;
+}
+
+static int count_live_convs(const yd_graph *g)
+{
+    int n = 0;
+
+    for (int i = 0; i < g->nnodes; i++)
+        n += !g->nodes[i].dead && g->nodes[i].op == YD_OP_CONV;
+    return n;
+}
+
+/*
+ * Step 4: rewrites the graph to the kept channels and fills report->layers.
+ * On failure the graph may be half rewritten; the caller must drop it.
+ */
+static int rewrite_graph(prune_ctx *ctx, yd_prune_report *report, yd_error *err)
+{
+    yd_graph *g = ctx->graph;
+    int max_c = 1, layer = 0, rc = YD_OK;
+    int *kept_out = NULL, *kept_in = NULL;
+
+    for (int v = 0; v < g->nvalues; v++)
+        if (g->values[v].c > max_c)
+            max_c = g->values[v].c;
+    kept_out = malloc((size_t)max_c * sizeof *kept_out);
+    kept_in = malloc((size_t)max_c * sizeof *kept_in);
+    report->nlayers = count_live_convs(g);
+    report->layers = calloc((size_t)report->nlayers + 1, sizeof *report->layers);
+    if (!kept_out || !kept_in || !report->layers) {
+        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory pruning channels");
+        goto done;
+    }
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_node *node = &g->nodes[i];
+        yd_prune_layer *row;
+        int nout, nin;
+
+        if (node->dead)
+            continue;
+        if (node->op == YD_OP_SLICE) {
+            int in = node->inputs[0], begin = 0;
+
+            for (int j = 0; j < node->slice_begin; j++) {
+                int group = ctx->group_of_slot[slot_of(ctx, in, j)];
+
+                begin += group < 0 || !ctx->removed[group];
+            }
+            node->slice_begin = begin;
+            node->slice_end = begin + ctx->kept_c[node->output];
+            continue;
+        }
+        if (node->op != YD_OP_CONV)
+            continue;
+
+        nout = kept_channels(ctx, node->output, kept_out);
+        nin = kept_channels(ctx, node->inputs[0], kept_in);
+        row = &report->layers[layer++];
+        row->node = i;
+        row->original_out_c = node->conv.out_c;
+        row->original_in_c = node->conv.in_c;
+        row->kept_out_c = nout;
+        row->kept_in_c = nin;
+        row->kept_out_channels = malloc(((size_t)nout + 1) * sizeof(int));
+        row->kept_in_channels = malloc(((size_t)nin + 1) * sizeof(int));
+        if (!row->kept_out_channels || !row->kept_in_channels ||
+            shrink_conv(node, kept_out, nout, kept_in, nin) != YD_OK) {
+            rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory pruning '%s'", node->name);
+            goto done;
+        }
+        memcpy(row->kept_out_channels, kept_out, (size_t)nout * sizeof(int));
+        memcpy(row->kept_in_channels, kept_in, (size_t)nin * sizeof(int));
+    }
+
+    for (int v = 0; v < g->nvalues; v++)
+        if (ctx->live[v])
+            g->values[v].c = ctx->kept_c[v];
+
+done:
+    free(kept_out);
+    free(kept_in);
+    return rc;
+}
+
+static void free_ctx(prune_ctx *ctx)
+{
+    free(ctx->slot_base);
+    free(ctx->parent);
+    free(ctx->live);
+    free(ctx->group_of_slot);
+    free(ctx->member_start);
+    free(ctx->members);
+    free(ctx->locked);
+    free(ctx->importance);
+    free(ctx->removed);
+    free(ctx->classes);
+    free(ctx->class_groups);
+    free(ctx->kept_c);
+    free(ctx->sum_squares);
+    free(ctx->wanted);
+}
+
+int yd_prune_model(yd_model *model, const yd_image *images, int nimages,
+                   const yd_prune_options *options, yd_prune_report *report, yd_error *err)
+{
+    prune_ctx ctx = {.graph = model->graph};
+    yd_prune_report local = {0};
+    yd_graph *g = model->graph;
+    int rc;
+
+    if (!report)
+        report = &local;
+    memset(report, 0, sizeof *report);
+    if (!options || !(options->flops_fraction >= 0 && options->flops_fraction <= MAX_FRACTION))
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "FLOPs fraction to prune must be between 0 and %.2f, got %g",
+                            MAX_FRACTION, options ? options->flops_fraction : NAN);
+    if (!images || nimages < 1)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "pruning needs at least one calibration image");
+
+    report->flops_before = yd_graph_flops(g);
+    rc = build_groups(&ctx, err);
+    if (rc != YD_OK)
+        goto done;
+    rc = score_groups(&ctx, model, images, nimages, options, err);
+    if (rc != YD_OK)
+        goto done;
+    rc = build_classes(&ctx, err);
+    if (rc != YD_OK)
+        goto done;
+
+    ctx.kept_c = malloc((size_t)g->nvalues * sizeof *ctx.kept_c);
+    if (!ctx.kept_c) {
+        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory pruning channels");
+        goto done;
+    }
+    for (int v = 0; v < g->nvalues; v++)
+        ctx.kept_c[v] = g->values[v].c;
+    select_steps(&ctx, options->flops_fraction * report->flops_before, options->per_layer);
+
+    rc = rewrite_graph(&ctx, report, err);
+    if (rc != YD_OK)
+        goto done;
+    model->flops = yd_graph_flops(g);
+    rc = yd_graph_plan(g, model->kernels->cb, err);
+    if (rc != YD_OK)
+        goto done;
+    rc = yd_model_repack(model, err);
+    if (rc != YD_OK)
+        goto done;
+
+    report->flops_after = model->flops;
+    report->groups = ctx.ngroups;
+    for (int k = 0; k < ctx.nclasses; k++) {
+        if (!ctx.classes[k].locked && ctx.classes[k].min_kept < ctx.classes[k].count)
+            report->prunable_groups += ctx.classes[k].count;
+        report->removed_groups += ctx.classes[k].removed;
+    }
+
+done:
+    free_ctx(&ctx);
+    if (report == &local || rc != YD_OK)
+        yd_prune_report_free(report);
+    return rc;
+}
+
+void yd_prune_report_free(yd_prune_report *report)
+{
+    if (!report)
+        return;
+    for (int k = 0; k < report->nlayers; k++) {
+        free(report->layers[k].kept_out_channels);
+        free(report->layers[k].kept_in_channels);
+    }
+    free(report->layers);
+    report->layers = NULL;
+    report->nlayers = 0;
+}

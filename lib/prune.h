@@ -1,0 +1,78 @@
+/*
+ * Structured channel pruning of a loaded model: whole output channels of
+ * convolutions are removed together with every input channel, slice range,
+ * concat segment and residual operand that carries them, leaving a smaller
+ * dense graph with the same node indices.
+ *
+ * Channels that must go together form a group: a union-find over (value,
+ * channel) slots joins a conv output channel with the same channel after
+ * MaxPool, Upsample, SiLU and Sigmoid, with its offset position in a Slice or
+ * Concat, and with channel j of the other operand of an Add, a Mul or a fused
+ * conv residual. Groups holding a channel of the network input or of a head
+ * output are never pruned.
+ *
+ * Importance of a group, measured on calibration images:
+ *     sum over the (conv, input channel c) pairs that read the group of
+ *         ||W_conv[:, c, :, :]||_2 * RMS(activation of input channel c),
+ * a first-order estimate of how much those convolutions' outputs change when
+ * the channel is removed. Groups with the same set of values (the channels
+ * of one layer, or of one C2f split half with its bottleneck chain) form a
+ * class; each class drops its least important groups in steps of 16, so a
+ * class whose size was a multiple of 16 stays one (the AVX-512 kernels and
+ * in-place concatenation work in 16-channel blocks). A class keeps at least
+ * 16 groups (all of them when it has fewer) and at least 25% of its groups,
+ * so no convolution ends with fewer than 16 or 25% of its output channels.
+ *
+ * Global ranking removes, step by step, the class step with the lowest
+ * importance per FLOP saved until the requested fraction of the FLOPs is
+ * gone. Per-layer ranking removes about the same fraction of every class
+ * instead. Either stops before a step that would overshoot the target by
+ * more than it is still short.
+ */
+#ifndef YOLOD_PRUNE_H
+#define YOLOD_PRUNE_H
+
+#include "yolod.h"
+
+typedef struct yd_prune_options {
+    double flops_fraction; /* fraction of the model's FLOPs to remove, in [0, 0.95] */
+    int per_layer;         /* 1: the same fraction from every class; 0: global ranking */
+    int threads;           /* OpenMP threads for calibration (0 = all cores) */
+    /* Called after each calibration image. */
+    void (*progress)(int done, int total, void *user);
+    void *progress_user;
+} yd_prune_options;
+
+/* One live convolution's channels before and after pruning. */
+typedef struct yd_prune_layer {
+    int node;                  /* graph node index, unchanged by pruning */
+    int original_in_c, kept_in_c;
+    int original_out_c, kept_out_c;
+    int *kept_out_channels;    /* kept_out_c original output channel indices, ascending */
+    int *kept_in_channels;     /* kept_in_c original input channel indices, ascending */
+} yd_prune_layer;
+
+typedef struct yd_prune_report {
+    double flops_before, flops_after; /* yd_graph_flops() of the graph */
+    int groups, prunable_groups, removed_groups;
+    int nlayers;
+    yd_prune_layer *layers;    /* one per live convolution, in node order */
+} yd_prune_report;
+
+/*
+ * Calibrates on `images`, scores the channel groups and removes the least
+ * important until options->flops_fraction of the FLOPs is gone (or every
+ * class is at its minimum), then replans the arena and repacks the weights.
+ * Int8 convolutions keep their scales, with their int8 weights sliced like
+ * the float ones. The model must not be in use by a session.
+ * `report` may be NULL; otherwise free it with yd_prune_report_free().
+ * Errors: YD_ERR_INVALID_ARGUMENT (no image, fraction out of range),
+ * YD_ERR_MODEL_UNSUPPORTED (a grouped convolution or operands whose channel
+ * counts differ), YD_ERR_NO_MEMORY.
+ */
+int yd_prune_model(yd_model *model, const yd_image *images, int nimages,
+                   const yd_prune_options *options, yd_prune_report *report, yd_error *err);
+
+void yd_prune_report_free(yd_prune_report *report);
+
+#endif /* YOLOD_PRUNE_H */
