@@ -1,6 +1,11 @@
 /*
- * POST /v1/detect: validate parameters, decode the image on the connection
- * thread, run detection on a worker, and reply with JSON.
+ * POST /v1/detect: validate parameters, take a queue slot, decode the image
+ * on the connection thread, run detection on a worker, and reply with JSON.
+ *
+ * The queue slot is taken before decoding, so decoded images waiting or
+ * being decoded are at most queue_size (plus one per worker running), and
+ * at most max_decodes decodes run at once. Either limit reached gives 503
+ * with Retry-After before any decoding work or memory is spent.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,16 +15,49 @@
 #include "log.h"
 #include "params.h"
 #include "server.h"
+#include "text.h"
 #include "util.h"
 
+/* Parameter values from the query string; counts find repeated names. */
+struct query_params {
+    const char *values[FIELD_COUNT];
+    int counts[FIELD_COUNT];
+};
+
+/* A name without '=' ("?conf") has a NULL value; it is read as empty, so validation rejects it. */
+static enum MHD_Result collect_query_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    struct query_params *query = cls;
+
+    for (int field = 0; key && field < FIELD_COUNT; field++) {
+        if (strcmp(key, request_field_names[field]) == 0) {
+            query->values[field] = value ? value : "";
+            query->counts[field]++;
+            break;
+        }
+    }
+    return MHD_YES;
+}
+
+/* Fills query from the query string; returns the first repeated field, or -1. */
+static int read_query(struct MHD_Connection *connection, struct query_params *query)
+{
+    memset(query, 0, sizeof *query);
+    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, collect_query_param, query);
+    for (int field = 0; field < FIELD_COUNT; field++)
+        if (query->counts[field] > 1)
+            return field;
+    return -1;
+}
+
 /* A multipart field if the body had one, else the query-string argument. */
-static const char *lookup_param(struct MHD_Connection *connection,
-                                const struct request *request, int field,
-                                const char *name)
+static const char *lookup_param(const struct request *request,
+                                const struct query_params *query, int field)
 {
     if (request->fields[field])
         return request->fields[field];
-    return MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, name);
+    return query->values[field];
 }
 
 static int find_model(const struct server *server, const char *name)
@@ -79,8 +117,14 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
         return true;
     }
     if (request->multipart_invalid) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                     "malformed multipart/form-data body");
+        if (request->multipart_error_code)
+            *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST,
+                                         request->multipart_error_code,
+                                         "invalid multipart/form-data body: %s",
+                                         request->multipart_error);
+        else
+            *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                         "malformed multipart/form-data body");
         return true;
     }
     if (request->multipart && request->image_parts == 0) {
@@ -109,6 +153,43 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
     return false;
 }
 
+/* Replies 503 for a full queue or a stopping pool (rc from the worker pool). */
+static enum MHD_Result reply_unavailable(struct MHD_Connection *connection,
+                                        struct request *request, int rc)
+{
+    if (rc == WORKER_QUEUE_FULL)
+        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "queue_full",
+                                              "all %d queue slots are busy; retry later",
+                                              request->server->config->queue_size);
+    return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                          MHD_HTTP_HEADER_RETRY_AFTER, "1", "shutting_down",
+                                          "the server is shutting down");
+}
+
+/* decode_image's return value when it did not decode. */
+#define DECODE_SLOTS_FULL 1
+
+/*
+ * Decodes the body within one of the max_decodes decode slots. Returns the
+ * yd_image_decode result, or DECODE_SLOTS_FULL without decoding.
+ */
+static int decode_image(struct request *request, yd_image *image, yd_error *error)
+{
+    struct server *server = request->server;
+    int rc;
+
+    if (atomic_fetch_add(&server->decodes, 1) >= server->max_decodes) {
+        atomic_fetch_sub(&server->decodes, 1);
+        return DECODE_SLOTS_FULL;
+    }
+    rc = yd_image_decode(request->body, request->body_size, server->config->max_pixels,
+                         image, error);
+    atomic_fetch_sub(&server->decodes, 1);
+    return rc;
+}
+
+/* Decodes the image into a reserved queue slot and runs detection on a worker. */
 static enum MHD_Result run_detection(struct MHD_Connection *connection,
                                      struct request *request, int model_index,
                                      const yd_detect_params *params)
@@ -120,20 +201,30 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     yd_image image = { 0 };
     yd_error error = { 0 };
     enum MHD_Result result;
-    double decode_start = yd_now_ms();
+    double decode_start;
     int rc;
 
-    rc = yd_image_decode(request->body, request->body_size, server->config->max_pixels,
-                         &image, &error);
+    rc = worker_pool_reserve(server->pool);
+    if (rc != 0)
+        return reply_unavailable(connection, request, rc);
+
+    decode_start = yd_now_ms();
+    rc = decode_image(request, &image, &error);
     timings.decode_ms = yd_now_ms() - decode_start;
-    if (rc < 0) {
-        if (rc == YD_ERR_IMAGE_UNSUPPORTED)
-            return server_reply_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                      yd_error_name(rc),
-                                      "%s (only JPEG and PNG are supported)", error.message);
+    if (rc != 0)
+        worker_pool_cancel(server->pool);
+    if (rc == DECODE_SLOTS_FULL)
+        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "decode_slots_full",
+                                              "all %d decode slots are busy; retry later (max_decodes)",
+                                              server->max_decodes);
+    if (rc == YD_ERR_IMAGE_UNSUPPORTED)
+        return server_reply_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                  yd_error_name(rc),
+                                  "%s (only JPEG and PNG are supported)", error.message);
+    if (rc < 0)
         return server_reply_error(connection, request, status_for_error(rc),
                                   yd_error_name(rc), "%s", error.message);
-    }
 
     /* The encoded body is no longer needed while the job waits. */
     free(request->body);
@@ -144,18 +235,9 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     job.model_index = model_index;
     job.image = &image;
     job.params = *params;
-    rc = worker_pool_run(server->pool, &job);
-    if (rc == WORKER_QUEUE_FULL) {
-        result = server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                                MHD_HTTP_HEADER_RETRY_AFTER, "1", "queue_full",
-                                                "all %d queue slots are busy; retry later",
-                                                server->config->queue_size);
-        goto cleanup;
-    }
-    if (rc == WORKER_STOPPED) {
-        result = server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                                MHD_HTTP_HEADER_RETRY_AFTER, "1", "shutting_down",
-                                                "the server is shutting down");
+    rc = worker_pool_run_reserved(server->pool, &job);
+    if (rc != 0) {
+        result = reply_unavailable(connection, request, rc);
         goto cleanup;
     }
     if (job.rc < 0) {
@@ -178,17 +260,26 @@ cleanup:
 enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request)
 {
     struct server *server = request->server;
-    const char *model_name = lookup_param(connection, request, FIELD_MODEL, "model");
-    const char *variant = lookup_param(connection, request, FIELD_VARIANT, "variant");
+    struct query_params query;
+    const char *model_name, *variant;
     struct params_text text;
     yd_detect_params params;
     uint8_t *class_flags;
-    char message[512];
+    char message[1024];
+    char quoted[TEXT_QUOTE_SIZE];
     enum MHD_Result result;
-    int model_index;
+    int model_index, repeated;
 
     if (reject_body(connection, request, &result))
         return result;
+
+    repeated = read_query(connection, &query);
+    if (repeated >= 0)
+        return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                  "query parameter '%s' appears %d times; send it once",
+                                  request_field_names[repeated], query.counts[repeated]);
+    model_name = lookup_param(request, &query, FIELD_MODEL);
+    variant = lookup_param(request, &query, FIELD_VARIANT);
 
     model_index = find_model(server, model_name);
     if (model_index < 0) {
@@ -196,18 +287,21 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
 
         list_models(server, names, sizeof names);
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
-                                  "unknown model '%s' (loaded: %s)", model_name, names);
+                                  "unknown model '%s' (loaded: %s)",
+                                  text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
+                                  names);
     }
     if (variant && strcmp(variant, yd_model_variant(server->models[model_index])) != 0)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
-                                  "unknown variant '%s' of model '%s' (loaded: %s)", variant,
+                                  "unknown variant '%s' of model '%s' (loaded: %s)",
+                                  text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
                                   yd_model_name(server->models[model_index]),
                                   yd_model_variant(server->models[model_index]));
 
-    text.conf = lookup_param(connection, request, FIELD_CONF, "conf");
-    text.iou = lookup_param(connection, request, FIELD_IOU, "iou");
-    text.max_det = lookup_param(connection, request, FIELD_MAX_DET, "max_det");
-    text.classes = lookup_param(connection, request, FIELD_CLASSES, "classes");
+    text.conf = lookup_param(request, &query, FIELD_CONF);
+    text.iou = lookup_param(request, &query, FIELD_IOU);
+    text.max_det = lookup_param(request, &query, FIELD_MAX_DET);
+    text.classes = lookup_param(request, &query, FIELD_CLASSES);
 
     class_flags = calloc((size_t)yd_model_class_count(server->models[model_index]) + 1, 1);
     if (!class_flags)

@@ -158,6 +158,8 @@ int command_serve(int argc, char **argv)
     server.model_count = config.model_count;
     atomic_init(&server.ready, false);
     atomic_init(&server.active_requests, 0);
+    atomic_init(&server.decodes, 0);
+    server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
     if (server_start(&server) != 0)
         goto cleanup;
     atomic_store(&server.ready, true);
@@ -166,8 +168,10 @@ int command_serve(int argc, char **argv)
     for (int i = 0; i < config.model_count && used < sizeof model_list; i++)
         used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s%s",
                                  i ? ", " : "", yd_model_name(models[i]), i ? "" : " (default)");
-    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads",
-               YOLOD_VERSION, config.listen, model_list, config.workers, threads);
+    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads,"
+               " queue %d, decodes %d",
+               YOLOD_VERSION, config.listen, model_list, config.workers, threads,
+               config.queue_size, server.max_decodes);
 
     while (sigwait(&stop_signals, &signal_number) != 0)
         ;

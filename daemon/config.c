@@ -21,7 +21,9 @@ void config_init(struct config *config)
     snprintf(config->listen, sizeof config->listen, "127.0.0.1:8080");
     config->workers = 1;
     config->threads = 0;
-    config->queue_size = 64;
+    config->queue_size = 16;
+    config->max_decodes = 0;
+    config->max_connections_per_ip = 32;
     config->max_body_bytes = (size_t)32 << 20;
     config->max_pixels = 50000000;
     config->conf = 0.25f;
@@ -175,6 +177,18 @@ int config_set(struct config *config, const char *key, const char *value,
         if (parse_long(value, 1, 100000, &number) != 0)
             return invalid_value(err, err_size, key, value, "an integer from 1 to 100000");
         config->queue_size = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "max_decodes") == 0) {
+        if (parse_long(value, 0, 4096, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 0 to 4096, 0 = 2 * cores");
+        config->max_decodes = (int)number;
+        return 0;
+    }
+    if (strcmp(key, "max_connections_per_ip") == 0) {
+        if (parse_long(value, 0, CONFIG_MAX_CONNECTIONS, &number) != 0)
+            return invalid_value(err, err_size, key, value, "an integer from 0 to 256, 0 = no limit");
+        config->max_connections_per_ip = (int)number;
         return 0;
     }
     if (strcmp(key, "max_body_bytes") == 0) {

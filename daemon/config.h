@@ -11,6 +11,7 @@
 
 #define CONFIG_MAX_MODELS 16
 #define CONFIG_MAX_DET_LIMIT 300 /* upper bound of max_det, default and per request */
+#define CONFIG_MAX_CONNECTIONS 256 /* open HTTP connections, all clients together */
 
 struct config {
     char listen[256];              /* HOST:PORT, [IPV6]:PORT */
@@ -18,12 +19,15 @@ struct config {
     int model_count;
     int workers;                   /* inference workers, each with its own session */
     int threads;                   /* OpenMP threads per worker; 0 = cores / workers */
-    int queue_size;                /* jobs waiting for a worker before 503 */
+    int queue_size;                /* requests decoding or waiting for a worker before 503 */
+    int max_decodes;               /* images decoded at once before 503; 0 = 2 * cores */
+    int max_connections_per_ip;    /* open connections from one address; 0 = no limit */
     size_t max_body_bytes;
     uint64_t max_pixels;           /* decoded width * height */
     float conf, iou;               /* request defaults */
     int max_det;
-    int request_timeout_s;         /* idle connection timeout, seconds */
+    int request_timeout_s;         /* idle connection timeout, and the longest time
+                                      from a request's headers to its last body byte, seconds */
     int log_level;                 /* YD_LOG_* */
 };
 

@@ -1,7 +1,9 @@
 /*
  * The daemon's log sink. Each line is written with a single fprintf so lines
  * from concurrent connection and worker threads do not interleave (stdio
- * locks the stream per call).
+ * locks the stream per call). Messages carry client strings (paths, methods,
+ * parameter values), so control characters and invalid UTF-8 are escaped:
+ * a client cannot forge a line with an encoded newline.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "text.h"
 
 static int min_level = YD_LOG_INFO;
 
@@ -30,6 +33,7 @@ int log_parse_level(const char *name)
 void log_printf(int level, const char *fmt, ...)
 {
     char message[2048];
+    char escaped[4096];
     char stamp[32];
     struct timespec now;
     struct tm utc;
@@ -48,7 +52,7 @@ void log_printf(int level, const char *fmt, ...)
     gmtime_r(&now.tv_sec, &utc);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
     fprintf(stderr, "%s.%03ldZ %-5s %s\n", stamp, now.tv_nsec / 1000000L,
-            level_names[level], message);
+            level_names[level], text_escape_log(escaped, sizeof escaped, message));
 }
 
 void log_library_message(int level, const char *message, void *user)

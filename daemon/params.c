@@ -1,39 +1,117 @@
 /*
  * Parameter validation shared by POST /v1/detect and `yolod detect`.
+ *
+ * Numbers are parsed strictly: plain decimal digits with an optional
+ * fraction and exponent. strtod alone would also take leading spaces, a
+ * sign, hex floats, "inf" and "nan". Values echoed in error messages are
+ * passed through text_quote, so a reply stays valid UTF-8 and short.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "params.h"
+#include "text.h"
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Digits only, at least one: "300", "007". */
+static bool is_unsigned_integer(const char *text, size_t length)
+{
+    if (length == 0)
+        return false;
+    for (size_t i = 0; i < length; i++)
+        if (!is_digit(text[i]))
+            return false;
+    return true;
+}
+
+/* "0.5", "1", "1.", ".5", "5e-1", "5E+0"; no sign, spaces, hex, inf or nan. */
+static bool is_decimal_number(const char *text)
+{
+    const char *p = text;
+    size_t digits = 0;
+
+    while (is_digit(*p)) {
+        p++;
+        digits++;
+    }
+    if (*p == '.') {
+        p++;
+        while (is_digit(*p)) {
+            p++;
+            digits++;
+        }
+    }
+    if (digits == 0)
+        return false;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!is_digit(*p))
+            return false;
+        while (is_digit(*p))
+            p++;
+    }
+    return *p == '\0';
+}
 
 static int parse_threshold(const char *name, const char *text, float *out,
                            char *err, size_t err_size)
 {
-    char *end;
-    double value;
+    char quoted[TEXT_QUOTE_SIZE];
+    double value = 0.0;
+    bool valid = is_decimal_number(text);
 
-    errno = 0;
-    value = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(value >= 0.0 && value <= 1.0)) {
-        snprintf(err, err_size, "invalid %s '%s': expected a number from 0 to 1", name, text);
+    if (valid) {
+        errno = 0;
+        value = strtod(text, NULL);
+        valid = errno == 0 && value >= 0.0 && value <= 1.0;
+    }
+    if (!valid) {
+        snprintf(err, err_size, "invalid %s '%s': expected a number from 0 to 1", name,
+                 text_quote(quoted, sizeof quoted, text, TEXT_QUOTE_MAX_CHARS));
         return -1;
     }
     *out = (float)value;
     return 0;
 }
 
+static int parse_max_det(const char *text, int *out, char *err, size_t err_size)
+{
+    char quoted[TEXT_QUOTE_SIZE];
+    size_t length = strlen(text);
+    long value = 0;
+
+    /* Nine digits cannot overflow a long; more are out of range anyway. */
+    if (is_unsigned_integer(text, length) && length <= 9)
+        value = strtol(text, NULL, 10);
+    if (value < 1 || value > CONFIG_MAX_DET_LIMIT) {
+        snprintf(err, err_size, "invalid max_det '%s': expected an integer from 1 to %d",
+                 text_quote(quoted, sizeof quoted, text, TEXT_QUOTE_MAX_CHARS),
+                 CONFIG_MAX_DET_LIMIT);
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
+}
+
+/* Returns the class id for an id ("5") or a name ("bus"), or -1. */
 static int find_class(const yd_model *model, const char *token, size_t length)
 {
     int class_count = yd_model_class_count(model);
-    char *end;
-    long id;
 
-    errno = 0;
-    id = strtol(token, &end, 10);
-    if (end != token && (size_t)(end - token) == length && errno == 0)
+    if (is_unsigned_integer(token, length)) {
+        long id = length <= 9 ? strtol(token, NULL, 10) : -1;
+
         return id >= 0 && id < class_count ? (int)id : -1;
+    }
 
     for (int i = 0; i < class_count; i++) {
         const char *name = yd_model_class_name(model, i);
@@ -44,13 +122,35 @@ static int find_class(const yd_model *model, const char *token, size_t length)
     return -1;
 }
 
+/* Names the first bad class token of a classes list, then the list. */
+static void report_bad_class(const char *list, const char *token, size_t length,
+                             const yd_model *model, char *err, size_t err_size)
+{
+    const char *example = yd_model_class_name(model, 0) ? yd_model_class_name(model, 0) : "0";
+    int class_count = yd_model_class_count(model);
+    char quoted_token[TEXT_QUOTE_SIZE];
+    char quoted_list[TEXT_QUOTE_SIZE];
+    char *copy = strndup(token, length);
+
+    text_quote(quoted_token, sizeof quoted_token, copy ? copy : "", TEXT_QUOTE_MAX_CHARS);
+    free(copy);
+    text_quote(quoted_list, sizeof quoted_list, list, TEXT_QUOTE_MAX_CHARS);
+    if (length == 0)
+        snprintf(err, err_size,
+                 "empty class in classes '%s' (expected class ids 0 to %d or names such as '%s')",
+                 quoted_list, class_count - 1, example);
+    else
+        snprintf(err, err_size,
+                 "unknown class '%s' in classes '%s' (expected class ids 0 to %d or names such as '%s')",
+                 quoted_token, quoted_list, class_count - 1, example);
+}
+
 static int parse_classes(const char *text, const yd_model *model, uint8_t *flags,
                          char *err, size_t err_size)
 {
-    int class_count = yd_model_class_count(model);
     const char *token = text;
 
-    memset(flags, 0, (size_t)class_count);
+    memset(flags, 0, (size_t)yd_model_class_count(model));
     for (;;) {
         const char *comma = strchr(token, ',');
         size_t length = comma ? (size_t)(comma - token) : strlen(token);
@@ -66,10 +166,7 @@ static int parse_classes(const char *text, const yd_model *model, uint8_t *flags
 
         id = length > 0 ? find_class(model, token, length) : -1;
         if (id < 0) {
-            snprintf(err, err_size,
-                     "invalid classes '%s': unknown class '%.*s' (expected class ids 0 to %d or names such as '%s')",
-                     text, (int)(length > 64 ? 64 : length), token, class_count - 1,
-                     yd_model_class_name(model, 0) ? yd_model_class_name(model, 0) : "0");
+            report_bad_class(text, token, length, model, err, err_size);
             return -1;
         }
         flags[id] = 1;
@@ -94,21 +191,8 @@ int params_parse(const struct params_text *text, const struct config *defaults,
         return -1;
     if (text->iou && parse_threshold("iou", text->iou, &params->iou, err, err_size) != 0)
         return -1;
-
-    if (text->max_det) {
-        char *end;
-        long value;
-
-        errno = 0;
-        value = strtol(text->max_det, &end, 10);
-        if (errno != 0 || end == text->max_det || *end != '\0' || value < 1 ||
-            value > CONFIG_MAX_DET_LIMIT) {
-            snprintf(err, err_size, "invalid max_det '%s': expected an integer from 1 to %d",
-                     text->max_det, CONFIG_MAX_DET_LIMIT);
-            return -1;
-        }
-        params->max_det = (int)value;
-    }
+    if (text->max_det && parse_max_det(text->max_det, &params->max_det, err, err_size) != 0)
+        return -1;
 
     if (text->classes) {
         if (parse_classes(text->classes, model, class_flags, err, err_size) != 0)

@@ -4,11 +4,21 @@
  * The access handler is called once when the headers are in, once per chunk
  * of body and once more when the body is complete. Requests rejected from
  * the headers alone (unknown route, wrong method, a Content-Length over the
- * limit) get their reply on the first call, so the body is never read, and
- * libmicrohttpd then closes the connection.
+ * limit or given twice) get their reply on the first call, so the body is
+ * never read, and libmicrohttpd then closes the connection. A connection
+ * whose body is still incomplete request_timeout seconds after the headers
+ * is closed.
  *
  * NOTE: a body without Content-Length (chunked) that goes over the limit is
  * still read to its end, discarding the bytes, before the 413 is sent.
+ *
+ * NOTE: libmicrohttpd 0.9.75 replies to some malformed requests itself, before
+ * the access handler runs, with fixed HTML bodies it has no option to
+ * replace: a bad request line or header (400), a request line or headers
+ * larger than the connection memory (414, 431) and a chunk size too large
+ * (413). The request deadline also starts only once the headers are
+ * complete, so headers sent slowly are bounded only by the idle timeout,
+ * the connection memory and the per-address connection limit.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,14 +27,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "json.h"
 #include "log.h"
 #include "server.h"
+#include "text.h"
 #include "util.h"
 
-#define MAX_CONNECTIONS 256
+/*
+ * Memory libmicrohttpd gives each connection for the request line, the
+ * headers and its read buffer: at most 4 MiB for all 256 connections. A
+ * request line or headers over about 15 KiB get 414 or 431; close to the
+ * limit, libmicrohttpd 0.9.75 closes the connection without a reply.
+ */
+#define CONNECTION_MEMORY_BYTES (16 * 1024)
 
 enum route {
     ROUTE_UNKNOWN,
@@ -51,12 +69,22 @@ static enum route find_route(const char *path, const char **allow)
     return ROUTE_UNKNOWN;
 }
 
+/* Compares method with each entry of allow ("GET, HEAD"), exactly and case-sensitively. */
 static bool method_allowed(const char *method, const char *allow)
 {
     size_t length = strlen(method);
-    const char *found = strstr(allow, method);
+    const char *entry = allow;
 
-    return found && (found[length] == '\0' || found[length] == ',');
+    while (*entry) {
+        size_t entry_length = strcspn(entry, ",");
+
+        if (entry_length == length && strncmp(entry, method, length) == 0)
+            return true;
+        entry += entry_length;
+        while (*entry == ',' || *entry == ' ')
+            entry++;
+    }
+    return false;
 }
 
 static enum MHD_Result queue_response(struct MHD_Connection *connection,
@@ -111,7 +139,9 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *connection,
     char message[1024];
     char *text;
 
+    /* Messages may echo client bytes and may be cut; cJSON does not check UTF-8. */
     vsnprintf(message, sizeof message, fmt, ap);
+    text_make_valid(message);
     if (status >= 500)
         log_printf(YD_LOG_ERROR, "%s %s: %s", request->method, request->path, message);
     else
@@ -183,7 +213,54 @@ void server_append_body(struct request *request, const char *data, size_t size)
     request->body_size = needed;
 }
 
-/* Handles the first call: routing, method, declared size, body setup. */
+struct header_count {
+    const char *name;
+    int count;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_count *counter = cls;
+
+    if (key && strcasecmp(key, counter->name) == 0)
+        counter->count++;
+    return MHD_YES;
+}
+
+static int count_headers(struct MHD_Connection *connection, const char *name)
+{
+    struct header_count counter = { name, 0 };
+
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, count_header, &counter);
+    return counter.count;
+}
+
+/*
+ * Rejects framing that a proxy in front of the server may read differently
+ * from libmicrohttpd (request smuggling): Content-Length given more than
+ * once, or together with Transfer-Encoding.
+ */
+static bool reject_framing(struct MHD_Connection *connection, struct request *request,
+                           enum MHD_Result *result)
+{
+    int lengths = count_headers(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    int encodings = count_headers(connection, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+    if (lengths > 1) {
+        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                     "request has %d Content-Length headers; send one", lengths);
+        return true;
+    }
+    if (lengths == 1 && encodings > 0) {
+        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                     "request has both Content-Length and Transfer-Encoding; send one");
+        return true;
+    }
+    return false;
+}
+
+/* Handles the first call: routing, method, framing, declared size, body setup. */
 static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                      struct request *request)
 {
@@ -191,16 +268,22 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     const char *allow;
     const char *length_text;
     enum route route = find_route(request->path, &allow);
+    char path[TEXT_QUOTE_SIZE], method[TEXT_QUOTE_SIZE];
+    enum MHD_Result result;
 
+    text_quote(path, sizeof path, request->path, TEXT_QUOTE_MAX_CHARS);
+    text_quote(method, sizeof method, request->method, TEXT_QUOTE_MAX_CHARS);
     if (route == ROUTE_UNKNOWN)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
                                   "no route for %s %s (routes: POST /v1/detect, GET /healthz, GET /readyz)",
-                                  request->method, request->path);
+                                  method, path);
     if (!method_allowed(request->method, allow))
         return server_reply_error_with_header(connection, request, MHD_HTTP_METHOD_NOT_ALLOWED,
                                               MHD_HTTP_HEADER_ALLOW, allow, "method_not_allowed",
                                               "method %s is not allowed on %s (allowed: %s)",
-                                              request->method, request->path, allow);
+                                              method, path, allow);
+    if (reject_framing(connection, request, &result))
+        return result;
     if (route != ROUTE_DETECT)
         return MHD_YES;
 
@@ -239,8 +322,24 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
         return api_health_ready(connection, request);
     default:
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
-                                  "no route for %s", request->path);
+                                  "no route for this path");
     }
+}
+
+/*
+ * Closes the connection of a request whose body is still arriving
+ * request_timeout seconds after its headers, so a client that sends a byte
+ * now and then cannot hold a connection thread forever (the idle timeout
+ * never fires for it). libmicrohttpd 0.9.75 accepts no response while a
+ * body is being received, so no 408 can be sent. Returning MHD_NO closes the
+ * connection, and libmicrohttpd logs that as an application error.
+ */
+static enum MHD_Result close_slow_body(struct request *request)
+{
+    log_printf(YD_LOG_WARN, "%s %s: body not complete %d s after the headers (request_timeout);"
+               " closing the connection", request->method, request->path,
+               request->server->config->request_timeout_s);
+    return MHD_NO;
 }
 
 static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connection,
@@ -256,8 +355,9 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
             return MHD_NO;
         request->server = cls;
         request->start_ms = yd_now_ms();
-        snprintf(request->method, sizeof request->method, "%s", method);
-        request->path = strdup(url);
+        /* libmicrohttpd 0.9.75 never passes NULL here; the checks cost nothing. */
+        snprintf(request->method, sizeof request->method, "%s", method ? method : "");
+        request->path = strdup(url ? url : "");
         *con_cls = request;
         atomic_fetch_add(&request->server->active_requests, 1);
         if (!request->path)
@@ -272,6 +372,8 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
     }
 
     if (*upload_data_size > 0) {
+        if (yd_now_ms() - request->start_ms > 1000.0 * request->server->config->request_timeout_s)
+            return close_slow_body(request);
         if (request->multipart) {
             if (multipart_feed(request, upload_data, *upload_data_size) != 0)
                 request->multipart_invalid = true;
@@ -323,6 +425,45 @@ static void log_mhd_message(void *cls, const char *fmt, va_list ap)
     log_printf(YD_LOG_WARN, "libmicrohttpd: %s", message);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Decodes %HH in the path and query arguments as libmicrohttpd's default
+ * does, except %00, which is kept as the three characters. A decoded NUL
+ * would cut the C string silently ("/healthz%00abc" would route to
+ * /healthz, "conf=0.5%00x" would read as 0.5); kept as text, it fails
+ * routing or validation with the value visible in the message.
+ */
+static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *connection, char *text)
+{
+    const char *read = text;
+    char *write = text;
+
+    while (*read) {
+        if (read[0] == '%' && hex_value(read[1]) >= 0 && hex_value(read[2]) >= 0) {
+            int value = hex_value(read[1]) * 16 + hex_value(read[2]);
+
+            if (value != 0) {
+                *write++ = (char)value;
+                read += 3;
+                continue;
+            }
+        }
+        *write++ = *read++;
+    }
+    *write = '\0';
+    return (size_t)(write - text);
+}
+
 /* Creates the listening socket here, so a bind failure names its cause. */
 static int open_listen_socket(const char *listen_text)
 {
@@ -371,7 +512,10 @@ int server_start(struct server *server)
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
         MHD_OPTION_LISTEN_SOCKET, server->listen_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->request_timeout_s,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONFIG_MAX_CONNECTIONS,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, server,
         MHD_OPTION_NOTIFY_COMPLETED, handle_completed, server,
         MHD_OPTION_END);
     if (!server->daemon) {

@@ -26,6 +26,8 @@ struct server {
     int listen_fd;
     atomic_bool ready;       /* models loaded, workers running, not stopping */
     atomic_int active_requests; /* requests between their headers and their completion */
+    int max_decodes;         /* config->max_decodes with 0 resolved */
+    atomic_int decodes;      /* images being decoded now */
 };
 
 /* Form fields of a multipart request that are detection parameters. */
@@ -34,7 +36,7 @@ enum request_field {
     FIELD_COUNT
 };
 
-#define REQUEST_FIELD_MAX 1024 /* bytes kept of one parameter field */
+#define REQUEST_FIELD_MAX 4096 /* maximum bytes of a parameter field; a longer one gets 400 */
 
 /* State of one HTTP request, from its headers to the access log line. */
 struct request {
@@ -56,10 +58,15 @@ struct request {
     struct MHD_PostProcessor *post;
     bool multipart;
     int image_parts;         /* "image" parts seen in a multipart body */
-    bool multipart_invalid;
+    bool multipart_invalid;  /* the post processor failed or a part was rejected */
+    const char *multipart_error_code; /* error code for a rejected part, else NULL */
+    char multipart_error[160]; /* why the part was rejected */
     char *fields[FIELD_COUNT];
     size_t field_sizes[FIELD_COUNT];
 };
+
+/* Names of the request_field values, as form fields and query arguments. */
+extern const char *const request_field_names[FIELD_COUNT];
 
 /*
  * Binds the listen address and starts the HTTP threads. Returns 0, or -1

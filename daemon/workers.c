@@ -23,6 +23,7 @@ struct worker_pool {
     pthread_cond_t job_done;
     struct detect_job **queue; /* ring of queue_size entries */
     int queue_size, head, count;
+    int reserved;              /* slots held by jobs still being prepared */
     bool stopping;
     int model_count;
     int worker_count;
@@ -141,16 +142,36 @@ cleanup:
     return rc;
 }
 
-int worker_pool_run(struct worker_pool *pool, struct detect_job *job)
+int worker_pool_reserve(struct worker_pool *pool)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&pool->lock);
+    if (pool->stopping)
+        rc = WORKER_STOPPED;
+    else if (pool->count + pool->reserved >= pool->queue_size)
+        rc = WORKER_QUEUE_FULL;
+    else
+        pool->reserved++;
+    pthread_mutex_unlock(&pool->lock);
+    return rc;
+}
+
+void worker_pool_cancel(struct worker_pool *pool)
 {
     pthread_mutex_lock(&pool->lock);
+    pool->reserved--;
+    pthread_mutex_unlock(&pool->lock);
+}
+
+int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job)
+{
+    pthread_mutex_lock(&pool->lock);
+    pool->reserved--;
     if (pool->stopping) {
+        /* The workers may have exited already; nothing would run the job. */
         pthread_mutex_unlock(&pool->lock);
         return WORKER_STOPPED;
-    }
-    if (pool->count == pool->queue_size) {
-        pthread_mutex_unlock(&pool->lock);
-        return WORKER_QUEUE_FULL;
     }
 
     job->done = false;

@@ -23,7 +23,7 @@ struct detect_job {
 };
 
 enum {
-    WORKER_QUEUE_FULL = 1, /* the queue had queue_size jobs waiting */
+    WORKER_QUEUE_FULL = 1, /* queue_size jobs were reserved or waiting */
     WORKER_STOPPED = 2,    /* the pool is shutting down */
 };
 
@@ -36,10 +36,22 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
                       yd_error *err);
 
 /*
- * Queues the job and blocks until a worker has run it. Returns 0 (see
- * job->rc), WORKER_QUEUE_FULL or WORKER_STOPPED without running it.
+ * Reserves a queue slot for a job that is not ready yet (its image is still
+ * to be decoded), so a full queue is detected before the decoding work and
+ * memory are spent. Reserved and queued jobs together are at most
+ * queue_size. Returns 0, WORKER_QUEUE_FULL or WORKER_STOPPED.
  */
-int worker_pool_run(struct worker_pool *pool, struct detect_job *job);
+int worker_pool_reserve(struct worker_pool *pool);
+
+/* Gives back a slot from worker_pool_reserve that will not be used. */
+void worker_pool_cancel(struct worker_pool *pool);
+
+/*
+ * Queues the job into a slot reserved with worker_pool_reserve and blocks
+ * until a worker has run it. Returns 0 (see job->rc), or WORKER_STOPPED
+ * without running it; the reservation is used up either way.
+ */
+int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job);
 
 /* Number of jobs waiting (not yet taken by a worker). */
 int worker_pool_queued(struct worker_pool *pool);

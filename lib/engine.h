@@ -36,9 +36,12 @@ struct yd_session {
     yd_detection *detections;       /* max_det capacity */
     int capacity;
     uint8_t *qinput;                /* quantized input of the running int8 conv */
-    /* Calibration hook: called on the master thread after every node. */
+    /* Calibration hook: called after every node by every thread of the
+     * team, between barriers, so it may split work with an orphaned
+     * `omp for` or leave it to `omp master`. */
     void (*observe)(const yd_session *session, int node, const float *output, void *user);
     void *observe_user;
+    int stop_after;                 /* -1, or the last node index to run (calibration) */
 };
 
 /* Fills the kernel's view of a convolution node. */

@@ -31,6 +31,7 @@ void yd_graph_free(yd_graph *graph)
         free(node->conv.bias);
         free(node->conv.packed);
         free(node->conv.qweight);
+        free(node->conv.source_channels);
         if (node->conv.qpacked)
             yd_qconv_free(node->conv.qpacked);
         free(node->conv.qpacked);

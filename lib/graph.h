@@ -54,15 +54,18 @@ typedef struct yd_conv_params {
     float *bias;   /* [out_c], owned, never NULL after import */
     float *packed; /* kernel-specific layout, owned, set when the model loads */
     yd_precision precision;
-    /* INT8 only: weight = qweight[i] * weight_scale[oc] (symmetric, so
-     * `weight` still holds the dequantized values float paths use), and
-     * the input is quantized as q = clamp(rint(x / input_scale) +
-     * input_zero, 0, 255). */
+    /* INT8 only: weights qweight[i] * weight_scale[oc] (symmetric); `weight`
+     * keeps float values, the ones quantized when the model was compressed
+     * or the dequantized ones when it came from a .yolod file. The input is
+     * quantized as q = clamp(rint(x / input_scale) + input_zero, 0, 255). */
     int8_t *qweight;       /* [out_c][in_c][kernel_h][kernel_w], owned */
     struct yd_qconv *qpacked; /* kernel layout of qweight, owned, set when the model loads */
     float *weight_scale;   /* [out_c], owned */
     float input_scale;
     int input_zero;
+    /* Set by pruning: for each kept output channel, its index in the
+     * unpruned layer (owned; NULL when no output channel was removed). */
+    int *source_channels;
 } yd_conv_params;
 
 typedef struct yd_node {

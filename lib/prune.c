@@ -32,7 +32,7 @@ typedef struct group_class {
     int count;          /* groups in the class */
     int removed;        /* groups removed so far, the least important first */
     int min_kept;
-    int locked;         /* holds a slot of the network input or a head output */
+    int locked;         /* contains a slot of the network input or a head output */
     const int *values;  /* signature: value ids, one per slot of a group */
     int nvalues;
 } group_class;
@@ -59,8 +59,11 @@ typedef struct prune_ctx {
     int *kept_c;            /* [nvalues]: channel count under the current removal */
 
     /* Calibration */
-    double *sum_squares;    /* [nslots] */
-    unsigned char *wanted;  /* [nvalues]: read by a live convolution */
+    double *sum_squares;    /* [nslots]: sum of x^2 over images and pixels */
+    double *sums;           /* [nslots]: sum of x over images and pixels */
+    int nimages;
+    int compensate;         /* yd_prune_options.compensate_bias */
+    unsigned char *observed; /* [nvalues]: read by a live convolution */
 } prune_ctx;
 
 static int slot_of(const prune_ctx *ctx, int value, int channel)
@@ -81,8 +84,11 @@ static void join(prune_ctx *ctx, int a, int b)
 {
     int ra = find_root(ctx, a), rb = find_root(ctx, b);
 
-    if (ra != rb)
-        ctx->parent[ra > rb ? ra : rb] = ra > rb ? rb : ra;
+    /* The smaller slot becomes the root, so roots do not depend on join order. */
+    if (ra < rb)
+        ctx->parent[rb] = ra;
+    else if (rb < ra)
+        ctx->parent[ra] = rb;
 }
 
 /* Joins channel j of `a` with channel j + offset of `b`, for j < count. */
@@ -274,7 +280,7 @@ static int build_groups(prune_ctx *ctx, yd_error *err)
     return YD_OK;
 }
 
-/* Step 2: the observe hook sums each wanted value's squares per channel. */
+/* Step 2: the observe hook sums each observed value's x and x^2 per channel. */
 static void observe_squares(const yd_session *s, int node_index, const float *data, void *user)
 {
     prune_ctx *ctx = user;
@@ -284,15 +290,18 @@ static void observe_squares(const yd_session *s, int node_index, const float *da
     size_t plane = (size_t)val->h * val->w;
     int cb = g->cb;
 
-    if (!ctx->wanted[v])
+    if (!ctx->observed[v])
         return;
     for (int ch = 0; ch < val->c; ch++) {
         const float *p = data + (size_t)(ch / cb) * plane * cb + ch % cb;
-        double sum = 0;
+        double sum = 0, sum1 = 0;
 
-        for (size_t i = 0; i < plane; i++)
+        for (size_t i = 0; i < plane; i++) {
             sum += (double)p[i * cb] * p[i * cb];
+            sum1 += p[i * cb];
+        }
         ctx->sum_squares[slot_of(ctx, v, ch)] += sum;
+        ctx->sums[slot_of(ctx, v, ch)] += sum1;
     }
 }
 
@@ -325,12 +334,14 @@ static int score_groups(prune_ctx *ctx, yd_model *model, const yd_image *images,
 
     ctx->importance = calloc((size_t)ctx->ngroups + 1, sizeof *ctx->importance);
     ctx->sum_squares = calloc((size_t)ctx->nslots + 1, sizeof *ctx->sum_squares);
-    ctx->wanted = calloc((size_t)g->nvalues, 1);
-    if (!ctx->importance || !ctx->sum_squares || !ctx->wanted)
+    ctx->observed = calloc((size_t)g->nvalues, 1);
+    ctx->sums = calloc((size_t)ctx->nslots + 1, sizeof *ctx->sums);
+    ctx->nimages = nimages;
+    if (!ctx->importance || !ctx->sum_squares || !ctx->observed || !ctx->sums)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for channel statistics");
     for (int i = 0; i < g->nnodes; i++)
         if (!g->nodes[i].dead && g->nodes[i].op == YD_OP_CONV)
-            ctx->wanted[g->nodes[i].inputs[0]] = 1;
+            ctx->observed[g->nodes[i].inputs[0]] = 1;
 
     rc = yd_session_create(model, options->threads, &session, err);
     if (rc != YD_OK)
@@ -360,9 +371,14 @@ static int score_groups(prune_ctx *ctx, yd_model *model, const yd_image *images,
         samples = (double)nimages * in->h * in->w;
         for (int c = 0; c < in->c; c++) {
             int slot = slot_of(ctx, node->inputs[0], c);
-            double rms = sqrt(ctx->sum_squares[slot] / samples);
+            double mean = ctx->sums[slot] / samples;
+            double spread = ctx->sum_squares[slot] / samples;
 
-            ctx->importance[ctx->group_of_slot[slot]] += column_norm(&node->conv, c) * rms;
+            /* With bias compensation only the deviation from the mean is lost. */
+            if (ctx->compensate)
+                spread -= mean * mean;
+            spread = sqrt(spread > 0 ? spread : 0);
+            ctx->importance[ctx->group_of_slot[slot]] += column_norm(&node->conv, c) * spread;
         }
     }
 
@@ -491,11 +507,11 @@ static void take_step(prune_ctx *ctx, group_class *cls, int step)
 }
 
 /*
- * Step 3b: removes class steps until `target` FLOPs are gone. Each round
- * takes, among the steps that do not overshoot the target by more than it
- * is still short, the one with the lowest importance per FLOP saved
- * (global) or the one that leaves its class with the smallest removed
- * fraction (per layer).
+ * Step 3b: removes class steps until `target` FLOPs are gone. A round
+ * considers only steps that overshoot the target by no more than it is still
+ * short. Global ranking takes the one with the lowest importance per FLOP
+ * saved, and per-layer ranking the one that leaves its class with the
+ * smallest removed fraction.
  */
 static void select_steps(prune_ctx *ctx, double target, int per_layer)
 {
@@ -567,6 +583,37 @@ static int kept_channels(const prune_ctx *ctx, int v, int *kept)
             kept[n++] = j;
     }
     return n;
+}
+
+/*
+ * Adds to the bias what the removed input channels contributed on average:
+ * sum over taps of W[oc][c] times channel c's calibration mean. Exact in
+ * expectation for 1x1 kernels; kernels that reach into zero padding get a
+ * little too much at the borders.
+ */
+static void compensate_bias(const prune_ctx *ctx, yd_node *node)
+{
+    const yd_value *in = &ctx->graph->values[node->inputs[0]];
+    yd_conv_params *conv = &node->conv;
+    size_t taps = (size_t)conv->kernel_h * conv->kernel_w;
+    double samples = (double)ctx->nimages * in->h * in->w;
+
+    for (int c = 0; c < in->c; c++) {
+        int slot = slot_of(ctx, node->inputs[0], c);
+        int group = ctx->group_of_slot[slot];
+        double mean = ctx->sums[slot] / samples;
+
+        if (group < 0 || !ctx->removed[group])
+            continue;
+        for (int oc = 0; oc < conv->out_c; oc++) {
+            const float *w = conv->weight + ((size_t)oc * conv->in_c + c) * taps;
+            double sum = 0;
+
+            for (size_t t = 0; t < taps; t++)
+                sum += w[t];
+            conv->bias[oc] += (float)(sum * mean);
+        }
+    }
 }
 
 /* Cuts one convolution's weights, bias and int8 data to the kept channels. */
@@ -663,6 +710,8 @@ static int rewrite_graph(prune_ctx *ctx, yd_prune_report *report, yd_error *err)
 
         nout = kept_channels(ctx, node->output, kept_out);
         nin = kept_channels(ctx, node->inputs[0], kept_in);
+        if (ctx->compensate)
+            compensate_bias(ctx, node);
         row = &report->layers[layer++];
         row->node = i;
         row->original_out_c = node->conv.out_c;
@@ -705,7 +754,8 @@ static void free_ctx(prune_ctx *ctx)
     free(ctx->class_groups);
     free(ctx->kept_c);
     free(ctx->sum_squares);
-    free(ctx->wanted);
+    free(ctx->sums);
+    free(ctx->observed);
 }
 
 int yd_prune_model(yd_model *model, const yd_image *images, int nimages,
@@ -726,6 +776,7 @@ int yd_prune_model(yd_model *model, const yd_image *images, int nimages,
     if (!images || nimages < 1)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "pruning needs at least one calibration image");
 
+    ctx.compensate = options->compensate_bias;
     report->flops_before = yd_graph_flops(g);
     rc = build_groups(&ctx, err);
     if (rc != YD_OK)
@@ -745,6 +796,11 @@ int yd_prune_model(yd_model *model, const yd_image *images, int nimages,
     for (int v = 0; v < g->nvalues; v++)
         ctx.kept_c[v] = g->values[v].c;
     select_steps(&ctx, options->flops_fraction * report->flops_before, options->per_layer);
+    if (current_flops(&ctx) > (1.0 - options->flops_fraction + 0.02) * report->flops_before)
+        yd_log(YD_LOG_WARN, "pruning removes %.1f%% of the FLOPs, not the %.1f%% requested: every "
+               "channel class is at its floor (16 channels or 25%%)",
+               100.0 * (1.0 - current_flops(&ctx) / report->flops_before),
+               100.0 * options->flops_fraction);
 
     rc = rewrite_graph(&ctx, report, err);
     if (rc != YD_OK)

@@ -4,18 +4,21 @@
  * concat segment and residual operand that carries them, leaving a smaller
  * dense graph with the same node indices.
  *
- * Channels that must go together form a group: a union-find over (value,
- * channel) slots joins a conv output channel with the same channel after
- * MaxPool, Upsample, SiLU and Sigmoid, with its offset position in a Slice or
- * Concat, and with channel j of the other operand of an Add, a Mul or a fused
- * conv residual. Groups holding a channel of the network input or of a head
+ * Channels that must go together form a group, built by a union-find over
+ * (value, channel) slots. It joins a conv output channel with the same
+ * channel after MaxPool, Upsample, SiLU and Sigmoid, and with its offset
+ * position in a Slice or Concat. Channel j of an Add, a Mul or a fused conv
+ * residual is joined with channel j of every operand. Groups holding a channel of the network input or of a head
  * output are never pruned.
  *
  * Importance of a group, measured on calibration images:
  *     sum over the (conv, input channel c) pairs that read the group of
  *         ||W_conv[:, c, :, :]||_2 * RMS(activation of input channel c),
  * a first-order estimate of how much those convolutions' outputs change when
- * the channel is removed. Groups with the same set of values (the channels
+ * the channel is removed. With compensate_bias set, each convolution that
+ * loses an input channel adds that channel's mean contribution to its bias,
+ * and the score uses the standard deviation in place of the RMS, since only
+ * the deviation from the mean is then lost. Groups with the same set of values (the channels
  * of one layer, or of one C2f split half with its bottleneck chain) form a
  * class; each class drops its least important groups in steps of 16, so a
  * class whose size was a multiple of 16 stays one (the AVX-512 kernels and
@@ -37,6 +40,7 @@
 typedef struct yd_prune_options {
     double flops_fraction; /* fraction of the model's FLOPs to remove, in [0, 0.95] */
     int per_layer;         /* 1: the same fraction from every class; 0: global ranking */
+    int compensate_bias;   /* 1: fold removed channels' calibration means into the biases */
     int threads;           /* OpenMP threads for calibration (0 = all cores) */
     /* Called after each calibration image. */
     void (*progress)(int done, int total, void *user);
@@ -54,7 +58,9 @@ typedef struct yd_prune_layer {
 
 typedef struct yd_prune_report {
     double flops_before, flops_after; /* yd_graph_flops() of the graph */
-    int groups, prunable_groups, removed_groups;
+    int groups;                /* channel groups of the live graph */
+    int prunable_groups;       /* groups in unlocked classes larger than their minimum */
+    int removed_groups;
     int nlayers;
     yd_prune_layer *layers;    /* one per live convolution, in node order */
 } yd_prune_report;
@@ -66,6 +72,8 @@ typedef struct yd_prune_report {
  * Int8 convolutions keep their scales, with their int8 weights sliced like
  * the float ones. The model must not be in use by a session.
  * `report` may be NULL; otherwise free it with yd_prune_report_free().
+ * After an error past calibration (out of memory while rewriting) the model
+ * may be half pruned and must be released.
  * Errors: YD_ERR_INVALID_ARGUMENT (no image, fraction out of range),
  * YD_ERR_MODEL_UNSUPPORTED (a grouped convolution or operands whose channel
  * counts differ), YD_ERR_NO_MEMORY.

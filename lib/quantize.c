@@ -12,6 +12,7 @@
  *               histogram], TensorRT's entropy calibrator over a uint8 grid.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static void observe(const yd_session *s, int node_index, const float *data, void
     size_t plane = (size_t)val->h * val->w;
     int cb = g->cb;
 
-    if (!st->wanted)
+    if (!st->wanted || omp_get_thread_num() != 0)
         return;
     for (int ch = 0; ch < val->c; ch++) {
         const float *p = data + (size_t)(ch / cb) * plane * cb + ch % cb;
@@ -138,7 +139,7 @@ static float choose_max(const value_stats *st, const yd_quant_options *o)
 }
 
 /* Symmetric per-output-channel int8 weights for one convolution. */
-static int quantize_weights(yd_node *node)
+int yd_quantize_conv_weights(yd_node *node)
 {
     yd_conv_params *c = &node->conv;
     size_t per_oc = (size_t)c->in_c * c->kernel_h * c->kernel_w;
@@ -245,7 +246,7 @@ int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
         if (node->dead || node->op != YD_OP_CONV || !yd_quant_wants(options, i))
             continue;
         st = &stats[node->inputs[0]];
-        rc = quantize_weights(node);
+        rc = yd_quantize_conv_weights(node);
         if (rc != YD_OK) {
             yd_error_set(err, rc, "out of memory quantizing '%s'", node->name);
             goto done;

@@ -29,6 +29,12 @@ typedef struct yd_quant_options {
 int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
                       const yd_quant_options *options, yd_error *err);
 
+struct yd_node;
+
+/* Sets qweight and weight_scale of a convolution from its float weights
+ * (symmetric, per output channel, within [-127, 127]). */
+int yd_quantize_conv_weights(struct yd_node *node);
+
 /* 1 when node `node` is to be quantized under these options. */
 int yd_quant_wants(const yd_quant_options *options, int node);
 

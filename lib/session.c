@@ -54,6 +54,7 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
     if (!s)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
     s->model = yd_model_retain(model);
+    s->stop_after = -1;
     s->threads = threads > 0 ? threads : omp_get_num_procs();
 
     for (int l = 0; l < g->nlevels; l++) {
@@ -210,19 +211,20 @@ static void run(yd_session *s, int kind, const float *planar)
         else
             yd_f32_pack_rgb8(s->letterbox, g->input_size, g->cb, value_ptr(s, g->input));
 
-        for (int i = 0; i < g->nnodes; i++) {
+        int last = s->stop_after >= 0 && s->stop_after < g->nnodes ? s->stop_after : g->nnodes - 1;
+
+        for (int i = 0; i <= last; i++) {
             if (g->nodes[i].dead)
                 continue;
             run_node(s, &g->nodes[i]);
             if (s->observe) {
 #pragma omp barrier
-#pragma omp master
                 s->observe(s, i, value_ptr(s, g->nodes[i].output), s->observe_user);
 #pragma omp barrier
             }
         }
 
-        for (int l = 0; l < g->nlevels; l++) {
+        for (int l = 0; l < g->nlevels && last == g->nnodes - 1; l++) {
             const yd_value *box = &g->values[g->head_box[l]];
             const yd_value *cls = &g->values[g->head_cls[l]];
 

@@ -45,6 +45,9 @@ typedef struct yd_kernel_table {
                   const float *residual, float *out, int cb);
     void (*quantize)(const float *in, int c, int h, int w, int cb, float scale, int zero,
                      int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
+    /* sum of a[i] * b[i] in double, any n, no alignment required */
+    double (*dot)(const float *a, const float *b, size_t n);
+    double (*ddot)(const double *a, const double *b, size_t n);
 } yd_kernel_table;
 
 /*
@@ -95,6 +98,13 @@ void yd_f32_copy_channels(const float *src, int src_channel, float *dst, int dst
 void yd_f32_maxpool(const float *in, int c, int h, int w, int kernel, int stride, int pad,
                     float *out, int out_h, int out_w, int cb);
 void yd_f32_upsample_nearest(const float *in, int c, int h, int w, int scale, float *out, int cb);
+
+double yd_f32_dot__scalar(const float *a, const float *b, size_t n);
+double yd_f32_dot__avx2(const float *a, const float *b, size_t n);
+double yd_f32_dot__avx512(const float *a, const float *b, size_t n);
+double yd_f64_dot__scalar(const double *a, const double *b, size_t n);
+double yd_f64_dot__avx2(const double *a, const double *b, size_t n);
+double yd_f64_dot__avx512(const double *a, const double *b, size_t n);
 
 /* Elementwise over n floats (whole blocked tensors, padding included). */
 void yd_f32_add(const float *a, const float *b, float *out, size_t n);

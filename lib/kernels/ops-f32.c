@@ -181,3 +181,21 @@ void yd_f32_silu(const float *in, float *out, size_t n)
     for (size_t i = 0; i < n; i++)
         out[i] = in[i] / (1.0f + expf(-in[i]));
 }
+
+double yd_f32_dot__scalar(const float *a, const float *b, size_t n)
+{
+    double sum = 0;
+
+    for (size_t i = 0; i < n; i++)
+        sum += (double)a[i] * b[i];
+    return sum;
+}
+
+double yd_f64_dot__scalar(const double *a, const double *b, size_t n)
+{
+    double sum = 0;
+
+    for (size_t i = 0; i < n; i++)
+        sum += a[i] * b[i];
+    return sum;
+}

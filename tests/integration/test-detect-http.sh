@@ -97,7 +97,8 @@ expect_error "multipart without image" 400 bad_request "image" -F picture=@"$IMA
 expect_error "text body" 415 unsupported_media_type "PNG" --data-binary 'hello, not an image' "$URL/v1/detect"
 
 # --- limits: 300 KiB body, 900000 pixels (zidane is 921600, 1x1 is 1), one queue slot
-start_daemon limits --max-body-bytes 300K --max-pixels 900000 --queue-size 1 --workers 1
+# (--max-decodes 8 so that every 503 below comes from the queue, not the decode slots)
+start_daemon limits --max-body-bytes 300K --max-pixels 900000 --queue-size 1 --workers 1 --max-decodes 8
 expect_status "limits daemon accepts small image" 200 "$R" --data-binary @"$IMAGES/odd/bus_1x1.jpg" "$URL/v1/detect"
 expect_error "body over limit" 413 body_too_large "max_body_bytes" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 expect_error "multipart body over limit" 413 body_too_large "max_body_bytes" -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect"

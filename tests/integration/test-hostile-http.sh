@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Misbehaving clients against the real daemon: malformed multipart parts,
+# inexact methods, repeated or over-long parameters, bytes that are not
+# UTF-8, forged log lines, NUL in paths, ambiguous request framing, slow
+# bodies, too many connections from one address and concurrent decodes.
+# Every error reply must be strict UTF-8 JSON, and the daemon must survive.
+source "$(dirname "$0")/lib.sh"
+
+CLIENT="python3 $HERE/hostile_client.py"
+TINY=$IMAGES/odd/bus_1x1.jpg
+
+start_daemon hostile --request-timeout 2 --max-connections-per-ip 4
+PORT=${URL##*:}
+HOSTILE_LOG=$LOG
+R=$WORK/reply.json
+
+# json_error NAME STATUS CODE [WORD...] -- CURL_ARGS...: checks the status,
+# then that the body is strict UTF-8 JSON with the error code and words.
+json_error() {
+    local name=$1 status=$2 code=$3 words=() got
+    shift 3
+    while [ "$1" != "--" ]; do
+        words+=(--contains "$1")
+        shift
+    done
+    shift
+    got=$(http_request "$R" "$@")
+    if [ "$got" != "$status" ]; then
+        fail "$name" "status $got, expected $status; body: $(head -c 300 "$R")"
+        return 1
+    fi
+    check "$name" $CLIENT json-error "$R" --code "$code" "${words[@]}"
+}
+
+# raw_error NAME STATUS CODE WORD REQUEST: sends REQUEST (printf format) as
+# raw bytes and checks the reply like json_error.
+raw_error() {
+    local name=$1 status=$2 code=$3 word=$4 got
+    got=$(printf "$5" | $CLIENT raw "$PORT" --out "$R")
+    if [ "$got" != "$status" ]; then
+        fail "$name" "status $got, expected $status; body: $(head -c 300 "$R")"
+        return 1
+    fi
+    check "$name" $CLIENT json-error "$R" --code "$code" --contains "$word"
+}
+
+alive() {
+    expect_status "daemon alive after $1" 200 "$WORK/health.json" "$URL/healthz"
+}
+
+MP='Content-Type: multipart/form-data; boundary=XB'
+
+# --- multipart parts without a name reach the post processor callback with key NULL
+json_error "part with empty headers" 400 bad_request "no name" -- \
+    -H "$MP" --data-binary $'--XB\r\n\r\n\r\n--XB--\r\n' "$URL/v1/detect"
+json_error "part with unquoted name" 400 bad_request "no name" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Disposition: form-data; name=image\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+json_error "part with only Content-Type" 400 bad_request "no name" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Type: image/jpeg\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+alive "unnamed parts"
+
+# --- methods compare exactly, not as substrings of the Allow list
+json_error "method OST on detect" 405 method_not_allowed "OST" -- -X OST "$URL/v1/detect"
+json_error "method T on detect" 405 method_not_allowed "method T " -- -X T "$URL/v1/detect"
+json_error "method ET on healthz" 405 method_not_allowed "method ET " -- -X ET "$URL/healthz"
+json_error "method GETX on healthz" 405 method_not_allowed "GETX" -- -X GETX "$URL/healthz"
+expect_status "method HEAD on healthz" 200 "$R" -I "$URL/healthz"
+
+# --- multipart parameter fields: over-long, repeated, with NUL
+long_conf="0.5$(printf '0%.0s' $(seq 1 1100))x"
+json_error "long multipart conf" 400 bad_parameter "conf" -- \
+    -F image=@"$TINY" -F "conf=$long_conf" "$URL/v1/detect"
+huge_field=$(head -c 5000 /dev/zero | tr '\0' 0)
+json_error "multipart field over 4096 bytes" 400 bad_parameter "'conf'" "4096" -- \
+    -F image=@"$TINY" -F "conf=$huge_field" "$URL/v1/detect"
+long_classes="$(printf '0,%.0s' $(seq 1 600))555"
+json_error "long multipart classes names bad class" 400 bad_parameter "unknown class '555'" -- \
+    -F image=@"$TINY" -F "classes=$long_classes" "$URL/v1/detect"
+check "long classes echo capped" $CLIENT json-error "$R" --code bad_parameter --contains "..." --max-length 300
+json_error "repeated multipart conf" 400 bad_parameter "'conf'" "once" -- \
+    -F image=@"$TINY" -F conf=0.5 -F conf=0.6 "$URL/v1/detect"
+printf -- '--XB\r\nContent-Disposition: form-data; name="conf"\r\n\r\n0.5\0garbage\r\n' >"$WORK/nul.body"
+printf -- '--XB\r\nContent-Disposition: form-data; name="image"\r\n\r\n' >>"$WORK/nul.body"
+cat "$TINY" >>"$WORK/nul.body"
+printf -- '\r\n--XB--\r\n' >>"$WORK/nul.body"
+json_error "multipart conf with NUL" 400 bad_parameter "NUL" -- \
+    -H "$MP" --data-binary @"$WORK/nul.body" "$URL/v1/detect"
+expect_status "multipart conf and classes still work" 200 "$R" \
+    -F image=@"$TINY" -F conf=0.5 -F classes=person,bus "$URL/v1/detect"
+
+# --- query parameters: repeated, no value, strict numbers
+json_error "repeated query conf" 400 bad_parameter "'conf'" "2 times" -- \
+    --data-binary @"$TINY" "$URL/v1/detect?conf=0.5&conf=0.6"
+json_error "query conf without value" 400 bad_parameter "conf" -- \
+    --data-binary @"$TINY" "$URL/v1/detect?conf"
+for value in '%200.5' '0.5%20' '%2B0.5' '0x0.8p0' 'inf' 'nan' '-0' '0.5.1' '1e' '.' ; do
+    json_error "conf '$value' rejected" 400 bad_parameter "conf" -- \
+        --data-binary @"$TINY" "$URL/v1/detect?conf=$value"
+done
+for value in '0.5' '.5' '1.' '5e-1' '1E0' '0'; do
+    expect_status "conf '$value' accepted" 200 "$R" --data-binary @"$TINY" "$URL/v1/detect?conf=$value"
+done
+json_error "max_det with plus" 400 bad_parameter "max_det" -- --data-binary @"$TINY" "$URL/v1/detect?max_det=%2B5"
+json_error "max_det with space" 400 bad_parameter "max_det" -- --data-binary @"$TINY" "$URL/v1/detect?max_det=%205"
+json_error "class id with plus" 400 bad_parameter "'+5'" -- --data-binary @"$TINY" "$URL/v1/detect?classes=%2B5"
+json_error "empty class in list" 400 bad_parameter "empty class" -- --data-binary @"$TINY" "$URL/v1/detect?classes=person,,bus"
+
+# --- NUL after decoding: kept as %00 so it cannot cut the path or a value
+json_error "healthz with NUL" 404 not_found "%00" -- "$URL/healthz%00abc"
+json_error "conf with NUL" 400 bad_parameter "%00" -- --data-binary @"$TINY" "$URL/v1/detect?conf=0.5%00x"
+
+# --- error bodies are valid UTF-8 however the request is encoded
+json_error "model not UTF-8" 404 model_not_found "unknown model" -- \
+    --data-binary @"$TINY" "$URL/v1/detect?model=%FF%FE"
+json_error "variant with control bytes" 404 variant_not_found "unknown variant" -- \
+    --data-binary @"$TINY" "$URL/v1/detect?variant=a%1B%5B31mb"
+if grep -q $'\x1b' "$R"; then fail "variant escape byte removed" "$(head -c 200 "$R")"; else ok "variant escape byte removed"; fi
+snowmen=$(printf '%%E2%%98%%83%.0s' $(seq 1 400))
+json_error "long UTF-8 path" 404 not_found "/a☃" -- "$URL/a$snowmen"
+check "long UTF-8 path echo capped" $CLIENT json-error "$R" --code not_found --contains "..." --max-length 200
+json_error "path cut inside a character" 404 not_found "no route" -- "$URL/a%E2%98"
+json_error "classes not UTF-8" 400 bad_parameter "unknown class" -- \
+    --data-binary @"$TINY" "$URL/v1/detect?classes=%C3%28,%ED%A0%80"
+
+# --- log lines: client bytes cannot start a line of their own
+curl -s -o /dev/null "$URL/forge%0aFORGED%20error%20line%0d"
+sleep 0.2
+if grep -q '^FORGED' "$HOSTILE_LOG"; then
+    fail "encoded newline in path not logged raw" "$(grep -n FORGED "$HOSTILE_LOG" | head -n 3)"
+else
+    ok "encoded newline in path not logged raw"
+fi
+if grep -qF '/forge\x0AFORGED error line\x0D' "$HOSTILE_LOG"; then
+    ok "newline in path logged as \\x0A"
+else
+    fail "newline in path logged as \\x0A" "$(grep -n forge "$HOSTILE_LOG" | head -n 3)"
+fi
+curl -s -o /dev/null --data-binary @"$TINY" "$URL/v1/detect?model=%FF%0Aevil"
+sleep 0.2
+if python3 -c 'import sys; open(sys.argv[1], "rb").read().decode("utf-8")' "$HOSTILE_LOG" 2>/dev/null; then
+    ok "log is valid UTF-8"
+else
+    fail "log is valid UTF-8" "invalid bytes in $HOSTILE_LOG"
+fi
+
+# --- framing a proxy could read differently
+raw_error "two Content-Length headers" 400 bad_request "Content-Length" \
+    'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!'
+raw_error "Content-Length and Transfer-Encoding" 400 bad_request "Transfer-Encoding" \
+    'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n'
+got=$(printf 'GET /healthz HTTP/1.1\r\nHost: test\r\nX-Pad: %s\r\nConnection: close\r\n\r\n' \
+    "$(head -c 100000 /dev/zero | tr '\0' a)" | $CLIENT raw "$PORT" --out "$R")
+if [ "$got" = 431 ]; then ok "100 KB header gets 431"; else fail "100 KB header gets 431" "status $got"; fi
+alive "framing errors"
+
+# --- slow body: closed request_timeout (2 s) after the headers, though bytes keep coming
+elapsed=$($CLIENT trickle "$PORT" --limit 10)
+if awk -v t="$elapsed" 'BEGIN { exit !(t >= 1.5 && t < 6) }'; then
+    ok "trickled body closed after request_timeout"
+else
+    fail "trickled body closed after request_timeout" "closed after $elapsed s (limit 10 s)"
+fi
+if grep -q 'body not complete 2 s after the headers' "$HOSTILE_LOG"; then
+    ok "trickled body close logged"
+else
+    fail "trickled body close logged" "no such line in $HOSTILE_LOG"
+fi
+
+# --- one address cannot take every connection
+got=$($CLIENT per-address "$PORT" --limit 4)
+if [ "$got" = "extra=closed other=200" ]; then
+    ok "per-address connection limit"
+else
+    fail "per-address connection limit" "got '$got', expected 'extra=closed other=200'"
+fi
+alive "connection flood"
+
+# --- decodes: a 4000 x 4000 PNG takes far longer to decode than to upload
+$CLIENT png 4000 --out "$WORK/slow.png"
+
+# run_concurrent N PREFIX URL: POSTs slow.png N times at once.
+run_concurrent() {
+    local n=$1 prefix=$2 url=$3 pids=()
+    for i in $(seq 1 "$n"); do
+        curl -s -D "$WORK/$prefix-$i.headers" -o "$WORK/$prefix-$i.json" -w '%{time_total}' \
+            --max-time 60 --data-binary @"$WORK/slow.png" "$url/v1/detect" >"$WORK/$prefix-$i.time" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+}
+
+# One decode slot, three requests: one decodes, the others get 503 at once.
+start_daemon decode --max-decodes 1 --queue-size 8
+run_concurrent 3 decode "$URL"
+ok_count=$(grep -l '^HTTP/1.1 200' "$WORK"/decode-*.headers | wc -l)
+busy=$(grep -l '^HTTP/1.1 503' "$WORK"/decode-*.headers | head -n 1)
+if [ "$ok_count" -ge 1 ] && [ -n "$busy" ]; then
+    ok "max_decodes 1 rejects concurrent decodes"
+    check "decode 503 body" $CLIENT json-error "${busy%.headers}.json" --code decode_slots_full --contains max_decodes
+    if grep -qi '^Retry-After: 1' "$busy"; then ok "decode 503 has Retry-After"; else fail "decode 503 has Retry-After" "$(cat "$busy")"; fi
+else
+    fail "max_decodes 1 rejects concurrent decodes" "$ok_count replies 200, 503 reply: ${busy:-none}"
+fi
+
+# One queue slot: the slot is taken before decoding, so a second request
+# gets queue_full while the first still decodes (before, both decoded and
+# both were served).
+start_daemon queue --max-decodes 4 --queue-size 1
+run_concurrent 3 queue "$URL"
+ok_file=$(grep -l '^HTTP/1.1 200' "$WORK"/queue-*.headers | head -n 1)
+busy=$(grep -l '^HTTP/1.1 503' "$WORK"/queue-*.headers | head -n 1)
+if [ -n "$ok_file" ] && [ -n "$busy" ]; then
+    ok "queue slot taken before decoding"
+    check "queue 503 body" $CLIENT json-error "${busy%.headers}.json" --code queue_full --contains retry
+    ok_time=$(cat "${ok_file%.headers}.time")
+    busy_time=$(cat "${busy%.headers}.time")
+    if awk -v b="$busy_time" -v o="$ok_time" 'BEGIN { exit !(b < o) }'; then
+        ok "queue_full sent before the decode ends"
+    else
+        fail "queue_full sent before the decode ends" "503 after $busy_time s, 200 after $ok_time s"
+    fi
+else
+    fail "queue slot taken before decoding" "200 reply: ${ok_file:-none}, 503 reply: ${busy:-none}"
+fi
+
+finish
