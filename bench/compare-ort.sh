@@ -5,6 +5,8 @@
 # side and their ratio. Alternating keeps a noisy shared machine fair.
 #
 # Usage: bench/compare-ort.sh [MODEL.onnx] [THREADS] [ROUNDS] [RUNS]
+# OURS=FILE times that model on the yolod side instead (a .yolod variant
+# against ONNX Runtime running MODEL.onnx, e.g. its own int8 build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
@@ -14,6 +16,7 @@ THREADS=${2:-2}
 ROUNDS=${3:-5}
 RUNS=${4:-20}
 INPUT=${INPUT:-$SHARED/golden/bus.input.f32}
+OURS=${OURS:-$MODEL}
 
 if [ ! -d bench/node_modules/onnxruntime-node ]; then
     (cd bench && npm install --ignore-scripts --no-audit --no-fund >/dev/null)
@@ -22,17 +25,18 @@ make -s "$BUILD/yolod"
 
 ours=() theirs=()
 for round in $(seq 1 "$ROUNDS"); do
-    o=$("$BUILD/yolod" bench --model "$MODEL" --input "$INPUT" --threads "$THREADS" --runs "$RUNS" --json)
+    o=$("$BUILD/yolod" bench --model "$OURS" --input "$INPUT" --threads "$THREADS" --runs "$RUNS" --json)
     t=$(node bench/ort-bench.js "$MODEL" "$INPUT" "$THREADS" "$RUNS")
     ours+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["median_ms"])' "$o")")
     theirs+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["median_ms"])' "$t")")
     echo "round $round: yolod ${ours[-1]} ms, onnxruntime ${theirs[-1]} ms" >&2
 done
 
-python3 - "$MODEL" "$THREADS" "${ours[*]}" "${theirs[*]}" <<'PY'
+python3 - "$OURS" "$MODEL" "$THREADS" "${ours[*]}" "${theirs[*]}" <<'PY'
 import statistics, sys
-model, threads, ours, theirs = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split()
-o = statistics.median(map(float, ours)); t = statistics.median(map(float, theirs))
-print(f"| {model.split('/')[-1]} | {threads} | {o:.2f} | {min(map(float, ours)):.2f} | "
-      f"{t:.2f} | {min(map(float, theirs)):.2f} | {o / t:.2f} |")
+ours_model, model, threads, ours, theirs = sys.argv[1:6]
+ours, theirs = [float(v) for v in ours.split()], [float(v) for v in theirs.split()]
+o, t = statistics.median(ours), statistics.median(theirs)
+print(f"| {ours_model.split('/')[-1]} | {model.split('/')[-1]} | {threads} | {o:.2f} | {min(ours):.2f} | "
+      f"{t:.2f} | {min(theirs):.2f} | {o / t:.2f} |")
 PY
