@@ -23,7 +23,6 @@ typedef struct import_ctx {
     const yd_onnx_model *onnx;
     yd_graph *graph;
     yd_error *err;
-    int *producer;          /* ONNX node index producing each node's output 0 */
     char *needed;           /* per ONNX node: on a path to a head output */
     int nnames;
     const char **names;     /* ONNX value name -> IR value id */
@@ -806,6 +805,5 @@ fail:
     free(ctx.needed);
     free(ctx.names);
     free(ctx.ids);
-    free(ctx.producer);
     return rc;
 }

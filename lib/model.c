@@ -190,7 +190,7 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
 
 fail:
     if (err && rc != YD_ERR_NO_MEMORY && rc != YD_ERR_IO) {
-        /* Prefix the file name so a daemon log line says which model. */
+        /* Prefix the file name so a log line names the model. */
         char message[sizeof err->message];
         size_t used;
 
