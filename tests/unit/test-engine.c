@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "head.h"
@@ -111,8 +112,41 @@ static void yolov8s_random_parity(void)
                  "golden/yolov8s-random.output0.f32");
 }
 
+/* Writes `data` with every "MaxPool" renamed "MaxPoo1" (same length, so
+ * the protobuf framing stays valid) and checks the import names the node. */
+static void import_rejects_unknown_op(void)
+{
+    size_t size;
+    uint8_t *data = read_file_or_die(shared_path("models/yolov8n.onnx"), &size);
+    char path[] = "/tmp/yolod-test-XXXXXX";
+    int fd = mkstemp(path);
+    yd_model *model = NULL;
+    yd_error err = {0};
+    int renamed = 0;
+
+    for (size_t i = 0; i + 7 <= size; i++) {
+        if (memcmp(data + i, "MaxPool", 7) == 0) {
+            data[i + 6] = '1';
+            renamed++;
+        }
+    }
+    CHECK(renamed >= 3);
+    CHECK(fd >= 0);
+    CHECK(write(fd, data, size) == (ssize_t)size);
+    close(fd);
+
+    CHECK_INT_EQ(yd_model_load(path, NULL, &model, &err), YD_ERR_MODEL_UNSUPPORTED);
+    CHECK(model == NULL);
+    printf("  %s\n", err.message);
+    CHECK(strstr(err.message, "(MaxPoo1)") != NULL);
+    CHECK(strstr(err.message, "/model.9/m/MaxPoo1") != NULL);
+    unlink(path);
+    free(data);
+}
+
 int main(void)
 {
+    RUN(import_rejects_unknown_op);
     RUN(yolov8n_bus_parity);
     RUN(yolov8n_zidane_parity);
     RUN(yolov8s_random_parity);
