@@ -32,6 +32,7 @@ struct compress_options {
     int calib_limit;          /* calibration images used, at most */
     int reconstruct;          /* 1 or 0 from --reconstruct, -1: the variant's default */
     double ridge;             /* relative ridge strength of the refit */
+    int keep_float;           /* int8: layers kept fp32 by sensitivity analysis */
     int reconstruct_images;   /* calibration images the refit uses, at most */
     int threads;
 };
@@ -144,7 +145,11 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
 
 static void calibration_progress(int pass, int done, int total, void *user)
 {
-    if (done == total || done % 16 == 0)
+    if (done != total && done % 16 != 0)
+        return;
+    if (pass == 2)
+        fprintf(stderr, "sensitivity analysis: node %d of %d\n", done, total);
+    else
         fprintf(stderr, "calibrating: pass %d of 2 (%s), image %d of %d\n", pass + 1,
                 pass == 0 ? "ranges" : "histograms", done, total);
 }
@@ -187,6 +192,7 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
                       struct compress_outcome *outcome, yd_error *err)
 {
     yd_quant_options q = {.percentile = 99.99, .threads = options->threads,
+                          .keep_float_count = options->keep_float,
                           .progress = calibration_progress};
     yd_image *images = NULL;
     int count = 0, rc;
@@ -215,7 +221,8 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
         rc = reconstruct_variant(model, options, images, count, outcome, err);
     snprintf(outcome->settings, sizeof outcome->settings,
              "weights=int8-per-channel activations=uint8-per-tensor calibration=%s images=%d "
-             "reconstruction=%s", options->calib_method, count, options->reconstruct == 1 ? "yes" : "no");
+             "keep-float=%d reconstruction=%s", options->calib_method, count, options->keep_float,
+             options->reconstruct == 1 ? "yes" : "no");
     for (int i = 0; i < count; i++)
         yd_image_free(&images[i]);
     free(images);
@@ -371,6 +378,8 @@ static const char compress_help[] =
     "  --reconstruct yes|no     refit every layer against the float model on the\n"
     "                           calibration images (default: yes when pruning,\n"
     "                           no for int8 alone)\n"
+    "  --keep-float N           int8: keep the N layers whose quantization alone\n"
+    "                           changes the head outputs most in fp32 (default 0)\n"
     "  --reconstruct-images N   calibration images the refit uses, at most (default 32)\n"
     "  --ridge X                strength of the refit's pull toward the original\n"
     "                           weights, relative to the data (default 0.1)\n"
@@ -465,10 +474,10 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
         } else if (strcmp(name, "calib-method") == 0) {
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
-                   strcmp(name, "reconstruct-images") == 0) {
+                   strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0) {
             char *end;
             long v = strtol(value, &end, 10);
-            int min = strcmp(name, "threads") == 0 ? 0 : 1;
+            int min = strcmp(name, "threads") == 0 || strcmp(name, "keep-float") == 0 ? 0 : 1;
 
             if (*value == '\0' || *end != '\0' || v < min || v > 100000) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected an integer from %d to "
@@ -479,6 +488,8 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 options->calib_limit = (int)v;
             else if (strcmp(name, "threads") == 0)
                 options->threads = (int)v;
+            else if (strcmp(name, "keep-float") == 0)
+                options->keep_float = (int)v;
             else
                 options->reconstruct_images = (int)v;
         } else if (strcmp(name, "log-level") == 0) {

@@ -144,7 +144,12 @@ int command_take_option(int argc, char **argv, int *index, char *name, size_t na
  */
 static void set_openmp_spin(char **argv)
 {
+    const char *preload = getenv("LD_PRELOAD");
+
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    /* Under valgrind /proc/self/exe is valgrind's tool, not yolod. */
+    if (preload && strstr(preload, "vgpreload"))
         return;
     if (setenv("GOMP_SPINCOUNT", YOLOD_GOMP_SPINCOUNT, 1) != 0)
         return;

@@ -180,6 +180,128 @@ static void input_grid(float lo, float hi, float *scale, int *zero)
     *zero = (int)(z < 0 ? 0 : z > 255 ? 255 : z);
 }
 
+/* Images the sensitivity analysis runs on (each costs one inference per layer). */
+#define SENSITIVITY_IMAGES 8
+
+static size_t head_floats(const yd_session *s)
+{
+    size_t n = 0;
+
+    for (int l = 0; l < s->maps.nlevels; l++)
+        n += (size_t)(4 * YD_HEAD_REG_MAX + s->maps.nc) * s->maps.level[l].height * s->maps.level[l].width;
+    return n;
+}
+
+static int run_on(yd_session *s, const yd_image *image, yd_error *err)
+{
+    yd_letterbox lb;
+    int rc;
+
+    yd_letterbox_compute(image->width, image->height, s->model->input_size, &lb);
+    rc = yd_letterbox_rgb8(image, &lb, s->letterbox, err);
+    if (rc == YD_OK)
+        yd_session_run_letterbox(s);
+    return rc;
+}
+
+/* The float model's raw head maps on the first `n` images, concatenated. */
+static int reference_outputs(yd_session *s, yd_model *model, const yd_image *images, int n,
+                             float **out, yd_error *err)
+{
+    size_t per_image = head_floats(s);
+    float *maps = malloc((size_t)n * per_image * sizeof *maps);
+
+    if (!maps)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for sensitivity analysis");
+    s->observe = NULL;
+    for (int k = 0; k < n; k++) {
+        int rc = run_on(s, &images[k], err);
+
+        if (rc != YD_OK) {
+            free(maps);
+            return rc;
+        }
+        memcpy(maps + (size_t)k * per_image, s->head, per_image * sizeof *maps);
+    }
+    *out = maps;
+    return YD_OK;
+}
+
+/*
+ * Sensitivity analysis for automatic mixed precision: quantizes one layer
+ * at a time (the others float), measures the mean squared change of the
+ * raw head maps against the float model on a few images, and keeps the
+ * `keep_float_count` layers with the largest change in fp32.
+ */
+static int keep_most_sensitive(yd_model *model, const yd_image *images, int n,
+                               const float *reference, const yd_quant_options *options,
+                               yd_error *err)
+{
+    yd_graph *g = model->graph;
+    yd_session *s = NULL;
+    size_t per_image;
+    double *change = calloc((size_t)g->nnodes, sizeof *change);
+    char *candidate = calloc((size_t)g->nnodes, 1);
+    int rc;
+
+    /* A session made while every candidate is int8 sizes its quantized
+     * input buffer for all of them. */
+    rc = yd_session_create(model, options->threads, &s, err);
+    if (rc != YD_OK || !change || !candidate) {
+        yd_session_destroy(s);
+        free(change);
+        free(candidate);
+        return rc != YD_OK ? rc : yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for sensitivity analysis");
+    }
+    per_image = head_floats(s);
+    for (int i = 0; i < g->nnodes; i++)
+        candidate[i] = !g->nodes[i].dead && g->nodes[i].op == YD_OP_CONV &&
+                       g->nodes[i].conv.precision == YD_PREC_INT8;
+
+    for (int i = 0; i < g->nnodes && rc == YD_OK; i++) {
+        if (!candidate[i])
+            continue;
+        for (int j = 0; j < g->nnodes; j++)
+            if (candidate[j])
+                g->nodes[j].conv.precision = j == i ? YD_PREC_INT8 : YD_PREC_FP32;
+        rc = yd_model_repack(model, err);
+        for (int k = 0; k < n && rc == YD_OK; k++) {
+            rc = run_on(s, &images[k], err);
+            for (size_t p = 0; p < per_image && rc == YD_OK; p++) {
+                double d = (double)s->head[p] - reference[(size_t)k * per_image + p];
+
+                change[i] += d * d / (double)(per_image * (size_t)n);
+            }
+        }
+        if (options->progress)
+            options->progress(2, i + 1, g->nnodes, options->progress_user);
+    }
+
+    /* All candidates int8 again, then the most sensitive back to fp32. */
+    for (int j = 0; j < g->nnodes; j++)
+        if (candidate[j])
+            g->nodes[j].conv.precision = YD_PREC_INT8;
+    for (int kept = 0; kept < options->keep_float_count && rc == YD_OK; kept++) {
+        int worst = -1;
+
+        for (int j = 0; j < g->nnodes; j++)
+            if (candidate[j] && g->nodes[j].conv.precision == YD_PREC_INT8 &&
+                (worst < 0 || change[j] > change[worst]))
+                worst = j;
+        if (worst < 0)
+            break;
+        g->nodes[worst].conv.precision = YD_PREC_FP32;
+        yd_log(YD_LOG_INFO, "keeping %s in fp32 (head change %.3g when quantized alone)",
+               g->nodes[worst].name, change[worst]);
+    }
+    free(candidate);
+    yd_session_destroy(s);
+    if (rc == YD_OK)
+        rc = yd_model_repack(model, err);
+    free(change);
+    return rc;
+}
+
 int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
                       const yd_quant_options *options, yd_error *err)
 {
@@ -187,6 +309,7 @@ int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
     value_stats *stats = calloc((size_t)g->nvalues, sizeof *stats);
     yd_session *session = NULL;
     calib_ctx ctx = {.stats = stats};
+    float *reference = NULL;
     int rc = YD_OK;
 
     if (!stats)
@@ -239,6 +362,13 @@ int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
         }
     }
 
+    if (options->keep_float_count > 0) {
+        rc = reference_outputs(session, model, images, nimages < SENSITIVITY_IMAGES ? nimages :
+                               SENSITIVITY_IMAGES, &reference, err);
+        if (rc != YD_OK)
+            goto done;
+    }
+
     for (int i = 0; i < g->nnodes; i++) {
         yd_node *node = &g->nodes[i];
         const value_stats *st;
@@ -255,8 +385,13 @@ int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
         node->conv.precision = YD_PREC_INT8;
     }
     rc = yd_model_repack(model, err);
+    if (rc == YD_OK && options->keep_float_count > 0)
+        rc = keep_most_sensitive(model, images,
+                                 nimages < SENSITIVITY_IMAGES ? nimages : SENSITIVITY_IMAGES, reference,
+                                 options, err);
 
 done:
+    free(reference);
     yd_session_destroy(session);
     for (int v = 0; v < g->nvalues; v++)
         free(stats[v].hist);

@@ -16,8 +16,13 @@ typedef struct yd_quant_options {
     yd_calib_method method;
     double percentile;           /* for YD_CALIB_PERCENTILE, e.g. 99.99 */
     const unsigned char *keep_float; /* NULL or one flag per graph node: stay fp32 */
+    /* Automatic mixed precision: after calibrating, keep this many layers
+     * in fp32, the ones whose quantization alone changes the float model's
+     * head outputs the most on the first 8 calibration images. */
+    int keep_float_count;
     int threads;
-    /* Called after each calibration image of each pass (0: ranges, 1: histograms). */
+    /* Called after each calibration image of each pass (0: ranges, 1: histograms)
+     * and, in pass 2, after each layer of the sensitivity analysis. */
     void (*progress)(int pass, int done, int total, void *user);
     void *progress_user;
 } yd_quant_options;

@@ -15,7 +15,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # One OpenMP thread: libgomp keeps its worker threads alive until exit,
 # which valgrind would list as "possibly lost" thread stacks.
-OMP_NUM_THREADS=1 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect,possible \
+OMP_NUM_THREADS=1 GOMP_SPINCOUNT=2000 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect,possible \
     --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=99 --log-file="$log" \
     "$BUILD/yolod" detect --threads 1 --model "$SHARED/models/yolov8n.onnx" "$SHARED/images/bus.jpg" >/dev/null
 rc=$?

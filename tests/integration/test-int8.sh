@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The int8 variant end to end: `yolod compress --variant int8` calibrated on
 # the coco128 train images, its file size against fp32, the bus.jpg
-# detections, its COCO mAP50-95 on the val images within 0.5 points of the
+# detections, automatic mixed precision, its COCO mAP50-95 on the val images within 0.5 points of the
 # fp32 model's, and the int8 engine's latency against fp32.
 source "$(dirname "$0")/lib.sh"
 
@@ -22,6 +22,18 @@ if [ "$rc" -ne 0 ] && grep -q "unknown calibration method 'median'" "$WORK/err.t
 else
     fail "unknown calibration method rejected" "exit $rc: $(head -c 300 "$WORK/err.txt")"
 fi
+
+# Automatic mixed precision: the two most sensitive layers stay fp32.
+"$YOLOD" compress "$MODEL" --variant int8 --calib "$CALIB" --calib-limit 16 --keep-float 2 \
+    -o "$WORK/mixed.yolod" >"$WORK/mixed.txt" 2>&1
+if grep -Eq '^total +63 +2 +0 +61 ' "$WORK/mixed.txt"; then
+    ok "keep-float 2 keeps two fp32 layers"
+else
+    fail "keep-float 2 keeps two fp32 layers" "$(grep -E '^total|rror' "$WORK/mixed.txt")"
+fi
+"$YOLOD" detect --model "$WORK/mixed.yolod" "$IMAGES/bus.jpg" >"$WORK/mixed.json" 2>/dev/null
+check "mixed precision bus detections" $CHECK golden "$WORK/mixed.json" "$GOLDEN/bus.detections.json" \
+    --iou 0.9 --conf-tol 0.15
 
 size8=$(stat -c %s "$INT8" 2>/dev/null || echo 0)
 size32=$(stat -c %s "$FP32" 2>/dev/null || echo 1)
