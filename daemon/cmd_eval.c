@@ -329,7 +329,7 @@ static int run_model(const struct eval_options *options, const yd_coco_dataset *
             goto cleanup;
         }
 
-        if ((i + 1) % PROGRESS_EVERY == 0 || i + 1 == dataset->image_count)
+        if ((i + 1) % PROGRESS_EVERY == 0 && i + 1 < dataset->image_count)
             fprintf(stderr, "yolod eval: %zu/%zu images, %zu detections, %.1f s\n", i + 1,
                     dataset->image_count, list->count, (yd_now_ms() - start) / 1000.0);
     }

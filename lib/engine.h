@@ -84,4 +84,8 @@ float *yd_session_value(const yd_session *session, int value);
 /* Runs the network on session->letterbox; fills session->maps. */
 void yd_session_run_letterbox(yd_session *session);
 
+/* Letterboxes `image` into the session and runs the network on it. */
+int yd_session_run_image(yd_session *session, const yd_image *image, yd_letterbox *lb,
+                         yd_error *err);
+
 #endif /* YOLOD_ENGINE_H */

@@ -351,11 +351,9 @@ static int score_groups(prune_ctx *ctx, yd_model *model, const yd_image *images,
     for (int k = 0; k < nimages; k++) {
         yd_letterbox lb;
 
-        yd_letterbox_compute(images[k].width, images[k].height, model->input_size, &lb);
-        rc = yd_letterbox_rgb8(&images[k], &lb, session->letterbox, err);
+        rc = yd_session_run_image(session, &images[k], &lb, err);
         if (rc != YD_OK)
             goto done;
-        yd_session_run_letterbox(session);
         if (options->progress)
             options->progress(k + 1, nimages, options->progress_user);
     }

@@ -195,13 +195,8 @@ static size_t head_floats(const yd_session *s)
 static int run_on(yd_session *s, const yd_image *image, yd_error *err)
 {
     yd_letterbox lb;
-    int rc;
 
-    yd_letterbox_compute(image->width, image->height, s->model->input_size, &lb);
-    rc = yd_letterbox_rgb8(image, &lb, s->letterbox, err);
-    if (rc == YD_OK)
-        yd_session_run_letterbox(s);
-    return rc;
+    return yd_session_run_image(s, image, &lb, err);
 }
 
 /* The float model's raw head maps on the first `n` images, concatenated. */
@@ -352,11 +347,9 @@ int yd_quantize_model(yd_model *model, const yd_image *images, int nimages,
         for (int k = 0; k < nimages; k++) {
             yd_letterbox lb;
 
-            yd_letterbox_compute(images[k].width, images[k].height, model->input_size, &lb);
-            rc = yd_letterbox_rgb8(&images[k], &lb, session->letterbox, err);
+            rc = yd_session_run_image(session, &images[k], &lb, err);
             if (rc != YD_OK)
                 goto done;
-            yd_session_run_letterbox(session);
             if (options->progress)
                 options->progress(ctx.pass, k + 1, nimages, options->progress_user);
         }

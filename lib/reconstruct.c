@@ -362,11 +362,7 @@ static int run_image(yd_session *session, yd_model *model, const yd_image *image
 {
     yd_letterbox lb;
 
-    yd_letterbox_compute(image->width, image->height, model->input_size, &lb);
-    if (yd_letterbox_rgb8(image, &lb, session->letterbox, err) != YD_OK)
-        return err ? err->code : YD_ERR_INTERNAL;
-    yd_session_run_letterbox(session);
-    return YD_OK;
+    return yd_session_run_image(session, image, &lb, err);
 }
 
 static int setup_layers(ctx *x, const yd_reconstruct_options *o, int nimages, yd_error *err)

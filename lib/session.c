@@ -246,6 +246,17 @@ void yd_session_run_letterbox(yd_session *s)
     run(s, INPUT_LETTERBOX, NULL);
 }
 
+int yd_session_run_image(yd_session *s, const yd_image *image, yd_letterbox *lb, yd_error *err)
+{
+    int rc;
+
+    yd_letterbox_compute(image->width, image->height, s->model->input_size, lb);
+    rc = yd_letterbox_rgb8(image, lb, s->letterbox, err);
+    if (rc == YD_OK)
+        yd_session_run_letterbox(s);
+    return rc;
+}
+
 int yd_detect(yd_session *s, const yd_image *image, const yd_detect_params *params,
               yd_result *result, yd_error *err)
 {
