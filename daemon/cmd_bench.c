@@ -87,10 +87,10 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
     return 0;
 }
 
-/* The input tensor: a raw float32 [3][S][S] file, or a fixed pattern. */
-static float *make_input(const bench_options *o, int size)
+/* The input tensor: a raw float32 [3][H][W] file, or a fixed pattern. */
+static float *make_input(const bench_options *o, int width, int height)
 {
-    size_t count = (size_t)3 * size * size;
+    size_t count = (size_t)3 * width * height;
     float *input = malloc(count * sizeof *input);
 
     if (!input)
@@ -103,7 +103,7 @@ static float *make_input(const bench_options *o, int size)
             fclose(f);
         if (got != count) {
             fprintf(stderr, "yolod bench: cannot read %zu floats ([3][%d][%d] float32) from '%s'\n",
-                    count, size, size, o->input_path);
+                    count, height, width, o->input_path);
             free(input);
             return NULL;
         }
@@ -112,9 +112,9 @@ static float *make_input(const bench_options *o, int size)
     /* Smooth gradients around the letterbox gray, so activations look like
      * a photo's rather than noise or zeros. */
     for (int c = 0; c < 3; c++)
-        for (int y = 0; y < size; y++)
-            for (int x = 0; x < size; x++)
-                input[((size_t)c * size + y) * size + x] =
+        for (int y = 0; y < height; y++)
+            for (int x = 0; x < width; x++)
+                input[((size_t)c * height + y) * width + x] =
                     (float)(114 + ((x * (c + 1) + y * 2) % 100) - 50) / 255.0f;
     return input;
 }
@@ -131,7 +131,7 @@ void command_bench_print_help(void)
           "  --threads N      OpenMP threads (default 0 = all cores)\n"
           "  --runs N         timed runs (default 20)\n"
           "  --warmup N       untimed runs first (default 3)\n"
-          "  --input FILE     raw float32 [3][S][S] input tensor (default: a fixed pattern)\n"
+          "  --input FILE     raw float32 [3][H][W] input tensor (default: a fixed pattern)\n"
           "  --json           print one JSON object: median_ms, min_ms, max_ms, threads, ...\n"
           "\n"
           "Exit status: 0 on success, 1 if the model or input cannot be read, 2 for invalid usage.\n",
@@ -158,7 +158,7 @@ int command_bench(int argc, char **argv)
         fprintf(stderr, "yolod bench: %s\n", err.message);
         goto done;
     }
-    input = make_input(&o, yd_model_input_size(model));
+    input = make_input(&o, yd_model_input_width(model), yd_model_input_height(model));
     times = malloc((size_t)o.runs * sizeof *times);
     if (!input || !times)
         goto done;

@@ -150,8 +150,8 @@ static void calibration_progress(int pass, int done, int total, void *user)
     if (pass == 2)
         fprintf(stderr, "sensitivity analysis: node %d of %d\n", done, total);
     else
-        fprintf(stderr, "calibrating: pass %d of 2 (%s), image %d of %d\n", pass + 1,
-                pass == 0 ? "ranges" : "histograms", done, total);
+        fprintf(stderr, "calibrating %s: image %d of %d\n", pass == 0 ? "ranges" : "histograms",
+                done, total);
 }
 
 static void reconstruction_progress(int done, int total, void *user)
@@ -364,7 +364,7 @@ static const char compress_help[] =
     "Usage: yolod compress MODEL.onnx --variant NAME -o OUT.yolod [--calib DIR]\n"
     "\n"
     "Imports an Ultralytics YOLOv8 ONNX export, converts it to the variant NAME and\n"
-    "writes a .yolod model file, which serve, detect and inspect load like the ONNX\n"
+    "writes a .yolod model file, which every command loads like the ONNX\n"
     "file. Prints a summary: size, GFLOPs and the precision of each layer group.\n"
     "\n"
     "Options:\n"
@@ -705,7 +705,8 @@ static void print_summary(const struct compress_options *options, const yd_model
     if (prov->calibration_sha256[0])
         printf("%-16s %s (sha256 of the calibration images)\n", "calibration", prov->calibration_sha256);
     printf("%-16s %.2f\n", "GFLOPs", yd_graph_flops(model->graph) / 1e9);
-    printf("%-16s %d, %d classes\n", "input size", model->graph->input_size, model->graph->nc);
+    printf("%-16s %dx%d, %d classes\n", "input size", model->graph->input_width,
+           model->graph->input_height, model->graph->nc);
     if (isnan(outcome->reconstruction_error))
         printf("%-16s n/a (no layer was refit)\n", "reconstruction");
     else

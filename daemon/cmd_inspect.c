@@ -239,7 +239,7 @@ int command_inspect(int argc, char **argv)
     if (stat(path, &st) == 0)
         printf("%-16s %lld bytes (%.2f MiB)\n", "size", (long long)st.st_size,
                (double)st.st_size / (1 << 20));
-    printf("%-16s 3x%dx%d\n", "input", yd_model_input_size(model), yd_model_input_size(model));
+    printf("%-16s 3x%dx%d\n", "input", yd_model_input_height(model), yd_model_input_width(model));
     print_classes(model);
     printf("\n");
     print_layers(model->graph);

@@ -101,8 +101,9 @@ static int load_models(const struct config *config, yd_model **models)
                 return -1;
             }
         }
-        log_printf(YD_LOG_INFO, "loaded model %s from %s: input %d, %d classes, %.2f GFLOPs, %.0f ms",
-                   yd_model_name(models[i]), config->models[i], yd_model_input_size(models[i]),
+        log_printf(YD_LOG_INFO, "loaded model %s from %s: input %dx%d, %d classes, %.2f GFLOPs, %.0f ms",
+                   yd_model_name(models[i]), config->models[i], yd_model_input_width(models[i]),
+                   yd_model_input_height(models[i]),
                    yd_model_class_count(models[i]), yd_model_flops(models[i]) / 1e9,
                    yd_now_ms() - start);
     }

@@ -92,7 +92,7 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
                                       char *text, const char *header,
                                       const char *header_value)
 {
-    static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+    static const char fallback[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}\n";
     struct MHD_Response *response;
     enum MHD_Result result;
     size_t length;
@@ -103,6 +103,16 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
         response = MHD_create_response_from_buffer(length, (void *)fallback,
                                                    MHD_RESPMEM_PERSISTENT);
     } else {
+        /* End the body with a newline, so a shell prompt after curl starts
+         * on its own line. */
+        char *terminated = realloc(text, strlen(text) + 2);
+
+        if (!terminated) {
+            free(text);
+            return MHD_NO;
+        }
+        text = terminated;
+        strcat(text, "\n");
         length = strlen(text);
         response = MHD_create_response_from_buffer(length, text, MHD_RESPMEM_MUST_FREE);
     }

@@ -19,7 +19,7 @@ struct yd_model {
     char variant[64];               /* "fp32" for ONNX, else from the .yolod provenance */
     yd_graph *graph;
     const yd_kernel_table *kernels;
-    int input_size;
+    int input_width, input_height;
     int nc;
     char **class_names;             /* nc strings */
     double flops;

@@ -103,7 +103,8 @@ typedef struct yd_graph {
     int nvalues, values_cap;
     yd_value *values;
     int input;              /* value id of the network input */
-    int input_size;         /* S: the input is 3 x S x S */
+    int input_width;        /* the input is 3 x input_height x input_width */
+    int input_height;
     int nc;                 /* class count */
     int nlevels;
     int head_box[4];        /* value ids of the raw head convs, per level */

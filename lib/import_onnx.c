@@ -659,7 +659,7 @@ static int import_node(import_ctx *ctx, const yd_onnx_node *node)
 
 /* ------------------------------------------------------------------ main */
 
-static int import_input(import_ctx *ctx, int *size)
+static int import_input(import_ctx *ctx, int *width, int *height)
 {
     const yd_onnx_model *onnx = ctx->onnx;
     const yd_onnx_value_info *in = NULL;
@@ -678,7 +678,7 @@ static int import_input(import_ctx *ctx, int *size)
         return yd_error_set(ctx->err, YD_ERR_MODEL_FORMAT, "the model has no input");
     if (in->ndims != 4 || (in->dims[0] != 1 && in->dims[0] != -1) || in->dims[1] != 3)
         return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
-                            "input '%s' must be [1,3,S,S] (a batch of one RGB image)", in->name);
+                            "input '%s' must be [1,3,H,W] (a batch of one RGB image)", in->name);
     if (in->elem_type != YD_ONNX_FLOAT)
         return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
                             "input '%s' has element type %d; only float32 inputs are supported "
@@ -687,17 +687,16 @@ static int import_input(import_ctx *ctx, int *size)
         return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
                             "input '%s' has a dynamic height or width; export with a fixed imgsz "
                             "(dynamic=False)", in->name);
-    if (in->dims[2] != in->dims[3])
-        return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
-                            "input '%s' is %lldx%lld; only square inputs are supported", in->name,
-                            (long long)in->dims[3], (long long)in->dims[2]);
-    if (in->dims[2] % 32 != 0 || in->dims[2] < 32 || in->dims[2] > 4096)
-        return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
-                            "input size %lld must be a multiple of 32 from 32 to 4096",
-                            (long long)in->dims[2]);
-    *size = (int)in->dims[2];
+    for (int d = 2; d < 4; d++)
+        if (in->dims[d] % 32 != 0 || in->dims[d] < 32 || in->dims[d] > 4096)
+            return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
+                                "input '%s' is %lldx%lld (width x height); each side must be a "
+                                "multiple of 32 from 32 to 4096", in->name,
+                                (long long)in->dims[3], (long long)in->dims[2]);
+    *height = (int)in->dims[2];
+    *width = (int)in->dims[3];
 
-    id = yd_graph_add_value(ctx->graph, in->name, 3, *size, *size);
+    id = yd_graph_add_value(ctx->graph, in->name, 3, *height, *width);
     if (id < 0 || bind_name(ctx, in->name, id) != YD_OK)
         return YD_ERR_NO_MEMORY;
     int node = yd_graph_add_node(ctx->graph, YD_OP_INPUT, "input");
@@ -737,14 +736,15 @@ static int set_head(import_ctx *ctx, const head_level *levels, int nlevels)
         int cls = lookup_value(ctx, ctx->onnx->nodes[hl->cls_node].outputs[0]);
 
         if (hl->nc != g->nc || g->values[box].h != g->values[cls].h ||
-            g->values[box].w != g->values[cls].w || g->input_size % g->values[box].w != 0 ||
-            g->input_size / g->values[box].w != g->input_size / g->values[box].h)
+            g->values[box].w != g->values[cls].w || g->input_width % g->values[box].w != 0 ||
+            g->input_height % g->values[box].h != 0 ||
+            g->input_width / g->values[box].w != g->input_height / g->values[box].h)
             return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
                                 "head level '%s' is inconsistent with the others",
                                 ctx->onnx->nodes[hl->box_node].name);
         g->head_box[l] = box;
         g->head_cls[l] = cls;
-        g->head_stride[l] = g->input_size / g->values[box].w;
+        g->head_stride[l] = g->input_width / g->values[box].w;
     }
     return YD_OK;
 }
@@ -753,7 +753,7 @@ int yd_import_onnx(const yd_onnx_model *onnx, yd_graph **out, yd_error *err)
 {
     import_ctx ctx = {.onnx = onnx, .err = err};
     head_level levels[YD_HEAD_MAX_LEVELS];
-    int nlevels, rc, size = 0;
+    int nlevels, rc, width = 0, height = 0;
 
     if (onnx->opset < MIN_OPSET || onnx->opset > MAX_OPSET)
         return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
@@ -779,10 +779,11 @@ int yd_import_onnx(const yd_onnx_model *onnx, yd_graph **out, yd_error *err)
         mark_needed(&ctx, levels[l].cls_node);
     }
 
-    rc = import_input(&ctx, &size);
+    rc = import_input(&ctx, &width, &height);
     if (rc != YD_OK)
         goto fail;
-    ctx.graph->input_size = size;
+    ctx.graph->input_width = width;
+    ctx.graph->input_height = height;
 
     for (int i = 0; i < onnx->nnodes; i++) {
         if (!ctx.needed[i])

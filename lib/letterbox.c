@@ -24,14 +24,21 @@
 /* Halves round to even (rint in the default mode), as Python's round(). */
 void yd_letterbox_compute(int width, int height, int size, yd_letterbox *lb)
 {
+    yd_letterbox_compute_rect(width, height, size, size, lb);
+}
+
+void yd_letterbox_compute_rect(int width, int height, int input_width, int input_height,
+                               yd_letterbox *lb)
+{
     double r, dw, dh;
 
     memset(lb, 0, sizeof *lb);
-    lb->size = size;
-    if (width <= 0 || height <= 0 || size <= 0)
+    lb->input_width = input_width;
+    lb->input_height = input_height;
+    if (width <= 0 || height <= 0 || input_width <= 0 || input_height <= 0)
         return;
 
-    r = fmin((double)size / height, (double)size / width);
+    r = fmin((double)input_height / height, (double)input_width / width);
     lb->r = r;
     lb->new_width = (int)rint(width * r);
     lb->new_height = (int)rint(height * r);
@@ -44,8 +51,8 @@ void yd_letterbox_compute(int width, int height, int size, yd_letterbox *lb)
     if (lb->new_height < 1)
         lb->new_height = 1;
 
-    dw = (size - lb->new_width) / 2.0;
-    dh = (size - lb->new_height) / 2.0;
+    dw = (input_width - lb->new_width) / 2.0;
+    dh = (input_height - lb->new_height) / 2.0;
     lb->top = (int)rint(dh - 0.1);
     lb->bottom = (int)rint(dh + 0.1);
     lb->left = (int)rint(dw - 0.1);
@@ -206,18 +213,18 @@ int yd_letterbox_rgb8(const yd_image *image, const yd_letterbox *lb, uint8_t *ou
 
     if (!image || !image->rgb || image->width <= 0 || image->height <= 0 || !lb || !out)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "letterbox needs a decoded image");
-    if (lb->size <= 0 || lb->new_width <= 0 || lb->new_height <= 0 || lb->top < 0 ||
-        lb->bottom < 0 || lb->left < 0 || lb->right < 0 ||
-        lb->top + lb->new_height + lb->bottom != lb->size ||
-        lb->left + lb->new_width + lb->right != lb->size)
+    if (lb->input_width <= 0 || lb->input_height <= 0 || lb->new_width <= 0 ||
+        lb->new_height <= 0 || lb->top < 0 || lb->bottom < 0 || lb->left < 0 || lb->right < 0 ||
+        lb->top + lb->new_height + lb->bottom != lb->input_height ||
+        lb->left + lb->new_width + lb->right != lb->input_width)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                             "invalid letterbox geometry: %dx%d plus padding %d/%d/%d/%d "
                             "does not fill %dx%d",
                             lb->new_width, lb->new_height, lb->top, lb->bottom, lb->left,
-                            lb->right, lb->size, lb->size);
+                            lb->right, lb->input_width, lb->input_height);
 
-    stride = (size_t)lb->size * 3;
-    memset(out, PAD_VALUE, stride * (size_t)lb->size);
+    stride = (size_t)lb->input_width * 3;
+    memset(out, PAD_VALUE, stride * (size_t)lb->input_height);
     offset = (size_t)lb->top * stride + (size_t)lb->left * 3;
 
     if (lb->new_width == image->width && lb->new_height == image->height) {

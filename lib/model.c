@@ -135,7 +135,8 @@ static int prepare_graph(yd_model *model, yd_error *err)
 {
     int rc;
 
-    model->input_size = model->graph->input_size;
+    model->input_width = model->graph->input_width;
+    model->input_height = model->graph->input_height;
     model->nc = model->graph->nc;
     model->flops = yd_graph_flops(model->graph);
     rc = yd_graph_plan(model->graph, model->kernels->cb, err);
@@ -183,7 +184,7 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
         goto fail;
 
     yd_log(YD_LOG_DEBUG, "loaded %s: input %d, %d classes, %.2f GFLOPs, %s kernels, arena %.1f MiB",
-           path, model->input_size, model->nc, model->flops / 1e9, model->kernels->name,
+           path, model->input_width, model->nc, model->flops / 1e9, model->kernels->name,
            (double)model->graph->arena_bytes / (1 << 20));
     *out = model;
     return YD_OK;
@@ -209,10 +210,11 @@ int yd_model_load(const char *path, const yd_model_options *options, yd_model **
 {
     int rc = yd_model_load_with(path, NULL, out, err);
 
-    if (rc == YD_OK && options && options->input_size && options->input_size != (*out)->input_size) {
+    if (rc == YD_OK && options && options->input_size &&
+        (options->input_size != (*out)->input_width || options->input_size != (*out)->input_height)) {
         rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                           "%s: the file fixes the input size at %d; requested %d", path,
-                          (*out)->input_size, options->input_size);
+                          (*out)->input_width, options->input_size);
         yd_model_release(*out);
         *out = NULL;
     }
@@ -239,7 +241,9 @@ void yd_model_release(yd_model *model)
     free(model);
 }
 
-int yd_model_input_size(const yd_model *model) { return model->input_size; }
+int yd_model_input_size(const yd_model *model) { return model->input_width; }
+int yd_model_input_width(const yd_model *model) { return model->input_width; }
+int yd_model_input_height(const yd_model *model) { return model->input_height; }
 int yd_model_class_count(const yd_model *model) { return model->nc; }
 const char *yd_model_name(const yd_model *model) { return model->name; }
 const char *yd_model_path(const yd_model *model) { return model->path; }

@@ -537,7 +537,8 @@ static int mapped(const compact_graph *c, int v)
 
 static void write_graph(byte_buffer *b, const yd_graph *g, const compact_graph *c)
 {
-    put_u32(b, (uint32_t)g->input_size);
+    put_u32(b, (uint32_t)g->input_width);
+    put_u32(b, (uint32_t)g->input_height);
     put_u32(b, (uint32_t)g->nc);
     put_u32(b, (uint32_t)g->nlevels);
     put_i32(b, mapped(c, g->input));
@@ -1142,8 +1143,8 @@ static int read_params(reader *r, graph_reader *gr, int index)
 
     switch (node->op) {
     case YD_OP_INPUT:
-        ok = node->output == g->input && out->c == 3 && out->h == g->input_size &&
-             out->w == g->input_size;
+        ok = node->output == g->input && out->c == 3 && out->h == g->input_height &&
+             out->w == g->input_width;
         break;
     case YD_OP_CONV:
         return read_conv(r, gr, index, node);
@@ -1269,13 +1270,13 @@ static int check_head(graph_reader *gr, const int *box, const int *cls, const ui
         b = &g->values[box[l]];
         c = &g->values[cls[l]];
         if (b->c != 4 * YD_HEAD_REG_MAX || c->c != g->nc || b->h != c->h || b->w != c->w ||
-            stride[l] < 1 || stride[l] > (uint32_t)g->input_size ||
-            (uint32_t)b->w * stride[l] != (uint32_t)g->input_size ||
-            (uint32_t)b->h * stride[l] != (uint32_t)g->input_size)
+            stride[l] < 1 || stride[l] > (uint32_t)g->input_width ||
+            (uint32_t)b->w * stride[l] != (uint32_t)g->input_width ||
+            (uint32_t)b->h * stride[l] != (uint32_t)g->input_height)
             return GRAPH_ERROR(gr, "invalid .yolod graph: head level %d has box %dx%dx%d, class "
-                               "%dx%dx%d and stride %u, which do not fit %d classes at input %d",
+                               "%dx%dx%d and stride %u, which do not fit %d classes at input %dx%d",
                                l, b->c, b->h, b->w, c->c, c->h, c->w, stride[l], g->nc,
-                               g->input_size);
+                               g->input_width, g->input_height);
         g->head_box[l] = box[l];
         g->head_cls[l] = cls[l];
         g->head_stride[l] = (int)stride[l];
@@ -1287,19 +1288,21 @@ static int read_graph(const section *s, yd_graph **out, yd_error *err)
 {
     reader r = {.data = s->data, .size = s->size};
     graph_reader gr = {.err = err};
-    uint32_t input_size, nc, nlevels, nvalues, nnodes, stride[YD_HEAD_MAX_LEVELS];
+    uint32_t input_width, input_height, nc, nlevels, nvalues, nnodes, stride[YD_HEAD_MAX_LEVELS];
     int input, box[YD_HEAD_MAX_LEVELS], cls[YD_HEAD_MAX_LEVELS], inputs_seen = 0, rc;
 
-    input_size = get_u32(&r);
+    input_width = get_u32(&r);
+    input_height = get_u32(&r);
     nc = get_u32(&r);
     nlevels = get_u32(&r);
     input = get_i32(&r);
     nvalues = get_u32(&r);
     nnodes = get_u32(&r);
-    if (r.bad || input_size < 32 || input_size > MAX_SIDE || input_size % 32 != 0 || nc < 1 ||
+    if (r.bad || input_width < 32 || input_width > MAX_SIDE || input_width % 32 != 0 ||
+        input_height < 32 || input_height > MAX_SIDE || input_height % 32 != 0 || nc < 1 ||
         nc > MAX_CLASSES || nlevels < 1 || nlevels > YD_HEAD_MAX_LEVELS)
-        return FORMAT_ERROR(err, "invalid .yolod graph: input size %u, %u classes or %u head "
-                            "levels out of range", input_size, nc, nlevels);
+        return FORMAT_ERROR(err, "invalid .yolod graph: input size %ux%u, %u classes or %u head "
+                            "levels out of range", input_width, input_height, nc, nlevels);
     /* Each value takes at least 16 bytes and each node 20, which bounds
      * the counts by the section size before anything is allocated. */
     if (nvalues < 1 || nnodes < 1 || nvalues > s->size / 16 || nnodes > s->size / 20)
@@ -1319,7 +1322,8 @@ static int read_graph(const section *s, yd_graph **out, yd_error *err)
     }
     for (uint32_t v = 0; v < nvalues; v++)
         gr.producer[v] = -1;
-    gr.g->input_size = (int)input_size;
+    gr.g->input_width = (int)input_width;
+    gr.g->input_height = (int)input_height;
     gr.g->nc = (int)nc;
     gr.g->nlevels = (int)nlevels;
 

@@ -64,7 +64,7 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
         anchors += box->h * box->w;
     }
     s->arena = yd_aligned_alloc(g->arena_bytes);
-    s->letterbox = malloc((size_t)g->input_size * g->input_size * 3);
+    s->letterbox = malloc((size_t)g->input_width * g->input_height * 3);
     s->head = malloc(head_floats * sizeof(float));
     s->scratch = yd_head_scratch_create(g->nc, anchors);
     s->capacity = 300;
@@ -207,9 +207,11 @@ static void run(yd_session *s, int kind, const float *planar)
         _mm_setcsr(_mm_getcsr() | 0x8040);
 
         if (kind == INPUT_PLANAR)
-            yd_f32_pack_planar(planar, 3, g->input_size, g->input_size, g->cb, value_ptr(s, g->input));
+            yd_f32_pack_planar(planar, 3, g->input_height, g->input_width, g->cb,
+                               value_ptr(s, g->input));
         else
-            yd_f32_pack_rgb8(s->letterbox, g->input_size, g->cb, value_ptr(s, g->input));
+            yd_f32_pack_rgb8(s->letterbox, g->input_width, g->input_height, g->cb,
+                             value_ptr(s, g->input));
 
         int last = s->stop_after >= 0 && s->stop_after < g->nnodes ? s->stop_after : g->nnodes - 1;
 
@@ -250,7 +252,8 @@ int yd_session_run_image(yd_session *s, const yd_image *image, yd_letterbox *lb,
 {
     int rc;
 
-    yd_letterbox_compute(image->width, image->height, s->model->input_size, lb);
+    yd_letterbox_compute_rect(image->width, image->height, s->model->input_width,
+                              s->model->input_height, lb);
     rc = yd_letterbox_rgb8(image, lb, s->letterbox, err);
     if (rc == YD_OK)
         yd_session_run_letterbox(s);
@@ -273,7 +276,8 @@ int yd_detect(yd_session *s, const yd_image *image, const yd_detect_params *para
                             params->max_det, s->capacity);
 
     t0 = yd_now_ms();
-    yd_letterbox_compute(image->width, image->height, model->input_size, &lb);
+    yd_letterbox_compute_rect(image->width, image->height, model->input_width,
+                              model->input_height, &lb);
     rc = yd_letterbox_rgb8(image, &lb, s->letterbox, err);
     if (rc != YD_OK)
         return rc;

@@ -95,21 +95,25 @@ void yd_image_free(yd_image *image);
 /* ---------------------------------------------------------------- letterbox */
 
 /*
- * Geometry of the Ultralytics letterbox for a square network input of side
- * `size`: scale r, resized size, and integer padding on each side.
+ * Geometry of the Ultralytics letterbox for a network input of
+ * input_width x input_height: scale r, resized size, and integer padding on
+ * each side.
  */
 typedef struct yd_letterbox {
-    int size;
+    int input_width, input_height;
     double r;
     int new_width, new_height;
     int top, bottom, left, right;
 } yd_letterbox;
 
+/* For a square input of side `size`. */
 void yd_letterbox_compute(int width, int height, int size, yd_letterbox *lb);
+void yd_letterbox_compute_rect(int width, int height, int input_width, int input_height,
+                               yd_letterbox *lb);
 
 /*
  * Resizes (OpenCV INTER_LINEAR, 8-bit fixed point) and pads with 114 into
- * `out`, a size * size * 3 RGB buffer. The resize is skipped when the size
+ * `out`, an input_width * input_height * 3 RGB buffer. The resize is skipped when the size
  * does not change.
  */
 int yd_letterbox_rgb8(const yd_image *image, const yd_letterbox *lb,
@@ -121,7 +125,7 @@ typedef struct yd_model yd_model;
 typedef struct yd_session yd_session;
 
 typedef struct yd_model_options {
-    int input_size; /* 0: take it from the file */
+    int input_size; /* 0: take it from the file; else the square side it must have */
 } yd_model_options;
 
 /*
@@ -136,7 +140,10 @@ int yd_model_load(const char *path, const yd_model_options *options,
 void yd_model_release(yd_model *model);
 yd_model *yd_model_retain(yd_model *model);
 
+/* Network input in pixels; yd_model_input_size is the width. */
 int yd_model_input_size(const yd_model *model);
+int yd_model_input_width(const yd_model *model);
+int yd_model_input_height(const yd_model *model);
 int yd_model_class_count(const yd_model *model);
 const char *yd_model_class_name(const yd_model *model, int class_id);
 const char *yd_model_name(const yd_model *model); /* file stem */

@@ -76,8 +76,8 @@ void yd_f32_conv_nchwc16__avx512(const yd_conv_shape *shape, const float *packed
 
 /* ------------------------------------------------- layout and data movement */
 
-/* RGB8 HWC (size x size) to a blocked 3-channel tensor scaled by 1/255. */
-void yd_f32_pack_rgb8(const uint8_t *rgb, int size, int cb, float *out);
+/* RGB8 HWC (width x height) to a blocked 3-channel tensor scaled by 1/255. */
+void yd_f32_pack_rgb8(const uint8_t *rgb, int width, int height, int cb, float *out);
 
 /* Blocked to planar [c][h][w]. */
 void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *out);

@@ -10,14 +10,14 @@
 
 #include "kernels.h"
 
-void yd_f32_pack_rgb8(const uint8_t *rgb, int size, int cb, float *out)
+void yd_f32_pack_rgb8(const uint8_t *rgb, int width, int height, int cb, float *out)
 {
 #pragma omp for schedule(static)
-    for (int y = 0; y < size; y++) {
-        const uint8_t *src = rgb + (size_t)y * size * 3;
-        float *dst = out + (size_t)y * size * cb;
+    for (int y = 0; y < height; y++) {
+        const uint8_t *src = rgb + (size_t)y * width * 3;
+        float *dst = out + (size_t)y * width * cb;
 
-        for (int x = 0; x < size; x++) {
+        for (int x = 0; x < width; x++) {
             float *px = dst + (size_t)x * cb;
 
             /* Division, not a multiply by 1/255, to match pixel / 255.0f. */

@@ -144,8 +144,91 @@ static void import_rejects_unknown_op(void)
     free(data);
 }
 
+static double box_iou(const yd_box *a, const yd_box *b)
+{
+    double iw = fmin(a->x2, b->x2) - fmax(a->x1, b->x1);
+    double ih = fmin(a->y2, b->y2) - fmax(a->y1, b->y1);
+    double inter = iw > 0 && ih > 0 ? iw * ih : 0;
+    double area_a = (a->x2 - a->x1) * (a->y2 - a->y1), area_b = (b->x2 - b->x1) * (b->y2 - b->y1);
+
+    return inter / (area_a + area_b - inter);
+}
+
+/*
+ * A 640x480 (width x height) export: the same network with the input's
+ * height patched from 640 to 480 (both varints take two bytes). Its
+ * detections on bus.jpg match the square model's at a lower resolution.
+ */
+static void rectangular_input_detects(void)
+{
+    static const uint8_t two_640_dims[] = {0x0a, 0x03, 0x08, 0x80, 0x05, 0x0a, 0x03, 0x08, 0x80, 0x05};
+    size_t size;
+    uint8_t *data = read_file_or_die(shared_path("models/yolov8n.onnx"), &size);
+    uint8_t *at = memmem(data, size, two_640_dims, sizeof two_640_dims);
+    char path[] = "/tmp/yolod-test-XXXXXX";
+    int fd = mkstemp(path);
+    yd_model *square = NULL, *rect = NULL;
+    yd_session *square_session = NULL, *rect_session = NULL;
+    yd_image bus = {0};
+    yd_detect_params params;
+    yd_result want = {0}, got = {0};
+    yd_error err = {0};
+    int matched = 0, strong = 0;
+
+    CHECK(at != NULL);
+    if (!at)
+        goto done;
+    at[3] = 0xe0; /* 480 = 0xe0 0x03 */
+    at[4] = 0x03;
+    CHECK(write(fd, data, size) == (ssize_t)size);
+    close(fd);
+
+    CHECK_OK(yd_model_load(path, NULL, &rect, &err));
+    CHECK_OK(yd_model_load(shared_path("models/yolov8n.onnx"), NULL, &square, &err));
+    if (!rect || !square)
+        goto done;
+    CHECK_INT_EQ(yd_model_input_width(rect), 640);
+    CHECK_INT_EQ(yd_model_input_height(rect), 480);
+    CHECK_OK(yd_session_create(rect, 2, &rect_session, &err));
+    CHECK_OK(yd_session_create(square, 2, &square_session, &err));
+    CHECK_OK(yd_image_load(shared_path("images/bus.jpg"), 0, &bus, &err));
+    yd_detect_params_default(&params);
+    CHECK_OK(yd_detect(square_session, &bus, &params, &want, &err));
+    CHECK_OK(yd_detect(rect_session, &bus, &params, &got, &err));
+
+    for (int i = 0; i < want.count; i++) {
+        if (want.detections[i].confidence < 0.5f)
+            continue;
+        strong++;
+        for (int j = 0; j < got.count; j++) {
+            if (got.detections[j].class_id == want.detections[i].class_id &&
+                box_iou(&got.detections[j].box, &want.detections[i].box) >= 0.85 &&
+                fabsf(got.detections[j].confidence - want.detections[i].confidence) <= 0.1f) {
+                matched++;
+                break;
+            }
+        }
+    }
+    printf("  640x480 input: %d detections, %d of %d strong square-model detections matched\n",
+           got.count, matched, strong);
+    CHECK_INT_EQ(strong, 4);
+    CHECK_INT_EQ(matched, strong);
+
+done:
+    yd_result_free(&want);
+    yd_result_free(&got);
+    yd_image_free(&bus);
+    yd_session_destroy(rect_session);
+    yd_session_destroy(square_session);
+    yd_model_release(rect);
+    yd_model_release(square);
+    unlink(path);
+    free(data);
+}
+
 int main(void)
 {
+    RUN(rectangular_input_detects);
     RUN(import_rejects_unknown_op);
     RUN(yolov8n_bus_parity);
     RUN(yolov8n_zidane_parity);

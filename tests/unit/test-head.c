@@ -87,14 +87,15 @@ static void read_reference_geometry(const char *rel, yd_letterbox *lb, int *widt
 
     *height = (int)json_number_after(text, "orig_shape", &p);
     *width = (int)json_next_number(p, &p);
-    lb->size = 640;
+    lb->input_width = 640;
+    lb->input_height = 640;
     lb->r = json_number_after(text, "r", &p);
     lb->top = (int)json_number_after(text, "pad", &p);
     lb->bottom = (int)json_next_number(p, &p);
     lb->left = (int)json_next_number(p, &p);
     lb->right = (int)json_next_number(p, &p);
-    lb->new_width = lb->size - lb->left - lb->right;
-    lb->new_height = lb->size - lb->top - lb->bottom;
+    lb->new_width = lb->input_width - lb->left - lb->right;
+    lb->new_height = lb->input_height - lb->top - lb->bottom;
     free(text);
 }
 
@@ -870,9 +871,9 @@ static void nms_rejects_bad_params(void)
 static void unletterbox_pads_and_clips(void)
 {
     /* 1280x960 into 640: r 0.5, 640x480, 80 rows of padding above and below. */
-    yd_letterbox lb = { 640, 0.5, 640, 480, 80, 80, 0, 0 };
+    yd_letterbox lb = { 640, 640, 0.5, 640, 480, 80, 80, 0, 0 };
     /* 810x1080 into 640: r 640/1080, 480x640, 80 columns left and right. */
-    yd_letterbox tall = { 640, 640.0 / 1080.0, 480, 640, 0, 0, 80, 80 };
+    yd_letterbox tall = { 640, 640, 640.0 / 1080.0, 480, 640, 0, 0, 80, 80 };
     yd_detection dets[2] = {
         { 0, 0.9f, { 10, 90, 650, 600 } },
         { 1, 0.8f, { -5, 70, 100, 85 } },

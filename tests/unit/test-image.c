@@ -277,7 +277,8 @@ static void test_letterbox_geometry_table(void)
             fprintf(stderr, "  %dx%d -> %dx%d pad %d/%d/%d/%d\n", cases[i].width,
                     cases[i].height, lb.new_width, lb.new_height, lb.top, lb.bottom, lb.left,
                     lb.right);
-        CHECK_INT_EQ(lb.size, INPUT_SIZE);
+        CHECK_INT_EQ(lb.input_width, INPUT_SIZE);
+        CHECK_INT_EQ(lb.input_height, INPUT_SIZE);
         CHECK_INT_EQ(lb.new_width, cases[i].new_width);
         CHECK_INT_EQ(lb.new_height, cases[i].new_height);
         CHECK_INT_EQ(lb.top, cases[i].top);

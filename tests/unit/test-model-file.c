@@ -201,7 +201,8 @@ static void check_same_graph(const yd_graph *a, const yd_graph *b, int compare_w
 {
     int ia = 0, ib = 0, differences = 0;
 
-    CHECK_INT_EQ(a->input_size, b->input_size);
+    CHECK_INT_EQ(a->input_width, b->input_width);
+    CHECK_INT_EQ(a->input_height, b->input_height);
     CHECK_INT_EQ(a->nc, b->nc);
     CHECK_INT_EQ(a->nlevels, b->nlevels);
     CHECK_INT_EQ(a->arena_bytes, b->arena_bytes);
@@ -704,15 +705,15 @@ static void graph_value_count_huge(uint8_t *f, size_t size)
 {
     uint64_t n, at = section_offset(f, 1, &n);
 
-    put_le32(f + at + 16, 0x7FFFFFFF);
+    put_le32(f + at + 20, 0x7FFFFFFF);
 }
 
 static void graph_first_value_channels(uint8_t *f, size_t size)
 {
     uint64_t n, at = section_offset(f, 1, &n);
-    uint32_t nlevels = le32(f + at + 8);
+    uint32_t nlevels = le32(f + at + 12);
 
-    put_le32(f + at + 24 + 12 * nlevels, 4); /* the input value: 3 channels -> 4 */
+    put_le32(f + at + 28 + 12 * nlevels, 4); /* the input value: 3 channels -> 4 */
 }
 
 static void weights_count_wrong(uint8_t *f, size_t size)
@@ -765,7 +766,7 @@ static void inconsistent_sections_rejected(void)
     expect_inconsistent(file, size, table_past_end, "section table", "table past the end");
     expect_inconsistent(file, size, table_count_zero, "section table", "zero sections");
     expect_inconsistent(file, size, table_count_huge, "section table", "4 billion sections");
-    expect_inconsistent(file, size, graph_input_size_odd, "input size 33", "input size 33");
+    expect_inconsistent(file, size, graph_input_size_odd, "input size 33", "input size 33x640");
     expect_inconsistent(file, size, graph_value_count_huge, "do not fit", "value count");
     expect_inconsistent(file, size, graph_first_value_channels, "invalid .yolod graph",
                         "4-channel input");

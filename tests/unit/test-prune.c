@@ -513,7 +513,8 @@ static int toy_build(struct toy *toy)
     model->path = strdup("toy");
     model->name = strdup("toy");
     model->nc = TOY_NC;
-    model->input_size = TOY_SIZE;
+    model->input_width = TOY_SIZE;
+    model->input_height = TOY_SIZE;
     model->class_names = calloc(TOY_NC, sizeof *model->class_names);
     for (int i = 0; i < TOY_NC; i++)
         model->class_names[i] = strdup("thing");
@@ -524,7 +525,8 @@ static int toy_build(struct toy *toy)
     g->nodes[node].output = input;
     g->values[input].producer = node;
     g->input = input;
-    g->input_size = TOY_SIZE;
+    g->input_width = TOY_SIZE;
+    g->input_height = TOY_SIZE;
     g->nc = TOY_NC;
 
     stem = toy_conv(g, "stem", input, 32, 3, 2, -1, &toy->stem);
