@@ -16,9 +16,8 @@ static const yd_kernel_table table_avx512_no_vnni = {
     "avx512", 16, yd_f32_conv_nchwc16__avx512, yd_s8_conv__scalar, yd_u8_quantize__avx512,
     yd_f32_dot__avx512, yd_f64_dot__avx512,
 };
-/* NOTE: no vector int8 kernel for AVX2 yet; int8 layers run the reference. */
 static const yd_kernel_table table_avx2 = {
-    "avx2", 8, yd_f32_conv_nchwc8__avx2, yd_s8_conv__scalar, yd_u8_quantize__scalar,
+    "avx2", 8, yd_f32_conv_nchwc8__avx2, yd_s8_conv_nchwc8__avx2, yd_u8_quantize__scalar,
     yd_f32_dot__avx2, yd_f64_dot__avx2,
 };
 static const yd_kernel_table table_scalar = {

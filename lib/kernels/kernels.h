@@ -161,5 +161,7 @@ void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float 
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
 void yd_s8_conv__scalar(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                         const float *residual, float *out, int cb);
+void yd_s8_conv_nchwc8__avx2(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                             const float *residual, float *out, int cb);
 void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                     const uint8_t *in, const float *residual, float *out, int cb);

@@ -235,7 +235,7 @@ static void maxpool_matches_loops(void)
 /* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
 static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
 {
-    const int cb = 16;
+    const int cb = table->cb;
     int pad_bottom = s->pad_top, pad_right = s->pad_left;
     size_t wn = (size_t)s->out_c * s->in_c * s->kernel_h * s->kernel_w;
     int8_t *qweight = malloc(wn);
@@ -288,14 +288,14 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
     return ok;
 }
 
-static void qconv_avx512vnni_matches_scalar(void)
+static void check_qconv_table(const char *name)
 {
-    const yd_kernel_table *table = yd_kernels_get("avx512");
+    const yd_kernel_table *table = yd_kernels_get(name);
     yd_conv_shape s;
     int failures = 0;
 
     if (!table || table->qconv == yd_s8_conv__scalar) {
-        printf("  (this CPU does not run AVX-512 VNNI kernels)\n");
+        printf("  (this CPU does not run the %s int8 kernel)\n", name);
         return;
     }
     fill_shape(&s, 3, 33, 35, 16, 3, 2, 1, 1);
@@ -318,9 +318,20 @@ static void qconv_avx512vnni_matches_scalar(void)
     CHECK_INT_EQ(failures, 0);
 }
 
+static void qconv_avx512vnni_matches_scalar(void)
+{
+    check_qconv_table("avx512");
+}
+
+static void qconv_avx2_matches_scalar(void)
+{
+    check_qconv_table("avx2");
+}
+
 int main(void)
 {
     RUN(qconv_avx512vnni_matches_scalar);
+    RUN(qconv_avx2_matches_scalar);
     RUN(conv_avx512_matches_scalar);
     RUN(conv_avx2_matches_scalar);
     RUN(copy_channels_unaligned);
