@@ -7,6 +7,7 @@
  * at most max_decodes decodes run at once. Either limit reached gives 503
  * with Retry-After before any decoding work or memory is spent.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,28 @@ static void list_models(const struct server *server, char *out, size_t out_size)
                                  yd_model_name(server->models[i]));
 }
 
+/* Formats the message and queues it through the endpoint's error reply. */
+static enum MHD_Result reply_failure(struct MHD_Connection *connection, struct request *request,
+                                     const struct detect_format *format, unsigned int status,
+                                     const char *retry_after, const char *code,
+                                     const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static enum MHD_Result reply_failure(struct MHD_Connection *connection, struct request *request,
+                                     const struct detect_format *format, unsigned int status,
+                                     const char *retry_after, const char *code,
+                                     const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    text_make_valid(message);
+    return format->reply_error(connection, request, status, retry_after, code, message);
+}
+
 /* Maps a yd_image_decode or yd_detect failure to an HTTP status. */
 static unsigned int status_for_error(int code)
 {
@@ -100,52 +123,52 @@ static unsigned int status_for_error(int code)
 
 /* Checks what the body collection recorded; replies and returns true on a problem. */
 static bool reject_body(struct MHD_Connection *connection, struct request *request,
-                        enum MHD_Result *result)
+                        const struct detect_format *format, enum MHD_Result *result)
 {
     const struct config *config = request->server->config;
 
     if (request->body_too_large) {
-        *result = server_reply_error(connection, request, MHD_HTTP_CONTENT_TOO_LARGE,
+        *result = reply_failure(connection, request, format, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
                                      "body_too_large",
                                      "request body exceeds the limit of %zu bytes (max_body_bytes)",
                                      config->max_body_bytes);
         return true;
     }
     if (request->body_no_memory) {
-        *result = server_reply_error(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR,
+        *result = reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
                                      "internal_error", "out of memory receiving the request body");
         return true;
     }
     if (request->multipart_invalid) {
         if (request->multipart_error_code)
-            *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST,
+            *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
                                          request->multipart_error_code,
                                          "invalid multipart/form-data body: %s",
                                          request->multipart_error);
         else
-            *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+            *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL, "bad_request",
                                          "malformed multipart/form-data body");
         return true;
     }
     if (request->multipart && request->image_parts == 0) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+        *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL, "bad_request",
                                      "multipart/form-data body has no field named 'image'");
         return true;
     }
     if (request->image_parts > 1) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
+        *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL, "bad_request",
                                      "multipart/form-data body has %d fields named 'image'; send one",
                                      request->image_parts);
         return true;
     }
     if (request->body_size == 0) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "empty_body",
+        *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL, "empty_body",
                                      "request body is empty: send a JPEG or PNG image as the body"
                                      " or as the multipart field 'image'");
         return true;
     }
     if (yd_image_sniff(request->body, request->body_size) == YD_IMAGE_UNKNOWN) {
-        *result = server_reply_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+        *result = reply_failure(connection, request, format, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
                                      "unsupported_media_type",
                                      "unsupported image format: only JPEG and PNG are supported");
         return true;
@@ -155,16 +178,15 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
 
 /* Replies 503 for a full queue or a stopping pool (rc from the worker pool). */
 static enum MHD_Result reply_unavailable(struct MHD_Connection *connection,
-                                        struct request *request, int rc)
+                                        struct request *request,
+                                        const struct detect_format *format, int rc)
 {
     if (rc == WORKER_QUEUE_FULL)
-        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "queue_full",
-                                              "all %d queue slots are busy; retry later",
-                                              request->server->config->queue_size);
-    return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                          MHD_HTTP_HEADER_RETRY_AFTER, "1", "shutting_down",
-                                          "the server is shutting down");
+        return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
+                             "queue_full", "all %d queue slots are busy; retry later",
+                             request->server->config->queue_size);
+    return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
+                         "shutting_down", "the server is shutting down");
 }
 
 /* decode_image's return value when it did not decode. */
@@ -191,8 +213,8 @@ static int decode_image(struct request *request, yd_image *image, yd_error *erro
 
 /* Decodes the image into a reserved queue slot and runs detection on a worker. */
 static enum MHD_Result run_detection(struct MHD_Connection *connection,
-                                     struct request *request, int model_index,
-                                     const yd_detect_params *params)
+                                     struct request *request, const struct detect_format *format,
+                                     int model_index, const yd_detect_params *params)
 {
     struct server *server = request->server;
     yd_model *model = server->models[model_index];
@@ -206,7 +228,7 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
 
     rc = worker_pool_reserve(server->pool);
     if (rc != 0)
-        return reply_unavailable(connection, request, rc);
+        return reply_unavailable(connection, request, format, rc);
 
     decode_start = yd_now_ms();
     rc = decode_image(request, &image, &error);
@@ -214,17 +236,17 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     if (rc != 0)
         worker_pool_cancel(server->pool);
     if (rc == DECODE_SLOTS_FULL)
-        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
-                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "decode_slots_full",
-                                              "all %d decode slots are busy; retry later (max_decodes)",
-                                              server->max_decodes);
+        return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
+                             "decode_slots_full",
+                             "all %d decode slots are busy; retry later (max_decodes)",
+                             server->max_decodes);
     if (rc == YD_ERR_IMAGE_UNSUPPORTED)
-        return server_reply_error(connection, request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
-                                  yd_error_name(rc),
-                                  "%s (only JPEG and PNG are supported)", error.message);
+        return reply_failure(connection, request, format, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
+                             yd_error_name(rc), "%s (only JPEG and PNG are supported)",
+                             error.message);
     if (rc < 0)
-        return server_reply_error(connection, request, status_for_error(rc),
-                                  yd_error_name(rc), "%s", error.message);
+        return reply_failure(connection, request, format, status_for_error(rc), NULL,
+                             yd_error_name(rc), "%s", error.message);
 
     /* The encoded body is no longer needed while the job waits. */
     free(request->body);
@@ -237,19 +259,18 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     job.params = *params;
     rc = worker_pool_run_reserved(server->pool, &job);
     if (rc != 0) {
-        result = reply_unavailable(connection, request, rc);
+        result = reply_unavailable(connection, request, format, rc);
         goto cleanup;
     }
     if (job.rc < 0) {
-        result = server_reply_error(connection, request, status_for_error(job.rc),
-                                    yd_error_name(job.rc), "detection failed: %s",
-                                    job.error.message);
+        result = reply_failure(connection, request, format, status_for_error(job.rc), NULL,
+                               yd_error_name(job.rc), "detection failed: %s", job.error.message);
         goto cleanup;
     }
 
     timings.total_ms = yd_now_ms() - request->start_ms;
     result = server_reply_json(connection, request, MHD_HTTP_OK,
-                               json_detect_result(model, &job.result, &timings));
+                               format->build_result(model, &job.result, &timings));
     yd_result_free(&job.result);
 
 cleanup:
@@ -257,7 +278,31 @@ cleanup:
     return result;
 }
 
-enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request)
+/*
+ * Checks a confidence threshold given under another name than conf
+ * (min_confidence), so the message names the field the client sent.
+ * Returns 0, or -1 with the message in err.
+ */
+static int check_conf_field(const struct detect_format *format, const char *value,
+                            const struct config *config, const yd_model *model,
+                            char *err, size_t err_size)
+{
+    struct params_text text = { .conf = value };
+    yd_detect_params params;
+    char quoted[TEXT_QUOTE_SIZE];
+
+    if (format->conf_field == FIELD_CONF || !value)
+        return 0;
+    if (params_parse(&text, config, model, &params, NULL, err, err_size) == 0)
+        return 0;
+    snprintf(err, err_size, "invalid %s '%s': expected a number from 0 to 1",
+             request_field_names[format->conf_field],
+             text_quote(quoted, sizeof quoted, value, TEXT_QUOTE_MAX_CHARS));
+    return -1;
+}
+
+enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request *request,
+                               const struct detect_format *format)
 {
     struct server *server = request->server;
     struct query_params query;
@@ -270,14 +315,14 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
     enum MHD_Result result;
     int model_index, repeated;
 
-    if (reject_body(connection, request, &result))
+    if (reject_body(connection, request, format, &result))
         return result;
 
     repeated = read_query(connection, &query);
     if (repeated >= 0)
-        return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
-                                  "query parameter '%s' appears %d times; send it once",
-                                  request_field_names[repeated], query.counts[repeated]);
+        return reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                             "bad_parameter", "query parameter '%s' appears %d times; send it once",
+                             request_field_names[repeated], query.counts[repeated]);
     model_name = lookup_param(request, &query, FIELD_MODEL);
     variant = lookup_param(request, &query, FIELD_VARIANT);
 
@@ -286,33 +331,62 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
         char names[512];
 
         list_models(server, names, sizeof names);
-        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
-                                  "unknown model '%s' (loaded: %s)",
-                                  text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
-                                  names);
+        return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
+                             "model_not_found", "unknown model '%s' (loaded: %s)",
+                             text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
+                             names);
     }
     if (variant && strcmp(variant, yd_model_variant(server->models[model_index])) != 0)
-        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
-                                  "unknown variant '%s' of model '%s' (loaded: %s)",
-                                  text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
-                                  yd_model_name(server->models[model_index]),
-                                  yd_model_variant(server->models[model_index]));
+        return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
+                             "variant_not_found", "unknown variant '%s' of model '%s' (loaded: %s)",
+                             text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
+                             yd_model_name(server->models[model_index]),
+                             yd_model_variant(server->models[model_index]));
 
-    text.conf = lookup_param(request, &query, FIELD_CONF);
+    text.conf = lookup_param(request, &query, (int)format->conf_field);
+    if (check_conf_field(format, text.conf, server->config, server->models[model_index],
+                         message, sizeof message) != 0)
+        return reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                             "bad_parameter", "%s", message);
+    if (!text.conf)
+        text.conf = format->conf_default;
     text.iou = lookup_param(request, &query, FIELD_IOU);
     text.max_det = lookup_param(request, &query, FIELD_MAX_DET);
     text.classes = lookup_param(request, &query, FIELD_CLASSES);
 
     class_flags = calloc((size_t)yd_model_class_count(server->models[model_index]) + 1, 1);
     if (!class_flags)
-        return server_reply_error(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                                  "internal_error", "out of memory");
+        return reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                             "internal_error", "out of memory");
     if (params_parse(&text, server->config, server->models[model_index], &params,
                      class_flags, message, sizeof message) != 0)
-        result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
-                                    "%s", message);
+        result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                               "bad_parameter", "%s", message);
     else
-        result = run_detection(connection, request, model_index, &params);
+        result = run_detection(connection, request, format, model_index, &params);
     free(class_flags);
     return result;
+}
+
+/* Native errors: {"error": {code, message}}, with Retry-After on a 503 that has one. */
+static enum MHD_Result reply_native_error(struct MHD_Connection *connection,
+                                          struct request *request, unsigned int status,
+                                          const char *retry_after, const char *code,
+                                          const char *message)
+{
+    return server_reply_error_with_header(connection, request, status,
+                                          retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
+                                          retry_after, code, "%s", message);
+}
+
+enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request)
+{
+    static const struct detect_format native = {
+        .conf_field = FIELD_CONF,
+        .conf_default = NULL,
+        .build_result = json_detect_result,
+        .reply_error = reply_native_error,
+    };
+
+    return api_detect_run(connection, request, &native);
 }

@@ -22,6 +22,7 @@ const char *const request_field_names[FIELD_COUNT] = {
     [FIELD_IOU] = "iou",
     [FIELD_MAX_DET] = "max_det",
     [FIELD_CLASSES] = "classes",
+    [FIELD_MIN_CONFIDENCE] = "min_confidence",
 };
 
 /* Records why the body is rejected; the first reason is kept. */

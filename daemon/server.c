@@ -32,6 +32,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "text.h"
 #include "util.h"
@@ -49,7 +50,23 @@ enum route {
     ROUTE_DETECT,
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
+    ROUTE_DEEPSTACK_DETECT,
+    ROUTE_KSERVE_LIVE,
+    ROUTE_KSERVE_READY,
+    ROUTE_KSERVE_MODEL_READY,
+    ROUTE_METRICS,
 };
+
+/* /v2/models/{name}/ready with a non-empty name. */
+static bool is_kserve_model_ready(const char *path)
+{
+    static const char prefix[] = "/v2/models/", suffix[] = "/ready";
+    size_t length = strlen(path);
+
+    return length > strlen(prefix) + strlen(suffix) &&
+           strncmp(path, prefix, strlen(prefix)) == 0 &&
+           strcmp(path + length - strlen(suffix), suffix) == 0;
+}
 
 static enum route find_route(const char *path, const char **allow)
 {
@@ -65,8 +82,58 @@ static enum route find_route(const char *path, const char **allow)
         *allow = "GET, HEAD";
         return ROUTE_READYZ;
     }
+    if (strcmp(path, "/v1/vision/detection") == 0) {
+        *allow = "POST";
+        return ROUTE_DEEPSTACK_DETECT;
+    }
+    if (strcmp(path, "/v2/health/live") == 0) {
+        *allow = "GET, HEAD";
+        return ROUTE_KSERVE_LIVE;
+    }
+    if (strcmp(path, "/v2/health/ready") == 0) {
+        *allow = "GET, HEAD";
+        return ROUTE_KSERVE_READY;
+    }
+    if (is_kserve_model_ready(path)) {
+        *allow = "GET, HEAD";
+        return ROUTE_KSERVE_MODEL_READY;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        *allow = "GET, HEAD";
+        return ROUTE_METRICS;
+    }
     *allow = NULL;
     return ROUTE_UNKNOWN;
+}
+
+/*
+ * Returns the route label of yolod_http_requests_total: the pattern, never
+ * the path, so a model name in the path adds no label value. The switch has
+ * no default, so -Wswitch flags a new route without a pattern.
+ */
+static const char *route_pattern(enum route route)
+{
+    switch (route) {
+    case ROUTE_UNKNOWN:
+        return METRICS_ROUTE_OTHER;
+    case ROUTE_DETECT:
+        return "/v1/detect";
+    case ROUTE_HEALTHZ:
+        return "/healthz";
+    case ROUTE_READYZ:
+        return "/readyz";
+    case ROUTE_DEEPSTACK_DETECT:
+        return "/v1/vision/detection";
+    case ROUTE_KSERVE_LIVE:
+        return "/v2/health/live";
+    case ROUTE_KSERVE_READY:
+        return "/v2/health/ready";
+    case ROUTE_KSERVE_MODEL_READY:
+        return "/v2/models/{name}/ready";
+    case ROUTE_METRICS:
+        return "/metrics";
+    }
+    return METRICS_ROUTE_OTHER;
 }
 
 /* Compares method with each entry of allow ("GET, HEAD"), exactly and case-sensitively. */
@@ -285,7 +352,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     text_quote(method, sizeof method, request->method, TEXT_QUOTE_MAX_CHARS);
     if (route == ROUTE_UNKNOWN)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
-                                  "no route for %s %s (routes: POST /v1/detect, GET /healthz, GET /readyz)",
+                                  "no route for %s %s (routes: /v1/detect, /v1/vision/detection, /healthz,"
+                                  " /readyz, /metrics, /v2/health/*, /v2/models/*/ready)",
                                   method, path);
     if (!method_allowed(request->method, allow))
         return server_reply_error_with_header(connection, request, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -294,7 +362,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                               method, path, allow);
     if (reject_framing(connection, request, &result))
         return result;
-    if (route != ROUTE_DETECT)
+    if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
         return MHD_YES;
 
     length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
@@ -330,6 +398,16 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
         return api_health_live(connection, request);
     case ROUTE_READYZ:
         return api_health_ready(connection, request);
+    case ROUTE_DEEPSTACK_DETECT:
+        return api_deepstack_detect(connection, request);
+    case ROUTE_KSERVE_LIVE:
+        return api_kserve_live(connection, request);
+    case ROUTE_KSERVE_READY:
+        return api_kserve_ready(connection, request);
+    case ROUTE_KSERVE_MODEL_READY:
+        return api_kserve_model_ready(connection, request);
+    case ROUTE_METRICS:
+        return api_metrics(connection, request);
     default:
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
                                   "no route for this path");
@@ -401,17 +479,21 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
                              void **con_cls, enum MHD_RequestTerminationCode code)
 {
     struct request *request = *con_cls;
+    const char *allow;
 
     if (!request)
         return;
-    if (request->responded)
+    if (request->responded) {
+        metrics_observe_request(route_pattern(find_route(request->path, &allow)),
+                                request->status, (yd_now_ms() - request->start_ms) / 1000.0);
         log_printf(YD_LOG_INFO, "%s %s %u %zu bytes %.1f ms", request->method,
                    request->path, request->status, request->response_bytes,
                    yd_now_ms() - request->start_ms);
-    else
+    } else {
         log_printf(YD_LOG_INFO, "%s %s aborted (termination code %d) %.1f ms",
                    request->method, request->path, (int)code,
                    yd_now_ms() - request->start_ms);
+    }
 
     multipart_end(request);
     for (int i = 0; i < FIELD_COUNT; i++)

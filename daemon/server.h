@@ -33,6 +33,7 @@ struct server {
 /* Form fields of a multipart request that are detection parameters. */
 enum request_field {
     FIELD_MODEL, FIELD_VARIANT, FIELD_CONF, FIELD_IOU, FIELD_MAX_DET, FIELD_CLASSES,
+    FIELD_MIN_CONFIDENCE, /* DeepStack's name for the confidence threshold */
     FIELD_COUNT
 };
 
@@ -112,6 +113,36 @@ void multipart_end(struct request *request);
 
 /* api_detect.c: POST /v1/detect, called once the body is complete. */
 enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request);
+
+struct json_timings;
+
+/* How a detection endpoint reads its confidence threshold and shapes its replies. */
+struct detect_format {
+    enum request_field conf_field; /* field read as the confidence threshold */
+    const char *conf_default;      /* used when conf_field is absent; NULL for the configured conf */
+    /* Builds the success body; NULL when out of memory. */
+    cJSON *(*build_result)(const yd_model *model, const yd_result *result,
+                           const struct json_timings *timings);
+    /* Queues an error reply; retry_after is a Retry-After value or NULL. */
+    enum MHD_Result (*reply_error)(struct MHD_Connection *connection, struct request *request,
+                                   unsigned int status, const char *retry_after,
+                                   const char *code, const char *message);
+};
+
+/*
+ * Runs the detection pipeline of api_detect (body checks, model and
+ * parameter validation, queue slot, decode, worker) with the given format.
+ */
+enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request *request,
+                               const struct detect_format *format);
+
+/* api_deepstack.c: POST /v1/vision/detection, DeepStack and CodeProject.AI compatible. */
+enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request);
+
+/* api_kserve.c: KServe v2 GET /v2/health/live, /v2/health/ready, /v2/models/{name}/ready. */
+enum MHD_Result api_kserve_live(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct request *request);
 
 /* api_health.c: GET /healthz and GET /readyz. */
 enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request);

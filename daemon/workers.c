@@ -7,6 +7,8 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "metrics.h"
+#include "util.h"
 #include "workers.h"
 
 struct worker {
@@ -22,6 +24,7 @@ struct worker_pool {
     pthread_cond_t job_ready;
     pthread_cond_t job_done;
     struct detect_job **queue; /* ring of queue_size entries */
+    double *queued_ms;         /* yd_now_ms() when each ring entry was queued */
     int queue_size, head, count;
     int reserved;              /* slots held by jobs still being prepared */
     bool stopping;
@@ -37,6 +40,7 @@ static void *worker_main(void *arg)
 
     for (;;) {
         struct detect_job *job;
+        double taken_ms, queue_wait_ms;
 
         pthread_mutex_lock(&pool->lock);
         while (pool->count == 0 && !pool->stopping)
@@ -46,12 +50,17 @@ static void *worker_main(void *arg)
             break;
         }
         job = pool->queue[pool->head];
+        taken_ms = yd_now_ms();
+        queue_wait_ms = taken_ms - pool->queued_ms[pool->head];
         pool->head = (pool->head + 1) % pool->queue_size;
         pool->count--;
         pthread_mutex_unlock(&pool->lock);
 
         job->rc = yd_detect(worker->sessions[job->model_index], job->image,
                             &job->params, &job->result, &job->error);
+        metrics_observe_job(job->model_index, queue_wait_ms / 1000.0,
+                            (yd_now_ms() - taken_ms) / 1000.0,
+                            job->rc == 0 ? job->result.count : 0);
 
         pthread_mutex_lock(&pool->lock);
         job->done = true;
@@ -76,6 +85,7 @@ static void pool_free(struct worker_pool *pool)
     }
     free(pool->workers);
     free(pool->queue);
+    free(pool->queued_ms);
     pthread_cond_destroy(&pool->job_done);
     pthread_cond_destroy(&pool->job_ready);
     pthread_mutex_destroy(&pool->lock);
@@ -97,8 +107,9 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
     pool->queue_size = queue_size;
     pool->model_count = model_count;
     pool->queue = calloc((size_t)queue_size, sizeof *pool->queue);
+    pool->queued_ms = calloc((size_t)queue_size, sizeof *pool->queued_ms);
     pool->workers = calloc((size_t)workers, sizeof *pool->workers);
-    if (!pool->queue || !pool->workers) {
+    if (!pool->queue || !pool->queued_ms || !pool->workers) {
         rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating the worker pool");
         goto cleanup;
     }
@@ -130,6 +141,7 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
         }
         worker->started = true;
     }
+    metrics_register_models(models, model_count);
     *out = pool;
     return YD_OK;
 
@@ -176,6 +188,7 @@ int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job)
 
     job->done = false;
     pool->queue[(pool->head + pool->count) % pool->queue_size] = job;
+    pool->queued_ms[(pool->head + pool->count) % pool->queue_size] = yd_now_ms();
     pool->count++;
     pthread_cond_signal(&pool->job_ready);
 

@@ -4,7 +4,9 @@
 # missing. Extra package names given as arguments are installed too.
 set -eu
 
-packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3 $*"
+# prometheus provides promtool, which tests/integration/test-metrics.sh runs
+# on a /metrics scrape.
+packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3 libjpeg-turbo-progs prometheus $*"
 
 missing=""
 for p in $packages; do
@@ -25,4 +27,4 @@ else
 fi
 $sudo apt-get update -qq
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null

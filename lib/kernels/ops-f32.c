@@ -49,16 +49,19 @@ void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out
     size_t plane = (size_t)h * w;
     int nblocks = (c + cb - 1) / cb;
 
+    /* Split by rows too: the network input is a single 3-channel block. */
 #pragma omp for schedule(static)
-    for (int b = 0; b < nblocks; b++) {
-        float *dst = out + (size_t)b * plane * cb;
+    for (int item = 0; item < nblocks * h; item++) {
+        int b = item / h, y = item % h;
+        int lanes = c - b * cb < cb ? c - b * cb : cb;
+        float *dst = out + ((size_t)b * plane + (size_t)y * w) * cb;
 
-        for (size_t i = 0; i < plane; i++) {
-            for (int lane = 0; lane < cb; lane++) {
-                int ch = b * cb + lane;
+        memset(dst, 0, (size_t)w * cb * sizeof *dst);
+        for (int lane = 0; lane < lanes; lane++) {
+            const float *src = in + (size_t)(b * cb + lane) * plane + (size_t)y * w;
 
-                dst[i * cb + lane] = ch < c ? in[(size_t)ch * plane + i] : 0.0f;
-            }
+            for (int x = 0; x < w; x++)
+                dst[(size_t)x * cb + lane] = src[x];
         }
     }
 }

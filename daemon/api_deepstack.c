@@ -1,0 +1,157 @@
+/*
+ * POST /v1/vision/detection, the object detection endpoint of DeepStack and
+ * CodeProject.AI Server, for clients such as Frigate's deepstack detector
+ * and Home Assistant integrations.
+ *
+ * The request is the multipart field "image" (or a raw body) with an
+ * optional "min_confidence" (form field or query, default 0.4 as in
+ * DeepStack) and "model". It runs the same pipeline as POST /v1/detect;
+ * only the field names and the reply shapes differ:
+ *   {"success": true, "predictions": [{"label", "confidence", "x_min",
+ *    "y_min", "x_max", "y_max"}], "count", "inferenceMs", "processMs"}
+ *   {"success": false, "error": "message", "code": HTTP status}
+ * Boxes are whole pixels of the original image and predictions are sorted
+ * by confidence, highest first.
+ *
+ * NOTE: replies that server.c sends before this handler runs keep the
+ * native shape {"error": {code, message}}: 404 for an unknown path, 405 for
+ * a wrong method, and 400 or 413 for a bad or over-limit Content-Length.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+#include "server.h"
+
+/* Rounds a box edge to the nearest pixel and clamps it into [0, limit]. */
+static int to_pixel(float value, int limit)
+{
+    long rounded = lroundf(value);
+
+    if (rounded < 0)
+        return 0;
+    if (rounded > limit)
+        return limit;
+    return (int)rounded;
+}
+
+static int add_prediction(cJSON *array, const yd_model *model, const yd_result *result,
+                          const yd_detection *detection)
+{
+    cJSON *item = cJSON_CreateObject();
+    const char *label = yd_model_class_name(model, detection->class_id);
+
+    if (!item)
+        return -1;
+    cJSON_AddItemToArray(array, item);
+    if (!cJSON_AddStringToObject(item, "label", label ? label : "") ||
+        !cJSON_AddNumberToObject(item, "confidence",
+                                 round(detection->confidence * 1e4) / 1e4) ||
+        !cJSON_AddNumberToObject(item, "x_min", to_pixel(detection->box.x1, result->image_width)) ||
+        !cJSON_AddNumberToObject(item, "y_min", to_pixel(detection->box.y1, result->image_height)) ||
+        !cJSON_AddNumberToObject(item, "x_max", to_pixel(detection->box.x2, result->image_width)) ||
+        !cJSON_AddNumberToObject(item, "y_max", to_pixel(detection->box.y2, result->image_height)))
+        return -1;
+    return 0;
+}
+
+/*
+ * Builds the success body. yd_detect returns detections highest confidence
+ * first, which is the order DeepStack clients expect. inferenceMs is the
+ * network alone, processMs the whole request so far (receive, decode, queue
+ * wait, pre- and postprocessing), both rounded to whole milliseconds.
+ */
+static cJSON *build_deepstack_result(const yd_model *model, const yd_result *result,
+                                     const struct json_timings *timings)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *predictions;
+
+    if (!root)
+        return NULL;
+    if (!cJSON_AddBoolToObject(root, "success", 1))
+        goto fail;
+    predictions = cJSON_AddArrayToObject(root, "predictions");
+    if (!predictions)
+        goto fail;
+    for (int i = 0; i < result->count; i++)
+        if (add_prediction(predictions, model, result, &result->detections[i]) != 0)
+            goto fail;
+    if (!cJSON_AddNumberToObject(root, "count", result->count) ||
+        !cJSON_AddNumberToObject(root, "inferenceMs", round(result->timings.inference_ms)) ||
+        !cJSON_AddNumberToObject(root, "processMs", round(timings->total_ms)))
+        goto fail;
+    return root;
+
+fail:
+    cJSON_Delete(root);
+    return NULL;
+}
+
+/*
+ * Queues {"success": false, "error": message, "code": status}. DeepStack
+ * clients read only these fields, so the machine-readable error code of
+ * the native API goes to the debug log instead.
+ */
+static enum MHD_Result reply_deepstack_error(struct MHD_Connection *connection,
+                                             struct request *request, unsigned int status,
+                                             const char *retry_after, const char *code,
+                                             const char *message)
+{
+    struct MHD_Response *response;
+    enum MHD_Result result;
+    cJSON *root = cJSON_CreateObject();
+    size_t length;
+    char *text;
+
+    if (status >= 500 && status != MHD_HTTP_SERVICE_UNAVAILABLE)
+        log_printf(YD_LOG_ERROR, "%s %s: %s", request->method, request->path, message);
+    else
+        log_printf(YD_LOG_DEBUG, "%s %s: %u %s: %s", request->method, request->path, status,
+                   code, message);
+
+    if (root && (!cJSON_AddBoolToObject(root, "success", 0) ||
+                 !cJSON_AddStringToObject(root, "error", message) ||
+                 !cJSON_AddNumberToObject(root, "code", status))) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    if (!retry_after)
+        return server_reply_json(connection, request, status, root);
+
+    /* server_reply_json adds no header, so a 503 with Retry-After is queued here. */
+    text = json_print_and_free(root);
+    if (!text)
+        return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+    length = strlen(text);
+    response = MHD_create_response_from_buffer(length, text, MHD_RESPMEM_MUST_FREE);
+    if (!response) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    result = MHD_queue_response(connection, status, response);
+    MHD_destroy_response(response);
+    if (result == MHD_YES) {
+        request->status = status;
+        request->response_bytes = length;
+        request->responded = true;
+    }
+    return result;
+}
+
+enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request)
+{
+    static const struct detect_format deepstack = {
+        .conf_field = FIELD_MIN_CONFIDENCE,
+        .conf_default = "0.4",
+        .build_result = build_deepstack_result,
+        .reply_error = reply_deepstack_error,
+    };
+
+    return api_detect_run(connection, request, &deepstack);
+}

@@ -1,0 +1,88 @@
+/*
+ * Health endpoints of the KServe v2 (Open Inference Protocol) REST API, so
+ * KServe, Triton-style clients and orchestrators can probe yolod:
+ *   GET /v2/health/live         200 {"live": true} while the process serves
+ *   GET /v2/health/ready        200 {"ready": true}, or 503 {"ready": false}
+ *   GET /v2/models/{name}/ready 200 {"name", "ready": true}, 503 when not
+ *                               ready, 404 for a model that is not loaded
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "server.h"
+#include "text.h"
+
+#define MODELS_PREFIX "/v2/models/"
+#define READY_SUFFIX "/ready"
+
+static enum MHD_Result reply_flag(struct MHD_Connection *connection, struct request *request,
+                                  unsigned int status, const char *name, bool value)
+{
+    cJSON *root = cJSON_CreateObject();
+
+    if (root && !cJSON_AddBoolToObject(root, name, value)) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return server_reply_json(connection, request, status, root);
+}
+
+enum MHD_Result api_kserve_live(struct MHD_Connection *connection, struct request *request)
+{
+    return reply_flag(connection, request, MHD_HTTP_OK, "live", true);
+}
+
+/* Ready (200) once every model is loaded and the workers run, else 503 while starting or stopping. */
+enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct request *request)
+{
+    bool ready = atomic_load(&request->server->ready);
+
+    return reply_flag(connection, request, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+                      "ready", ready);
+}
+
+/* Returns the index of the model named by the first length bytes of name, or -1. */
+static int find_model(const struct server *server, const char *name, size_t length)
+{
+    for (int i = 0; i < server->model_count; i++) {
+        const char *model_name = yd_model_name(server->models[i]);
+
+        if (strlen(model_name) == length && strncmp(model_name, name, length) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/*
+ * The router sends only paths of the form /v2/models/{name}/ready here.
+ * NOTE: the KServe form with a version, /v2/models/{name}/versions/{v}/ready,
+ * is read as a model named "{name}/versions/{v}" and gets 404.
+ */
+enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct request *request)
+{
+    struct server *server = request->server;
+    const char *name = request->path + strlen(MODELS_PREFIX);
+    size_t name_length = strlen(name) - strlen(READY_SUFFIX);
+    bool ready = atomic_load(&server->ready);
+    char requested[TEXT_QUOTE_SIZE], quoted[TEXT_QUOTE_SIZE];
+    int index = find_model(server, name, name_length);
+    cJSON *root;
+
+    if (index < 0) {
+        /* Copied without the suffix because text_quote reads up to NUL; text_quote cuts it further. */
+        snprintf(requested, sizeof requested, "%.*s", (int)name_length, name);
+        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                                  "unknown model '%s'; GET /readyz lists the loaded models",
+                                  text_quote(quoted, sizeof quoted, requested,
+                                             TEXT_QUOTE_MAX_CHARS));
+    }
+
+    root = cJSON_CreateObject();
+    if (root && (!cJSON_AddStringToObject(root, "name", yd_model_name(server->models[index])) ||
+                 !cJSON_AddBoolToObject(root, "ready", ready))) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return server_reply_json(connection, request,
+                             ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
+}

@@ -1,0 +1,45 @@
+/*
+ * Prometheus metrics: request, queue and inference counters and histograms
+ * kept in memory, and GET /metrics, which renders them with the process
+ * metrics in the text exposition format 0.0.4.
+ */
+#ifndef YOLOD_DAEMON_METRICS_H
+#define YOLOD_DAEMON_METRICS_H
+
+#include <microhttpd.h>
+
+#include "yolod.h"
+
+struct request;
+
+/* Route label of requests whose path matches no route. */
+#define METRICS_ROUTE_OTHER "other"
+
+/*
+ * Records the models served, for the per-model labels and yolod_model_info,
+ * with the current time as their load time. model_index in
+ * metrics_observe_job indexes this array. Replaces an earlier registration.
+ */
+void metrics_register_models(yd_model *const *models, int model_count);
+
+/*
+ * Counts one response. route is the matched route pattern (such as
+ * "/v1/detect") or METRICS_ROUTE_OTHER, and must stay valid for the life of
+ * the process (a string literal). Once 31 distinct routes besides
+ * METRICS_ROUTE_OTHER are counted, new ones are counted as
+ * METRICS_ROUTE_OTHER. A status outside 100..599 is not counted.
+ */
+void metrics_observe_request(const char *route, unsigned int status, double seconds);
+
+/*
+ * Records one inference job: seconds from queueing to a worker taking it,
+ * seconds in yd_detect, and the detections it returned (0 when it failed).
+ * Jobs of a model_index that was not registered are ignored.
+ */
+void metrics_observe_job(int model_index, double queue_wait_seconds,
+                         double inference_seconds, int detections);
+
+/* GET /metrics: every metric, Content-Type text/plain; version=0.0.4. */
+enum MHD_Result api_metrics(struct MHD_Connection *connection, struct request *request);
+
+#endif /* YOLOD_DAEMON_METRICS_H */
