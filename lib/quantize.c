@@ -58,7 +58,7 @@ static void observe(const yd_session *s, int node_index, const float *data, void
             } else if (st->max > st->min) {
                 int bin = (int)((x - st->min) / (st->max - st->min) * BINS);
 
-                st->hist[bin < 0 ? 0 : bin >= BINS ? BINS - 1 : bin] += 1;
+                st->hist[yd_clamp_long(bin, 0, BINS - 1)] += 1;
             }
         }
     }
@@ -160,7 +160,7 @@ int yd_quantize_conv_weights(yd_node *node)
         for (size_t i = 0; i < per_oc; i++) {
             long q = lrintf(w[i] / c->weight_scale[oc]);
 
-            c->qweight[oc * per_oc + i] = (int8_t)(q < -127 ? -127 : q > 127 ? 127 : q);
+            c->qweight[oc * per_oc + i] = (int8_t)yd_clamp_long(q, -127, 127);
         }
     }
     return YD_OK;
@@ -177,7 +177,7 @@ static void input_grid(float lo, float hi, float *scale, int *zero)
         hi = lo + 1e-8f;
     *scale = (hi - lo) / 255.0f;
     z = lrintf(-lo / *scale);
-    *zero = (int)(z < 0 ? 0 : z > 255 ? 255 : z);
+    *zero = (int)yd_clamp_long(z, 0, 255);
 }
 
 /* Images the sensitivity analysis runs on (each costs one inference per layer). */
@@ -223,10 +223,10 @@ static int reference_outputs(yd_session *s, yd_model *model, const yd_image *ima
 }
 
 /*
- * Sensitivity analysis for automatic mixed precision: quantizes one layer
- * at a time (the others float), measures the mean squared change of the
- * raw head maps against the float model on a few images, and keeps the
- * `keep_float_count` layers with the largest change in fp32.
+ * Chooses the layers automatic mixed precision keeps in fp32. Each layer is
+ * quantized alone (the others float), and the mean squared change of the raw
+ * head maps against the float model is measured on a few images. The
+ * `keep_float_count` layers with the largest change stay fp32.
  */
 static int keep_most_sensitive(yd_model *model, const yd_image *images, int n,
                                const float *reference, const yd_quant_options *options,

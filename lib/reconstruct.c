@@ -7,7 +7,7 @@
  * the student runs up to the layer on every image, its input patches X at
  * the same pixels are added into the normal equations A += X'X and
  * B += X'Y (double precision), and the system is solved by Cholesky
- * factorisation. Going in order means each refit sees inputs from the
+ * factorisation. Going in order means each refit gets its inputs from the
  * already refit layers above it, so a layer does not also correct an error
  * its inputs no longer have (refitting all layers from one pass measured
  * far worse mAP on yolov8n int8).
@@ -98,7 +98,7 @@ static void extract_patches(const yd_session *s, const yd_node *node, const int 
                     if (quantized) {
                         long q = lrintf(x * inverse) + c->input_zero;
 
-                        q = q < 0 ? 0 : q > 255 ? 255 : q;
+                        q = yd_clamp_long(q, 0, 255);
                         x = (float)(q - c->input_zero) * c->input_scale;
                     }
                     row[at++] = x;
@@ -454,8 +454,8 @@ int yd_reconstruct(yd_model *student, yd_model *teacher, const yd_image *images,
     yd_session_destroy(ts);
     ts = NULL;
 
-    /* Then layer by layer in graph order, so each refit sees inputs from
-     * the already refit layers above it; the student stops at the layer. */
+    /* Then layer by layer in graph order, so each refit gets its inputs
+     * from the already refit layers above it. The student stops there. */
     x.teacher_pass = 0;
     for (int i = 0; i < student->graph->nnodes; i++)
         total += x.layers[i].active;

@@ -20,6 +20,14 @@ double yd_now_ms(void);
 /* Reads a whole file into a malloc'ed buffer. */
 int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err);
 
+/* v limited to [lo, hi]. */
+static inline long yd_clamp_long(long v, long lo, long hi)
+{
+    if (v < lo)
+        return lo;
+    return v > hi ? hi : v;
+}
+
 #define YD_ALIGNMENT 64
 
 /* 64-byte aligned allocation, size rounded up; free with free(). */
