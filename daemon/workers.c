@@ -38,6 +38,10 @@ static void *worker_main(void *arg)
     struct worker *worker = arg;
     struct worker_pool *pool = worker->pool;
 
+    /* The first inference on a thread creates its OpenMP team. */
+    for (int m = 0; m < pool->model_count; m++)
+        yd_session_warm_up(worker->sessions[m]);
+
     for (;;) {
         struct detect_job *job;
         double taken_ms, queue_wait_ms;

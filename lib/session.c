@@ -238,6 +238,14 @@ static void run(yd_session *s, int kind, const float *planar)
     }
 }
 
+void yd_session_warm_up(yd_session *s)
+{
+    const yd_graph *g = s->model->graph;
+
+    memset(s->letterbox, 114, (size_t)g->input_width * g->input_height * 3);
+    run(s, INPUT_LETTERBOX, NULL);
+}
+
 void yd_session_run_planar(yd_session *s, const float *input)
 {
     run(s, INPUT_PLANAR, input);

@@ -165,6 +165,13 @@ int yd_session_create(yd_model *model, int threads, yd_session **out,
                       yd_error *err);
 void yd_session_destroy(yd_session *session);
 
+/*
+ * Runs one inference on a blank image, so the OpenMP threads and caches of
+ * the calling thread are set up before the first real request. Call it from
+ * the thread that will run the session's detections.
+ */
+void yd_session_warm_up(yd_session *session);
+
 /* ---------------------------------------------------------------- detection */
 
 typedef struct yd_box {
