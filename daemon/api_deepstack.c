@@ -134,6 +134,7 @@ static enum MHD_Result reply_deepstack_error(struct MHD_Connection *connection,
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
+    server_add_request_id(response, request);
     result = MHD_queue_response(connection, status, response);
     MHD_destroy_response(response);
     if (result == MHD_YES) {

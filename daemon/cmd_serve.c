@@ -2,16 +2,19 @@
  * `yolod serve`: load the models, start the workers and the HTTP server,
  * then wait for SIGINT or SIGTERM.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 #include "util.h"
 
@@ -110,6 +113,32 @@ static int load_models(const struct config *config, yd_model **models)
     return 0;
 }
 
+/*
+ * Waits for SIGINT or SIGTERM (blocked in every thread) and returns its
+ * number. Sends "WATCHDOG=1" every notify_watchdog_interval_us while waiting,
+ * so systemd restarts the daemon if the main thread hangs.
+ * NOTE: a ping shows only that the main thread runs, not that the inference
+ * workers or the HTTP threads make progress.
+ */
+static int wait_for_stop_signal(const sigset_t *stop_signals)
+{
+    uint64_t interval_us = notify_watchdog_interval_us();
+    struct timespec timeout = {
+        .tv_sec = (time_t)(interval_us / 1000000),
+        .tv_nsec = (long)(interval_us % 1000000) * 1000,
+    };
+
+    for (;;) {
+        int signal_number = interval_us > 0 ? sigtimedwait(stop_signals, NULL, &timeout)
+                                            : sigwaitinfo(stop_signals, NULL);
+
+        if (signal_number > 0)
+            return signal_number;
+        if (errno == EAGAIN)
+            notify_send("WATCHDOG=1");
+    }
+}
+
 int command_serve(int argc, char **argv)
 {
     struct config config;
@@ -133,6 +162,7 @@ int command_serve(int argc, char **argv)
 
     log_set_level(config.log_level);
     yd_set_log_callback(log_library_message, NULL);
+    notify_init();
 
     /* Block the stop signals in every thread created from here on; main sigwaits. */
     sigemptyset(&stop_signals);
@@ -174,10 +204,13 @@ int command_serve(int argc, char **argv)
                YOLOD_VERSION, config.listen, model_list, config.workers, threads,
                config.queue_size, server.max_decodes);
 
-    while (sigwait(&stop_signals, &signal_number) != 0)
-        ;
+    notify_status("listening on %s, models: %s", config.listen, model_list);
+    notify_send("READY=1");
+    signal_number = wait_for_stop_signal(&stop_signals);
+    notify_send("STOPPING=1");
     log_printf(YD_LOG_INFO, "received %s, finishing requests in progress and stopping",
                strsignal(signal_number));
+    notify_status("received %s, finishing requests in progress", strsignal(signal_number));
     atomic_store(&server.ready, false);
     status = 0;
 
@@ -189,6 +222,7 @@ cleanup:
             yd_model_release(models[i]);
     if (status == 0)
         log_printf(YD_LOG_INFO, "stopped");
+    notify_close();
     config_free(&config);
     return status;
 }

@@ -24,10 +24,13 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "json.h"
@@ -154,6 +157,61 @@ static bool method_allowed(const char *method, const char *allow)
     return false;
 }
 
+/*
+ * Generated request ids are splitmix64(request_id_seed + counter): the
+ * function is a bijection on 64-bit values, so the ids of one process are
+ * unique, and the random seed makes them differ between restarts.
+ */
+static uint64_t request_id_seed;
+static atomic_uint_fast64_t request_id_counter;
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static void seed_request_ids(void)
+{
+    struct timespec now;
+
+    if (getrandom(&request_id_seed, sizeof request_id_seed, GRND_NONBLOCK) == sizeof request_id_seed)
+        return;
+    clock_gettime(CLOCK_REALTIME, &now);
+    request_id_seed = ((uint64_t)now.tv_sec << 32) ^ (uint64_t)now.tv_nsec ^ ((uint64_t)getpid() << 16);
+}
+
+/*
+ * Sets request->id from the X-Request-Id header when it is 1 to
+ * REQUEST_ID_MAX printable ASCII characters (space to '~'), so it cannot
+ * break the log line or the reply header. Any other value is replaced as a
+ * whole by a generated id of 16 hex digits, never truncated or edited, so
+ * an id the client sees back is either its own or a new one.
+ */
+static void set_request_id(struct request *request, struct MHD_Connection *connection)
+{
+    const char *given = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Request-Id");
+    size_t length = given ? strlen(given) : 0;
+    bool valid = length > 0 && length <= REQUEST_ID_MAX;
+
+    for (size_t i = 0; valid && i < length; i++)
+        if (given[i] < 0x20 || given[i] > 0x7e)
+            valid = false;
+    if (valid) {
+        memcpy(request->id, given, length + 1);
+        return;
+    }
+    snprintf(request->id, sizeof request->id, "%016llx",
+             (unsigned long long)splitmix64(request_id_seed + atomic_fetch_add(&request_id_counter, 1)));
+}
+
+void server_add_request_id(struct MHD_Response *response, const struct request *request)
+{
+    MHD_add_response_header(response, "X-Request-Id", request->id);
+}
+
 static enum MHD_Result queue_response(struct MHD_Connection *connection,
                                       struct request *request, unsigned int status,
                                       char *text, const char *header,
@@ -188,6 +246,7 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
         return MHD_NO;
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    server_add_request_id(response, request);
     if (header)
         MHD_add_response_header(response, header, header_value);
 
@@ -448,6 +507,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
         request->path = strdup(url ? url : "");
         *con_cls = request;
         atomic_fetch_add(&request->server->active_requests, 1);
+        set_request_id(request, connection);
         if (!request->path)
             return MHD_NO;
         return begin_request(connection, request);
@@ -486,13 +546,13 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
     if (request->responded) {
         metrics_observe_request(route_pattern(find_route(request->path, &allow)),
                                 request->status, (yd_now_ms() - request->start_ms) / 1000.0);
-        log_printf(YD_LOG_INFO, "%s %s %u %zu bytes %.1f ms", request->method,
+        log_printf(YD_LOG_INFO, "%s %s %u %zu bytes %.1f ms request_id=%s", request->method,
                    request->path, request->status, request->response_bytes,
-                   yd_now_ms() - request->start_ms);
+                   yd_now_ms() - request->start_ms, request->id);
     } else {
-        log_printf(YD_LOG_INFO, "%s %s aborted (termination code %d) %.1f ms",
+        log_printf(YD_LOG_INFO, "%s %s aborted (termination code %d) %.1f ms request_id=%s",
                    request->method, request->path, (int)code,
-                   yd_now_ms() - request->start_ms);
+                   yd_now_ms() - request->start_ms, request->id);
     }
 
     multipart_end(request);
@@ -595,6 +655,7 @@ int server_start(struct server *server)
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                          MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
+    seed_request_ids();
     server->listen_fd = open_listen_socket(config->listen);
     if (server->listen_fd < 0)
         return -1;

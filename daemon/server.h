@@ -39,12 +39,16 @@ enum request_field {
 
 #define REQUEST_FIELD_MAX 4096 /* maximum bytes of a parameter field; a longer one gets 400 */
 
+#define REQUEST_ID_MAX 64 /* maximum characters of a client's X-Request-Id */
+
 /* State of one HTTP request, from its headers to the access log line. */
 struct request {
     struct server *server;
     char method[16];
     char *path;
     double start_ms;
+    /* X-Request-Id: the client's if valid, else generated; sent back and logged. */
+    char id[REQUEST_ID_MAX + 1];
 
     unsigned int status;     /* status of the queued response */
     size_t response_bytes;
@@ -86,6 +90,12 @@ void server_stop(struct server *server);
  * exceed max_body_bytes (the excess is discarded).
  */
 void server_append_body(struct request *request, const char *data, size_t size);
+
+/*
+ * Adds the X-Request-Id header. Every place that queues a response for a
+ * request calls it, but libmicrohttpd's own error replies carry no id.
+ */
+void server_add_request_id(struct MHD_Response *response, const struct request *request);
 
 /* Queues a JSON response (takes ownership of root, NULL gives a 500). */
 enum MHD_Result server_reply_json(struct MHD_Connection *connection,

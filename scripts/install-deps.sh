@@ -5,8 +5,9 @@
 set -eu
 
 # prometheus provides promtool, which tests/integration/test-metrics.sh runs
-# on a /metrics scrape.
-packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3 libjpeg-turbo-progs prometheus $*"
+# on a /metrics scrape. systemd provides systemd-analyze, which
+# tests/integration/test-systemd-notify.sh runs on systemd/yolod.service.
+packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3 libjpeg-turbo-progs prometheus systemd $*"
 
 missing=""
 for p in $packages; do
