@@ -64,7 +64,8 @@ static int add_prediction(cJSON *array, const yd_model *model, const yd_result *
  * network alone, processMs the whole request so far (receive, decode, queue
  * wait, pre- and postprocessing), both rounded to whole milliseconds.
  */
-static cJSON *build_deepstack_result(const yd_model *model, const yd_result *result,
+static cJSON *build_deepstack_result(const yd_model *model, uint64_t version,
+                                     const yd_result *result,
                                      const struct json_timings *timings)
 {
     cJSON *root = cJSON_CreateObject();

@@ -61,24 +61,16 @@ static const char *lookup_param(const struct request *request,
     return query->values[field];
 }
 
-static int find_model(const struct server *server, const char *name)
-{
-    if (!name)
-        return 0;
-    for (int i = 0; i < server->model_count; i++)
-        if (strcmp(yd_model_name(server->models[i]), name) == 0)
-            return i;
-    return -1;
-}
-
-static void list_models(const struct server *server, char *out, size_t out_size)
+/* Lists the variants of the model name, joined by ", ". */
+static void list_variants(struct registry *registry, const char *name, char *out, size_t out_size)
 {
     size_t used = 0;
 
     out[0] = '\0';
-    for (int i = 0; i < server->model_count && used < out_size; i++)
-        used += (size_t)snprintf(out + used, out_size - used, "%s%s", i ? ", " : "",
-                                 yd_model_name(server->models[i]));
+    for (int i = 0; i < registry_count(registry) && used < out_size; i++)
+        if (strcmp(registry_name(registry, i), name) == 0)
+            used += (size_t)snprintf(out + used, out_size - used, "%s%s", used ? ", " : "",
+                                     registry_variant(registry, i));
 }
 
 /* Formats the message and queues it through the endpoint's error reply. */
@@ -214,10 +206,11 @@ static int decode_image(struct request *request, yd_image *image, yd_error *erro
 /* Decodes the image into a reserved queue slot and runs detection on a worker. */
 static enum MHD_Result run_detection(struct MHD_Connection *connection,
                                      struct request *request, const struct detect_format *format,
-                                     int model_index, const yd_detect_params *params)
+                                     const struct registry_ref *ref,
+                                     const yd_detect_params *params)
 {
     struct server *server = request->server;
-    yd_model *model = server->models[model_index];
+    yd_model *model = ref->model;
     struct detect_job job;
     struct json_timings timings;
     yd_image image = { 0 };
@@ -254,7 +247,8 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     request->body_capacity = 0;
 
     memset(&job, 0, sizeof job);
-    job.model_index = model_index;
+    job.model = ref->model;
+    job.model_index = ref->index;
     job.image = &image;
     job.params = *params;
     rc = worker_pool_run_reserved(server->pool, &job);
@@ -270,7 +264,7 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
 
     timings.total_ms = yd_now_ms() - request->start_ms;
     result = server_reply_json(connection, request, MHD_HTTP_OK,
-                               format->build_result(model, &job.result, &timings));
+                               format->build_result(model, ref->version, &job.result, &timings));
     yd_result_free(&job.result);
 
 cleanup:
@@ -313,7 +307,9 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
     char message[1024];
     char quoted[TEXT_QUOTE_SIZE];
     enum MHD_Result result;
-    int model_index, repeated;
+    struct registry_ref ref;
+    bool name_known;
+    int repeated;
 
     if (reject_body(connection, request, format, &result))
         return result;
@@ -326,45 +322,52 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
     model_name = lookup_param(request, &query, FIELD_MODEL);
     variant = lookup_param(request, &query, FIELD_VARIANT);
 
-    model_index = find_model(server, model_name);
-    if (model_index < 0) {
+    /* The reference keeps this version alive until the reply is queued, even across a reload. */
+    if (registry_acquire(server->registry, model_name, variant, &ref, &name_known) != YD_OK) {
         char names[512];
 
-        list_models(server, names, sizeof names);
-        return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
-                             "model_not_found", "unknown model '%s' (loaded: %s)",
-                             text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
-                             names);
-    }
-    if (variant && strcmp(variant, yd_model_variant(server->models[model_index])) != 0)
+        if (!name_known) {
+            registry_list_names(server->registry, names, sizeof names);
+            return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
+                                 "model_not_found", "unknown model '%s' (loaded: %s)",
+                                 text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
+                                 names);
+        }
+        if (!model_name)
+            model_name = registry_name(server->registry, 0);
+        list_variants(server->registry, model_name, names, sizeof names);
         return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
                              "variant_not_found", "unknown variant '%s' of model '%s' (loaded: %s)",
                              text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
-                             yd_model_name(server->models[model_index]),
-                             yd_model_variant(server->models[model_index]));
+                             model_name, names);
+    }
 
     text.conf = lookup_param(request, &query, (int)format->conf_field);
-    if (check_conf_field(format, text.conf, server->config, server->models[model_index],
-                         message, sizeof message) != 0)
-        return reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
-                             "bad_parameter", "%s", message);
+    if (check_conf_field(format, text.conf, server->config, ref.model,
+                         message, sizeof message) != 0) {
+        result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                               "bad_parameter", "%s", message);
+        registry_release(&ref);
+        return result;
+    }
     if (!text.conf)
         text.conf = format->conf_default;
     text.iou = lookup_param(request, &query, FIELD_IOU);
     text.max_det = lookup_param(request, &query, FIELD_MAX_DET);
     text.classes = lookup_param(request, &query, FIELD_CLASSES);
 
-    class_flags = calloc((size_t)yd_model_class_count(server->models[model_index]) + 1, 1);
+    class_flags = calloc((size_t)yd_model_class_count(ref.model) + 1, 1);
     if (!class_flags)
-        return reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
-                             "internal_error", "out of memory");
-    if (params_parse(&text, server->config, server->models[model_index], &params,
-                     class_flags, message, sizeof message) != 0)
+        result = reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                               "internal_error", "out of memory");
+    else if (params_parse(&text, server->config, ref.model, &params,
+                          class_flags, message, sizeof message) != 0)
         result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
                                "bad_parameter", "%s", message);
     else
-        result = run_detection(connection, request, format, model_index, &params);
+        result = run_detection(connection, request, format, &ref, &params);
     free(class_flags);
+    registry_release(&ref);
     return result;
 }
 

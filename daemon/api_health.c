@@ -1,6 +1,8 @@
 /*
  * Liveness and readiness for load balancers and orchestrators.
  */
+#include <string.h>
+
 #include "server.h"
 
 enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request)
@@ -26,8 +28,14 @@ enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct reque
         return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
     cJSON_AddStringToObject(root, "status", ready ? "ready" : "not_ready");
     models = cJSON_AddArrayToObject(root, "models");
-    for (int i = 0; models && i < server->model_count; i++)
-        cJSON_AddItemToArray(models, cJSON_CreateString(yd_model_name(server->models[i])));
+    for (int i = 0; models && i < registry_count(server->registry); i++) {
+        bool listed = false;
+
+        for (int j = 0; j < i && !listed; j++)
+            listed = strcmp(registry_name(server->registry, j), registry_name(server->registry, i)) == 0;
+        if (!listed)
+            cJSON_AddItemToArray(models, cJSON_CreateString(registry_name(server->registry, i)));
+    }
     return server_reply_json(connection, request,
                              ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
 }

@@ -44,8 +44,8 @@ enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct reque
 /* Returns the index of the model named by the first length bytes of name, or -1. */
 static int find_model(const struct server *server, const char *name, size_t length)
 {
-    for (int i = 0; i < server->model_count; i++) {
-        const char *model_name = yd_model_name(server->models[i]);
+    for (int i = 0; i < registry_count(server->registry); i++) {
+        const char *model_name = registry_name(server->registry, i);
 
         if (strlen(model_name) == length && strncmp(model_name, name, length) == 0)
             return i;
@@ -78,7 +78,7 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
     }
 
     root = cJSON_CreateObject();
-    if (root && (!cJSON_AddStringToObject(root, "name", yd_model_name(server->models[index])) ||
+    if (root && (!cJSON_AddStringToObject(root, "name", registry_name(server->registry, index)) ||
                  !cJSON_AddBoolToObject(root, "ready", ready))) {
         cJSON_Delete(root);
         root = NULL;

@@ -3,6 +3,7 @@
  * then wait for SIGINT or SIGTERM.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,7 +15,9 @@
 #include "commands.h"
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "registry.h"
 #include "server.h"
 #include "util.h"
 
@@ -78,39 +81,55 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
         }
     }
 
-    if (config->model_count == 0) {
-        fprintf(stderr, "yolod serve: no model given: pass --model FILE or set 'model = FILE' in the config file\n");
+    if (config->model_count == 0 && !config->model_dir) {
+        fprintf(stderr, "yolod serve: no model given: pass --model FILE or --model-dir DIR,"
+                " or set 'model = FILE' or 'model_dir = DIR' in the config file\n");
         return EXIT_USAGE;
     }
     return 0;
 }
 
-static int load_models(const struct config *config, yd_model **models)
+/* Loads the --model files, then the --model-dir files, as version 1 of each entry. */
+static int load_models(const struct config *config, struct registry *registry)
 {
-    for (int i = 0; i < config->model_count; i++) {
-        yd_error error = { 0 };
-        double start = yd_now_ms();
-        int rc = yd_model_load(config->models[i], NULL, &models[i], &error);
+    yd_error error = { 0 };
 
-        if (rc < 0) {
-            log_printf(YD_LOG_ERROR, "cannot load model: %s", error.message);
+    for (int i = 0; i < config->model_count; i++) {
+        if (registry_add_file(registry, config->models[i], &error) < 0) {
+            log_printf(YD_LOG_ERROR, "cannot load model %s: %s", config->models[i], error.message);
             return -1;
         }
-        for (int j = 0; j < i; j++) {
-            if (strcmp(yd_model_name(models[j]), yd_model_name(models[i])) == 0) {
-                log_printf(YD_LOG_ERROR, "models '%s' and '%s' have the same name '%s';"
-                           " rename one file, because requests choose models by file name",
-                           config->models[j], config->models[i], yd_model_name(models[i]));
-                return -1;
-            }
-        }
-        log_printf(YD_LOG_INFO, "loaded model %s from %s: input %dx%d, %d classes, %.2f GFLOPs, %.0f ms",
-                   yd_model_name(models[i]), config->models[i], yd_model_input_width(models[i]),
-                   yd_model_input_height(models[i]),
-                   yd_model_class_count(models[i]), yd_model_flops(models[i]) / 1e9,
-                   yd_now_ms() - start);
+    }
+    if (config->model_dir && registry_add_dir(registry, config->model_dir, &error) < 0) {
+        log_printf(YD_LOG_ERROR, "cannot load the models of --model-dir %s: %s",
+                   config->model_dir, error.message);
+        return -1;
+    }
+    if (registry_count(registry) == 0) {
+        log_printf(YD_LOG_ERROR, "no model loaded: %s has no NAME.onnx or NAME.VARIANT.yolod file",
+                   config->model_dir);
+        return -1;
     }
     return 0;
+}
+
+/* Registers one model per registry entry with the metrics, in entry order. */
+static void register_metrics(struct registry *registry)
+{
+    yd_model *models[256];
+    struct registry_ref refs[256];
+    int count = registry_count(registry) < 256 ? registry_count(registry) : 256;
+
+    for (int i = 0; i < count; i++) {
+        bool name_known;
+
+        registry_acquire(registry, registry_name(registry, i), registry_variant(registry, i),
+                         &refs[i], &name_known);
+        models[i] = refs[i].model;
+    }
+    metrics_register_models(models, count);
+    for (int i = 0; i < count; i++)
+        registry_release(&refs[i]);
 }
 
 /*
@@ -143,7 +162,7 @@ int command_serve(int argc, char **argv)
 {
     struct config config;
     struct server server;
-    yd_model *models[CONFIG_MAX_MODELS] = { 0 };
+    struct registry *registry = NULL;
     yd_error error = { 0 };
     sigset_t stop_signals;
     char model_list[512];
@@ -170,23 +189,35 @@ int command_serve(int argc, char **argv)
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
-    if (load_models(&config, models) != 0)
-        goto cleanup;
+    /*
+     * Buffers of 1 MiB and more (weights, session arenas, decoded images) are
+     * mmap'ed and returned to the system when freed. glibc's default raises
+     * this threshold after the first such free, so the memory of versions
+     * replaced by a reload stayed resident in the thread arenas.
+     */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
 
     cores = sysconf(_SC_NPROCESSORS_ONLN);
     threads = config.threads;
     if (threads == 0)
         threads = cores > config.workers ? (int)(cores / config.workers) : 1;
 
-    if (worker_pool_start(models, config.model_count, config.workers, threads,
+    if (registry_create(threads, &registry, &error) < 0) {
+        log_printf(YD_LOG_ERROR, "%s", error.message);
+        goto cleanup;
+    }
+    if (load_models(&config, registry) != 0)
+        goto cleanup;
+    register_metrics(registry);
+
+    if (worker_pool_start(registry, config.workers, threads,
                           config.queue_size, &server.pool, &error) < 0) {
         log_printf(YD_LOG_ERROR, "cannot start the inference workers: %s", error.message);
         goto cleanup;
     }
 
     server.config = &config;
-    server.models = models;
-    server.model_count = config.model_count;
+    server.registry = registry;
     atomic_init(&server.ready, false);
     atomic_init(&server.active_requests, 0);
     atomic_init(&server.decodes, 0);
@@ -196,9 +227,10 @@ int command_serve(int argc, char **argv)
     atomic_store(&server.ready, true);
 
     model_list[0] = '\0';
-    for (int i = 0; i < config.model_count && used < sizeof model_list; i++)
-        used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s%s",
-                                 i ? ", " : "", yd_model_name(models[i]), i ? "" : " (default)");
+    for (int i = 0; i < registry_count(registry) && used < sizeof model_list; i++)
+        used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s/%s%s",
+                                 i ? ", " : "", registry_name(registry, i),
+                                 registry_variant(registry, i), i ? "" : " (default)");
     log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads,"
                " queue %d, decodes %d",
                YOLOD_VERSION, config.listen, model_list, config.workers, threads,
@@ -217,9 +249,7 @@ int command_serve(int argc, char **argv)
 cleanup:
     server_stop(&server);
     worker_pool_stop(server.pool);
-    for (int i = 0; i < CONFIG_MAX_MODELS; i++)
-        if (models[i])
-            yd_model_release(models[i]);
+    registry_destroy(registry);
     if (status == 0)
         log_printf(YD_LOG_INFO, "stopped");
     notify_close();

@@ -43,6 +43,8 @@ void config_clear_models(struct config *config)
 void config_free(struct config *config)
 {
     config_clear_models(config);
+    free(config->model_dir);
+    config->model_dir = NULL;
 }
 
 static int parse_long(const char *text, long min, long max, long *out)
@@ -160,6 +162,21 @@ int config_set(struct config *config, const char *key, const char *value,
     }
     if (strcmp(key, "model") == 0)
         return add_model(config, value, err, err_size);
+    if (strcmp(key, "model_dir") == 0) {
+        char *copy = value[0] ? strdup(value) : NULL;
+
+        if (value[0] && !copy) {
+            snprintf(err, err_size, "model_dir: out of memory");
+            return -1;
+        }
+        if (!value[0]) {
+            snprintf(err, err_size, "model_dir: empty path");
+            return -1;
+        }
+        free(config->model_dir);
+        config->model_dir = copy;
+        return 0;
+    }
 
     if (strcmp(key, "workers") == 0) {
         if (parse_long(value, 1, 256, &number) != 0)

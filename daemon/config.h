@@ -17,6 +17,7 @@ struct config {
     char listen[256];              /* HOST:PORT, [IPV6]:PORT */
     char *models[CONFIG_MAX_MODELS]; /* model file paths; the first is the default */
     int model_count;
+    char *model_dir;               /* directory of NAME.onnx and NAME.VARIANT.yolod files, or NULL */
     int workers;                   /* inference workers, each with its own session */
     int threads;                   /* OpenMP threads per worker; 0 = cores / workers */
     int queue_size;                /* requests decoding or waiting for a worker before 503 */

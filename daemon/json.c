@@ -3,6 +3,7 @@
  * digits, so values are rounded here to the precision the API documents.
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "json.h"
 
@@ -35,20 +36,21 @@ static int add_detection(cJSON *array, const yd_model *model, const yd_detection
     return 0;
 }
 
-cJSON *json_detect_result(const yd_model *model, const yd_result *result,
+cJSON *json_detect_result(const yd_model *model, uint64_t version, const yd_result *result,
                           const struct json_timings *timings)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *image, *detections, *stages;
+    char version_text[24];
     const yd_timings *library = &result->timings;
 
     if (!root)
         return NULL;
 
-    /* NOTE: version is fixed at 1 until models can be reloaded. */
+    snprintf(version_text, sizeof version_text, "%llu", (unsigned long long)version);
     if (!cJSON_AddStringToObject(root, "model", yd_model_name(model)) ||
         !cJSON_AddStringToObject(root, "variant", yd_model_variant(model)) ||
-        !cJSON_AddStringToObject(root, "version", "1"))
+        !cJSON_AddStringToObject(root, "version", version_text))
         goto fail;
 
     image = cJSON_AddObjectToObject(root, "image");

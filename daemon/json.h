@@ -19,7 +19,7 @@ struct json_timings {
  * detections (boxes rounded to 2 decimals, confidence to 4) and timings.
  * Returns NULL when out of memory.
  */
-cJSON *json_detect_result(const yd_model *model, const yd_result *result,
+cJSON *json_detect_result(const yd_model *model, uint64_t version, const yd_result *result,
                           const struct json_timings *timings);
 
 /* Builds {"error": {"code": code, "message": message}}. */

@@ -61,6 +61,7 @@ struct model_metrics {
     char *name, *variant, *path;
     double load_time;               /* Unix time in seconds */
     uint64_t detections;
+    uint64_t reloads[2];            /* by result: [0] failure, [1] success */
     struct histogram queue_wait;
     struct histogram inference;
 };
@@ -289,6 +290,17 @@ void metrics_observe_job(int model_index, double queue_wait_seconds,
     pthread_mutex_unlock(&metrics_lock);
 }
 
+void metrics_observe_reload(int model_index, bool success)
+{
+    pthread_mutex_lock(&metrics_lock);
+    if (model_index >= 0 && model_index < model_count) {
+        models[model_index].reloads[success ? 1 : 0]++;
+        if (success)
+            models[model_index].load_time = wall_clock_seconds();
+    }
+    pthread_mutex_unlock(&metrics_lock);
+}
+
 static void output_requests(struct output *out)
 {
     output_family(out, "yolod_http_requests_total", "counter",
@@ -377,6 +389,18 @@ static void output_models(struct output *out)
         if (!labels.failed)
             output_printf(out, "yolod_model_load_timestamp_seconds{%s} %.3f\n",
                           labels.data, models[i].load_time);
+    }
+
+    output_family(out, "yolod_model_reloads_total", "counter",
+                  "Reloads of a model variant from its file, by result (success or failure).");
+    for (int i = 0; i < model_count; i++) {
+        format_model_labels(&labels, &models[i]);
+        if (labels.failed)
+            continue;
+        output_printf(out, "yolod_model_reloads_total{%s,result=\"success\"} %llu\n",
+                      labels.data, (unsigned long long)models[i].reloads[1]);
+        output_printf(out, "yolod_model_reloads_total{%s,result=\"failure\"} %llu\n",
+                      labels.data, (unsigned long long)models[i].reloads[0]);
     }
 
     if (labels.failed)

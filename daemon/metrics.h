@@ -39,6 +39,12 @@ void metrics_observe_request(const char *route, unsigned int status, double seco
 void metrics_observe_job(int model_index, double queue_wait_seconds,
                          double inference_seconds, int detections);
 
+/*
+ * Counts one reload of a registered model variant as
+ * yolod_model_reloads_total{result}; a success also sets its load time.
+ */
+void metrics_observe_reload(int model_index, bool success);
+
 /* GET /metrics: every metric, Content-Type text/plain; version=0.0.4. */
 enum MHD_Result api_metrics(struct MHD_Connection *connection, struct request *request);
 

@@ -58,7 +58,32 @@ enum route {
     ROUTE_KSERVE_READY,
     ROUTE_KSERVE_MODEL_READY,
     ROUTE_METRICS,
+    ROUTE_MODELS,
+    ROUTE_MODEL,
+    ROUTE_MODEL_RELOAD,
 };
+
+/* /v1/models/{name} with a non-empty name without '/'. */
+static bool is_model_path(const char *path)
+{
+    static const char prefix[] = "/v1/models/";
+
+    return strncmp(path, prefix, strlen(prefix)) == 0 && path[strlen(prefix)] != '\0' &&
+           strchr(path + strlen(prefix), '/') == NULL;
+}
+
+/* /v1/models/{name}/reload with a non-empty name without '/'. */
+static bool is_model_reload_path(const char *path)
+{
+    static const char prefix[] = "/v1/models/", suffix[] = "/reload";
+    size_t length = strlen(path);
+    const char *name = path + strlen(prefix);
+
+    return length > strlen(prefix) + strlen(suffix) &&
+           strncmp(path, prefix, strlen(prefix)) == 0 &&
+           strcmp(path + length - strlen(suffix), suffix) == 0 &&
+           strchr(name, '/') == path + length - strlen(suffix);
+}
 
 /* /v2/models/{name}/ready with a non-empty name. */
 static bool is_kserve_model_ready(const char *path)
@@ -105,6 +130,18 @@ static enum route find_route(const char *path, const char **allow)
         *allow = "GET, HEAD";
         return ROUTE_METRICS;
     }
+    if (strcmp(path, "/v1/models") == 0) {
+        *allow = "GET, HEAD";
+        return ROUTE_MODELS;
+    }
+    if (is_model_path(path)) {
+        *allow = "GET, HEAD";
+        return ROUTE_MODEL;
+    }
+    if (is_model_reload_path(path)) {
+        *allow = "POST";
+        return ROUTE_MODEL_RELOAD;
+    }
     *allow = NULL;
     return ROUTE_UNKNOWN;
 }
@@ -135,6 +172,12 @@ static const char *route_pattern(enum route route)
         return "/v2/models/{name}/ready";
     case ROUTE_METRICS:
         return "/metrics";
+    case ROUTE_MODELS:
+        return "/v1/models";
+    case ROUTE_MODEL:
+        return "/v1/models/{name}";
+    case ROUTE_MODEL_RELOAD:
+        return "/v1/models/{name}/reload";
     }
     return METRICS_ROUTE_OTHER;
 }
@@ -411,8 +454,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     text_quote(method, sizeof method, request->method, TEXT_QUOTE_MAX_CHARS);
     if (route == ROUTE_UNKNOWN)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
-                                  "no route for %s %s (routes: /v1/detect, /v1/vision/detection, /healthz,"
-                                  " /readyz, /metrics, /v2/health/*, /v2/models/*/ready)",
+                                  "no route for %s %s (routes: /v1/detect, /v1/vision/detection, /v1/models*,"
+                                  " /healthz, /readyz, /metrics, /v2/*)",
                                   method, path);
     if (!method_allowed(request->method, allow))
         return server_reply_error_with_header(connection, request, MHD_HTTP_METHOD_NOT_ALLOWED,
@@ -467,6 +510,12 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
         return api_kserve_model_ready(connection, request);
     case ROUTE_METRICS:
         return api_metrics(connection, request);
+    case ROUTE_MODELS:
+        return api_models_list(connection, request);
+    case ROUTE_MODEL:
+        return api_models_get(connection, request);
+    case ROUTE_MODEL_RELOAD:
+        return api_models_reload(connection, request);
     default:
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
                                   "no route for this path");

@@ -14,13 +14,13 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "registry.h"
 #include "workers.h"
 #include "yolod.h"
 
 struct server {
     const struct config *config;
-    yd_model *const *models; /* models[0] is the default */
-    int model_count;
+    struct registry *registry; /* the served models; its first model is the default */
     struct worker_pool *pool;
     struct MHD_Daemon *daemon;
     int listen_fd;
@@ -131,7 +131,7 @@ struct detect_format {
     enum request_field conf_field; /* field read as the confidence threshold */
     const char *conf_default;      /* used when conf_field is absent; NULL for the configured conf */
     /* Builds the success body; NULL when out of memory. */
-    cJSON *(*build_result)(const yd_model *model, const yd_result *result,
+    cJSON *(*build_result)(const yd_model *model, uint64_t version, const yd_result *result,
                            const struct json_timings *timings);
     /* Queues an error reply; retry_after is a Retry-After value or NULL. */
     enum MHD_Result (*reply_error)(struct MHD_Connection *connection, struct request *request,
@@ -153,6 +153,11 @@ enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct r
 enum MHD_Result api_kserve_live(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct request *request);
+
+/* api_models.c: GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}/reload. */
+enum MHD_Result api_models_list(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_models_get(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request);
 
 /* api_health.c: GET /healthz and GET /readyz. */
 enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request);

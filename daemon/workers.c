@@ -1,8 +1,15 @@
 /*
- * Worker pool. One mutex guards the ring buffer of job pointers and every
- * job's `done` flag. `job_ready` wakes workers. `job_done` is broadcast to
- * every submitter, and each one rechecks its own job.
+ * Worker pool. One mutex guards the ring buffer of job pointers, every
+ * job's `done` flag and `replaced_generation`. `job_ready` wakes workers for
+ * a job or a replaced version. `job_done` is broadcast to every submitter,
+ * and each one rechecks its own job.
+ *
+ * A worker's sessions are touched only by its own thread once it runs. Each
+ * cached session holds a reference to its model, so a replaced version is
+ * freed only after the last request released it and every worker destroyed
+ * its session.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -11,12 +18,19 @@
 #include "util.h"
 #include "workers.h"
 
+struct cached_session {
+    yd_model *model;       /* a reference owned by the cache */
+    yd_session *session;
+};
+
 struct worker {
     struct worker_pool *pool;
     pthread_t thread;
     bool started;
     int index;
-    yd_session **sessions; /* one per model */
+    struct cached_session *sessions;
+    int session_count, session_capacity;
+    unsigned seen_generation; /* replaced_generation when the cache was last pruned */
 };
 
 struct worker_pool {
@@ -28,10 +42,76 @@ struct worker_pool {
     int queue_size, head, count;
     int reserved;              /* slots held by jobs still being prepared */
     bool stopping;
-    int model_count;
+    unsigned replaced_generation; /* bumped by worker_pool_prune */
+    struct registry *registry;
+    int threads;                  /* OpenMP threads per session */
     int worker_count;
     struct worker *workers;
 };
+
+/* Adds a session for model to the cache, taking a new reference to model. */
+static int cache_add(struct worker *worker, yd_model *model, yd_error *err)
+{
+    struct cached_session *entry;
+    int rc;
+
+    if (worker->session_count == worker->session_capacity) {
+        int capacity = worker->session_capacity ? 2 * worker->session_capacity : 4;
+        struct cached_session *grown = realloc(worker->sessions, (size_t)capacity * sizeof *grown);
+
+        if (!grown)
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory caching a session");
+        worker->sessions = grown;
+        worker->session_capacity = capacity;
+    }
+    entry = &worker->sessions[worker->session_count];
+    rc = yd_session_create(model, worker->pool->threads, &entry->session, err);
+    if (rc < 0)
+        return rc;
+    entry->model = yd_model_retain(model);
+    worker->session_count++;
+    return YD_OK;
+}
+
+static void cache_remove(struct worker *worker, int i)
+{
+    log_printf(YD_LOG_DEBUG, "worker %d destroyed its session for model %s variant %s",
+               worker->index, yd_model_name(worker->sessions[i].model),
+               yd_model_variant(worker->sessions[i].model));
+    yd_session_destroy(worker->sessions[i].session);
+    yd_model_release(worker->sessions[i].model);
+    worker->sessions[i] = worker->sessions[--worker->session_count];
+}
+
+/* The cached session of model, created and warmed on this thread if missing. */
+static yd_session *cache_find(struct worker *worker, yd_model *model, yd_error *err)
+{
+    for (int i = 0; i < worker->session_count; i++)
+        if (worker->sessions[i].model == model)
+            return worker->sessions[i].session;
+    if (cache_add(worker, model, err) < 0)
+        return NULL;
+    yd_session_warm_up(worker->sessions[worker->session_count - 1].session);
+    log_printf(YD_LOG_DEBUG, "worker %d created a session for model %s variant %s",
+               worker->index, yd_model_name(model), yd_model_variant(model));
+    return worker->sessions[worker->session_count - 1].session;
+}
+
+/* Destroys the sessions of versions the registry no longer serves. */
+static void cache_prune(struct worker *worker)
+{
+    bool removed = false;
+
+    for (int i = worker->session_count - 1; i >= 0; i--) {
+        if (!registry_is_current(worker->pool->registry, worker->sessions[i].model)) {
+            cache_remove(worker, i);
+            removed = true;
+        }
+    }
+    /* glibc keeps freed arena memory of a session or model; give it back to the system. */
+    if (removed)
+        malloc_trim(0);
+}
 
 static void *worker_main(void *arg)
 {
@@ -39,19 +119,29 @@ static void *worker_main(void *arg)
     struct worker_pool *pool = worker->pool;
 
     /* The first inference on a thread creates its OpenMP team. */
-    for (int m = 0; m < pool->model_count; m++)
-        yd_session_warm_up(worker->sessions[m]);
+    for (int m = 0; m < worker->session_count; m++)
+        yd_session_warm_up(worker->sessions[m].session);
 
     for (;;) {
         struct detect_job *job;
+        yd_session *session;
         double taken_ms, queue_wait_ms;
+        unsigned generation;
 
         pthread_mutex_lock(&pool->lock);
-        while (pool->count == 0 && !pool->stopping)
+        while (pool->count == 0 && !pool->stopping &&
+               worker->seen_generation == pool->replaced_generation)
             pthread_cond_wait(&pool->job_ready, &pool->lock);
+        generation = pool->replaced_generation;
         if (pool->count == 0) {
+            bool stopping = pool->stopping;
+
             pthread_mutex_unlock(&pool->lock);
-            break;
+            if (stopping)
+                break;
+            worker->seen_generation = generation;
+            cache_prune(worker);
+            continue;
         }
         job = pool->queue[pool->head];
         taken_ms = yd_now_ms();
@@ -60,8 +150,11 @@ static void *worker_main(void *arg)
         pool->count--;
         pthread_mutex_unlock(&pool->lock);
 
-        job->rc = yd_detect(worker->sessions[job->model_index], job->image,
-                            &job->params, &job->result, &job->error);
+        session = cache_find(worker, job->model, &job->error);
+        if (session)
+            job->rc = yd_detect(session, job->image, &job->params, &job->result, &job->error);
+        else
+            job->rc = job->error.code < 0 ? job->error.code : YD_ERR_INTERNAL;
         metrics_observe_job(job->model_index, queue_wait_ms / 1000.0,
                             (yd_now_ms() - taken_ms) / 1000.0,
                             job->rc == 0 ? job->result.count : 0);
@@ -70,6 +163,14 @@ static void *worker_main(void *arg)
         job->done = true;
         pthread_cond_broadcast(&pool->job_done);
         pthread_mutex_unlock(&pool->lock);
+
+        /*
+         * Pruned after every job, not only on a new generation: a job queued
+         * before a reload may have created a session for the replaced version
+         * after this worker last pruned.
+         */
+        worker->seen_generation = generation;
+        cache_prune(worker);
     }
     log_printf(YD_LOG_DEBUG, "worker %d stopped", worker->index);
     return NULL;
@@ -82,9 +183,8 @@ static void pool_free(struct worker_pool *pool)
 
         if (worker->started)
             pthread_join(worker->thread, NULL);
-        for (int m = 0; worker->sessions && m < pool->model_count; m++)
-            if (worker->sessions[m])
-                yd_session_destroy(worker->sessions[m]);
+        while (worker->session_count > 0)
+            cache_remove(worker, worker->session_count - 1);
         free(worker->sessions);
     }
     free(pool->workers);
@@ -96,9 +196,8 @@ static void pool_free(struct worker_pool *pool)
     free(pool);
 }
 
-int worker_pool_start(yd_model *const *models, int model_count, int workers,
-                      int threads, int queue_size, struct worker_pool **out,
-                      yd_error *err)
+int worker_pool_start(struct registry *registry, int workers, int threads, int queue_size,
+                      struct worker_pool **out, yd_error *err)
 {
     struct worker_pool *pool = calloc(1, sizeof *pool);
     int rc = YD_OK;
@@ -109,7 +208,8 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
     pthread_cond_init(&pool->job_ready, NULL);
     pthread_cond_init(&pool->job_done, NULL);
     pool->queue_size = queue_size;
-    pool->model_count = model_count;
+    pool->registry = registry;
+    pool->threads = threads;
     pool->queue = calloc((size_t)queue_size, sizeof *pool->queue);
     pool->queued_ms = calloc((size_t)queue_size, sizeof *pool->queued_ms);
     pool->workers = calloc((size_t)workers, sizeof *pool->workers);
@@ -124,13 +224,15 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
 
         worker->pool = pool;
         worker->index = i;
-        worker->sessions = calloc((size_t)model_count, sizeof *worker->sessions);
-        if (!worker->sessions) {
-            rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating worker %d", i);
-            goto cleanup;
-        }
-        for (int m = 0; m < model_count; m++) {
-            rc = yd_session_create(models[m], threads, &worker->sessions[m], err);
+        for (int m = 0; m < registry_count(registry); m++) {
+            struct registry_ref ref;
+            bool name_known;
+
+            rc = registry_acquire(registry, registry_name(registry, m),
+                                  registry_variant(registry, m), &ref, &name_known);
+            if (rc == YD_OK)
+                rc = cache_add(worker, ref.model, err);
+            registry_release(&ref);
             if (rc < 0)
                 goto cleanup;
         }
@@ -145,7 +247,6 @@ int worker_pool_start(yd_model *const *models, int model_count, int workers,
         }
         worker->started = true;
     }
-    metrics_register_models(models, model_count);
     *out = pool;
     return YD_OK;
 
@@ -200,6 +301,14 @@ int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job)
         pthread_cond_wait(&pool->job_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
     return 0;
+}
+
+void worker_pool_prune(struct worker_pool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    pool->replaced_generation++;
+    pthread_cond_broadcast(&pool->job_ready);
+    pthread_mutex_unlock(&pool->lock);
 }
 
 int worker_pool_queued(struct worker_pool *pool)

@@ -1,19 +1,22 @@
 /*
- * Inference worker pool: a fixed number of threads, each owning one
- * yd_session per loaded model, fed by a bounded FIFO queue.
+ * Inference worker pool: a fixed number of threads fed by a bounded FIFO
+ * queue. Each worker keeps one yd_session per model version it has run,
+ * created on first use and destroyed once the registry replaced that version.
  */
 #ifndef YOLOD_DAEMON_WORKERS_H
 #define YOLOD_DAEMON_WORKERS_H
 
 #include <stdbool.h>
 
+#include "registry.h"
 #include "yolod.h"
 
 struct worker_pool;
 
 /* One inference request. The submitting thread owns it and waits on it. */
 struct detect_job {
-    int model_index;
+    yd_model *model;  /* the version to run; the submitter holds a reference */
+    int model_index;  /* registry entry index, for the metrics */
     const yd_image *image;
     yd_detect_params params;
     yd_result result; /* filled when rc == 0; the submitter frees it */
@@ -28,12 +31,12 @@ enum {
 };
 
 /*
- * Creates `workers` threads, each with a session per model using `threads`
- * OpenMP threads. On failure nothing is left running.
+ * Creates `workers` threads. Each creates and warms a session with `threads`
+ * OpenMP threads for every current registry version at start, and later for
+ * each new version on its first job. On failure nothing is left running.
  */
-int worker_pool_start(yd_model *const *models, int model_count, int workers,
-                      int threads, int queue_size, struct worker_pool **out,
-                      yd_error *err);
+int worker_pool_start(struct registry *registry, int workers, int threads, int queue_size,
+                      struct worker_pool **out, yd_error *err);
 
 /*
  * Reserves a queue slot for a job that is not ready yet (its image is still
@@ -52,6 +55,12 @@ void worker_pool_cancel(struct worker_pool *pool);
  * without running it; the reservation is used up either way.
  */
 int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job);
+
+/*
+ * Wakes every worker to destroy its sessions of versions the registry no
+ * longer serves; call it after a reload published a new version.
+ */
+void worker_pool_prune(struct worker_pool *pool);
 
 /* Number of jobs waiting (not yet taken by a worker). */
 int worker_pool_queued(struct worker_pool *pool);

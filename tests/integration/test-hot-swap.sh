@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Hot swap of models loaded with --model-dir: GET /v1/models, repeated
+# POST /v1/models/{name}/reload under detection load with no failed request
+# and rising versions, a reload of a truncated file that keeps the old
+# version serving, and resident memory after the swaps close to before.
+source "$(dirname "$0")/lib.sh"
+
+CALIB=$SHARED/datasets/coco128/images/train2017
+DIR=$WORK/models
+mkdir -p "$DIR"
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/yolov8n.onnx"
+check "compress int8 into the model dir" "$YOLOD" compress "$MODEL" --variant int8 \
+    --calib "$CALIB" --calib-limit 8 -o "$DIR/yolov8n.int8.yolod"
+cp "$DIR/yolov8n.int8.yolod" "$WORK/int8.good"
+
+# start_daemon always adds --model yolov8n.onnx, which would load the same
+# (name, variant) twice, so this daemon starts from the directory alone.
+port=$(free_port)
+LOG=$WORK/hot-swap.log
+URL=http://127.0.0.1:$port
+"$YOLOD" serve --model-dir "$DIR" --listen "127.0.0.1:$port" --workers 2 --threads 1 \
+    --log-level debug 2>"$LOG" &
+PID=$!
+DAEMON_PIDS+=("$PID")
+for _ in $(seq 1200); do
+    kill -0 "$PID" 2>/dev/null || break
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] && break
+    sleep 0.1
+done
+if [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" != 200 ]; then
+    fail "daemon starts with --model-dir" "log: $(tail -c 1500 "$LOG")"
+    finish
+fi
+ok "daemon starts with --model-dir"
+
+# json_get FILE EXPR: prints a Python expression over the parsed body `j`.
+json_get() {
+    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>&1
+}
+
+expect_status "models list" 200 "$WORK/models.json" "$URL/v1/models"
+got=$(json_get "$WORK/models.json" \
+    '[(m["name"], m["default_variant"], sorted(v["variant"] for v in m["variants"])) for m in j["models"]]')
+if [ "$got" = "[('yolov8n', 'fp32', ['fp32', 'int8'])]" ]; then
+    ok "models list names both variants, fp32 default"
+else
+    fail "models list names both variants, fp32 default" "$got"
+fi
+got=$(json_get "$WORK/models.json" \
+    '[(v["version"], v["size_bytes"] > 0, v["source"].endswith(".yolod") or v["source"].endswith(".onnx"), v["loaded_at"] > 1e9) for v in j["models"][0]["variants"]]')
+if [ "$got" = "[(1, True, True, True), (1, True, True, True)]" ]; then
+    ok "models list versions, sizes, sources, load times"
+else
+    fail "models list versions, sizes, sources, load times" "$got"
+fi
+expect_status "model by name" 200 "$WORK/model.json" "$URL/v1/models/yolov8n"
+expect_error "unknown model" 404 model_not_found "yolov8x" "$URL/v1/models/yolov8x"
+expect_error "reload unknown model" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/reload"
+expect_error "reload with GET" 405 method_not_allowed "POST" "$URL/v1/models/yolov8n/reload"
+
+expect_status "detect int8 variant" 200 "$WORK/int8.json" \
+    --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=int8"
+got=$(json_get "$WORK/int8.json" '(j["variant"], j["version"], len(j["detections"]) > 0)')
+if [ "$got" = "('int8', '1', True)" ]; then ok "int8 reply names variant and version"; else fail "int8 reply names variant and version" "$got"; fi
+expect_error "unknown variant" 404 variant_not_found "fp16" \
+    --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=fp16"
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
+# Baseline after both workers ran both variants from parallel connections,
+# so thread arenas and sessions are in place before the swaps.
+for round in 1 2; do
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=fp32" &
+    first=$!
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=int8" &
+    second=$!
+    wait "$first" "$second"
+done
+rss_before=$(rss_kb)
+
+# Two bounded client loops, 50 requests each, alternating the variants.
+client() {
+    local out=$WORK/client$1.txt i variant
+    : >"$out"
+    for i in $(seq 50); do
+        if [ $((i % 2)) -eq 0 ]; then variant=int8; else variant=fp32; fi
+        curl -s --max-time 60 -o "$WORK/reply$1.json" -w '%{http_code} ' \
+            --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=$variant" >>"$out"
+        python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(j.get("variant"), j.get("version"))' \
+            "$WORK/reply$1.json" >>"$out" 2>/dev/null || echo "unparsable" >>"$out"
+    done
+}
+client 1 &
+c1=$!
+client 2 &
+c2=$!
+
+reload_fail=0
+for i in $(seq 10); do
+    code=$(http_request "$WORK/reload$i.json" -X POST "$URL/v1/models/yolov8n/reload")
+    [ "$code" = 200 ] || { reload_fail=$((reload_fail + 1)); echo "reload $i: $code $(head -c 300 "$WORK/reload$i.json")"; }
+    sleep 0.3
+done
+wait "$c1" "$c2"
+if [ "$reload_fail" -eq 0 ]; then ok "10 reloads under load return 200"; else fail "10 reloads under load return 200" "$reload_fail failed"; fi
+
+total=$(cat "$WORK/client1.txt" "$WORK/client2.txt" | wc -l)
+bad=$(cat "$WORK/client1.txt" "$WORK/client2.txt" | grep -vc '^2[0-9][0-9] ')
+if [ "$total" -eq 100 ] && [ "$bad" -eq 0 ]; then
+    ok "100 requests during reloads, none failed"
+else
+    fail "100 requests during reloads, none failed" "$total replies, $bad not 2xx: $(grep -v '^2' "$WORK"/client*.txt | head -3)"
+fi
+versions=$(cat "$WORK/client1.txt" "$WORK/client2.txt" | awk '{print $2 "/" $3}' | sort -u | wc -l)
+if [ "$versions" -ge 3 ]; then
+    ok "replies show several versions ($versions variant/version pairs)"
+else
+    fail "replies show several versions" "$(sort -u "$WORK"/client*.txt | head)"
+fi
+got=$(json_get "$WORK/reload10.json" '[(v["variant"], v["result"], v["version"]) for v in j["variants"]]')
+if [ "$got" = "[('fp32', 'success', 11), ('int8', 'success', 11)]" ]; then
+    ok "tenth reload publishes version 11"
+else
+    fail "tenth reload publishes version 11" "$got"
+fi
+
+# A truncated int8 file: the reload fails, version 11 keeps serving.
+head -c 4096 "$WORK/int8.good" >"$DIR/yolov8n.int8.yolod"
+expect_status "reload of truncated file fails" 422 "$WORK/bad.json" -X POST "$URL/v1/models/yolov8n/reload"
+got=$(json_get "$WORK/bad.json" '[(v["variant"], v["result"], v["version"]) for v in j["variants"]]')
+if [ "$got" = "[('fp32', 'success', 12), ('int8', 'failure', 11)]" ]; then
+    ok "failed variant keeps version 11"
+else
+    fail "failed variant keeps version 11" "$got $(head -c 400 "$WORK/bad.json")"
+fi
+expect_status "old int8 version still serves" 200 "$WORK/after.json" \
+    --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=int8"
+got=$(json_get "$WORK/after.json" '(j["variant"], j["version"])')
+if [ "$got" = "('int8', '11')" ]; then ok "int8 serves version 11 after failed reload"; else fail "int8 serves version 11 after failed reload" "$got"; fi
+if grep -q "reload of model yolov8n variant int8 .* failed" "$LOG"; then
+    ok "log has the failed reload"
+else
+    fail "log has the failed reload" "$(grep -i reload "$LOG" | tail -3)"
+fi
+curl -s "$URL/metrics" >"$WORK/metrics.txt"
+if grep -q 'yolod_model_reloads_total{model="yolov8n",variant="int8",result="failure"} 1' "$WORK/metrics.txt" &&
+   grep -q 'yolod_model_reloads_total{model="yolov8n",variant="int8",result="success"} 10' "$WORK/metrics.txt"; then
+    ok "reload metrics count 10 successes and 1 failure"
+else
+    fail "reload metrics count 10 successes and 1 failure" "$(grep reloads_total "$WORK/metrics.txt")"
+fi
+
+# Resident memory: old versions must be freed once replaced.
+sleep 1
+rss_after=$(rss_kb)
+limit=$((rss_before / 10 > 20480 ? rss_before / 10 : 20480))
+if [ $((rss_after - rss_before)) -le "$limit" ]; then
+    ok "RSS after swaps within limit ($rss_before kB -> $rss_after kB)"
+else
+    fail "RSS after swaps within limit" "$rss_before kB -> $rss_after kB (limit +$limit kB);" \
+        "sessions created $(grep -c 'created a session' "$LOG"), destroyed $(grep -c 'destroyed its session' "$LOG")"
+fi
+
+finish
