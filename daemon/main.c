@@ -140,7 +140,7 @@ int command_take_option(int argc, char **argv, int *index, char *name, size_t na
 /*
  * Bounds how long OpenMP threads spin at a barrier before sleeping. By
  * default libgomp spins about 300000 iterations when it thinks cores are
- * free; on a machine where another process holds a core that spinning
+ * free; on a machine where another process occupies a core that spinning
  * steals the time slices of the thread still working, and measured 5x
  * slower inferences. libgomp reads these variables once, when it loads, so
  * the program runs itself again with the setting in its environment. Users

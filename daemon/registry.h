@@ -66,7 +66,7 @@ void registry_list_names(struct registry *registry, char *out, size_t out_size);
 /*
  * Retains the current version of (name, variant). A NULL name is the first
  * model added, a NULL variant the model's default. Returns YD_OK, or
- * YD_ERR_INVALID_ARGUMENT when no such entry exists; *name_known tells
+ * YD_ERR_INVALID_ARGUMENT when no such entry exists; *name_known reports
  * whether the name exists (so the caller can tell model from variant).
  */
 int registry_acquire(struct registry *registry, const char *name, const char *variant,

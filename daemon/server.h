@@ -126,7 +126,7 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
 
 struct json_timings;
 
-/* How a detection endpoint reads its confidence threshold and shapes its replies. */
+/* Reply format of a detection endpoint: its confidence field and reply builders. */
 struct detect_format {
     enum request_field conf_field; /* field read as the confidence threshold */
     const char *conf_default;      /* used when conf_field is absent; NULL for the configured conf */

@@ -130,7 +130,7 @@ typedef struct yd_model_options {
 
 /*
  * Loads a model file: an ONNX export of Ultralytics YOLOv8 or a .yolod file
- * from `yolod compress`, told apart by their first bytes. The returned model is
+ * from `yolod compress`, detected from their first bytes. The returned model is
  * immutable and may be shared by any number of sessions on any threads.
  */
 int yd_model_load(const char *path, const yd_model_options *options,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts `yolod serve` on a loopback port with a real model, posts real
-# photos to it with curl, prints the JSON answers and stops the daemon.
+# photos to it with curl, prints the JSON replies and stops the daemon.
 # MODEL, IMAGES and PORT override the defaults taken from the shared data.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -31,7 +31,7 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
-# Another server may answer on the port while ours failed to bind.
+# Another server may reply on the port while ours failed to bind.
 if ! kill -0 "$pid" 2>/dev/null; then
     echo "error: yolod exited during startup (see its message above)" >&2
     exit 1
