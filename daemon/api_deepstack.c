@@ -64,10 +64,12 @@ static int add_prediction(cJSON *array, const yd_model *model, const yd_result *
  * network alone, processMs the whole request so far (receive, decode, queue
  * wait, pre- and postprocessing), both rounded to whole milliseconds.
  */
-static cJSON *build_deepstack_result(const yd_model *model, uint64_t version,
-                                     const yd_result *result,
+static cJSON *build_deepstack_result(const struct registry_ref *ref, const yd_result *result,
                                      const struct json_timings *timings)
 {
+    const yd_model *model = ref->model;
+    char version[24];
+
     cJSON *root = cJSON_CreateObject();
     cJSON *predictions;
 
@@ -85,6 +87,12 @@ static cJSON *build_deepstack_result(const yd_model *model, uint64_t version,
         !cJSON_AddNumberToObject(root, "inferenceMs", round(result->timings.inference_ms)) ||
         !cJSON_AddNumberToObject(root, "processMs", round(timings->total_ms)))
         goto fail;
+    /* Beyond DeepStack's fields, which clients ignore: the version that answered. */
+    snprintf(version, sizeof version, "%llu", (unsigned long long)ref->version);
+    if (!cJSON_AddStringToObject(root, "model", ref->name) ||
+        !cJSON_AddStringToObject(root, "variant", ref->variant) ||
+        !cJSON_AddStringToObject(root, "version", version))
+        goto fail;
     return root;
 
 fail:
@@ -97,10 +105,10 @@ fail:
  * clients read only these fields, so the machine-readable error code of
  * the native API goes to the debug log instead.
  */
-static enum MHD_Result reply_deepstack_error(struct MHD_Connection *connection,
-                                             struct request *request, unsigned int status,
-                                             const char *retry_after, const char *code,
-                                             const char *message)
+enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
+                                          struct request *request, unsigned int status,
+                                          const char *retry_after, const char *code,
+                                          const char *message)
 {
     struct MHD_Response *response;
     enum MHD_Result result;
@@ -152,7 +160,7 @@ enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct r
         .conf_field = FIELD_MIN_CONFIDENCE,
         .conf_default = "0.4",
         .build_result = build_deepstack_result,
-        .reply_error = reply_deepstack_error,
+        .reply_error = api_deepstack_reply_error,
     };
 
     return api_detect_run(connection, request, &deepstack);

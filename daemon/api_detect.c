@@ -61,16 +61,10 @@ static const char *lookup_param(const struct request *request,
     return query->values[field];
 }
 
-/* Lists the variants of the model name, joined by ", ". */
-static void list_variants(struct registry *registry, const char *name, char *out, size_t out_size)
+static cJSON *build_native_result(const struct registry_ref *ref, const yd_result *result,
+                                  const struct json_timings *timings)
 {
-    size_t used = 0;
-
-    out[0] = '\0';
-    for (int i = 0; i < registry_count(registry) && used < out_size; i++)
-        if (strcmp(registry_name(registry, i), name) == 0)
-            used += (size_t)snprintf(out + used, out_size - used, "%s%s", used ? ", " : "",
-                                     registry_variant(registry, i));
+    return json_detect_result(ref->model, ref->variant, ref->version, result, timings);
 }
 
 /* Formats the message and queues it through the endpoint's error reply. */
@@ -210,7 +204,6 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
                                      const yd_detect_params *params)
 {
     struct server *server = request->server;
-    yd_model *model = ref->model;
     struct detect_job job;
     struct json_timings timings;
     yd_image image = { 0 };
@@ -264,7 +257,7 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
 
     timings.total_ms = yd_now_ms() - request->start_ms;
     result = server_reply_json(connection, request, MHD_HTTP_OK,
-                               format->build_result(model, ref->version, &job.result, &timings));
+                               format->build_result(ref, &job.result, &timings));
     yd_result_free(&job.result);
 
 cleanup:
@@ -333,13 +326,16 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
                                  text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
                                  names);
         }
-        if (!model_name)
-            model_name = registry_name(server->registry, 0);
-        list_variants(server->registry, model_name, names, sizeof names);
+        if (!model_name && registry_acquire(server->registry, NULL, NULL, &ref, &name_known) == YD_OK) {
+            /* The entry's name outlives the reference. */
+            model_name = ref.name;
+            registry_release(&ref);
+        }
+        registry_list_variants(server->registry, model_name ? model_name : "", names, sizeof names);
         return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
                              "variant_not_found", "unknown variant '%s' of model '%s' (loaded: %s)",
                              text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
-                             model_name, names);
+                             model_name ? model_name : "", names);
     }
 
     text.conf = lookup_param(request, &query, (int)format->conf_field);
@@ -387,7 +383,7 @@ enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *re
     static const struct detect_format native = {
         .conf_field = FIELD_CONF,
         .conf_default = NULL,
-        .build_result = json_detect_result,
+        .build_result = build_native_result,
         .reply_error = reply_native_error,
     };
 

@@ -29,10 +29,11 @@ enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct reque
     cJSON_AddStringToObject(root, "status", ready ? "ready" : "not_ready");
     models = cJSON_AddArrayToObject(root, "models");
     for (int i = 0; models && i < registry_count(server->registry); i++) {
-        bool listed = false;
+        bool listed = !registry_is_loaded(server->registry, i);
 
         for (int j = 0; j < i && !listed; j++)
-            listed = strcmp(registry_name(server->registry, j), registry_name(server->registry, i)) == 0;
+            listed = registry_is_loaded(server->registry, j) &&
+                     strcmp(registry_name(server->registry, j), registry_name(server->registry, i)) == 0;
         if (!listed)
             cJSON_AddItemToArray(models, cJSON_CreateString(registry_name(server->registry, i)));
     }

@@ -41,13 +41,14 @@ enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct reque
                       "ready", ready);
 }
 
-/* Returns the index of the model named by the first length bytes of name, or -1. */
+/* Returns the index of a loaded variant of the model named by the first length bytes of name, or -1. */
 static int find_model(const struct server *server, const char *name, size_t length)
 {
     for (int i = 0; i < registry_count(server->registry); i++) {
         const char *model_name = registry_name(server->registry, i);
 
-        if (strlen(model_name) == length && strncmp(model_name, name, length) == 0)
+        if (strlen(model_name) == length && strncmp(model_name, name, length) == 0 &&
+            registry_is_loaded(server->registry, i))
             return i;
     }
     return -1;

@@ -1,11 +1,16 @@
 /*
  * Model administration:
- *   GET  /v1/models               every model with its variants and versions
- *   GET  /v1/models/{name}        one model, 404 when unknown
- *   POST /v1/models/{name}/reload reloads every variant of the model from its
- *                                 file; 200 when all succeeded, else 422 for a
- *                                 malformed or unsupported file and 500 for
- *                                 other failures, and the old version serves on
+ *   GET  /v1/models                 every loaded model with its variants and versions
+ *   GET  /v1/models/{name}          one model, 404 when none of its variants is loaded
+ *   POST /v1/models/{name}/reload   reloads the loaded variants from their files
+ *   POST /v1/models/{name}/load     loads unloaded variants, and new files of the
+ *                                   model in the model directory
+ *   POST /v1/models/{name}/unload   stops serving the variants
+ *   POST /v1/models/{name}/default  ?variant=V: the variant requests get by default
+ * reload, load and unload take an optional ?variant=V to act on one variant.
+ * They return 200 when every variant succeeded, 404 when nothing matched,
+ * else 422 for a malformed or unsupported file and 500 for other failures.
+ * A variant that failed to reload keeps serving its old version.
  */
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +20,6 @@
 #include "text.h"
 
 #define MODELS_PREFIX "/v1/models/"
-#define RELOAD_SUFFIX "/reload"
 
 enum MHD_Result api_models_list(struct MHD_Connection *connection, struct request *request)
 {
@@ -52,44 +56,70 @@ enum MHD_Result api_models_get(struct MHD_Connection *connection, struct request
     return server_reply_json(connection, request, MHD_HTTP_OK, model);
 }
 
-enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request)
+/* Copies the {name} of /v1/models/{name}/ACTION into out; the router checked the form. */
+static void action_model_name(const struct request *request, char *out, size_t out_size)
 {
-    struct server *server = request->server;
-    struct registry_reload_result results[REGISTRY_MAX_VARIANTS];
     const char *start = request->path + strlen(MODELS_PREFIX);
-    char name[256];
-    unsigned int status = MHD_HTTP_OK;
-    cJSON *root, *variants;
-    int tried;
 
-    snprintf(name, sizeof name, "%.*s", (int)(strlen(start) - strlen(RELOAD_SUFFIX)), start);
-    tried = registry_reload(server->registry, name, results, REGISTRY_MAX_VARIANTS);
-    if (tried < 0)
+    snprintf(out, out_size, "%.*s", (int)(strchr(start, '/') - start), start);
+}
+
+/* The ?variant= query value, or NULL. */
+static const char *query_variant(struct MHD_Connection *connection)
+{
+    const char *variant = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "variant");
+
+    return variant && variant[0] ? variant : NULL;
+}
+
+/* 404 for an operation that matched no variant: names what is there. */
+static enum MHD_Result reply_no_match(struct MHD_Connection *connection, struct request *request,
+                                      const char *name, const char *variant, const char *action)
+{
+    char quoted_name[TEXT_QUOTE_SIZE], quoted_variant[TEXT_QUOTE_SIZE], variants[512];
+
+    if (!variant)
         return reply_unknown_model(connection, request, name);
-    worker_pool_prune(server->pool);
+    registry_list_variants(request->server->registry, name, variants, sizeof variants);
+    return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
+                              "nothing to %s: model '%s' has no variant '%s' (loaded: %s)", action,
+                              text_quote(quoted_name, sizeof quoted_name, name, TEXT_QUOTE_MAX_CHARS),
+                              text_quote(quoted_variant, sizeof quoted_variant, variant,
+                                         TEXT_QUOTE_MAX_CHARS),
+                              variants);
+}
 
-    root = cJSON_CreateObject();
+/* Replies with every variant's outcome; the status reflects the worst one. */
+static enum MHD_Result reply_results(struct MHD_Connection *connection, struct request *request,
+                                     const char *name, const struct registry_results *results)
+{
+    unsigned int status = MHD_HTTP_OK;
+    cJSON *root = cJSON_CreateObject(), *variants;
+
     variants = root ? cJSON_AddArrayToObject(root, "variants") : NULL;
     if (!variants || !cJSON_AddStringToObject(root, "name", name)) {
         cJSON_Delete(root);
         return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
     }
-    for (int i = 0; i < tried && i < REGISTRY_MAX_VARIANTS; i++) {
+    for (int i = 0; i < results->count; i++) {
+        const struct registry_result *result = &results->items[i];
         cJSON *item = cJSON_CreateObject();
+        char message[sizeof result->message];
 
         if (!item) {
             cJSON_Delete(root);
             return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
         }
         cJSON_AddItemToArray(variants, item);
-        cJSON_AddStringToObject(item, "variant", results[i].variant);
-        cJSON_AddStringToObject(item, "result", results[i].ok ? "success" : "failure");
-        cJSON_AddNumberToObject(item, "version", (double)results[i].version);
-        if (results[i].ok)
+        cJSON_AddStringToObject(item, "variant", result->variant);
+        cJSON_AddStringToObject(item, "result", result->action);
+        cJSON_AddNumberToObject(item, "version", (double)result->version);
+        if (result->code == YD_OK)
             continue;
-        text_make_valid(results[i].message);
-        cJSON_AddStringToObject(item, "error", results[i].message);
-        if (results[i].code == YD_ERR_MODEL_FORMAT || results[i].code == YD_ERR_MODEL_UNSUPPORTED) {
+        snprintf(message, sizeof message, "%s", result->message);
+        text_make_valid(message);
+        cJSON_AddStringToObject(item, "error", message);
+        if (result->code == YD_ERR_MODEL_FORMAT || result->code == YD_ERR_MODEL_UNSUPPORTED) {
             if (status == MHD_HTTP_OK)
                 status = MHD_HTTP_UNPROCESSABLE_CONTENT;
         } else {
@@ -97,14 +127,86 @@ enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct requ
         }
     }
     if (status != MHD_HTTP_OK) {
-        cJSON *error = json_error(status == MHD_HTTP_INTERNAL_SERVER_ERROR ? "reload_failed"
+        cJSON *error = json_error(status == MHD_HTTP_INTERNAL_SERVER_ERROR ? "load_failed"
                                                                            : "model_invalid",
-                                  "reload failed for at least one variant; the old version"
-                                  " keeps serving it (see variants)");
+                                  "at least one variant failed to load; a variant that was"
+                                  " serving keeps its old version (see variants)");
 
         if (error)
             cJSON_AddItemToObject(root, "error", cJSON_DetachItemFromObject(error, "error"));
         cJSON_Delete(error);
     }
     return server_reply_json(connection, request, status, root);
+}
+
+enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request)
+{
+    struct server *server = request->server;
+    struct registry_results results;
+    const char *variant = query_variant(connection);
+    char name[256];
+
+    action_model_name(request, name, sizeof name);
+    if (registry_reload(server->registry, name, variant, &results) != YD_OK)
+        return reply_no_match(connection, request, name, variant, "reload");
+    worker_pool_prune(server->pool);
+    return reply_results(connection, request, name, &results);
+}
+
+enum MHD_Result api_models_load(struct MHD_Connection *connection, struct request *request)
+{
+    struct server *server = request->server;
+    struct registry_results results;
+    const char *variant = query_variant(connection);
+    char name[256], quoted[TEXT_QUOTE_SIZE];
+
+    action_model_name(request, name, sizeof name);
+    if (registry_load(server->registry, name, variant, server->config->model_dir,
+                      &results) != YD_OK)
+        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                                  "no file to load for model '%s'%s%s%s: it was never loaded and"
+                                  " the model directory has no such NAME.onnx or"
+                                  " NAME.VARIANT.yolod file",
+                                  text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
+                                  variant ? " variant '" : "", variant ? variant : "",
+                                  variant ? "'" : "");
+    return reply_results(connection, request, name, &results);
+}
+
+enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request)
+{
+    struct server *server = request->server;
+    struct registry_results results;
+    const char *variant = query_variant(connection);
+    char name[256];
+
+    action_model_name(request, name, sizeof name);
+    if (registry_unload(server->registry, name, variant, &results) != YD_OK)
+        return reply_no_match(connection, request, name, variant, "unload");
+    worker_pool_prune(server->pool);
+    return reply_results(connection, request, name, &results);
+}
+
+enum MHD_Result api_models_set_default(struct MHD_Connection *connection,
+                                       struct request *request)
+{
+    struct server *server = request->server;
+    const char *variant = query_variant(connection);
+    yd_error error = { 0 };
+    char name[256];
+    cJSON *model;
+
+    action_model_name(request, name, sizeof name);
+    if (!variant)
+        return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                  "missing query parameter 'variant': POST"
+                                  " /v1/models/{name}/default?variant=VARIANT");
+    if (!registry_has_model(server->registry, name))
+        return reply_unknown_model(connection, request, name);
+    if (registry_set_default(server->registry, name, variant, &error) != YD_OK)
+        return reply_no_match(connection, request, name, variant, "make default");
+    model = registry_describe(server->registry, name);
+    if (!model)
+        return reply_unknown_model(connection, request, name);
+    return server_reply_json(connection, request, MHD_HTTP_OK, model);
 }

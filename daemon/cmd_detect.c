@@ -68,7 +68,7 @@ static int detect_file(yd_session *session, const yd_model *model, const char *p
     }
 
     timings.total_ms = yd_now_ms() - start;
-    root = json_detect_result(model, 1, &result, &timings);
+    root = json_detect_result(model, yd_model_variant(model), 1, &result, &timings);
     yd_result_free(&result);
     if (root)
         cJSON_AddItemToObject(root, "file", cJSON_CreateString(path));

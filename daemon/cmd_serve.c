@@ -1,6 +1,7 @@
 /*
- * `yolod serve`: load the models, start the workers and the HTTP server,
- * then wait for SIGINT or SIGTERM.
+ * `yolod serve`: load the models, start the workers, the HTTP server and
+ * the model directory watch, then handle signals: SIGHUP rereads the
+ * configuration, SIGINT or SIGTERM stops.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -20,6 +21,7 @@
 #include "registry.h"
 #include "server.h"
 #include "util.h"
+#include "watch.h"
 
 /*
  * Builds the config: defaults, then --config FILE, then the other flags in
@@ -95,7 +97,7 @@ static int load_models(const struct config *config, struct registry *registry)
     yd_error error = { 0 };
 
     for (int i = 0; i < config->model_count; i++) {
-        if (registry_add_file(registry, config->models[i], &error) < 0) {
+        if (registry_add_file(registry, config->models[i], REGISTRY_SOURCE_FILE, &error) < 0) {
             log_printf(YD_LOG_ERROR, "cannot load model %s: %s", config->models[i], error.message);
             return -1;
         }
@@ -106,40 +108,135 @@ static int load_models(const struct config *config, struct registry *registry)
         return -1;
     }
     if (registry_count(registry) == 0) {
-        log_printf(YD_LOG_ERROR, "no model loaded: %s has no NAME.onnx or NAME.VARIANT.yolod file",
+        log_printf(YD_LOG_ERROR, "no model to serve: --model-dir %s has no model files",
                    config->model_dir);
         return -1;
     }
     return 0;
 }
 
-/* Registers one model per registry entry with the metrics, in entry order. */
-static void register_metrics(struct registry *registry)
+/* Makes `variant` the default of every model that has it loaded. */
+static void apply_default_variant(struct registry *registry, const char *variant)
 {
-    yd_model *models[256];
-    struct registry_ref refs[256];
-    int count = registry_count(registry) < 256 ? registry_count(registry) : 256;
+    yd_error error = { 0 };
 
-    for (int i = 0; i < count; i++) {
-        bool name_known;
+    if (!variant[0])
+        return;
+    for (int i = 0; i < registry_count(registry); i++)
+        if (strcmp(registry_variant(registry, i), variant) == 0 && registry_is_loaded(registry, i))
+            registry_set_default(registry, registry_name(registry, i), variant, &error);
+}
 
-        registry_acquire(registry, registry_name(registry, i), registry_variant(registry, i),
-                         &refs[i], &name_known);
-        models[i] = refs[i].model;
+/* State shared by the watch thread and the SIGHUP handler. */
+struct serve_state {
+    struct config *config;
+    struct server *server;
+    struct registry *registry;
+};
+
+/* Logs a sync that changed something or failed, and lets workers drop replaced sessions. */
+static void finish_sync(struct serve_state *state, const char *trigger,
+                        const struct registry_results *results)
+{
+    if (results->total == 0) {
+        log_printf(YD_LOG_DEBUG, "%s: every model file is unchanged", trigger);
+        return;
     }
-    metrics_register_models(models, count);
+    worker_pool_prune(state->server->pool);
+    log_printf(results->failures ? YD_LOG_WARN : YD_LOG_INFO,
+               "%s: %d model change(s), %d failed", trigger, results->total, results->failures);
+}
+
+/* The watch callback: loads new and replaced files of the model directory. */
+static void model_dir_changed(void *user)
+{
+    struct serve_state *state = user;
+    struct registry_results results;
+
+    registry_sync(state->registry, NULL, 0, state->config->model_dir, false, &results);
+    apply_default_variant(state->registry, state->config->default_variant);
+    finish_sync(state, "model directory changed", &results);
+}
+
+/* Logs each setting that changed but only takes effect after a restart. */
+static void warn_restart_needed(const struct config *live, const struct config *fresh)
+{
+    const char *changed[16];
+    int count = 0;
+
+    if (strcmp(live->listen, fresh->listen) != 0)
+        changed[count++] = "listen";
+    if ((live->model_dir == NULL) != (fresh->model_dir == NULL) ||
+        (live->model_dir && strcmp(live->model_dir, fresh->model_dir) != 0))
+        changed[count++] = "model_dir";
+    if (live->workers != fresh->workers)
+        changed[count++] = "workers";
+    if (live->threads != fresh->threads)
+        changed[count++] = "threads";
+    if (live->queue_size != fresh->queue_size)
+        changed[count++] = "queue_size";
+    if (live->max_decodes != fresh->max_decodes)
+        changed[count++] = "max_decodes";
+    if (live->max_connections_per_ip != fresh->max_connections_per_ip)
+        changed[count++] = "max_connections_per_ip";
+    if (live->max_body_bytes != fresh->max_body_bytes)
+        changed[count++] = "max_body_bytes";
+    if (live->max_pixels != fresh->max_pixels)
+        changed[count++] = "max_pixels";
+    if (live->conf != fresh->conf || live->iou != fresh->iou || live->max_det != fresh->max_det)
+        changed[count++] = "conf, iou or max_det";
+    if (live->request_timeout_s != fresh->request_timeout_s)
+        changed[count++] = "request_timeout";
     for (int i = 0; i < count; i++)
-        registry_release(&refs[i]);
+        log_printf(YD_LOG_WARN, "SIGHUP: %s changed; restart yolod to apply it", changed[i]);
 }
 
 /*
- * Waits for SIGINT or SIGTERM (blocked in every thread) and returns its
- * number. Sends "WATCHDOG=1" every notify_watchdog_interval_us while waiting,
+ * SIGHUP: rereads the config file and flags, applies the model lines,
+ * watch_model_dir, default_variant and log_level, and syncs the models with
+ * the files on disk. A config that does not parse changes nothing.
+ */
+static void reread_config(int argc, char **argv, struct serve_state *state, struct watch *watch)
+{
+    struct config fresh, *live = state->config;
+    struct registry_results results;
+
+    config_init(&fresh);
+    if (parse_serve_args(argc, argv, &fresh) != 0) {
+        log_printf(YD_LOG_ERROR, "SIGHUP: the configuration has errors (above); nothing changed");
+        config_free(&fresh);
+        return;
+    }
+    warn_restart_needed(live, &fresh);
+    log_set_level(fresh.log_level);
+    live->log_level = fresh.log_level;
+    live->watch_model_dir = fresh.watch_model_dir;
+    watch_set_enabled(watch, fresh.watch_model_dir);
+    snprintf(live->default_variant, sizeof live->default_variant, "%s", fresh.default_variant);
+    config_clear_models(live);
+    for (int i = 0; i < fresh.model_count; i++) {
+        live->models[i] = fresh.models[i];
+        fresh.models[i] = NULL;
+    }
+    live->model_count = fresh.model_count;
+    fresh.model_count = 0;
+    config_free(&fresh);
+
+    registry_sync(state->registry, (const char *const *)live->models, live->model_count,
+                  live->model_dir, true, &results);
+    apply_default_variant(state->registry, live->default_variant);
+    finish_sync(state, "SIGHUP", &results);
+    log_printf(YD_LOG_INFO, "SIGHUP: configuration reread");
+}
+
+/*
+ * Waits for one of the handled signals (blocked in every thread) and
+ * returns its number. Sends "WATCHDOG=1" every notify_watchdog_interval_us while waiting,
  * so systemd restarts the daemon if the main thread hangs.
  * NOTE: a ping shows only that the main thread runs, not that the inference
  * workers or the HTTP threads make progress.
  */
-static int wait_for_stop_signal(const sigset_t *stop_signals)
+static int wait_for_signal(const sigset_t *handled_signals)
 {
     uint64_t interval_us = notify_watchdog_interval_us();
     struct timespec timeout = {
@@ -148,8 +245,8 @@ static int wait_for_stop_signal(const sigset_t *stop_signals)
     };
 
     for (;;) {
-        int signal_number = interval_us > 0 ? sigtimedwait(stop_signals, NULL, &timeout)
-                                            : sigwaitinfo(stop_signals, NULL);
+        int signal_number = interval_us > 0 ? sigtimedwait(handled_signals, NULL, &timeout)
+                                            : sigwaitinfo(handled_signals, NULL);
 
         if (signal_number > 0)
             return signal_number;
@@ -163,8 +260,10 @@ int command_serve(int argc, char **argv)
     struct config config;
     struct server server;
     struct registry *registry = NULL;
+    struct watch *watch = NULL;
+    struct serve_state state;
     yd_error error = { 0 };
-    sigset_t stop_signals;
+    sigset_t handled_signals;
     char model_list[512];
     size_t used = 0;
     long cores;
@@ -183,11 +282,12 @@ int command_serve(int argc, char **argv)
     yd_set_log_callback(log_library_message, NULL);
     notify_init();
 
-    /* Block the stop signals in every thread created from here on; main sigwaits. */
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    /* Block the handled signals in every thread created from here on; main sigwaits. */
+    sigemptyset(&handled_signals);
+    sigaddset(&handled_signals, SIGINT);
+    sigaddset(&handled_signals, SIGTERM);
+    sigaddset(&handled_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
 
     /*
      * Buffers of 1 MiB and more (weights, session arenas, decoded images) are
@@ -208,7 +308,7 @@ int command_serve(int argc, char **argv)
     }
     if (load_models(&config, registry) != 0)
         goto cleanup;
-    register_metrics(registry);
+    apply_default_variant(registry, config.default_variant);
 
     if (worker_pool_start(registry, config.workers, threads,
                           config.queue_size, &server.pool, &error) < 0) {
@@ -226,11 +326,19 @@ int command_serve(int argc, char **argv)
         goto cleanup;
     atomic_store(&server.ready, true);
 
+    state = (struct serve_state){ .config = &config, .server = &server, .registry = registry };
+    if (config.model_dir) {
+        if (watch_start(config.model_dir, model_dir_changed, &state, &watch, &error) < 0)
+            log_printf(YD_LOG_WARN, "%s; replaced model files are loaded on SIGHUP only",
+                       error.message);
+        watch_set_enabled(watch, config.watch_model_dir);
+    }
+
     model_list[0] = '\0';
     for (int i = 0; i < registry_count(registry) && used < sizeof model_list; i++)
-        used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s/%s%s",
+        used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s/%s",
                                  i ? ", " : "", registry_name(registry, i),
-                                 registry_variant(registry, i), i ? "" : " (default)");
+                                 registry_variant(registry, i));
     log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads,"
                " queue %d, decodes %d",
                YOLOD_VERSION, config.listen, model_list, config.workers, threads,
@@ -238,7 +346,12 @@ int command_serve(int argc, char **argv)
 
     notify_status("listening on %s, models: %s", config.listen, model_list);
     notify_send("READY=1");
-    signal_number = wait_for_stop_signal(&stop_signals);
+    while ((signal_number = wait_for_signal(&handled_signals)) == SIGHUP) {
+        notify_send("RELOADING=1");
+        log_printf(YD_LOG_INFO, "received SIGHUP, rereading the configuration");
+        reread_config(argc, argv, &state, watch);
+        notify_send("READY=1");
+    }
     notify_send("STOPPING=1");
     log_printf(YD_LOG_INFO, "received %s, finishing requests in progress and stopping",
                strsignal(signal_number));
@@ -247,6 +360,8 @@ int command_serve(int argc, char **argv)
     status = 0;
 
 cleanup:
+    /* No reload may start while the registry goes away. */
+    watch_stop(watch);
     server_stop(&server);
     worker_pool_stop(server.pool);
     registry_destroy(registry);

@@ -19,6 +19,7 @@ void config_init(struct config *config)
 {
     memset(config, 0, sizeof *config);
     snprintf(config->listen, sizeof config->listen, "127.0.0.1:8080");
+    config->watch_model_dir = 1;
     config->workers = 1;
     config->threads = 0;
     config->queue_size = 16;
@@ -178,6 +179,18 @@ int config_set(struct config *config, const char *key, const char *value,
         return 0;
     }
 
+    if (strcmp(key, "watch_model_dir") == 0) {
+        if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0)
+            return invalid_value(err, err_size, key, value, "yes or no");
+        config->watch_model_dir = strcmp(value, "yes") == 0;
+        return 0;
+    }
+    if (strcmp(key, "default_variant") == 0) {
+        if (!value[0] || strlen(value) >= sizeof config->default_variant || strchr(value, '/'))
+            return invalid_value(err, err_size, key, value, "a variant name such as int8");
+        snprintf(config->default_variant, sizeof config->default_variant, "%s", value);
+        return 0;
+    }
     if (strcmp(key, "workers") == 0) {
         if (parse_long(value, 1, 256, &number) != 0)
             return invalid_value(err, err_size, key, value, "an integer from 1 to 256");

@@ -18,6 +18,8 @@ struct config {
     char *models[CONFIG_MAX_MODELS]; /* model file paths; the first is the default */
     int model_count;
     char *model_dir;               /* directory of NAME.onnx and NAME.VARIANT.yolod files, or NULL */
+    int watch_model_dir;           /* reload files replaced in model_dir without a signal */
+    char default_variant[64];      /* variant requests get when the model has it; "" = first loaded */
     int workers;                   /* inference workers, each with its own session */
     int threads;                   /* OpenMP threads per worker; 0 = cores / workers */
     int queue_size;                /* requests decoding or waiting for a worker before 503 */

@@ -36,8 +36,8 @@ static int add_detection(cJSON *array, const yd_model *model, const yd_detection
     return 0;
 }
 
-cJSON *json_detect_result(const yd_model *model, uint64_t version, const yd_result *result,
-                          const struct json_timings *timings)
+cJSON *json_detect_result(const yd_model *model, const char *variant, uint64_t version,
+                          const yd_result *result, const struct json_timings *timings)
 {
     cJSON *root = cJSON_CreateObject();
     cJSON *image, *detections, *stages;
@@ -49,7 +49,8 @@ cJSON *json_detect_result(const yd_model *model, uint64_t version, const yd_resu
 
     snprintf(version_text, sizeof version_text, "%llu", (unsigned long long)version);
     if (!cJSON_AddStringToObject(root, "model", yd_model_name(model)) ||
-        !cJSON_AddStringToObject(root, "variant", yd_model_variant(model)) ||
+        !cJSON_AddStringToObject(root, "variant", variant) ||
+        !cJSON_AddStringToObject(root, "compression", yd_model_variant(model)) ||
         !cJSON_AddStringToObject(root, "version", version_text))
         goto fail;
 

@@ -15,12 +15,13 @@ struct json_timings {
 };
 
 /*
- * Builds the detection response: model, variant, version, image size,
+ * Builds the detection response: model, variant (the name it is served
+ * under), compression (what the file holds), version, image size,
  * detections (boxes rounded to 2 decimals, confidence to 4) and timings.
  * Returns NULL when out of memory.
  */
-cJSON *json_detect_result(const yd_model *model, uint64_t version, const yd_result *result,
-                          const struct json_timings *timings);
+cJSON *json_detect_result(const yd_model *model, const char *variant, uint64_t version,
+                          const yd_result *result, const struct json_timings *timings);
 
 /* Builds {"error": {"code": code, "message": message}}. */
 cJSON *json_error(const char *code, const char *message);

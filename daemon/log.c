@@ -7,13 +7,15 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "log.h"
 #include "text.h"
 
-static int min_level = YD_LOG_INFO;
+/* Set by SIGHUP on the main thread while other threads log. */
+static atomic_int min_level = YD_LOG_INFO;
 
 static const char *level_names[] = { "debug", "info", "warn", "error" };
 

@@ -22,7 +22,7 @@ static const char usage_text[] =
     "  eval     measure COCO mAP of a model on an annotated image folder\n"
     "  compress turn an ONNX export into a .yolod variant (fp32, fp16, ...)\n"
     "  inspect  print a model's layers, precision, sizes, FLOPs and provenance\n"
-    "  bench    time the network alone on a fixed input\n"
+    "  bench    time the network on a fixed input, or a whole request (--image)\n"
     "  help     show the help of a command: yolod help serve\n"
     "\n"
     "Options:\n"
@@ -45,6 +45,10 @@ static const char serve_help[] =
     "                           NAME.VARIANT.yolod in DIR; requests choose a variant\n"
     "                           with variant=VARIANT, else the model's first one.\n"
     "                           POST /v1/models/NAME/reload reloads NAME's files\n"
+    "  --watch-model-dir yes|no load files written or renamed into DIR, reload replaced\n"
+    "                           ones and unload removed ones (default yes)\n"
+    "  --default-variant V      the variant requests get when they name none, for every\n"
+    "                           model that has it (default: its first loaded)\n"
     "  --listen HOST:PORT       address to listen on (default 127.0.0.1:8080);\n"
     "                           [::1]:8080 for IPv6, 0.0.0.0:8080 for every interface\n"
     "  --workers N              inference workers (default 1)\n"
@@ -68,6 +72,8 @@ static const char serve_help[] =
     "                           (default 30)\n"
     "  --log-level LEVEL        debug, info, warn or error (default info)\n"
     "\n"
+    "SIGHUP rereads the config file and flags: model lines, the model directory's\n"
+    "files, watch_model_dir, default_variant and log_level apply at once.\n"
     "SIGINT or SIGTERM stops accepting connections, finishes queued requests and exits 0.\n";
 
 static const char detect_help[] =

@@ -58,7 +58,8 @@ struct route_metrics {
 };
 
 struct model_metrics {
-    char *name, *variant, *path;
+    char *name, *variant, *path;    /* NULL for an index never loaded */
+    bool loaded;
     double load_time;               /* Unix time in seconds */
     uint64_t detections;
     uint64_t reloads[2];            /* by result: [0] failure, [1] success */
@@ -208,44 +209,58 @@ static char *copy_text(const char *text)
     return strdup(text ? text : "");
 }
 
-static void free_models(struct model_metrics *list, int count)
+/* Makes models[model_index] exist; the caller holds metrics_lock. */
+static struct model_metrics *model_slot(int model_index)
 {
-    for (int i = 0; i < count; i++) {
-        free(list[i].name);
-        free(list[i].variant);
-        free(list[i].path);
+    if (model_index < 0)
+        return NULL;
+    if (model_index >= model_count) {
+        struct model_metrics *grown = realloc(models, (size_t)(model_index + 1) * sizeof *grown);
+
+        /* Without memory the model is just not labelled; serving goes on. */
+        if (!grown)
+            return NULL;
+        memset(grown + model_count, 0, (size_t)(model_index + 1 - model_count) * sizeof *grown);
+        models = grown;
+        model_count = model_index + 1;
     }
-    free(list);
+    return &models[model_index];
 }
 
-void metrics_register_models(yd_model *const *loaded, int loaded_count)
+/* Replaces *field with a copy of text; keeps the old value when out of memory. */
+static void replace_text(char **field, const char *text)
 {
-    struct model_metrics *list = calloc((size_t)(loaded_count > 0 ? loaded_count : 1), sizeof *list);
-    double now = wall_clock_seconds();
-    struct model_metrics *old;
-    int old_count;
+    char *copy = copy_text(text);
 
-    /* Without memory the models are just not labelled; serving goes on. */
-    if (!list)
+    if (!copy)
         return;
-    for (int i = 0; i < loaded_count; i++) {
-        list[i].name = copy_text(yd_model_name(loaded[i]));
-        list[i].variant = copy_text(yd_model_variant(loaded[i]));
-        list[i].path = copy_text(yd_model_path(loaded[i]));
-        list[i].load_time = now;
-        if (!list[i].name || !list[i].variant || !list[i].path) {
-            free_models(list, loaded_count);
-            return;
-        }
-    }
+    free(*field);
+    *field = copy;
+}
+
+void metrics_model_loaded(int model_index, const char *name, const char *variant,
+                          const char *path)
+{
+    struct model_metrics *model;
 
     pthread_mutex_lock(&metrics_lock);
-    old = models;
-    old_count = model_count;
-    models = list;
-    model_count = loaded_count;
+    model = model_slot(model_index);
+    if (model) {
+        replace_text(&model->name, name);
+        replace_text(&model->variant, variant);
+        replace_text(&model->path, path);
+        model->loaded = model->name && model->variant && model->path;
+        model->load_time = wall_clock_seconds();
+    }
     pthread_mutex_unlock(&metrics_lock);
-    free_models(old, old_count);
+}
+
+void metrics_model_unloaded(int model_index)
+{
+    pthread_mutex_lock(&metrics_lock);
+    if (model_index >= 0 && model_index < model_count)
+        models[model_index].loaded = false;
+    pthread_mutex_unlock(&metrics_lock);
 }
 
 /* Finds or adds the entry for route; the caller holds metrics_lock. */
@@ -293,11 +308,8 @@ void metrics_observe_job(int model_index, double queue_wait_seconds,
 void metrics_observe_reload(int model_index, bool success)
 {
     pthread_mutex_lock(&metrics_lock);
-    if (model_index >= 0 && model_index < model_count) {
+    if (model_index >= 0 && model_index < model_count)
         models[model_index].reloads[success ? 1 : 0]++;
-        if (success)
-            models[model_index].load_time = wall_clock_seconds();
-    }
     pthread_mutex_unlock(&metrics_lock);
 }
 
@@ -350,6 +362,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_queue_wait_seconds", "histogram",
                   "Seconds an inference job waited in the queue before a worker took it.");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].name)
+            continue;
         format_model_labels(&labels, &models[i]);
         if (!labels.failed)
             output_histogram(out, "yolod_queue_wait_seconds", labels.data, &models[i].queue_wait);
@@ -358,6 +372,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_inference_duration_seconds", "histogram",
                   "Seconds a worker spent on one job: preprocessing, the network and postprocessing.");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].name)
+            continue;
         format_model_labels(&labels, &models[i]);
         if (!labels.failed)
             output_histogram(out, "yolod_inference_duration_seconds", labels.data, &models[i].inference);
@@ -366,6 +382,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_detections_total", "counter",
                   "Detections returned, after confidence filtering and NMS.");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].name)
+            continue;
         format_model_labels(&labels, &models[i]);
         if (!labels.failed)
             output_printf(out, "yolod_detections_total{%s} %llu\n", labels.data,
@@ -375,6 +393,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_model_info", "gauge",
                   "Models served, with the file each was loaded from; the value is always 1.");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].loaded)
+            continue;
         format_model_labels(&labels, &models[i]);
         output_printf(&labels, ",path=");
         output_label_value(&labels, models[i].path);
@@ -385,6 +405,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_model_load_timestamp_seconds", "gauge",
                   "Unix time when the model was loaded and its worker sessions created.");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].loaded)
+            continue;
         format_model_labels(&labels, &models[i]);
         if (!labels.failed)
             output_printf(out, "yolod_model_load_timestamp_seconds{%s} %.3f\n",
@@ -394,6 +416,8 @@ static void output_models(struct output *out)
     output_family(out, "yolod_model_reloads_total", "counter",
                   "Reloads of a model variant from its file, by result (success or failure).");
     for (int i = 0; i < model_count; i++) {
+        if (!models[i].name)
+            continue;
         format_model_labels(&labels, &models[i]);
         if (labels.failed)
             continue;

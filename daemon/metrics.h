@@ -16,11 +16,15 @@ struct request;
 #define METRICS_ROUTE_OTHER "other"
 
 /*
- * Records the models served, for the per-model labels and yolod_model_info,
- * with the current time as their load time. model_index in
- * metrics_observe_job indexes this array. Replaces an earlier registration.
+ * Per-model metrics are kept by registry entry index (model_index below).
+ * metrics_model_loaded records that entry index now serves a version of
+ * (name, variant) loaded from path, with the current time as its load time;
+ * metrics_model_unloaded drops its yolod_model_info line. Counters and
+ * histograms of an entry survive unloading, so they never go backwards.
  */
-void metrics_register_models(yd_model *const *models, int model_count);
+void metrics_model_loaded(int model_index, const char *name, const char *variant,
+                          const char *path);
+void metrics_model_unloaded(int model_index);
 
 /*
  * Counts one response. route is the matched route pattern (such as
@@ -34,15 +38,12 @@ void metrics_observe_request(const char *route, unsigned int status, double seco
 /*
  * Records one inference job: seconds from queueing to a worker taking it,
  * seconds in yd_detect, and the detections it returned (0 when it failed).
- * Jobs of a model_index that was not registered are ignored.
+ * Jobs of a model_index never loaded are ignored.
  */
 void metrics_observe_job(int model_index, double queue_wait_seconds,
                          double inference_seconds, int detections);
 
-/*
- * Counts one reload of a registered model variant as
- * yolod_model_reloads_total{result}; a success also sets its load time.
- */
+/* Counts one reload of a loaded model variant as yolod_model_reloads_total{result}. */
 void metrics_observe_reload(int model_index, bool success);
 
 /* GET /metrics: every metric, Content-Type text/plain; version=0.0.4. */

@@ -1,14 +1,19 @@
 /*
- * Model registry. `lock` guards every entry's current version: model,
- * version, loaded_at and size_bytes. Names, variants and paths never change
- * after an entry is added, and entries are added only before serving starts,
- * so they are read without the lock. `reload_lock` serializes reloads, so two
- * reloads of one model cannot publish out of order.
+ * Model registry.
+ *
+ * Locking: `admin_lock` serializes every change (add, load, reload, unload,
+ * default, sync), so two changes of one entry cannot publish out of order
+ * and a load runs without blocking requests. `lock` guards what requests
+ * read: each entry's model, version, loaded_at, size_bytes, path and
+ * is_default. Entries live in a fixed array and are only appended. An
+ * entry's name and variant are written before `count` is raised (release)
+ * and never change, so they are read without a lock.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,21 +25,33 @@
 #include "registry.h"
 #include "util.h"
 
+/* Identity of the file a version was loaded from, to notice a replacement. */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+
 struct entry {
-    char *name, *variant, *path;
-    bool is_default;         /* the variant used when a request names none */
-    yd_model *model;         /* current version; the registry holds one reference */
-    uint64_t version;
-    double loaded_at;        /* Unix time in seconds */
-    long long size_bytes;    /* source file size when this version was loaded */
+    char *name, *variant;      /* fixed once the entry is counted */
+    char *path;
+    enum registry_source source;
+    bool is_default;           /* the variant used when a request names none */
+    bool unloaded_by_admin;    /* only a load or a sync with revive brings it back */
+    yd_model *model;           /* current version or NULL; the registry holds one reference */
+    uint64_t version;          /* last version published, kept while unloaded */
+    double loaded_at;          /* Unix time in seconds */
+    long long size_bytes;      /* source file size when this version was loaded */
+    struct file_id file;
 };
 
 struct registry {
     pthread_mutex_t lock;
-    pthread_mutex_t reload_lock;
-    struct entry *entries;
-    int count, capacity;
-    int session_threads;     /* OpenMP threads of the warm-up session */
+    pthread_mutex_t admin_lock;
+    struct entry entries[REGISTRY_MAX_ENTRIES];
+    atomic_int count;
+    int session_threads;       /* OpenMP threads of the warm-up session */
 };
 
 static double wall_clock_seconds(void)
@@ -45,11 +62,25 @@ static double wall_clock_seconds(void)
     return (double)now.tv_sec + now.tv_nsec / 1e9;
 }
 
-static long long file_size(const char *path)
+/* Fills id from path; a missing file gives an identity that matches nothing loaded. */
+static int file_identity(const char *path, struct file_id *id)
 {
     struct stat st;
 
-    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    memset(id, 0, sizeof *id);
+    if (stat(path, &st) != 0)
+        return -1;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->size = st.st_size;
+    id->mtime = st.st_mtim;
+    return 0;
+}
+
+static bool same_file(const struct file_id *a, const struct file_id *b)
+{
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
 int registry_create(int session_threads, struct registry **out, yd_error *err)
@@ -59,7 +90,8 @@ int registry_create(int session_threads, struct registry **out, yd_error *err)
     if (!registry)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating the model registry");
     pthread_mutex_init(&registry->lock, NULL);
-    pthread_mutex_init(&registry->reload_lock, NULL);
+    pthread_mutex_init(&registry->admin_lock, NULL);
+    atomic_init(&registry->count, 0);
     registry->session_threads = session_threads;
     *out = registry;
     return YD_OK;
@@ -69,7 +101,7 @@ void registry_destroy(struct registry *registry)
 {
     if (!registry)
         return;
-    for (int i = 0; i < registry->count; i++) {
+    for (int i = 0; i < atomic_load(&registry->count); i++) {
         struct entry *entry = &registry->entries[i];
 
         if (entry->model)
@@ -78,24 +110,89 @@ void registry_destroy(struct registry *registry)
         free(entry->variant);
         free(entry->path);
     }
-    free(registry->entries);
-    pthread_mutex_destroy(&registry->reload_lock);
+    pthread_mutex_destroy(&registry->admin_lock);
     pthread_mutex_destroy(&registry->lock);
     free(registry);
 }
 
-/* The entry of (name, variant); a NULL variant finds the default. Caller holds lock. */
+int registry_count(const struct registry *registry)
+{
+    return atomic_load_explicit(&((struct registry *)registry)->count, memory_order_acquire);
+}
+
+const char *registry_name(const struct registry *registry, int index)
+{
+    return registry->entries[index].name;
+}
+
+const char *registry_variant(const struct registry *registry, int index)
+{
+    return registry->entries[index].variant;
+}
+
+/* The entry of (name, variant), loaded or not; -1 when there is none. */
 static int find_entry(const struct registry *registry, const char *name, const char *variant)
 {
-    for (int i = 0; i < registry->count; i++) {
+    for (int i = 0; i < registry_count(registry); i++)
+        if (strcmp(registry->entries[i].name, name) == 0 &&
+            strcmp(registry->entries[i].variant, variant) == 0)
+            return i;
+    return -1;
+}
+
+/* The loaded default entry of name; -1 when none. Caller holds lock. */
+static int find_default(const struct registry *registry, const char *name)
+{
+    for (int i = 0; i < registry_count(registry); i++) {
         const struct entry *entry = &registry->entries[i];
 
-        if (strcmp(entry->name, name) != 0)
-            continue;
-        if (variant ? strcmp(entry->variant, variant) == 0 : entry->is_default)
+        if (entry->model && entry->is_default && strcmp(entry->name, name) == 0)
             return i;
     }
     return -1;
+}
+
+/* Makes the first loaded variant of name its default when it has none. Caller holds lock. */
+static void ensure_default(struct registry *registry, const char *name)
+{
+    if (find_default(registry, name) >= 0)
+        return;
+    for (int i = 0; i < registry_count(registry); i++) {
+        struct entry *entry = &registry->entries[i];
+
+        if (entry->model && strcmp(entry->name, name) == 0) {
+            entry->is_default = true;
+            return;
+        }
+    }
+}
+
+bool registry_is_model_file(const char *file)
+{
+    const char *first_dot = strchr(file, '.'), *last_dot = strrchr(file, '.');
+
+    if (!first_dot || first_dot == file || file[0] == '.')
+        return false;
+    if (strcmp(last_dot, ".onnx") == 0)
+        return first_dot == last_dot;
+    if (strcmp(last_dot, ".yolod") == 0)
+        return last_dot > first_dot + 1 && strchr(first_dot + 1, '.') == last_dot;
+    return false;
+}
+
+/* The variant a file is served as: VARIANT of NAME.VARIANT.yolod, else the model's own. */
+static void variant_of_file(const char *path, const yd_model *model, char *out, size_t out_size)
+{
+    const char *base = strrchr(path, '/');
+    const char *first_dot, *last_dot;
+
+    base = base ? base + 1 : path;
+    first_dot = strchr(base, '.');
+    last_dot = strrchr(base, '.');
+    if (registry_is_model_file(base) && strcmp(last_dot, ".yolod") == 0)
+        snprintf(out, out_size, "%.*s", (int)(last_dot - first_dot - 1), first_dot + 1);
+    else
+        snprintf(out, out_size, "%s", yd_model_variant(model));
 }
 
 /*
@@ -114,65 +211,254 @@ static int warm_up_model(yd_model *model, int threads, yd_error *err)
     return YD_OK;
 }
 
-int registry_add_file(struct registry *registry, const char *path, yd_error *err)
+/*
+ * Loads and warms path. The identity is read before loading, so a file
+ * replaced during the load reads as changed at the next sync.
+ */
+static int load_file(struct registry *registry, const char *path, yd_model **out,
+                     char *variant, size_t variant_size, struct file_id *id, yd_error *err)
 {
-    yd_model *model = NULL;
-    double start = yd_now_ms();
-    struct entry *entry;
     int rc;
 
-    rc = yd_model_load(path, NULL, &model, err);
+    *out = NULL;
+    file_identity(path, id);
+    rc = yd_model_load(path, NULL, out, err);
     if (rc < 0)
         return rc;
+    variant_of_file(path, *out, variant, variant_size);
+    rc = warm_up_model(*out, registry->session_threads, err);
+    if (rc < 0) {
+        yd_model_release(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+/*
+ * Publishes model as the next version of entry index, replacing and
+ * releasing the current one. Caller holds admin_lock, not lock.
+ */
+static uint64_t publish(struct registry *registry, int index, yd_model *model, const char *path,
+                        const struct file_id *id)
+{
+    struct entry *entry = &registry->entries[index];
+    yd_model *old;
+    char *new_path = NULL, *old_path = NULL;
+    uint64_t version;
+
+    if (strcmp(entry->path, path) != 0)
+        new_path = strdup(path);
 
     pthread_mutex_lock(&registry->lock);
-    if (find_entry(registry, yd_model_name(model), yd_model_variant(model)) >= 0) {
-        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
-                          "model '%s' variant '%s' from %s is already loaded from another file;"
-                          " rename one file, because requests choose models by name and variant",
-                          yd_model_name(model), yd_model_variant(model), path);
-        goto unlock;
+    old = entry->model;
+    entry->model = model;
+    version = ++entry->version;
+    entry->loaded_at = wall_clock_seconds();
+    entry->size_bytes = (long long)id->size;
+    entry->file = *id;
+    entry->unloaded_by_admin = false;
+    if (new_path) {
+        old_path = entry->path;
+        entry->path = new_path;
     }
-    if (registry->count == registry->capacity) {
-        int capacity = registry->capacity ? 2 * registry->capacity : 8;
-        struct entry *grown = realloc(registry->entries, (size_t)capacity * sizeof *grown);
+    ensure_default(registry, entry->name);
+    pthread_mutex_unlock(&registry->lock);
 
-        if (!grown) {
-            rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory adding model %s", path);
-            goto unlock;
-        }
-        registry->entries = grown;
-        registry->capacity = capacity;
-    }
-    entry = &registry->entries[registry->count];
+    metrics_model_loaded(index, entry->name, entry->variant, path);
+    /* Requests still holding the old version keep it alive until they finish. */
+    if (old)
+        yd_model_release(old);
+    free(old_path);
+    return version;
+}
+
+/* Appends an empty entry for (name, variant); -1 when the table is full or out of memory. */
+static int append_entry(struct registry *registry, const char *name, const char *variant,
+                        const char *path, enum registry_source source, yd_error *err)
+{
+    int index = registry_count(registry);
+    struct entry *entry = &registry->entries[index];
+
+    if (index == REGISTRY_MAX_ENTRIES)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "cannot add model '%s' variant '%s': the registry holds at most %d"
+                            " (name, variant) pairs", name, variant, REGISTRY_MAX_ENTRIES);
     memset(entry, 0, sizeof *entry);
-    entry->name = strdup(yd_model_name(model));
-    entry->variant = strdup(yd_model_variant(model));
+    entry->name = strdup(name);
+    entry->variant = strdup(variant);
     entry->path = strdup(path);
+    entry->source = source;
     if (!entry->name || !entry->variant || !entry->path) {
         free(entry->name);
         free(entry->variant);
         free(entry->path);
-        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory adding model %s", path);
-        goto unlock;
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory adding model %s", path);
     }
-    entry->is_default = find_entry(registry, entry->name, NULL) < 0;
-    entry->model = model;
-    entry->version = 1;
-    entry->loaded_at = wall_clock_seconds();
-    entry->size_bytes = file_size(path);
-    registry->count++;
-    model = NULL;
-    log_printf(YD_LOG_INFO, "loaded model %s variant %s version 1 from %s: input %dx%d,"
-               " %d classes, %.2f GFLOPs, %.0f ms",
-               entry->name, entry->variant, path, yd_model_input_width(entry->model),
-               yd_model_input_height(entry->model), yd_model_class_count(entry->model),
-               yd_model_flops(entry->model) / 1e9, yd_now_ms() - start);
+    atomic_store_explicit(&registry->count, index + 1, memory_order_release);
+    return index;
+}
 
-unlock:
-    pthread_mutex_unlock(&registry->lock);
+static void result_init(struct registry_result *result, const struct entry *entry)
+{
+    memset(result, 0, sizeof *result);
+    snprintf(result->name, sizeof result->name, "%s", entry->name);
+    snprintf(result->variant, sizeof result->variant, "%s", entry->variant);
+}
+
+/* Room for the next result; past the array the outcome is only counted. */
+static struct registry_result *next_result(struct registry_results *results,
+                                           struct registry_result *spare)
+{
+    results->total++;
+    return results->count < REGISTRY_MAX_RESULTS ? &results->items[results->count++] : spare;
+}
+
+/*
+ * Loads the entry's file (or `path` when not NULL) as its next version,
+ * logs the outcome and counts it in the metrics. Caller holds admin_lock.
+ */
+static void load_entry(struct registry *registry, int index, const char *path,
+                       struct registry_result *result)
+{
+    struct entry *entry = &registry->entries[index];
+    bool was_loaded = entry->model != NULL;
+    yd_model *model = NULL;
+    yd_error error = { 0 };
+    struct file_id id;
+    char variant[64];
+    double start = yd_now_ms();
+    int rc;
+
+    if (!path)
+        path = entry->path;
+    result_init(result, entry);
+    rc = load_file(registry, path, &model, variant, sizeof variant, &id, &error);
+    if (rc == YD_OK && (strcmp(yd_model_name(model), entry->name) != 0 ||
+                        strcmp(variant, entry->variant) != 0))
+        rc = yd_error_set(&error, YD_ERR_MODEL_FORMAT,
+                          "%s now holds model '%s' variant '%s', expected '%s' variant '%s'",
+                          path, yd_model_name(model), variant, entry->name, entry->variant);
+    if (rc == YD_OK) {
+        result->version = publish(registry, index, model, path, &id);
+        result->action = was_loaded ? "reloaded" : "loaded";
+        model = NULL;
+        log_printf(YD_LOG_INFO, "%s model %s variant %s version %llu from %s (%s, %.2f GFLOPs),"
+                   " %.0f ms", result->action, entry->name, entry->variant,
+                   (unsigned long long)result->version, path,
+                   yd_model_variant(entry->model), yd_model_flops(entry->model) / 1e9,
+                   yd_now_ms() - start);
+    } else {
+        result->action = "failed";
+        result->version = was_loaded ? entry->version : 0;
+        snprintf(result->message, sizeof result->message, "%s", error.message);
+        if (was_loaded)
+            log_printf(YD_LOG_ERROR, "reload of model %s variant %s from %s failed, version %llu"
+                       " keeps serving: %s", entry->name, entry->variant, path,
+                       (unsigned long long)entry->version, error.message);
+        else
+            log_printf(YD_LOG_ERROR, "load of model %s variant %s from %s failed: %s",
+                       entry->name, entry->variant, path, error.message);
+    }
+    result->code = rc;
+    if (was_loaded)
+        metrics_observe_reload(index, rc == YD_OK);
     if (model)
         yd_model_release(model);
+    /* glibc keeps the freed memory of this thread's arena otherwise. */
+    malloc_trim(0);
+}
+
+/* Stops serving entry index. Caller holds admin_lock. */
+static void unload_entry(struct registry *registry, int index, bool by_admin, const char *why,
+                         struct registry_result *result)
+{
+    struct entry *entry = &registry->entries[index];
+    yd_model *old;
+
+    result_init(result, entry);
+    pthread_mutex_lock(&registry->lock);
+    old = entry->model;
+    entry->model = NULL;
+    entry->unloaded_by_admin = by_admin;
+    if (entry->is_default) {
+        entry->is_default = false;
+        ensure_default(registry, entry->name);
+    }
+    pthread_mutex_unlock(&registry->lock);
+
+    result->action = "unloaded";
+    metrics_model_unloaded(index);
+    log_printf(YD_LOG_INFO, "unloaded model %s variant %s version %llu (%s)", entry->name,
+               entry->variant, (unsigned long long)entry->version, why);
+    if (old)
+        yd_model_release(old);
+    malloc_trim(0);
+}
+
+/*
+ * Loads path into the entry of its (name, variant), creating the entry.
+ * Caller holds admin_lock.
+ */
+static int add_file_locked(struct registry *registry, const char *path,
+                           enum registry_source source, struct registry_result *result,
+                           yd_error *err)
+{
+    yd_model *model = NULL;
+    struct file_id id;
+    char variant[64];
+    double start = yd_now_ms();
+    int index, rc;
+
+    memset(result, 0, sizeof *result);
+    rc = load_file(registry, path, &model, variant, sizeof variant, &id, err);
+    if (rc < 0)
+        goto fail;
+    index = find_entry(registry, yd_model_name(model), variant);
+    if (index >= 0 && registry->entries[index].model &&
+        strcmp(registry->entries[index].path, path) != 0) {
+        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                          "model '%s' variant '%s' from %s is already loaded from %s;"
+                          " rename one file, because requests choose models by name and variant",
+                          yd_model_name(model), variant, path, registry->entries[index].path);
+        goto fail;
+    }
+    if (index < 0)
+        index = append_entry(registry, yd_model_name(model), variant, path, source, err);
+    if (index < 0) {
+        rc = index;
+        goto fail;
+    }
+    registry->entries[index].source = source;
+    result_init(result, &registry->entries[index]);
+    result->action = registry->entries[index].model ? "reloaded" : "loaded";
+    result->version = publish(registry, index, model, path, &id);
+    log_printf(YD_LOG_INFO, "%s model %s variant %s version %llu from %s: %s, input %dx%d,"
+               " %d classes, %.2f GFLOPs, %.0f ms", result->action, yd_model_name(model),
+               variant, (unsigned long long)result->version, path, yd_model_variant(model),
+               yd_model_input_width(model), yd_model_input_height(model),
+               yd_model_class_count(model), yd_model_flops(model) / 1e9, yd_now_ms() - start);
+    return YD_OK;
+
+fail:
+    if (model)
+        yd_model_release(model);
+    /* The file names the failure: its model name may be unknown. */
+    snprintf(result->name, sizeof result->name, "%s", path);
+    result->action = "failed";
+    result->code = rc;
+    snprintf(result->message, sizeof result->message, "%s", err->message);
+    return rc;
+}
+
+int registry_add_file(struct registry *registry, const char *path, enum registry_source source,
+                      yd_error *err)
+{
+    struct registry_result result;
+    int rc;
+
+    pthread_mutex_lock(&registry->admin_lock);
+    rc = add_file_locked(registry, path, source, &result, err);
+    pthread_mutex_unlock(&registry->admin_lock);
     return rc;
 }
 
@@ -193,32 +479,21 @@ static int compare_names(const void *a, const void *b)
     return strcmp(left, right);
 }
 
-/* NAME.onnx or NAME.VARIANT.yolod, with non-empty parts. */
-static bool is_model_file(const char *file)
-{
-    const char *first_dot = strchr(file, '.'), *last_dot = strrchr(file, '.');
-
-    if (!first_dot || first_dot == file || file[0] == '.')
-        return false;
-    if (strcmp(last_dot, ".onnx") == 0)
-        return first_dot == last_dot;
-    if (strcmp(last_dot, ".yolod") == 0)
-        return last_dot > first_dot + 1 && strchr(first_dot + 1, '.') == last_dot;
-    return false;
-}
-
-int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
+/* The model files of dir as "dir/file" paths, sorted by compare_names. */
+static int list_model_files(const char *dir, char ***out, int *out_count, yd_error *err)
 {
     DIR *handle = opendir(dir);
     struct dirent *item;
     char **files = NULL;
     int count = 0, capacity = 0, rc = YD_OK;
 
+    *out = NULL;
+    *out_count = 0;
     if (!handle)
         return yd_error_set(err, YD_ERR_IO, "cannot open model directory %s: %s", dir,
                             strerror(errno));
     while ((item = readdir(handle)) != NULL) {
-        if (!is_model_file(item->d_name))
+        if (!registry_is_model_file(item->d_name))
             continue;
         if (count == capacity) {
             int grown_capacity = capacity ? 2 * capacity : 16;
@@ -239,39 +514,80 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
     }
     if (count > 0)
         qsort(files, (size_t)count, sizeof *files, compare_names);
-    if (count == 0)
-        log_printf(YD_LOG_WARN, "model directory %s has no NAME.onnx or NAME.VARIANT.yolod files", dir);
-    for (int i = 0; i < count && rc == YD_OK; i++)
-        rc = registry_add_file(registry, files[i], err);
 
 cleanup:
     closedir(handle);
+    if (rc < 0) {
+        for (int i = 0; i < count; i++)
+            free(files[i]);
+        free(files);
+        return rc;
+    }
+    *out = files;
+    *out_count = count;
+    return YD_OK;
+}
+
+static void free_files(char **files, int count)
+{
     for (int i = 0; i < count; i++)
         free(files[i]);
     free(files);
+}
+
+int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
+{
+    char **files;
+    int count, rc;
+
+    rc = list_model_files(dir, &files, &count, err);
+    if (rc < 0)
+        return rc;
+    if (count == 0)
+        log_printf(YD_LOG_WARN, "model directory %s has no NAME.onnx or NAME.VARIANT.yolod files", dir);
+    for (int i = 0; i < count && rc == YD_OK; i++)
+        rc = registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, err);
+    free_files(files, count);
     return rc;
 }
 
-int registry_count(const struct registry *registry)
+bool registry_is_loaded(struct registry *registry, int index)
 {
-    return registry->count;
+    bool loaded;
+
+    pthread_mutex_lock(&registry->lock);
+    loaded = registry->entries[index].model != NULL;
+    pthread_mutex_unlock(&registry->lock);
+    return loaded;
 }
 
-const char *registry_name(const struct registry *registry, int index)
+/* Whether a variant of name is loaded. Caller holds lock. */
+static bool has_model_locked(const struct registry *registry, const char *name)
 {
-    return registry->entries[index].name;
+    for (int i = 0; i < registry_count(registry); i++)
+        if (registry->entries[i].model && strcmp(registry->entries[i].name, name) == 0)
+            return true;
+    return false;
 }
 
-const char *registry_variant(const struct registry *registry, int index)
+bool registry_has_model(struct registry *registry, const char *name)
 {
-    return registry->entries[index].variant;
+    bool found;
+
+    pthread_mutex_lock(&registry->lock);
+    found = has_model_locked(registry, name);
+    pthread_mutex_unlock(&registry->lock);
+    return found;
 }
 
-/* Whether entry index is the first entry with its name. */
+/* Whether entry index is the first loaded entry with its name. Caller holds lock. */
 static bool is_first_of_name(const struct registry *registry, int index)
 {
+    if (!registry->entries[index].model)
+        return false;
     for (int i = 0; i < index; i++)
-        if (strcmp(registry->entries[i].name, registry->entries[index].name) == 0)
+        if (registry->entries[i].model &&
+            strcmp(registry->entries[i].name, registry->entries[index].name) == 0)
             return false;
     return true;
 }
@@ -281,30 +597,77 @@ void registry_list_names(struct registry *registry, char *out, size_t out_size)
     size_t used = 0;
 
     out[0] = '\0';
-    for (int i = 0; i < registry->count && used < out_size; i++)
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; i < registry_count(registry) && used < out_size; i++)
         if (is_first_of_name(registry, i))
             used += (size_t)snprintf(out + used, out_size - used, "%s%s", used ? ", " : "",
                                      registry->entries[i].name);
+    pthread_mutex_unlock(&registry->lock);
+    if (out[0] == '\0')
+        snprintf(out, out_size, "none");
+}
+
+void registry_list_variants(struct registry *registry, const char *name, char *out,
+                            size_t out_size)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; i < registry_count(registry) && used < out_size; i++)
+        if (registry->entries[i].model && strcmp(registry->entries[i].name, name) == 0)
+            used += (size_t)snprintf(out + used, out_size - used, "%s%s", used ? ", " : "",
+                                     registry->entries[i].variant);
+    pthread_mutex_unlock(&registry->lock);
+    if (out[0] == '\0')
+        snprintf(out, out_size, "none");
+}
+
+/* Retains entry index into ref. Caller holds lock. */
+static void retain_entry(struct registry *registry, int index, struct registry_ref *ref)
+{
+    const struct entry *entry = &registry->entries[index];
+
+    ref->model = yd_model_retain(entry->model);
+    ref->name = entry->name;
+    ref->variant = entry->variant;
+    ref->version = entry->version;
+    ref->index = index;
 }
 
 int registry_acquire(struct registry *registry, const char *name, const char *variant,
                      struct registry_ref *ref, bool *name_known)
 {
-    int index;
+    int index = -1;
 
     memset(ref, 0, sizeof *ref);
     pthread_mutex_lock(&registry->lock);
-    if (!name && registry->count > 0)
-        name = registry->entries[0].name;
-    *name_known = name && find_entry(registry, name, NULL) >= 0;
-    index = name ? find_entry(registry, name, variant) : -1;
-    if (index >= 0) {
-        ref->model = yd_model_retain(registry->entries[index].model);
-        ref->version = registry->entries[index].version;
-        ref->index = index;
+    for (int i = 0; !name && i < registry_count(registry); i++)
+        if (registry->entries[i].model)
+            name = registry->entries[i].name;
+    *name_known = name && has_model_locked(registry, name);
+    if (*name_known) {
+        index = variant ? find_entry(registry, name, variant) : find_default(registry, name);
+        if (index >= 0 && !registry->entries[index].model)
+            index = -1;
     }
+    if (index >= 0)
+        retain_entry(registry, index, ref);
     pthread_mutex_unlock(&registry->lock);
     return index >= 0 ? YD_OK : YD_ERR_INVALID_ARGUMENT;
+}
+
+int registry_acquire_index(struct registry *registry, int index, struct registry_ref *ref)
+{
+    bool loaded;
+
+    memset(ref, 0, sizeof *ref);
+    pthread_mutex_lock(&registry->lock);
+    loaded = registry->entries[index].model != NULL;
+    if (loaded)
+        retain_entry(registry, index, ref);
+    pthread_mutex_unlock(&registry->lock);
+    return loaded ? YD_OK : YD_ERR_INVALID_ARGUMENT;
 }
 
 void registry_release(struct registry_ref *ref)
@@ -319,86 +682,229 @@ bool registry_is_current(struct registry *registry, const yd_model *model)
     bool current = false;
 
     pthread_mutex_lock(&registry->lock);
-    for (int i = 0; i < registry->count && !current; i++)
+    for (int i = 0; i < registry_count(registry) && !current; i++)
         current = registry->entries[i].model == model;
     pthread_mutex_unlock(&registry->lock);
     return current;
 }
 
-/* Loads, checks and warms the entry's file, then publishes it as the next version. */
-static void reload_entry(struct registry *registry, int index,
-                         struct registry_reload_result *result)
+/* Whether entry index is (name, variant), a NULL variant matching every one. */
+static bool entry_matches(const struct registry *registry, int index, const char *name,
+                          const char *variant)
 {
-    struct entry *entry = &registry->entries[index];
-    yd_model *model = NULL, *old = NULL;
-    yd_error error = { 0 };
-    double start = yd_now_ms();
-    int rc;
+    const struct entry *entry = &registry->entries[index];
 
-    rc = yd_model_load(entry->path, NULL, &model, &error);
-    if (rc == YD_OK && (strcmp(yd_model_name(model), entry->name) != 0 ||
-                        strcmp(yd_model_variant(model), entry->variant) != 0))
-        rc = yd_error_set(&error, YD_ERR_MODEL_FORMAT,
-                          "%s now holds model '%s' variant '%s', expected '%s' variant '%s'",
-                          entry->path, yd_model_name(model), yd_model_variant(model),
-                          entry->name, entry->variant);
-    if (rc == YD_OK)
-        rc = warm_up_model(model, registry->session_threads, &error);
-
-    pthread_mutex_lock(&registry->lock);
-    if (rc == YD_OK) {
-        old = entry->model;
-        entry->model = model;
-        entry->version++;
-        entry->loaded_at = wall_clock_seconds();
-        entry->size_bytes = file_size(entry->path);
-        model = NULL;
-    }
-    result->version = entry->version;
-    pthread_mutex_unlock(&registry->lock);
-
-    snprintf(result->variant, sizeof result->variant, "%s", entry->variant);
-    result->ok = rc == YD_OK;
-    result->code = rc;
-    snprintf(result->message, sizeof result->message, "%s", rc == YD_OK ? "" : error.message);
-    metrics_observe_reload(index, rc == YD_OK);
-    if (rc == YD_OK)
-        log_printf(YD_LOG_INFO, "reloaded model %s variant %s from %s: version %llu, %.0f ms",
-                   entry->name, entry->variant, entry->path,
-                   (unsigned long long)result->version, yd_now_ms() - start);
-    else
-        log_printf(YD_LOG_ERROR, "reload of model %s variant %s from %s failed, version %llu"
-                   " keeps serving: %s", entry->name, entry->variant, entry->path,
-                   (unsigned long long)result->version, error.message);
-
-    /* Requests still holding the old version keep it alive until they finish. */
-    if (old)
-        yd_model_release(old);
-    if (model)
-        yd_model_release(model);
-    /* glibc keeps the freed arena memory of this connection thread otherwise. */
-    malloc_trim(0);
+    return strcmp(entry->name, name) == 0 && (!variant || strcmp(entry->variant, variant) == 0);
 }
 
-int registry_reload(struct registry *registry, const char *name,
-                    struct registry_reload_result *results, int max_results)
+int registry_reload(struct registry *registry, const char *name, const char *variant,
+                    struct registry_results *results)
 {
-    int tried = 0;
+    struct registry_result spare;
 
-    pthread_mutex_lock(&registry->reload_lock);
-    for (int i = 0; i < registry->count; i++) {
-        struct registry_reload_result ignored;
+    memset(results, 0, sizeof *results);
+    pthread_mutex_lock(&registry->admin_lock);
+    for (int i = 0; i < registry_count(registry); i++) {
+        struct registry_result *result;
 
-        if (strcmp(registry->entries[i].name, name) != 0)
+        if (!registry->entries[i].model || !entry_matches(registry, i, name, variant))
             continue;
-        reload_entry(registry, i, tried < max_results ? &results[tried] : &ignored);
-        tried++;
+        result = next_result(results, &spare);
+        load_entry(registry, i, NULL, result);
+        results->failures += result->code != YD_OK;
     }
-    pthread_mutex_unlock(&registry->reload_lock);
-    return tried > 0 ? tried : -1;
+    pthread_mutex_unlock(&registry->admin_lock);
+    return results->total > 0 ? YD_OK : YD_ERR_INVALID_ARGUMENT;
 }
 
-/* Adds the model object of the name of entry `first`; caller holds lock. */
+/* Whether path is a file of model name (NAME.onnx or NAME.*.yolod) and variant. */
+static bool file_is_of(const char *path, const char *name, const char *variant)
+{
+    const char *base = strrchr(path, '/');
+    size_t length = strlen(name);
+
+    base = base ? base + 1 : path;
+    if (strncmp(base, name, length) != 0 || base[length] != '.')
+        return false;
+    if (!variant)
+        return true;
+    if (strcmp(variant, "fp32") == 0 && strcmp(base + length, ".onnx") == 0)
+        return true;
+    return strncmp(base + length + 1, variant, strlen(variant)) == 0 &&
+           strcmp(base + length + 1 + strlen(variant), ".yolod") == 0;
+}
+
+/* The entry index already serving path, or -1. */
+static int entry_of_path(const struct registry *registry, const char *path)
+{
+    for (int i = 0; i < registry_count(registry); i++)
+        if (strcmp(registry->entries[i].path, path) == 0)
+            return i;
+    return -1;
+}
+
+int registry_load(struct registry *registry, const char *name, const char *variant,
+                  const char *dir, struct registry_results *results)
+{
+    struct registry_result spare;
+    char **files = NULL;
+    int count = 0;
+    yd_error error = { 0 };
+
+    memset(results, 0, sizeof *results);
+    pthread_mutex_lock(&registry->admin_lock);
+    for (int i = 0; i < registry_count(registry); i++) {
+        struct registry_result *result;
+
+        if (!entry_matches(registry, i, name, variant))
+            continue;
+        result = next_result(results, &spare);
+        if (registry->entries[i].model) {
+            result_init(result, &registry->entries[i]);
+            result->action = "unchanged";
+            result->version = registry->entries[i].version;
+            continue;
+        }
+        load_entry(registry, i, NULL, result);
+        results->failures += result->code != YD_OK;
+    }
+    if (dir && list_model_files(dir, &files, &count, &error) < 0)
+        log_printf(YD_LOG_WARN, "load of model %s: %s", name, error.message);
+    for (int i = 0; i < count; i++) {
+        struct registry_result *result;
+
+        if (!file_is_of(files[i], name, variant) || entry_of_path(registry, files[i]) >= 0)
+            continue;
+        result = next_result(results, &spare);
+        if (add_file_locked(registry, files[i], REGISTRY_SOURCE_DIR, result, &error) < 0) {
+            results->failures++;
+            log_printf(YD_LOG_ERROR, "load of %s failed: %s", files[i], error.message);
+        }
+    }
+    pthread_mutex_unlock(&registry->admin_lock);
+    free_files(files, count);
+    return results->total > 0 ? YD_OK : YD_ERR_INVALID_ARGUMENT;
+}
+
+int registry_unload(struct registry *registry, const char *name, const char *variant,
+                    struct registry_results *results)
+{
+    struct registry_result spare;
+
+    memset(results, 0, sizeof *results);
+    pthread_mutex_lock(&registry->admin_lock);
+    for (int i = 0; i < registry_count(registry); i++) {
+        if (!registry->entries[i].model || !entry_matches(registry, i, name, variant))
+            continue;
+        unload_entry(registry, i, true, "admin request", next_result(results, &spare));
+    }
+    pthread_mutex_unlock(&registry->admin_lock);
+    return results->total > 0 ? YD_OK : YD_ERR_INVALID_ARGUMENT;
+}
+
+int registry_set_default(struct registry *registry, const char *name, const char *variant,
+                         yd_error *err)
+{
+    int index, previous, rc = YD_OK;
+
+    pthread_mutex_lock(&registry->admin_lock);
+    pthread_mutex_lock(&registry->lock);
+    index = find_entry(registry, name, variant);
+    if (index < 0 || !registry->entries[index].model) {
+        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "model '%s' has no loaded variant '%s'",
+                          name, variant);
+    } else {
+        previous = find_default(registry, name);
+        if (previous >= 0)
+            registry->entries[previous].is_default = false;
+        registry->entries[index].is_default = true;
+    }
+    pthread_mutex_unlock(&registry->lock);
+    if (rc == YD_OK)
+        log_printf(YD_LOG_INFO, "model %s now defaults to variant %s", name, variant);
+    pthread_mutex_unlock(&registry->admin_lock);
+    return rc;
+}
+
+/* Whether path is in files[0..count). */
+static bool listed(const char *const *files, int count, const char *path)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(files[i], path) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Syncs one file that is present: loads it when new, reloads it when it
+ * changed, and leaves it alone otherwise. Caller holds admin_lock.
+ */
+static void sync_file(struct registry *registry, const char *path, enum registry_source source,
+                      bool revive, struct registry_results *results)
+{
+    struct registry_result spare, *result;
+    int index = entry_of_path(registry, path);
+    yd_error error = { 0 };
+    struct file_id id;
+
+    if (index >= 0) {
+        const struct entry *entry = &registry->entries[index];
+
+        if (!entry->model && entry->unloaded_by_admin && !revive)
+            return;
+        if (entry->model && file_identity(path, &id) == 0 && same_file(&id, &entry->file))
+            return;
+        result = next_result(results, &spare);
+        load_entry(registry, index, NULL, result);
+    } else {
+        result = next_result(results, &spare);
+        add_file_locked(registry, path, source, result, &error);
+        if (result->code != YD_OK)
+            log_printf(YD_LOG_ERROR, "load of %s failed: %s", path, error.message);
+    }
+    results->failures += result->code != YD_OK;
+}
+
+void registry_sync(struct registry *registry, const char *const *files, int file_count,
+                   const char *dir, bool revive, struct registry_results *results)
+{
+    struct registry_result spare;
+    char **dir_files = NULL;
+    int dir_count = 0;
+    yd_error error = { 0 };
+
+    memset(results, 0, sizeof *results);
+    pthread_mutex_lock(&registry->admin_lock);
+    if (dir && list_model_files(dir, &dir_files, &dir_count, &error) < 0) {
+        /* The directory cannot be read: nothing is unloaded for it. */
+        log_printf(YD_LOG_ERROR, "cannot rescan the model directory: %s", error.message);
+        dir = NULL;
+    }
+    for (int i = 0; i < registry_count(registry); i++) {
+        const struct entry *entry = &registry->entries[i];
+        bool gone;
+
+        if (!entry->model)
+            continue;
+        if (entry->source == REGISTRY_SOURCE_FILE)
+            gone = files && !listed(files, file_count, entry->path);
+        else
+            gone = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
+        if (gone)
+            unload_entry(registry, i, false,
+                         entry->source == REGISTRY_SOURCE_FILE ? "no longer in the configuration"
+                                                               : "file removed from the model directory",
+                         next_result(results, &spare));
+    }
+    for (int i = 0; files && i < file_count; i++)
+        sync_file(registry, files[i], REGISTRY_SOURCE_FILE, revive, results);
+    for (int i = 0; i < dir_count; i++)
+        sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, results);
+    pthread_mutex_unlock(&registry->admin_lock);
+    free_files(dir_files, dir_count);
+}
+
+/* The model object of the name of entry `first`. Caller holds lock. */
 static cJSON *describe_model(const struct registry *registry, int first)
 {
     const char *name = registry->entries[first].name;
@@ -409,11 +915,11 @@ static cJSON *describe_model(const struct registry *registry, int first)
     variants = cJSON_AddArrayToObject(model, "variants");
     if (!variants)
         goto fail;
-    for (int i = first; i < registry->count; i++) {
+    for (int i = first; i < registry_count(registry); i++) {
         const struct entry *entry = &registry->entries[i];
         cJSON *item;
 
-        if (strcmp(entry->name, name) != 0)
+        if (!entry->model || strcmp(entry->name, name) != 0)
             continue;
         if (entry->is_default && !cJSON_AddStringToObject(model, "default_variant", entry->variant))
             goto fail;
@@ -422,6 +928,7 @@ static cJSON *describe_model(const struct registry *registry, int first)
             goto fail;
         cJSON_AddItemToArray(variants, item);
         if (!cJSON_AddStringToObject(item, "variant", entry->variant) ||
+            !cJSON_AddStringToObject(item, "compression", yd_model_variant(entry->model)) ||
             !cJSON_AddNumberToObject(item, "version", (double)entry->version) ||
             !cJSON_AddNumberToObject(item, "loaded_at", entry->loaded_at) ||
             !cJSON_AddStringToObject(item, "source", entry->path) ||
@@ -442,13 +949,13 @@ cJSON *registry_describe(struct registry *registry, const char *name)
 
     pthread_mutex_lock(&registry->lock);
     if (name) {
-        for (int i = 0; i < registry->count && !root; i++)
-            if (strcmp(registry->entries[i].name, name) == 0)
+        for (int i = 0; i < registry_count(registry) && !root; i++)
+            if (is_first_of_name(registry, i) && strcmp(registry->entries[i].name, name) == 0)
                 root = describe_model(registry, i);
         goto unlock;
     }
     root = cJSON_CreateArray();
-    for (int i = 0; root && i < registry->count; i++) {
+    for (int i = 0; root && i < registry_count(registry); i++) {
         cJSON *model;
 
         if (!is_first_of_name(registry, i))

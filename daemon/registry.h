@@ -3,6 +3,18 @@
  * its current version. A request takes a retained reference to the current
  * version, so a reload can publish a new version while old requests finish
  * on the one they started with.
+ *
+ * An entry is created the first time its (name, variant) is loaded and then
+ * keeps its index for the registry's lifetime; unloading empties it, and a
+ * later load fills it again with the next version number, so versions of an
+ * entry never repeat.
+ *
+ * Name and variant of a file: the name is the file name up to its first
+ * dot; the variant is VARIANT for NAME.VARIANT.yolod, fp32 for NAME.onnx,
+ * and the variant the file was compressed to for any other .yolod name.
+ * The content may differ from what the name says (yolov8n.prod.yolod may
+ * hold an int8 or an fp32 model); requests see it as the `compression` of
+ * the version, taken from the file.
  */
 #ifndef YOLOD_DAEMON_REGISTRY_H
 #define YOLOD_DAEMON_REGISTRY_H
@@ -14,25 +26,40 @@
 
 #include "yolod.h"
 
+#define REGISTRY_MAX_ENTRIES 64 /* (name, variant) pairs ever loaded */
+#define REGISTRY_MAX_RESULTS 16 /* variants one admin operation reports */
+
 struct registry;
 
 /* A retained reference to one version; give it back with registry_release. */
 struct registry_ref {
     yd_model *model;
-    uint64_t version; /* 1 for the version loaded at start, +1 per reload */
-    int index;        /* entry index, stable for the registry's lifetime */
+    const char *name, *variant; /* the entry's, valid for the registry's lifetime */
+    uint64_t version;           /* 1 for the first version of the entry, +1 per load */
+    int index;                  /* entry index, stable for the registry's lifetime */
 };
 
-/* Outcome of reloading one variant, for the admin API reply. */
-struct registry_reload_result {
+/* Where an entry's file came from: sync operations only touch their own kind. */
+enum registry_source {
+    REGISTRY_SOURCE_FILE, /* --model FILE or `model = FILE` */
+    REGISTRY_SOURCE_DIR,  /* a file found in the model directory */
+};
+
+/* Outcome for one variant of an admin operation, for replies and logs. */
+struct registry_result {
+    char name[128];
     char variant[64];
-    bool ok;
-    int code;          /* YD_ERR_* of the failure, YD_OK on success */
-    uint64_t version;  /* the version serving after the reload */
-    char message[512]; /* why the load failed, empty on success */
+    const char *action; /* "loaded", "reloaded", "unloaded", "unchanged" or "failed" */
+    int code;           /* YD_ERR_* of a failure, YD_OK otherwise */
+    uint64_t version;   /* the version serving afterwards, 0 when none */
+    char message[512];  /* why it failed, empty otherwise */
 };
 
-#define REGISTRY_MAX_VARIANTS 16 /* variants of one model a reload reports */
+/* The results of one operation: up to REGISTRY_MAX_RESULTS, `total` counts every one. */
+struct registry_results {
+    struct registry_result items[REGISTRY_MAX_RESULTS];
+    int count, total, failures;
+};
 
 int registry_create(int session_threads, struct registry **out, yd_error *err);
 
@@ -40,37 +67,56 @@ int registry_create(int session_threads, struct registry **out, yd_error *err);
 void registry_destroy(struct registry *registry);
 
 /*
- * Loads a model file as version 1 of its (name, variant) entry. The first
- * variant added for a name becomes its default. A second file with the same
- * name and variant is rejected with YD_ERR_INVALID_ARGUMENT.
+ * Loads a model file as the next version of its (name, variant) entry,
+ * creating the entry. A second file with the same name and variant as a
+ * loaded entry from another path is rejected with YD_ERR_INVALID_ARGUMENT.
+ * The first variant loaded for a name becomes its default.
  */
-int registry_add_file(struct registry *registry, const char *path, yd_error *err);
+int registry_add_file(struct registry *registry, const char *path, enum registry_source source,
+                      yd_error *err);
 
 /*
- * Loads every NAME.onnx (variant fp32), then every NAME.VARIANT.yolod in dir,
- * each group in name order, so a model's default variant is fp32 when it has
- * an ONNX file and does not depend on readdir's order.
+ * Loads every NAME.onnx, then every NAME.VARIANT.yolod in dir, each group in
+ * name order, so a model's default variant is fp32 when it has an ONNX file
+ * and does not depend on readdir's order.
  */
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 
-/* Number of entries; indexes 0..count-1 are valid for the registry's lifetime. */
+/* Whether file (a name without directory) is NAME.onnx or NAME.VARIANT.yolod. */
+bool registry_is_model_file(const char *file);
+
+/* Number of entries; indexes 0..count-1 stay valid for the registry's lifetime. */
 int registry_count(const struct registry *registry);
 
 /* Name and variant of an entry; the strings live as long as the registry. */
 const char *registry_name(const struct registry *registry, int index);
 const char *registry_variant(const struct registry *registry, int index);
 
-/* Distinct model names, in the order they were added, joined by ", ". */
+/* Whether the entry has a version loaded now. */
+bool registry_is_loaded(struct registry *registry, int index);
+
+/* Whether some variant of the model name is loaded. */
+bool registry_has_model(struct registry *registry, const char *name);
+
+/* Distinct names of loaded models, in the order they were added, joined by ", ". */
 void registry_list_names(struct registry *registry, char *out, size_t out_size);
+
+/* Loaded variants of the model name, joined by ", ". */
+void registry_list_variants(struct registry *registry, const char *name, char *out,
+                            size_t out_size);
 
 /*
  * Retains the current version of (name, variant). A NULL name is the first
- * model added, a NULL variant the model's default. Returns YD_OK, or
- * YD_ERR_INVALID_ARGUMENT when no such entry exists; *name_known reports
- * whether the name exists (so the caller can tell model from variant).
+ * loaded model, a NULL variant the model's default. Returns YD_OK, or
+ * YD_ERR_INVALID_ARGUMENT when no such version is loaded; *name_known
+ * reports whether the name is loaded (so the caller can tell model from
+ * variant).
  */
 int registry_acquire(struct registry *registry, const char *name, const char *variant,
                      struct registry_ref *ref, bool *name_known);
+
+/* Retains the current version of entry index; YD_ERR_INVALID_ARGUMENT when it is unloaded. */
+int registry_acquire_index(struct registry *registry, int index, struct registry_ref *ref);
 
 /* Drops the reference; a replaced version is freed with its last one. */
 void registry_release(struct registry_ref *ref);
@@ -79,19 +125,53 @@ void registry_release(struct registry_ref *ref);
 bool registry_is_current(struct registry *registry, const yd_model *model);
 
 /*
- * Reloads every variant of the model from its source file: loads and warms
- * the new version beside the old, then publishes it. A variant that fails
- * keeps its old version. Fills up to max_results results and returns how
- * many variants were tried, or -1 when the name is unknown.
+ * Admin operations on the loaded variants of model `name` (one variant, or
+ * all of them when variant is NULL). Each returns YD_OK, or
+ * YD_ERR_INVALID_ARGUMENT when nothing matches (unknown name or variant),
+ * with the per-variant outcomes in results.
+ *
+ * reload: loads and warms each file beside the old version, then publishes
+ *   it; a variant that fails keeps its old version.
+ * load: loads unloaded entries of the name from their files and, when dir
+ *   is not NULL, files of that name in dir that no entry has yet; loaded
+ *   variants are left "unchanged".
+ * unload: stops serving the variants; requests holding them finish. When
+ *   the default goes, the first remaining variant becomes the default.
  */
-int registry_reload(struct registry *registry, const char *name,
-                    struct registry_reload_result *results, int max_results);
+int registry_reload(struct registry *registry, const char *name, const char *variant,
+                    struct registry_results *results);
+int registry_load(struct registry *registry, const char *name, const char *variant,
+                  const char *dir, struct registry_results *results);
+int registry_unload(struct registry *registry, const char *name, const char *variant,
+                    struct registry_results *results);
+
+/*
+ * Makes variant the default of model name. Returns YD_OK, or
+ * YD_ERR_INVALID_ARGUMENT (with a message) when that variant is not loaded.
+ */
+int registry_set_default(struct registry *registry, const char *name, const char *variant,
+                         yd_error *err);
+
+/*
+ * Brings the registry in line with the files on disk:
+ * - files (when not NULL, the configured model files): loads those not
+ *   loaded, reloads those whose file changed since it was loaded, and
+ *   unloads REGISTRY_SOURCE_FILE entries whose path is no longer listed;
+ * - dir (when not NULL): loads new model files, reloads changed ones and
+ *   unloads entries whose file was removed.
+ * A file "changed" when its device, inode, size or modification time
+ * differ. With revive, entries unloaded through the admin API are loaded
+ * again when their file is listed; without it they stay unloaded.
+ */
+void registry_sync(struct registry *registry, const char *const *files, int file_count,
+                   const char *dir, bool revive, struct registry_results *results);
 
 /*
  * Describes the models as the GET /v1/models items: name, default_variant
- * and variants (variant, version, loaded_at, source, size_bytes). A NULL
- * name describes every model and returns an array; otherwise the object of
- * that model, or NULL when it is unknown. NULL also when out of memory.
+ * and variants (variant, compression, version, loaded_at, source,
+ * size_bytes, default). A NULL name describes every loaded model and
+ * returns an array; otherwise the object of that model, or NULL when it is
+ * not loaded. NULL also when out of memory.
  */
 cJSON *registry_describe(struct registry *registry, const char *name);
 

@@ -61,6 +61,9 @@ enum route {
     ROUTE_MODELS,
     ROUTE_MODEL,
     ROUTE_MODEL_RELOAD,
+    ROUTE_MODEL_LOAD,
+    ROUTE_MODEL_UNLOAD,
+    ROUTE_MODEL_DEFAULT,
 };
 
 /* /v1/models/{name} with a non-empty name without '/'. */
@@ -72,10 +75,10 @@ static bool is_model_path(const char *path)
            strchr(path + strlen(prefix), '/') == NULL;
 }
 
-/* /v1/models/{name}/reload with a non-empty name without '/'. */
-static bool is_model_reload_path(const char *path)
+/* /v1/models/{name}{suffix} with a non-empty name without '/'; suffix is "/ACTION". */
+static bool is_model_action_path(const char *path, const char *suffix)
 {
-    static const char prefix[] = "/v1/models/", suffix[] = "/reload";
+    static const char prefix[] = "/v1/models/";
     size_t length = strlen(path);
     const char *name = path + strlen(prefix);
 
@@ -138,10 +141,15 @@ static enum route find_route(const char *path, const char **allow)
         *allow = "GET, HEAD";
         return ROUTE_MODEL;
     }
-    if (is_model_reload_path(path)) {
-        *allow = "POST";
+    *allow = "POST";
+    if (is_model_action_path(path, "/reload"))
         return ROUTE_MODEL_RELOAD;
-    }
+    if (is_model_action_path(path, "/load"))
+        return ROUTE_MODEL_LOAD;
+    if (is_model_action_path(path, "/unload"))
+        return ROUTE_MODEL_UNLOAD;
+    if (is_model_action_path(path, "/default"))
+        return ROUTE_MODEL_DEFAULT;
     *allow = NULL;
     return ROUTE_UNKNOWN;
 }
@@ -178,6 +186,12 @@ static const char *route_pattern(enum route route)
         return "/v1/models/{name}";
     case ROUTE_MODEL_RELOAD:
         return "/v1/models/{name}/reload";
+    case ROUTE_MODEL_LOAD:
+        return "/v1/models/{name}/load";
+    case ROUTE_MODEL_UNLOAD:
+        return "/v1/models/{name}/unload";
+    case ROUTE_MODEL_DEFAULT:
+        return "/v1/models/{name}/default";
     }
     return METRICS_ROUTE_OTHER;
 }
@@ -416,24 +430,44 @@ static int count_headers(struct MHD_Connection *connection, const char *name)
 }
 
 /*
+ * Queues an error in the shape of the route's API: DeepStack's for
+ * /v1/vision/detection, the native one otherwise.
+ */
+static enum MHD_Result reply_route_error(struct MHD_Connection *connection,
+                                         struct request *request, enum route route,
+                                         unsigned int status, const char *code,
+                                         const char *fmt, ...)
+{
+    char message[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (route == ROUTE_DEEPSTACK_DETECT)
+        return api_deepstack_reply_error(connection, request, status, NULL, code, message);
+    return server_reply_error(connection, request, status, code, "%s", message);
+}
+
+/*
  * Rejects framing that a proxy in front of the server may read differently
  * from libmicrohttpd (request smuggling): Content-Length given more than
  * once, or together with Transfer-Encoding.
  */
 static bool reject_framing(struct MHD_Connection *connection, struct request *request,
-                           enum MHD_Result *result)
+                           enum route route, enum MHD_Result *result)
 {
     int lengths = count_headers(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int encodings = count_headers(connection, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 
     if (lengths > 1) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                     "request has %d Content-Length headers; send one", lengths);
+        *result = reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                    "request has %d Content-Length headers; send one", lengths);
         return true;
     }
     if (lengths == 1 && encodings > 0) {
-        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                     "request has both Content-Length and Transfer-Encoding; send one");
+        *result = reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                    "request has both Content-Length and Transfer-Encoding; send one");
         return true;
     }
     return false;
@@ -462,7 +496,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                               MHD_HTTP_HEADER_ALLOW, allow, "method_not_allowed",
                                               "method %s is not allowed on %s (allowed: %s)",
                                               method, path, allow);
-    if (reject_framing(connection, request, &result))
+    if (reject_framing(connection, request, route, &result))
         return result;
     if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
         return MHD_YES;
@@ -476,15 +510,15 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
         errno = 0;
         declared = strtoull(length_text, &end, 10);
         if (errno == ERANGE || declared > config->max_body_bytes)
-            return server_reply_error(connection, request, MHD_HTTP_CONTENT_TOO_LARGE,
-                                      "body_too_large",
-                                      "request body of %s bytes exceeds the limit of %zu bytes (max_body_bytes)",
-                                      length_text, config->max_body_bytes);
+            return reply_route_error(connection, request, route, MHD_HTTP_CONTENT_TOO_LARGE,
+                                     "body_too_large",
+                                     "request body of %s bytes exceeds the limit of %zu bytes (max_body_bytes)",
+                                     length_text, config->max_body_bytes);
     }
 
     if (multipart_begin(request, connection) != 0)
-        return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_request",
-                                  "invalid multipart/form-data request: missing or invalid boundary");
+        return reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                 "invalid multipart/form-data request: missing or invalid boundary");
     return MHD_YES;
 }
 
@@ -516,6 +550,12 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
         return api_models_get(connection, request);
     case ROUTE_MODEL_RELOAD:
         return api_models_reload(connection, request);
+    case ROUTE_MODEL_LOAD:
+        return api_models_load(connection, request);
+    case ROUTE_MODEL_UNLOAD:
+        return api_models_unload(connection, request);
+    case ROUTE_MODEL_DEFAULT:
+        return api_models_set_default(connection, request);
     default:
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
                                   "no route for this path");

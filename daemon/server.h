@@ -131,7 +131,7 @@ struct detect_format {
     enum request_field conf_field; /* field read as the confidence threshold */
     const char *conf_default;      /* used when conf_field is absent; NULL for the configured conf */
     /* Builds the success body; NULL when out of memory. */
-    cJSON *(*build_result)(const yd_model *model, uint64_t version, const yd_result *result,
+    cJSON *(*build_result)(const struct registry_ref *ref, const yd_result *result,
                            const struct json_timings *timings);
     /* Queues an error reply; retry_after is a Retry-After value or NULL. */
     enum MHD_Result (*reply_error)(struct MHD_Connection *connection, struct request *request,
@@ -149,15 +149,28 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
 /* api_deepstack.c: POST /v1/vision/detection, DeepStack and CodeProject.AI compatible. */
 enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request);
 
+/*
+ * Queues a DeepStack error body {"success": false, "error", "code"}; the
+ * native code goes to the debug log. retry_after is a header value or NULL.
+ */
+enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
+                                          struct request *request, unsigned int status,
+                                          const char *retry_after, const char *code,
+                                          const char *message);
+
 /* api_kserve.c: KServe v2 GET /v2/health/live, /v2/health/ready, /v2/models/{name}/ready. */
 enum MHD_Result api_kserve_live(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct request *request);
 
-/* api_models.c: GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}/reload. */
+/* api_models.c: GET /v1/models, GET /v1/models/{name}, POST /v1/models/{name}/ACTION. */
 enum MHD_Result api_models_list(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_models_get(struct MHD_Connection *connection, struct request *request);
 enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_models_load(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request);
+enum MHD_Result api_models_set_default(struct MHD_Connection *connection,
+                                       struct request *request);
 
 /* api_health.c: GET /healthz and GET /readyz. */
 enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request);

@@ -226,12 +226,10 @@ int worker_pool_start(struct registry *registry, int workers, int threads, int q
         worker->index = i;
         for (int m = 0; m < registry_count(registry); m++) {
             struct registry_ref ref;
-            bool name_known;
 
-            rc = registry_acquire(registry, registry_name(registry, m),
-                                  registry_variant(registry, m), &ref, &name_known);
-            if (rc == YD_OK)
-                rc = cache_add(worker, ref.model, err);
+            if (registry_acquire_index(registry, m, &ref) != YD_OK)
+                continue;
+            rc = cache_add(worker, ref.model, err);
             registry_release(&ref);
             if (rc < 0)
                 goto cleanup;

@@ -82,11 +82,19 @@ free_port() {
 start_daemon() {
     local name=$1
     shift
+    start_serve "$name" --model "$MODEL" "$@"
+}
+
+# start_serve NAME [ARGS...]: start_daemon without the default model, for
+# daemons that load theirs from --model-dir or --config.
+start_serve() {
+    local name=$1
+    shift
     local port
     port=$(free_port)
     LOG=$WORK/$name.log
     URL=http://127.0.0.1:$port
-    "$YOLOD" serve --model "$MODEL" --listen "127.0.0.1:$port" "$@" 2>"$LOG" &
+    "$YOLOD" serve --listen "127.0.0.1:$port" "$@" 2>"$LOG" &
     PID=$!
     DAEMON_PIDS+=("$PID")
 
@@ -106,6 +114,16 @@ start_daemon() {
     fail "daemon $name starts" "not ready after 120 s; log:"
     cat "$LOG"
     finish
+}
+
+# json_get FILE EXPR: prints a Python expression over the parsed JSON `j` of FILE.
+json_get() {
+    python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>&1
+}
+
+# rss_kb: resident memory of $PID in kB.
+rss_kb() {
+    awk '/^VmRSS/ {print $2}' "/proc/$PID/status"
 }
 
 # http_request OUTFILE CURL_ARGS...: prints the status code, body in OUTFILE.

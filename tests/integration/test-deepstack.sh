@@ -122,10 +122,11 @@ expect_status "kserve live rejects POST" 405 "$R" -X POST "$URL/v2/health/live"
 start_daemon limits --max-body-bytes 300K --max-pixels 300000
 ds_error "chunked multipart over limit" 413 "max_body_bytes" -F image=@"$IMAGES/bus.jpg" \
     -H 'Transfer-Encoding: chunked' "$URL/v1/vision/detection"
-# A Content-Length over the limit is rejected before routing to the DeepStack
-# handler, so this reply has the native error shape.
-expect_error "declared length over limit" 413 body_too_large "max_body_bytes" \
+# A Content-Length over the limit is rejected before the body arrives, still in DeepStack's shape.
+ds_error "declared length over limit" 413 "max_body_bytes" \
     -F image=@"$IMAGES/bus.jpg" "$URL/v1/vision/detection"
+expect_error "declared length over limit on the native route" 413 body_too_large "max_body_bytes" \
+    -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect"
 ds_error "pixels over limit" 413 "300000" -F image=@"$IMAGES/zidane.jpg" "$URL/v1/vision/detection"
 if expect_status "320x320 within limits" 200 "$R" -F image=@"$SQUARE" "$URL/v1/vision/detection"; then
     check "320x320 within limits shape" $DS success "$R" --width 320 --height 320 --min-confidence 0.4

@@ -1,0 +1,156 @@
+/*
+ * Directory watch. The thread polls the inotify descriptor and an eventfd
+ * that watch_stop writes. After a relevant event it keeps reading until
+ * QUIET_MS pass without one, then calls back once.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "registry.h"
+#include "watch.h"
+
+/* Long enough to join a write-then-rename burst, short enough to feel immediate. */
+#define QUIET_MS 300
+
+struct watch {
+    int inotify_fd, stop_fd;
+    pthread_t thread;
+    watch_fn on_change;
+    void *user;
+    atomic_bool enabled;
+    char *dir;
+};
+
+/* Reads the pending events; returns whether one concerns a model file, or -1 on error. */
+static int read_events(struct watch *watch)
+{
+    char buffer[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool relevant = false;
+    ssize_t length = read(watch->inotify_fd, buffer, sizeof buffer);
+
+    if (length < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    for (char *at = buffer; at < buffer + length;) {
+        const struct inotify_event *event = (const struct inotify_event *)at;
+
+        if (event->mask & IN_Q_OVERFLOW)
+            relevant = true;
+        else if (event->len > 0 && registry_is_model_file(event->name))
+            relevant = true;
+        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
+            log_printf(YD_LOG_WARN, "model directory %s was removed or renamed; it is no longer"
+                       " watched", watch->dir);
+        at += sizeof *event + event->len;
+    }
+    return relevant;
+}
+
+static void *watch_main(void *arg)
+{
+    struct watch *watch = arg;
+    struct pollfd fds[2] = {
+        { .fd = watch->inotify_fd, .events = POLLIN },
+        { .fd = watch->stop_fd, .events = POLLIN },
+    };
+    bool pending = false;
+
+    for (;;) {
+        int ready = poll(fds, 2, pending ? QUIET_MS : -1);
+
+        if (ready < 0 && errno != EINTR) {
+            log_printf(YD_LOG_ERROR, "watching %s failed: %s", watch->dir, strerror(errno));
+            break;
+        }
+        if (fds[1].revents)
+            break;
+        if (ready > 0 && fds[0].revents) {
+            int relevant = read_events(watch);
+
+            if (relevant < 0) {
+                log_printf(YD_LOG_ERROR, "reading the watch of %s failed: %s", watch->dir,
+                           strerror(errno));
+                break;
+            }
+            pending = pending || relevant;
+            continue;
+        }
+        if (ready == 0 && pending) {
+            pending = false;
+            if (atomic_load(&watch->enabled))
+                watch->on_change(watch->user);
+        }
+    }
+    return NULL;
+}
+
+int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **out,
+                yd_error *err)
+{
+    struct watch *watch = calloc(1, sizeof *watch);
+    int rc;
+
+    *out = NULL;
+    if (!watch)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory watching %s", dir);
+    watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    watch->stop_fd = eventfd(0, EFD_CLOEXEC);
+    watch->dir = strdup(dir);
+    watch->on_change = on_change;
+    watch->user = user;
+    atomic_init(&watch->enabled, true);
+    if (watch->inotify_fd < 0 || watch->stop_fd < 0 || !watch->dir) {
+        rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (inotify_add_watch(watch->inotify_fd, dir,
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
+                              IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (pthread_create(&watch->thread, NULL, watch_main, watch) != 0) {
+        rc = yd_error_set(err, YD_ERR_INTERNAL, "cannot start the thread watching %s", dir);
+        goto fail;
+    }
+    *out = watch;
+    return YD_OK;
+
+fail:
+    if (watch->inotify_fd >= 0)
+        close(watch->inotify_fd);
+    if (watch->stop_fd >= 0)
+        close(watch->stop_fd);
+    free(watch->dir);
+    free(watch);
+    return rc;
+}
+
+void watch_set_enabled(struct watch *watch, bool enabled)
+{
+    if (watch)
+        atomic_store(&watch->enabled, enabled);
+}
+
+void watch_stop(struct watch *watch)
+{
+    uint64_t one = 1;
+
+    if (!watch)
+        return;
+    if (write(watch->stop_fd, &one, sizeof one) != sizeof one)
+        log_printf(YD_LOG_WARN, "cannot signal the watch thread: %s", strerror(errno));
+    pthread_join(watch->thread, NULL);
+    close(watch->inotify_fd);
+    close(watch->stop_fd);
+    free(watch->dir);
+    free(watch);
+}

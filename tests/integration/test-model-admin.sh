@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Model administration and hot swap by every trigger. One served file is
+# swapped 20 times between its fp32 and int8 compressions: 7 times by
+# replacing the file in the watched model directory, 7 through POST
+# .../reload and 6 by SIGHUP. A steady stream of detection requests runs
+# meanwhile. Every request must succeed, both compressions must answer, and
+# resident memory must come back within 10% afterwards. Then a corrupted replacement, unload, load, the default
+# variant (API and config), and files added to and removed from the
+# directory.
+source "$(dirname "$0")/lib.sh"
+
+CALIB=$SHARED/datasets/coco128/images/train2017
+DIR=$WORK/models
+mkdir -p "$DIR"
+check "compress fp32 file" "$YOLOD" compress "$MODEL" --variant fp32 -o "$WORK/fp32.good"
+check "compress int8 file" "$YOLOD" compress "$MODEL" --variant int8 --calib "$CALIB" \
+    --calib-limit 8 -o "$WORK/int8.good"
+cp "$WORK/fp32.good" "$DIR/yolov8n.live.yolod"
+
+CONF=$WORK/yolod.conf
+write_config() {
+    printf 'model_dir = %s\nwatch_model_dir = %s\n%s' "$DIR" "$1" "${2:-}" >"$CONF"
+}
+write_config yes
+start_serve admin --config "$CONF" --workers 2 --threads 1 --log-level debug
+ok "daemon starts from a config with a watched model_dir"
+
+# version_of VARIANT: the version of yolov8n/VARIANT that GET /v1/models/yolov8n reports, or "none".
+version_of() {
+    curl -s --max-time 10 "$URL/v1/models/yolov8n" >"$WORK/describe.json"
+    python3 -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(next((v["version"] for v in j.get("variants", []) if v["variant"] == sys.argv[2]), "none"))' \
+        "$WORK/describe.json" "$1" 2>/dev/null || echo none
+}
+
+# wait_version VARIANT WANT: waits up to 30 s for VARIANT to reach version WANT.
+wait_version() {
+    local i
+    for i in $(seq 300); do
+        [ "$(version_of "$1")" = "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Warm both workers on the first version, then take the baseline.
+for i in 1 2 3; do
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+    first=$!
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+    wait "$first" $!
+done
+sleep 0.5
+rss_before=$(rss_kb)
+
+# Two clients, each at most 600 requests, until $WORK/stop exists.
+client() {
+    local out=$WORK/stream$1.txt i
+    : >"$out"
+    for i in $(seq 600); do
+        [ -e "$WORK/stop" ] && break
+        curl -s --max-time 60 -o "$WORK/stream$1.json" -w '%{http_code} ' \
+            --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" >>"$out"
+        python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(j.get("compression"), j.get("version"), len(j.get("detections", [])))' \
+            "$WORK/stream$1.json" >>"$out" 2>/dev/null || echo "unparsable" >>"$out"
+    done
+}
+client 1 &
+c1=$!
+client 2 &
+c2=$!
+
+# swap N: the file content for swap N (odd: int8, even: fp32 again).
+content_for() { if [ $(($1 % 2)) -eq 1 ]; then echo "$WORK/int8.good"; else echo "$WORK/fp32.good"; fi; }
+# Replacing by rename, as operators should: the old file stays whole until the new one is in place.
+replace_file() { cp "$1" "$DIR/.incoming" && mv "$DIR/.incoming" "$DIR/yolov8n.live.yolod"; }
+
+swap_fail=0
+for n in $(seq 1 7); do
+    replace_file "$(content_for "$n")"
+    wait_version live $((n + 1)) || { swap_fail=$((swap_fail + 1)); echo "file swap $n: version $(version_of live)"; }
+done
+if [ "$swap_fail" -eq 0 ]; then ok "7 swaps by replacing the watched file"; else fail "7 swaps by replacing the watched file" "$swap_fail missed"; fi
+
+# A corrupted replacement (one flipped byte in the middle): the old version keeps serving.
+cp "$WORK/fp32.good" "$WORK/corrupt"
+size=$(stat -c %s "$WORK/corrupt")
+printf '\x5a' | dd of="$WORK/corrupt" bs=1 seek=$((size / 2)) conv=notrunc status=none
+replace_file "$WORK/corrupt"
+for i in $(seq 100); do grep -q "reload of model yolov8n variant live .* failed" "$LOG" && break; sleep 0.1; done
+if grep -q "reload of model yolov8n variant live .* failed, version 8 keeps serving" "$LOG"; then
+    ok "corrupted replacement: failed reload logged, version 8 keeps serving"
+else
+    fail "corrupted replacement: failed reload logged" "$(grep -i 'live' "$LOG" | tail -3)"
+fi
+curl -s "$URL/metrics" >"$WORK/metrics.txt"
+if grep -q 'yolod_model_reloads_total{model="yolov8n",variant="live",result="failure"} 1' "$WORK/metrics.txt"; then
+    ok "corrupted replacement counted as a failed reload"
+else
+    fail "corrupted replacement counted as a failed reload" "$(grep reloads_total "$WORK/metrics.txt")"
+fi
+[ "$(version_of live)" = 8 ] && ok "version 8 still listed" || fail "version 8 still listed" "$(version_of live)"
+
+# Watch off (through SIGHUP, which changes no file), then 7 swaps by the API.
+write_config no
+hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+kill -HUP "$PID"
+for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+swap_fail=0
+for n in $(seq 8 14); do
+    replace_file "$(content_for "$n")"
+    code=$(http_request "$WORK/reload$n.json" -X POST "$URL/v1/models/yolov8n/reload?variant=live")
+    got=$(json_get "$WORK/reload$n.json" '[(v["variant"], v["result"], v["version"]) for v in j["variants"]]')
+    if [ "$code" != 200 ] || [ "$got" != "[('live', 'reloaded', $((n + 1)))]" ]; then
+        swap_fail=$((swap_fail + 1))
+        echo "API swap $n: $code $got"
+    fi
+done
+if [ "$swap_fail" -eq 0 ]; then ok "7 swaps by POST .../reload (watch off)"; else fail "7 swaps by POST .../reload (watch off)" "$swap_fail failed"; fi
+
+swap_fail=0
+for n in $(seq 15 20); do
+    replace_file "$(content_for "$n")"
+    kill -HUP "$PID"
+    wait_version live $((n + 1)) || { swap_fail=$((swap_fail + 1)); echo "SIGHUP swap $n: version $(version_of live)"; }
+done
+if [ "$swap_fail" -eq 0 ]; then ok "6 swaps by SIGHUP"; else fail "6 swaps by SIGHUP" "$swap_fail missed"; fi
+
+touch "$WORK/stop"
+wait "$c1" "$c2"
+total=$(cat "$WORK"/stream*.txt | wc -l)
+bad=$(cat "$WORK"/stream*.txt | grep -vc '^2[0-9][0-9] ')
+if [ "$total" -ge 20 ] && [ "$bad" -eq 0 ]; then
+    ok "$total requests during 20 swaps, none failed"
+else
+    fail "requests during 20 swaps, none failed" "$total replies, $bad not 2xx: $(grep -v '^2' "$WORK"/stream*.txt | head -3)"
+fi
+compressions=$(cat "$WORK"/stream*.txt | awk '{print $2}' | sort -u | tr '\n' ' ')
+if [ "$compressions" = "fp32 int8 " ]; then
+    ok "replies came from both fp32 and int8 versions"
+else
+    fail "replies came from both fp32 and int8 versions" "saw: $compressions"
+fi
+versions=$(cat "$WORK"/stream*.txt | awk '{print $3}' | sort -un | wc -l)
+if [ "$versions" -ge 5 ]; then ok "replies name $versions different versions"; else fail "replies name several versions" "$versions"; fi
+if cat "$WORK"/stream*.txt | awk '$4 < 4 {exit 1}'; then
+    ok "every version found the objects in bus.jpg"
+else
+    fail "every version found the objects in bus.jpg" "$(awk '$4 < 4' "$WORK"/stream*.txt | head -3)"
+fi
+
+# Both workers drop the replaced versions on their next job or prune.
+for i in 1 2; do
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+    first=$!
+    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+    wait "$first" $!
+done
+sleep 1
+rss_after=$(rss_kb)
+if [ $((rss_after * 10)) -le $((rss_before * 11)) ]; then
+    ok "RSS after 20 swaps within 10% ($rss_before kB -> $rss_after kB)"
+else
+    fail "RSS after 20 swaps within 10%" "$rss_before kB -> $rss_after kB"
+fi
+
+# Admin API: unload, load, default variant.
+cp "$WORK/int8.good" "$DIR/.incoming" && mv "$DIR/.incoming" "$DIR/yolov8n.int8.yolod"
+# The watch is off: the new file is loaded by an explicit load.
+[ "$(version_of int8)" = none ] && ok "new file not loaded while the watch is off" || fail "new file not loaded while the watch is off" "$(version_of int8)"
+expect_status "load picks up the new file" 200 "$WORK/load.json" -X POST "$URL/v1/models/yolov8n/load"
+got=$(json_get "$WORK/load.json" 'sorted((v["variant"], v["result"], v["version"]) for v in j["variants"])')
+if [ "$got" = "[('int8', 'loaded', 1), ('live', 'unchanged', 21)]" ]; then ok "load reports loaded and unchanged variants"; else fail "load reports loaded and unchanged variants" "$got"; fi
+
+expect_status "default of yolov8n is live" 200 "$WORK/d1.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+[ "$(json_get "$WORK/d1.json" 'j["variant"]')" = live ] && ok "request without variant gets live" || fail "request without variant gets live" "$(head -c 300 "$WORK/d1.json")"
+expect_status "set default variant" 200 "$WORK/def.json" -X POST "$URL/v1/models/yolov8n/default?variant=int8"
+[ "$(json_get "$WORK/def.json" 'j["default_variant"]')" = int8 ] && ok "default_variant is int8" || fail "default_variant is int8" "$(head -c 300 "$WORK/def.json")"
+expect_status "detect after default change" 200 "$WORK/d2.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+[ "$(json_get "$WORK/d2.json" '(j["variant"], j["compression"])')" = "('int8', 'int8')" ] && ok "request without variant gets int8" || fail "request without variant gets int8" "$(head -c 300 "$WORK/d2.json")"
+expect_error "default to unknown variant" 404 variant_not_found "fp16" -X POST "$URL/v1/models/yolov8n/default?variant=fp16"
+expect_error "default without variant" 400 bad_parameter "variant" -X POST "$URL/v1/models/yolov8n/default"
+expect_error "default of unknown model" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/default?variant=int8"
+expect_error "unload with GET" 405 method_not_allowed "POST" "$URL/v1/models/yolov8n/unload"
+
+expect_status "unload int8" 200 "$WORK/unload.json" -X POST "$URL/v1/models/yolov8n/unload?variant=int8"
+got=$(json_get "$WORK/unload.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
+[ "$got" = "[('int8', 'unloaded')]" ] && ok "unload reports the variant" || fail "unload reports the variant" "$got"
+expect_error "unloaded variant is gone" 404 variant_not_found "int8" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=int8"
+expect_status "default falls back to live" 200 "$WORK/d3.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+[ "$(json_get "$WORK/d3.json" 'j["variant"]')" = live ] && ok "default moved to the remaining variant" || fail "default moved to the remaining variant" "$(head -c 300 "$WORK/d3.json")"
+expect_error "unload it twice" 404 variant_not_found "int8" -X POST "$URL/v1/models/yolov8n/unload?variant=int8"
+expect_status "load int8 again" 200 "$WORK/load2.json" -X POST "$URL/v1/models/yolov8n/load?variant=int8"
+got=$(json_get "$WORK/load2.json" '[(v["variant"], v["result"], v["version"]) for v in j["variants"]]')
+[ "$got" = "[('int8', 'loaded', 2)]" ] && ok "reloaded variant gets the next version" || fail "reloaded variant gets the next version" "$got"
+expect_error "load of a model with no file" 404 model_not_found "yolov9" -X POST "$URL/v1/models/yolov9/load"
+
+# default_variant in the config, applied by SIGHUP; the watch back on.
+write_config yes 'default_variant = int8
+'
+hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+kill -HUP "$PID"
+for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+expect_status "detect after SIGHUP with default_variant" 200 "$WORK/d4.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+[ "$(json_get "$WORK/d4.json" 'j["variant"]')" = int8 ] && ok "default_variant from the config applies" || fail "default_variant from the config applies" "$(head -c 300 "$WORK/d4.json")"
+
+# With the watch on, a new file is served and a removed one is not.
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/.link"
+mv "$DIR/.link" "$DIR/yolov8n.onnx"
+wait_version fp32 1 && ok "a file added to the watched directory is loaded" || fail "a file added to the watched directory is loaded" "$(cat "$WORK/describe.json")"
+rm "$DIR/yolov8n.onnx"
+wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
+if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
+
+# A config that does not parse changes nothing.
+printf 'model_dir = %s\nworkers = many\n' "$DIR" >"$CONF"
+kill -HUP "$PID"
+for i in $(seq 100); do grep -q "configuration has errors" "$LOG" && break; sleep 0.1; done
+grep -q "configuration has errors" "$LOG" && ok "bad config on SIGHUP is reported" || fail "bad config on SIGHUP is reported" "$(tail -3 "$LOG")"
+expect_status "still serving after a bad config" 200 "$WORK/d5.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live"
+
+curl -s "$URL/metrics" >"$WORK/metrics.txt"
+check "metrics pass promtool after model changes" promtool check metrics <"$WORK/metrics.txt"
+if grep -q 'yolod_model_info{model="yolov8n",variant="fp32"' "$WORK/metrics.txt"; then
+    fail "unloaded variant has no model_info line" "$(grep model_info "$WORK/metrics.txt")"
+else
+    ok "unloaded variant has no model_info line"
+fi
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+[ "$rc" = 0 ] && ok "daemon stops cleanly after all of it" || fail "daemon stops cleanly after all of it" "exit $rc"
+finish
