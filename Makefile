@@ -83,6 +83,48 @@ memcheck: $(BUILD)/yolod
 	scripts/install-deps.sh valgrind
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
 
+# Benchmarks, recorded in docs/benchmarks.md. `make bench` times yolod against
+# ONNX Runtime (npm onnxruntime-node in bench/node_modules) with alternating
+# runs and writes a Markdown table to $(BUILD)/bench/results.md; ROUNDS, RUNS,
+# THREADS and ROWS override its defaults (see bench/compare.py). `make
+# bench-daemon` measures HTTP throughput against the engine alone (DURATION,
+# CONFIGS: see bench/daemon-throughput.sh). `make bench-memory` prints the
+# resident memory after each step of setting up a daemon's models and sessions.
+BENCH_INT8 := $(BUILD)/bench/yolov8n.int8.yolod
+
+$(BUILD)/bench/peak: bench/peak.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE) $(WARN) -O2 -march=x86-64-v2 -o $@ $<
+
+# Made once and kept: delete it to remake it after the int8 format changes.
+$(BENCH_INT8): | $(BUILD)/yolod
+	@mkdir -p $(dir $@)
+	nice -n 19 $(BUILD)/yolod compress $(SHARED)/models/yolov8n.onnx --variant int8 \
+	    --calib $(SHARED)/datasets/coco128/images/train2017 -o $@.tmp
+	mv $@.tmp $@
+
+# npm writes this file on every install. --ignore-scripts: the package ships
+# its CPU binaries, and its install script only downloads what it does not
+# bundle, such as the CUDA provider.
+bench/node_modules/.package-lock.json: bench/package.json
+	command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
+	cd bench && npm install --ignore-scripts --no-audit --no-fund
+
+bench: $(BUILD)/yolod $(BUILD)/bench/peak $(BENCH_INT8) bench/node_modules/.package-lock.json
+	SHARED=$(SHARED) BUILD=$(BUILD) bench/compare.py
+
+bench-daemon: $(BUILD)/yolod
+	SHARED=$(SHARED) BUILD=$(BUILD) bench/daemon-throughput.sh
+
+$(BUILD)/bench/rss-steps: bench/rss-steps.c $(BUILD)/libyolod.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) -o $@ $< $(BUILD)/libyolod.a $(LIBS)
+
+# One worker with all cores, then two workers with one thread each.
+bench-memory: $(BUILD)/bench/rss-steps $(BENCH_INT8)
+	$(BUILD)/bench/rss-steps $(SHARED)/images/bus.jpg 0 1 $(SHARED)/models/yolov8n.onnx $(BENCH_INT8)
+	$(BUILD)/bench/rss-steps $(SHARED)/images/bus.jpg 1 2 $(SHARED)/models/yolov8n.onnx $(BENCH_INT8)
+
 # Installs the binary, the example config and the systemd unit.
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -94,6 +136,6 @@ install: $(BUILD)/yolod
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test demo memcheck install clean
+.PHONY: all deps tests test demo memcheck bench bench-daemon bench-memory install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

@@ -1,6 +1,8 @@
 /*
- * yolod bench: times the engine alone (no decode, letterbox or head) on a
- * fixed input tensor, for side-by-side comparisons with other engines.
+ * yolod bench: times the network alone (no decode, letterbox or head) on a
+ * fixed input tensor, for side-by-side comparisons with other engines; or,
+ * with --image, the whole pipeline of one request without HTTP: JPEG/PNG
+ * decode from memory, letterbox, network, head and NMS.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 typedef struct bench_options {
     const char *model_path;
     const char *input_path;
+    const char *image_path;
     int threads, runs, warmup, json;
 } bench_options;
 
@@ -66,6 +69,8 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
             o->model_path = value;
         else if (strcmp(name, "input") == 0)
             o->input_path = value;
+        else if (strcmp(name, "image") == 0)
+            o->image_path = value;
         else if (strcmp(name, "threads") == 0) {
             if (parse_count(name, value, 0, &o->threads) != 0)
                 return -1;
@@ -82,6 +87,10 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
     }
     if (!o->model_path) {
         fprintf(stderr, "yolod bench: --model FILE is required\n");
+        return -1;
+    }
+    if (o->input_path && o->image_path) {
+        fprintf(stderr, "yolod bench: --input and --image exclude each other; give one\n");
         return -1;
     }
     return 0;
@@ -119,12 +128,171 @@ static float *make_input(const bench_options *o, int width, int height)
     return input;
 }
 
+/* Sorts values in place and returns their median. */
+static double median_of(double *values, int count)
+{
+    qsort(values, (size_t)count, sizeof *values, compare_doubles);
+    return count % 2 ? values[count / 2] : (values[count / 2 - 1] + values[count / 2]) / 2;
+}
+
+/* Columns of the per-run times, each `runs` long, in milliseconds. */
+enum { STAGE_TOTAL, STAGE_DECODE, STAGE_PREPROCESS, STAGE_INFERENCE, STAGE_POSTPROCESS, STAGE_COUNT };
+
+static const char *const stage_keys[STAGE_COUNT] = {
+    "median_ms", "decode_ms", "preprocess_ms", "inference_ms", "postprocess_ms",
+};
+
+/* Times the network alone on a tensor; fills times[STAGE_TOTAL]. */
+static int time_tensor(yd_session *session, const yd_model *model, const bench_options *o,
+                       double *times)
+{
+    float *input = make_input(o, yd_model_input_width(model), yd_model_input_height(model));
+
+    if (!input)
+        return -1;
+    for (int i = 0; i < o->warmup; i++)
+        yd_session_run_planar(session, input);
+    for (int i = 0; i < o->runs; i++) {
+        double start = yd_now_ms();
+
+        yd_session_run_planar(session, input);
+        times[i] = yd_now_ms() - start;
+    }
+    free(input);
+    return 0;
+}
+
+/*
+ * Runs one request's pipeline on the encoded image in memory, as the daemon
+ * does after it has read the body: decode, yd_detect with the default
+ * parameters, free. Stores the stage times of run `i` when i >= 0.
+ */
+static int detect_once(yd_session *session, const char *path, const uint8_t *data, size_t size,
+                       int i, int runs, double *times, int *detections)
+{
+    yd_detect_params params;
+    yd_image image = {0};
+    yd_result result = {0};
+    yd_error err = {0};
+    double start = yd_now_ms(), decoded;
+    int rc;
+
+    yd_detect_params_default(&params);
+    rc = yd_image_decode(data, size, 0, &image, &err);
+    decoded = yd_now_ms();
+    if (rc == YD_OK)
+        rc = yd_detect(session, &image, &params, &result, &err);
+    yd_image_free(&image);
+    if (rc != YD_OK) {
+        fprintf(stderr, "yolod bench: %s: %s\n", path, err.message);
+        return -1;
+    }
+    *detections = result.count;
+    yd_result_free(&result);
+    if (i >= 0) {
+        times[STAGE_TOTAL * runs + i] = yd_now_ms() - start;
+        times[STAGE_DECODE * runs + i] = decoded - start;
+        times[STAGE_PREPROCESS * runs + i] = result.timings.preprocess_ms;
+        times[STAGE_INFERENCE * runs + i] = result.timings.inference_ms;
+        times[STAGE_POSTPROCESS * runs + i] = result.timings.postprocess_ms;
+    }
+    return 0;
+}
+
+/* Times the whole pipeline on o->image_path; fills every column of times. */
+static int time_image(yd_session *session, const bench_options *o, double *times, int *detections)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    yd_error err = {0};
+    int status = -1;
+
+    if (yd_read_file(o->image_path, &data, &size, &err) != YD_OK) {
+        fprintf(stderr, "yolod bench: %s\n", err.message);
+        return -1;
+    }
+    for (int i = 0; i < o->warmup; i++)
+        if (detect_once(session, o->image_path, data, size, -1, o->runs, times, detections) != 0)
+            goto done;
+    for (int i = 0; i < o->runs; i++)
+        if (detect_once(session, o->image_path, data, size, i, o->runs, times, detections) != 0)
+            goto done;
+    status = 0;
+
+done:
+    free(data);
+    return status;
+}
+
+static void print_json(const yd_model *model, const yd_session *session, const bench_options *o,
+                       double *times, int stages, int detections)
+{
+    double sum = 0, median, network_ms, gflops = yd_model_flops(model) / 1e9;
+    cJSON *root = cJSON_CreateObject();
+    char *text;
+
+    for (int i = 0; i < o->runs; i++)
+        sum += times[i];
+    median = median_of(times, o->runs);
+    /* GFLOP/s of the network alone, also when the whole pipeline was timed. */
+    network_ms = stages > 1 ? median_of(times + (size_t)STAGE_INFERENCE * o->runs, o->runs) : median;
+    cJSON_AddStringToObject(root, "model", o->model_path);
+    if (o->image_path)
+        cJSON_AddStringToObject(root, "image", o->image_path);
+    cJSON_AddStringToObject(root, "kernels", model->kernels->name);
+    cJSON_AddNumberToObject(root, "threads", session->threads);
+    cJSON_AddNumberToObject(root, "runs", o->runs);
+    cJSON_AddNumberToObject(root, "median_ms", median);
+    cJSON_AddNumberToObject(root, "min_ms", times[0]);
+    cJSON_AddNumberToObject(root, "max_ms", times[o->runs - 1]);
+    cJSON_AddNumberToObject(root, "mean_ms", sum / o->runs);
+    cJSON_AddNumberToObject(root, "gflops", gflops);
+    cJSON_AddNumberToObject(root, "gflops_per_second", gflops / (network_ms / 1e3));
+    if (o->image_path) {
+        cJSON_AddNumberToObject(root, "images_per_second", o->runs / (sum / 1e3));
+        cJSON_AddNumberToObject(root, "detections", detections);
+    }
+    for (int s = 1; s < stages; s++)
+        cJSON_AddNumberToObject(root, stage_keys[s], median_of(times + (size_t)s * o->runs, o->runs));
+    text = cJSON_PrintUnformatted(root);
+    if (text)
+        puts(text);
+    free(text);
+    cJSON_Delete(root);
+}
+
+static void print_text(const yd_model *model, const yd_session *session, const bench_options *o,
+                       double *times, int stages, int detections)
+{
+    double sum = 0, median, stage[STAGE_COUNT] = {0};
+
+    for (int i = 0; i < o->runs; i++)
+        sum += times[i];
+    median = median_of(times, o->runs);
+    stage[STAGE_INFERENCE] = median;
+    for (int s = 1; s < stages; s++)
+        stage[s] = median_of(times + (size_t)s * o->runs, o->runs);
+
+    printf("%s: %s kernels, %d threads, %d runs: median %.2f ms, min %.2f ms, network %.1f GFLOP/s\n",
+           o->model_path, model->kernels->name, session->threads, o->runs, median, times[0],
+           yd_model_flops(model) / 1e9 / (stage[STAGE_INFERENCE] / 1e3));
+    if (o->image_path)
+        printf("%s: %d detections; stage medians: decode %.2f ms, letterbox %.2f ms, "
+               "network %.2f ms, head and NMS %.2f ms; %.1f images/s (mean %.2f ms)\n",
+               o->image_path, detections, stage[STAGE_DECODE], stage[STAGE_PREPROCESS],
+               stage[STAGE_INFERENCE], stage[STAGE_POSTPROCESS], o->runs / (sum / 1e3),
+               sum / o->runs);
+}
+
 void command_bench_print_help(void)
 {
-    fputs("Usage: yolod bench --model FILE [--threads N] [--runs N] [--warmup N] [--input FILE] [--json]\n"
+    fputs("Usage: yolod bench --model FILE [--threads N] [--runs N] [--warmup N]\n"
+          "                   [--input FILE | --image FILE] [--json]\n"
           "\n"
           "Times the network alone (no decoding, letterbox or detection head) on a fixed\n"
-          "input and prints the median and minimum latency.\n"
+          "input and prints the median and minimum latency. With --image, times the whole\n"
+          "pipeline of one request instead, without HTTP: decoding the file's bytes from\n"
+          "memory, letterbox, network, detection head and NMS with the default thresholds.\n"
           "\n"
           "Options:\n"
           "  --model FILE     model to time (required)\n"
@@ -132,9 +300,15 @@ void command_bench_print_help(void)
           "  --runs N         timed runs (default 20)\n"
           "  --warmup N       untimed runs first (default 3)\n"
           "  --input FILE     raw float32 [3][H][W] input tensor (default: a fixed pattern)\n"
-          "  --json           print one JSON object: median_ms, min_ms, max_ms, threads, ...\n"
+          "  --image FILE     JPEG or PNG to time the whole pipeline on; also reports the\n"
+          "                   median of each stage and images/s (runs / total time)\n"
+          "  --json           print one JSON object: median_ms, min_ms, max_ms, mean_ms,\n"
+          "                   threads, gflops (2 per multiply-add); with --image also\n"
+          "                   images_per_second, detections, decode_ms, preprocess_ms,\n"
+          "                   inference_ms, postprocess_ms\n"
           "\n"
-          "Exit status: 0 on success, 1 if the model or input cannot be read, 2 for invalid usage.\n",
+          "Exit status: 0 on success, 1 if the model, input or image cannot be read or\n"
+          "decoded, 2 for invalid usage.\n",
           stdout);
 }
 
@@ -145,7 +319,7 @@ int command_bench(int argc, char **argv)
     yd_session *session = NULL;
     yd_error err = {0};
     double *times = NULL;
-    float *input = NULL;
+    int stages, detections = 0;
     int status = EXIT_RUNTIME;
 
     if (parse_bench_args(argc, argv, &o) != 0)
@@ -158,52 +332,24 @@ int command_bench(int argc, char **argv)
         fprintf(stderr, "yolod bench: %s\n", err.message);
         goto done;
     }
-    input = make_input(&o, yd_model_input_width(model), yd_model_input_height(model));
-    times = malloc((size_t)o.runs * sizeof *times);
-    if (!input || !times)
+    stages = o.image_path ? STAGE_COUNT : 1;
+    times = calloc((size_t)o.runs * stages, sizeof *times);
+    if (!times) {
+        fprintf(stderr, "yolod bench: out of memory\n");
+        goto done;
+    }
+    if (o.image_path ? time_image(session, &o, times, &detections)
+                     : time_tensor(session, model, &o, times))
         goto done;
 
-    for (int i = 0; i < o.warmup; i++)
-        yd_session_run_planar(session, input);
-    for (int i = 0; i < o.runs; i++) {
-        double start = yd_now_ms();
-
-        yd_session_run_planar(session, input);
-        times[i] = yd_now_ms() - start;
-    }
-    qsort(times, (size_t)o.runs, sizeof *times, compare_doubles);
-
-    double median = o.runs % 2 ? times[o.runs / 2] : (times[o.runs / 2 - 1] + times[o.runs / 2]) / 2;
-    double gflops = yd_model_flops(model) / 1e9;
-
-    if (o.json) {
-        cJSON *root = cJSON_CreateObject();
-        char *text;
-
-        cJSON_AddStringToObject(root, "model", o.model_path);
-        cJSON_AddStringToObject(root, "kernels", model->kernels->name);
-        cJSON_AddNumberToObject(root, "threads", session->threads);
-        cJSON_AddNumberToObject(root, "runs", o.runs);
-        cJSON_AddNumberToObject(root, "median_ms", median);
-        cJSON_AddNumberToObject(root, "min_ms", times[0]);
-        cJSON_AddNumberToObject(root, "max_ms", times[o.runs - 1]);
-        cJSON_AddNumberToObject(root, "gflops", gflops);
-        cJSON_AddNumberToObject(root, "gflops_per_second", gflops / (median / 1e3));
-        text = cJSON_PrintUnformatted(root);
-        if (text)
-            puts(text);
-        free(text);
-        cJSON_Delete(root);
-    } else {
-        printf("%s: %s kernels, %d threads, %d runs: median %.2f ms, min %.2f ms, %.1f GFLOP/s\n",
-               o.model_path, model->kernels->name, session->threads, o.runs, median, times[0],
-               gflops / (median / 1e3));
-    }
+    if (o.json)
+        print_json(model, session, &o, times, stages, detections);
+    else
+        print_text(model, session, &o, times, stages, detections);
     status = 0;
 
 done:
     free(times);
-    free(input);
     yd_session_destroy(session);
     yd_model_release(model);
     return status;
