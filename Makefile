@@ -36,7 +36,7 @@ $(BUILD)/libyolod.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/yolod: $(DAEMON_OBJ) $(BUILD)/libyolod.a
-	$(CC) -o $@ $(DAEMON_OBJ) $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(DAEMON_OBJ) $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
 
 $(BUILD)/lib/kernels/%-avx512.o: lib/kernels/%-avx512.c
 	@mkdir -p $(dir $@)
@@ -60,7 +60,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
+	$(CC) $(ALLFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
 
 tests: $(TEST_BIN) $(BUILD)/yolod
 

@@ -319,6 +319,10 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
     if (registry_acquire(server->registry, model_name, variant, &ref, &name_known) != YD_OK) {
         char names[512];
 
+        if (!model_name && !name_known)
+            return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                                 "no_model_loaded", "no model is loaded; load one with POST"
+                                 " /v1/models/NAME/load");
         if (!name_known) {
             registry_list_names(server->registry, names, sizeof names);
             return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,

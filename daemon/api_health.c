@@ -16,11 +16,14 @@ enum MHD_Result api_health_live(struct MHD_Connection *connection, struct reques
     return server_reply_json(connection, request, MHD_HTTP_OK, root);
 }
 
-/* 200 once every model is loaded and the workers run; 503 before and while stopping. */
+/*
+ * 200 once the models are loaded and the workers run; 503 before, while
+ * stopping, and while no model is loaded (all were unloaded).
+ */
 enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct request *request)
 {
     struct server *server = request->server;
-    bool ready = atomic_load(&server->ready);
+    bool ready = atomic_load(&server->ready) && registry_has_model(server->registry, NULL);
     cJSON *root = cJSON_CreateObject();
     cJSON *models;
 

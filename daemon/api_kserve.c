@@ -32,10 +32,11 @@ enum MHD_Result api_kserve_live(struct MHD_Connection *connection, struct reques
     return reply_flag(connection, request, MHD_HTTP_OK, "live", true);
 }
 
-/* Ready (200) once every model is loaded and the workers run, else 503 while starting or stopping. */
+/* Ready (200) once the models are loaded and the workers run, else 503 (starting, stopping, no model). */
 enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct request *request)
 {
-    bool ready = atomic_load(&request->server->ready);
+    bool ready = atomic_load(&request->server->ready) &&
+                 registry_has_model(request->server->registry, NULL);
 
     return reply_flag(connection, request, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
                       "ready", ready);

@@ -107,8 +107,8 @@ static int load_models(const struct config *config, struct registry *registry)
                    config->model_dir, error.message);
         return -1;
     }
-    if (registry_count(registry) == 0) {
-        log_printf(YD_LOG_ERROR, "no model to serve: --model-dir %s has no model files",
+    if (!registry_has_model(registry, NULL)) {
+        log_printf(YD_LOG_ERROR, "no model to serve: --model-dir %s has no model file that loads",
                    config->model_dir);
         return -1;
     }
@@ -132,6 +132,7 @@ struct serve_state {
     struct config *config;
     struct server *server;
     struct registry *registry;
+    pthread_mutex_t default_lock; /* guards config->default_variant, which SIGHUP rewrites */
 };
 
 /* Logs a sync that changed something or failed, and lets workers drop replaced sessions. */
@@ -152,9 +153,19 @@ static void model_dir_changed(void *user)
 {
     struct serve_state *state = user;
     struct registry_results results;
+    char variant[sizeof state->config->default_variant];
+    yd_error error = { 0 };
 
     registry_sync(state->registry, NULL, 0, state->config->model_dir, false, &results);
-    apply_default_variant(state->registry, state->config->default_variant);
+
+    /* A newly loaded default_variant becomes its model's default; a default set through the API stays. */
+    pthread_mutex_lock(&state->default_lock);
+    snprintf(variant, sizeof variant, "%s", state->config->default_variant);
+    pthread_mutex_unlock(&state->default_lock);
+    for (int i = 0; variant[0] && i < results.count; i++)
+        if (strcmp(results.items[i].action, "loaded") == 0 &&
+            strcmp(results.items[i].variant, variant) == 0)
+            registry_set_default(state->registry, results.items[i].name, variant, &error);
     finish_sync(state, "model directory changed", &results);
 }
 
@@ -212,7 +223,9 @@ static void reread_config(int argc, char **argv, struct serve_state *state, stru
     live->log_level = fresh.log_level;
     live->watch_model_dir = fresh.watch_model_dir;
     watch_set_enabled(watch, fresh.watch_model_dir);
+    pthread_mutex_lock(&state->default_lock);
     snprintf(live->default_variant, sizeof live->default_variant, "%s", fresh.default_variant);
+    pthread_mutex_unlock(&state->default_lock);
     config_clear_models(live);
     for (int i = 0; i < fresh.model_count; i++) {
         live->models[i] = fresh.models[i];
@@ -327,6 +340,7 @@ int command_serve(int argc, char **argv)
     atomic_store(&server.ready, true);
 
     state = (struct serve_state){ .config = &config, .server = &server, .registry = registry };
+    pthread_mutex_init(&state.default_lock, NULL);
     if (config.model_dir) {
         if (watch_start(config.model_dir, model_dir_changed, &state, &watch, &error) < 0)
             log_printf(YD_LOG_WARN, "%s; replaced model files are loaded on SIGHUP only",

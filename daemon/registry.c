@@ -175,8 +175,10 @@ bool registry_is_model_file(const char *file)
         return false;
     if (strcmp(last_dot, ".onnx") == 0)
         return first_dot == last_dot;
+    /* The variant must fit the 63 characters a variant name may have. */
     if (strcmp(last_dot, ".yolod") == 0)
-        return last_dot > first_dot + 1 && strchr(first_dot + 1, '.') == last_dot;
+        return last_dot > first_dot + 1 && last_dot - first_dot - 1 < 64 &&
+               strchr(first_dot + 1, '.') == last_dot;
     return false;
 }
 
@@ -493,8 +495,15 @@ static int list_model_files(const char *dir, char ***out, int *out_count, yd_err
         return yd_error_set(err, YD_ERR_IO, "cannot open model directory %s: %s", dir,
                             strerror(errno));
     while ((item = readdir(handle)) != NULL) {
+        struct stat st;
+
         if (!registry_is_model_file(item->d_name))
             continue;
+        /* Only regular files (or links to one): opening a FIFO would block the sync. */
+        if (fstatat(dirfd(handle), item->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+            log_printf(YD_LOG_DEBUG, "skipping %s/%s: not a regular file", dir, item->d_name);
+            continue;
+        }
         if (count == capacity) {
             int grown_capacity = capacity ? 2 * capacity : 16;
             char **grown = realloc(files, (size_t)grown_capacity * sizeof *grown);
@@ -545,10 +554,16 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
         return rc;
     if (count == 0)
         log_printf(YD_LOG_WARN, "model directory %s has no NAME.onnx or NAME.VARIANT.yolod files", dir);
-    for (int i = 0; i < count && rc == YD_OK; i++)
-        rc = registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, err);
+    /* One bad file must not keep the others from serving, as when it appears later. */
+    for (int i = 0; i < count; i++) {
+        yd_error error = { 0 };
+
+        if (registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, &error) < 0)
+            log_printf(YD_LOG_ERROR, "cannot load %s, serving the other files: %s", files[i],
+                       error.message);
+    }
     free_files(files, count);
-    return rc;
+    return YD_OK;
 }
 
 bool registry_is_loaded(struct registry *registry, int index)
@@ -561,11 +576,11 @@ bool registry_is_loaded(struct registry *registry, int index)
     return loaded;
 }
 
-/* Whether a variant of name is loaded. Caller holds lock. */
+/* Whether a variant of name (of any model when NULL) is loaded. Caller holds lock. */
 static bool has_model_locked(const struct registry *registry, const char *name)
 {
     for (int i = 0; i < registry_count(registry); i++)
-        if (registry->entries[i].model && strcmp(registry->entries[i].name, name) == 0)
+        if (registry->entries[i].model && (!name || strcmp(registry->entries[i].name, name) == 0))
             return true;
     return false;
 }
@@ -805,7 +820,7 @@ int registry_unload(struct registry *registry, const char *name, const char *var
 int registry_set_default(struct registry *registry, const char *name, const char *variant,
                          yd_error *err)
 {
-    int index, previous, rc = YD_OK;
+    int index, previous = -1, rc = YD_OK;
 
     pthread_mutex_lock(&registry->admin_lock);
     pthread_mutex_lock(&registry->lock);
@@ -820,7 +835,7 @@ int registry_set_default(struct registry *registry, const char *name, const char
         registry->entries[index].is_default = true;
     }
     pthread_mutex_unlock(&registry->lock);
-    if (rc == YD_OK)
+    if (rc == YD_OK && previous != index)
         log_printf(YD_LOG_INFO, "model %s now defaults to variant %s", name, variant);
     pthread_mutex_unlock(&registry->admin_lock);
     return rc;

@@ -26,7 +26,12 @@
 
 #include "yolod.h"
 
-#define REGISTRY_MAX_ENTRIES 64 /* (name, variant) pairs ever loaded */
+/*
+ * (name, variant) pairs ever loaded. An unloaded pair keeps its slot (its
+ * metrics keep counting under the same labels), so this bounds the distinct
+ * names and variants over the daemon's lifetime.
+ */
+#define REGISTRY_MAX_ENTRIES 1024
 #define REGISTRY_MAX_RESULTS 16 /* variants one admin operation reports */
 
 struct registry;
@@ -78,7 +83,8 @@ int registry_add_file(struct registry *registry, const char *path, enum registry
 /*
  * Loads every NAME.onnx, then every NAME.VARIANT.yolod in dir, each group in
  * name order, so a model's default variant is fp32 when it has an ONNX file
- * and does not depend on readdir's order.
+ * and does not depend on readdir's order. A file that fails is logged and
+ * skipped; only an unreadable directory is an error.
  */
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 
@@ -95,7 +101,7 @@ const char *registry_variant(const struct registry *registry, int index);
 /* Whether the entry has a version loaded now. */
 bool registry_is_loaded(struct registry *registry, int index);
 
-/* Whether some variant of the model name is loaded. */
+/* Whether some variant of the model name is loaded; a NULL name asks for any model. */
 bool registry_has_model(struct registry *registry, const char *name);
 
 /* Distinct names of loaded models, in the order they were added, joined by ", ". */

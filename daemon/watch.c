@@ -20,9 +20,14 @@
 
 /* Long enough to join a write-then-rename burst, short enough to feel immediate. */
 #define QUIET_MS 300
+/* How often a removed directory is looked for again. */
+#define REWATCH_MS 1000
+#define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | \
+                    IN_DELETE_SELF | IN_MOVE_SELF)
 
 struct watch {
     int inotify_fd, stop_fd;
+    int wd;                  /* the directory's watch, -1 while it is gone */
     pthread_t thread;
     watch_fn on_change;
     void *user;
@@ -46,9 +51,13 @@ static int read_events(struct watch *watch)
             relevant = true;
         else if (event->len > 0 && registry_is_model_file(event->name))
             relevant = true;
-        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF))
-            log_printf(YD_LOG_WARN, "model directory %s was removed or renamed; it is no longer"
-                       " watched", watch->dir);
+        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0) {
+            /* The path no longer names the watched directory: watch the path again once it does. */
+            log_printf(YD_LOG_WARN, "model directory %s was removed or renamed; watching for it"
+                       " to come back", watch->dir);
+            inotify_rm_watch(watch->inotify_fd, watch->wd);
+            watch->wd = -1;
+        }
         at += sizeof *event + event->len;
     }
     return relevant;
@@ -64,7 +73,7 @@ static void *watch_main(void *arg)
     bool pending = false;
 
     for (;;) {
-        int ready = poll(fds, 2, pending ? QUIET_MS : -1);
+        int ready = poll(fds, 2, pending ? QUIET_MS : watch->wd < 0 ? REWATCH_MS : -1);
 
         if (ready < 0 && errno != EINTR) {
             log_printf(YD_LOG_ERROR, "watching %s failed: %s", watch->dir, strerror(errno));
@@ -81,6 +90,14 @@ static void *watch_main(void *arg)
                 break;
             }
             pending = pending || relevant;
+            continue;
+        }
+        if (ready == 0 && watch->wd < 0) {
+            watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
+            if (watch->wd >= 0) {
+                log_printf(YD_LOG_INFO, "model directory %s is back; watching it again", watch->dir);
+                pending = true;
+            }
             continue;
         }
         if (ready == 0 && pending) {
@@ -111,9 +128,8 @@ int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **
         rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (inotify_add_watch(watch->inotify_fd, dir,
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                              IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+    watch->wd = inotify_add_watch(watch->inotify_fd, dir, WATCH_MASK);
+    if (watch->wd < 0) {
         rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
         goto fail;
     }

@@ -1,8 +1,12 @@
 /*
  * Watches a directory with inotify and calls back, on its own thread, once
  * the directory has been quiet for a moment after a model file in it was
- * closed after writing, renamed in or out, or deleted. Several events in a
- * burst (a copy, then a rename) give one call.
+ * created, closed after writing, renamed in or out, or deleted. Several
+ * events in a burst (a copy, then a rename) give one call. When the
+ * directory itself is removed or renamed, its path is looked for every
+ * second and watched again (with one call) once it is back.
+ * NOTE: a symbolic link given as the directory is resolved once; pointing
+ * the link elsewhere later is not noticed.
  */
 #ifndef YOLOD_DAEMON_WATCH_H
 #define YOLOD_DAEMON_WATCH_H

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1623,8 +1622,9 @@ int yd_model_file_load(const char *path, yd_graph **graph, char ***class_names,
                        yd_model_provenance *provenance, yd_error *err)
 {
     struct stat st;
-    void *map = NULL;
-    int fd, rc;
+    uint8_t *data;
+    size_t done = 0;
+    int fd, rc, read_error = 0;
 
     if (graph)
         *graph = NULL;
@@ -1646,11 +1646,34 @@ int yd_model_file_load(const char *path, yd_graph **graph, char ***class_names,
         close(fd);
         return yd_model_file_parse("", 0, graph, class_names, provenance, err);
     }
-    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    /*
+     * Read, not mapped: a file truncated while it is parsed (cp over it
+     * during a reload) would raise SIGBUS on a mapping, but only shortens
+     * a read. The buffer lives only while the weights are unpacked.
+     */
+    data = malloc((size_t)st.st_size);
+    if (!data) {
+        close(fd);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory reading '%s' (%lld bytes)", path,
+                            (long long)st.st_size);
+    }
+    while (done < (size_t)st.st_size) {
+        ssize_t got = read(fd, data + done, (size_t)st.st_size - done);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            read_error = errno;
+        if (got <= 0)
+            break;
+        done += (size_t)got;
+    }
     close(fd);
-    if (map == MAP_FAILED)
-        return yd_error_set(err, YD_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
-    rc = yd_model_file_parse(map, (size_t)st.st_size, graph, class_names, provenance, err);
-    munmap(map, (size_t)st.st_size);
+    if (done != (size_t)st.st_size)
+        rc = yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path,
+                          read_error ? strerror(read_error) : "the file shrank while it was read");
+    else
+        rc = yd_model_file_parse(data, done, graph, class_names, provenance, err);
+    free(data);
     return rc;
 }

@@ -213,6 +213,33 @@ rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
 
+# The watched directory removed and put back: the watch follows it.
+mv "$DIR" "$WORK/models.away"
+sleep 0.5
+mv "$WORK/models.away" "$DIR"
+for i in $(seq 100); do grep -q "model directory .* is back; watching it again" "$LOG" && break; sleep 0.1; done
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/yolov8n.onnx"
+wait_version fp32 2 && ok "the watch follows a directory that was moved away and back" || fail "the watch follows a directory that was moved away and back" "$(grep -i 'model directory' "$LOG" | tail -3)"
+
+# A FIFO and a bad file in the directory are skipped, and a SIGHUP does not hang on them.
+mkfifo "$DIR/fifo.onnx"
+echo "not a model" >"$DIR/junk.onnx"
+hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+kill -HUP "$PID"
+for i in $(seq 150); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+[ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && ok "SIGHUP with a FIFO and a junk file completes" || fail "SIGHUP with a FIFO and a junk file completes" "$(tail -3 "$LOG")"
+grep -q "junk.onnx" "$LOG" && ok "junk file logged" || fail "junk file logged" "$(tail -3 "$LOG")"
+
+# Nothing loaded: detection gets 503, readiness turns 503, a load brings it back.
+expect_status "unload every variant" 200 "$WORK/unload-all.json" -X POST "$URL/v1/models/yolov8n/unload"
+expect_error "detect with no model loaded" 503 no_model_loaded "load" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+expect_status "readyz with no model loaded" 503 "$WORK/ready.json" "$URL/readyz"
+expect_status "kserve ready with no model loaded" 503 "$WORK/ready.json" "$URL/v2/health/ready"
+expect_status "load the model again" 200 "$WORK/load3.json" -X POST "$URL/v1/models/yolov8n/load"
+expect_status "readyz after the load" 200 "$WORK/ready.json" "$URL/readyz"
+rm -f "$DIR/fifo.onnx" "$DIR/junk.onnx" "$DIR/yolov8n.onnx"
+wait_version fp32 none || fail "fp32 unloaded again" "$(cat "$WORK/describe.json")"
+
 # A config that does not parse changes nothing.
 printf 'model_dir = %s\nworkers = many\n' "$DIR" >"$CONF"
 kill -HUP "$PID"
