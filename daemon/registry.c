@@ -220,11 +220,12 @@ static int warm_up_model(yd_model *model, int threads, yd_error *err)
 static int load_file(struct registry *registry, const char *path, yd_model **out,
                      char *variant, size_t variant_size, struct file_id *id, yd_error *err)
 {
+    yd_model_options options = { .serve_only = 1 };
     int rc;
 
     *out = NULL;
     file_identity(path, id);
-    rc = yd_model_load(path, NULL, out, err);
+    rc = yd_model_load(path, &options, out, err);
     if (rc < 0)
         return rc;
     variant_of_file(path, *out, variant, variant_size);

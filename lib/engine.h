@@ -23,6 +23,7 @@ struct yd_model {
     int nc;
     char **class_names;             /* nc strings */
     double flops;
+    int serve_only;                 /* source weights freed: nothing may repack */
 };
 
 struct yd_session {
@@ -36,6 +37,8 @@ struct yd_session {
     yd_detection *detections;       /* max_det capacity */
     int capacity;
     uint8_t *qinput;                /* quantized input of the running int8 conv */
+    float *winograd_scratch;        /* `threads` slices of winograd_floats floats */
+    size_t winograd_floats;         /* per thread, for the largest Winograd layer */
     /* Calibration hook: called after every node by every thread of the
      * team, between barriers, so it may split work with an orphaned
      * `omp for` or leave it to `omp master`. */

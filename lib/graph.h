@@ -53,6 +53,7 @@ typedef struct yd_conv_params {
     float *weight; /* [out_c][in_c][kernel_h][kernel_w], owned */
     float *bias;   /* [out_c], owned, never NULL after import */
     float *packed; /* kernel-specific layout, owned, set when the model loads */
+    int winograd;  /* 1 when `packed` is yd_winograd_pack()'s layout, not yd_conv_pack()'s */
     yd_precision precision;
     /* INT8 only: weights qweight[i] * weight_scale[oc] (symmetric); `weight`
      * keeps float values, the ones quantized when the model was compressed

@@ -57,6 +57,11 @@ static int load_names(yd_model *model, const yd_onnx_model *onnx, yd_error *err)
     return YD_OK;
 }
 
+/*
+ * Packs every live convolution for the model's kernels: int8 ones for the
+ * int8 kernel, float ones for Winograd when the table has it and
+ * yd_winograd_chosen() accepts the shape, the others for the direct kernel.
+ */
 static int pack_weights(yd_model *model, yd_error *err)
 {
     yd_graph *g = model->graph;
@@ -69,6 +74,7 @@ static int pack_weights(yd_model *model, yd_error *err)
         if (node->dead || node->op != YD_OP_CONV)
             continue;
         yd_conv_shape_of(g, node, &shape);
+        node->conv.winograd = 0;
         if (node->conv.precision == YD_PREC_INT8) {
             node->conv.qpacked = calloc(1, sizeof *node->conv.qpacked);
             if (!node->conv.qpacked ||
@@ -76,6 +82,14 @@ static int pack_weights(yd_model *model, yd_error *err)
                               node->conv.input_scale, node->conv.input_zero, node->conv.pad_bottom,
                               node->conv.pad_right, node->conv.qpacked) != YD_OK)
                 return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+            continue;
+        }
+        if (model->kernels->winograd && yd_winograd_chosen(&shape, cb)) {
+            node->conv.packed = yd_aligned_alloc(yd_winograd_packed_floats(&shape, cb) * sizeof(float));
+            if (!node->conv.packed)
+                return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+            yd_winograd_pack(&shape, cb, node->conv.weight, node->conv.bias, node->conv.packed);
+            node->conv.winograd = 1;
             continue;
         }
         node->conv.packed = yd_aligned_alloc(yd_conv_packed_floats(&shape, cb) * sizeof(float));
@@ -90,11 +104,17 @@ int yd_model_repack(yd_model *model, yd_error *err)
 {
     yd_graph *g = model->graph;
 
+    if (model->serve_only)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "%s was loaded to serve only; load it again to change its weights",
+                            model->path);
+
     for (int i = 0; i < g->nnodes; i++) {
         yd_node *node = &g->nodes[i];
 
         free(node->conv.packed);
         node->conv.packed = NULL;
+        node->conv.winograd = 0;
         if (node->conv.qpacked) {
             yd_qconv_free(node->conv.qpacked);
             free(node->conv.qpacked);
@@ -205,11 +225,33 @@ fail:
     return rc;
 }
 
+/* Frees what only packing reads: float weights, and int8 weights once packed. */
+static void drop_source_weights(yd_model *model)
+{
+    yd_graph *g = model->graph;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_conv_params *conv = &g->nodes[i].conv;
+
+        if (g->nodes[i].op != YD_OP_CONV)
+            continue;
+        free(conv->weight);
+        conv->weight = NULL;
+        if (conv->qpacked) {
+            free(conv->qweight);
+            conv->qweight = NULL;
+        }
+    }
+    model->serve_only = 1;
+}
+
 int yd_model_load(const char *path, const yd_model_options *options, yd_model **out,
                   yd_error *err)
 {
     int rc = yd_model_load_with(path, NULL, out, err);
 
+    if (rc == YD_OK && options && options->serve_only)
+        drop_source_weights(*out);
     if (rc == YD_OK && options && options->input_size &&
         (options->input_size != (*out)->input_width || options->input_size != (*out)->input_height)) {
         rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,

@@ -4,6 +4,7 @@
  * with an orphaned `omp for` (the implicit barrier after each loop orders
  * the layers), so threads are woken once per image, not once per layer.
  */
+#include <assert.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,36 @@ static size_t qinput_bytes(const yd_graph *g)
     return max;
 }
 
+/*
+ * Per-thread Winograd scratch floats for the largest layer that may run
+ * Winograd. Counts int8 layers too: a model may be repacked with other
+ * precisions while a session lives (sensitivity analysis does), and a
+ * layer's choice depends only on its shape and the kernel table.
+ */
+static size_t winograd_floats(const yd_model *model)
+{
+    const yd_graph *g = model->graph;
+    size_t max = 0;
+
+    if (!model->kernels->winograd)
+        return 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        yd_conv_shape shape;
+        size_t floats;
+
+        if (node->dead || node->op != YD_OP_CONV)
+            continue;
+        yd_conv_shape_of(g, node, &shape);
+        if (!yd_winograd_chosen(&shape, g->cb))
+            continue;
+        floats = yd_winograd_scratch_floats(&shape, g->cb);
+        if (floats > max)
+            max = floats;
+    }
+    return max;
+}
+
 int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *err)
 {
     const yd_graph *g = model->graph;
@@ -76,6 +107,16 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
             return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
         }
     }
+    s->winograd_floats = winograd_floats(model);
+    if (s->winograd_floats > 0) {
+        s->winograd_scratch = yd_aligned_alloc((size_t)s->threads * s->winograd_floats * sizeof(float));
+        if (!s->winograd_scratch) {
+            yd_session_destroy(s);
+            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session "
+                                "(Winograd scratch %zu bytes)",
+                                (size_t)s->threads * s->winograd_floats * sizeof(float));
+        }
+    }
     if (!s->arena || !s->letterbox || !s->head || !s->scratch || !s->detections) {
         yd_session_destroy(s);
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session (arena %zu bytes)",
@@ -84,6 +125,8 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
 
     /* Touch every page now, so the first request does not pay the faults. */
     memset(s->arena, 0, g->arena_bytes);
+    if (s->winograd_scratch)
+        memset(s->winograd_scratch, 0, (size_t)s->threads * s->winograd_floats * sizeof(float));
 
     /* Head maps point into s->head: per level, box planes then class planes. */
     float *at = s->head;
@@ -115,6 +158,7 @@ void yd_session_destroy(yd_session *s)
     yd_head_scratch_destroy(s->scratch);
     free(s->detections);
     free(s->qinput);
+    free(s->winograd_scratch);
     yd_model_release(s->model);
     free(s);
 }
@@ -144,6 +188,15 @@ static void run_node(yd_session *s, const yd_node *node)
             k->qconv(&shape, node->conv.qpacked, s->qinput,
                      node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
                      value_ptr(s, node->output), cb);
+            break;
+        }
+        if (node->conv.winograd) {
+            /* winograd_floats() sized the scratch for every layer that can be chosen. */
+            assert(s->winograd_floats >= yd_winograd_scratch_floats(&shape, cb));
+            s->model->kernels->winograd(&shape, node->conv.packed, value_ptr(s, node->inputs[0]),
+                                        node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
+                                        value_ptr(s, node->output), s->winograd_scratch,
+                                        s->winograd_floats);
             break;
         }
         s->model->kernels->conv(&shape, node->conv.packed, value_ptr(s, node->inputs[0]),

@@ -126,6 +126,10 @@ typedef struct yd_session yd_session;
 
 typedef struct yd_model_options {
     int input_size; /* 0: take it from the file; else the square side it must have */
+    /* 1: free the source weights once they are packed for the kernels,
+     * about a third of a float model's memory. The model still runs, but
+     * cannot be pruned, quantized or repacked (yolod compress needs them). */
+    int serve_only;
 } yd_model_options;
 
 /*

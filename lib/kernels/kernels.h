@@ -33,6 +33,17 @@ typedef struct yd_conv_shape {
 typedef void (*yd_conv_fn)(const yd_conv_shape *shape, const float *packed, const float *in,
                            const float *residual, float *out);
 
+/*
+ * Winograd F(4x4, 3x3) convolution of a 3x3 stride-1 layer (see the
+ * Winograd section below). Like yd_conv_fn, with `packed` from
+ * yd_winograd_pack(). OpenMP thread number t uses the scratch memory at
+ * scratch + t * scratch_floats, which must be 64-byte aligned and hold
+ * yd_winograd_scratch_floats() floats.
+ */
+typedef void (*yd_winograd_fn)(const yd_conv_shape *shape, const float *packed, const float *in,
+                               const float *residual, float *out, float *scratch,
+                               size_t scratch_floats);
+
 struct yd_qconv;
 struct yd_conv_shape;
 
@@ -48,6 +59,7 @@ typedef struct yd_kernel_table {
     /* sum of a[i] * b[i] in double, any n, no alignment required */
     double (*dot)(const float *a, const float *b, size_t n);
     double (*ddot)(const double *a, const double *b, size_t n);
+    yd_winograd_fn winograd; /* NULL: every layer runs the direct convolution */
 } yd_kernel_table;
 
 /*
@@ -73,6 +85,56 @@ void yd_f32_conv_nchwc8__avx2(const yd_conv_shape *shape, const float *packed, c
                               const float *residual, float *out);
 void yd_f32_conv_nchwc16__avx512(const yd_conv_shape *shape, const float *packed, const float *in,
                                  const float *residual, float *out);
+
+/* -------------------------------------------------------------- Winograd */
+
+/*
+ * Winograd F(4x4, 3x3), as in Lavin and Gray, "Fast Algorithms for
+ * Convolutional Neural Networks" (2016), with interpolation points 0, +-1,
+ * +-2 and infinity. Each 4x4 output tile is A^T [(G g G^T) * (B^T d B)] A
+ * for its 6x6 input window d and 3x3 kernel g. That takes 36
+ * multiply-accumulates per tile and channel pair instead of the 144 of a
+ * direct convolution.
+ *
+ * Packed weights, for a given cb: the bias, ceil(out_c/cb) * cb floats
+ * (zero past out_c), then the transformed weights G g G^T as
+ * [36 tile positions][ceil(out_c/cb) output blocks][in_c][cb output lanes].
+ */
+#define YD_WINOGRAD_POSITIONS 36
+
+/* 1 when the layer is 3x3 with stride 1, the shapes the Winograd kernels run. */
+int yd_winograd_supported(const yd_conv_shape *shape);
+
+/* 1 when the Winograd kernel of channel block cb beats the direct one on this layer. */
+int yd_winograd_chosen(const yd_conv_shape *shape, int cb);
+
+size_t yd_winograd_packed_floats(const yd_conv_shape *shape, int cb);
+void yd_winograd_pack(const yd_conv_shape *shape, int cb, const float *weight, const float *bias,
+                      float *packed);
+
+/*
+ * 1 when the layer's transformed weights are at least twice the
+ * transformed input of all its tiles (deep layers on small maps), and that
+ * input is small enough for one thread's scratch. The kernel reads the
+ * weights once per batch, so it runs such a layer as one batch.
+ */
+int yd_winograd_one_batch(const yd_conv_shape *shape, int cb);
+
+/*
+ * The maximum number of output tiles the kernel transforms together, which
+ * sets its scratch size.
+ */
+int yd_winograd_tiles_per_batch(const yd_conv_shape *shape, int cb);
+
+/* Scratch floats one thread needs for this layer (a multiple of 16). */
+size_t yd_winograd_scratch_floats(const yd_conv_shape *shape, int cb);
+
+void yd_f32_winograd_nchwc8__avx2(const yd_conv_shape *shape, const float *packed, const float *in,
+                                  const float *residual, float *out, float *scratch,
+                                  size_t scratch_floats);
+void yd_f32_winograd_nchwc16__avx512(const yd_conv_shape *shape, const float *packed,
+                                     const float *in, const float *residual, float *out,
+                                     float *scratch, size_t scratch_floats);
 
 /* ------------------------------------------------- layout and data movement */
 

@@ -1,7 +1,7 @@
 /*
- * Every vector convolution kernel against the scalar reference, on random
- * shapes including odd channel counts, tiny maps, strides and residuals;
- * plus the data-movement kernels against plain loops.
+ * Every vector convolution kernel, direct and Winograd, against the scalar
+ * reference on random shapes, including odd channel counts, tiny maps,
+ * strides and residuals. Also the data-movement kernels against plain loops.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -160,6 +160,179 @@ static void conv_avx512_matches_scalar(void)
 static void conv_avx2_matches_scalar(void)
 {
     check_table("avx2");
+}
+
+/*
+ * Max |a - b| over the padding lanes past c of the last block (0 when c is
+ * a multiple of cb), where kernels must write what the reference writes.
+ */
+static double max_padding_diff(const float *a, const float *b, int c, int h, int w, int cb)
+{
+    double worst = 0;
+
+    for (int ch = c; ch % cb != 0; ch++)
+        for (int i = 0; i < h * w; i++) {
+            size_t at = (size_t)(ch / cb) * h * w * cb + (size_t)i * cb + ch % cb;
+            double d = fabs((double)a[at] - (double)b[at]);
+
+            if (d > worst || d != d)
+                worst = d != d ? INFINITY : d;
+        }
+    return worst;
+}
+
+/*
+ * Winograd conv of one shape on `table` vs the scalar direct reference,
+ * run by a team of `threads`. The output buffer has one guard block after
+ * the output that must stay untouched: a conv writing into a concat slice
+ * must not spill into the next slice.
+ */
+static int winograd_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual,
+                         int threads)
+{
+    const int cb = table->cb;
+    const float guard = 12345.0f;
+    size_t wn = (size_t)s->out_c * s->in_c * 9;
+    float *weight = malloc(wn * sizeof(float));
+    float *bias = malloc((size_t)s->out_c * sizeof(float));
+    float *packed = yd_aligned_alloc(yd_conv_packed_floats(s, cb) * sizeof(float));
+    float *wpacked = yd_aligned_alloc(yd_winograd_packed_floats(s, cb) * sizeof(float));
+    size_t scratch_floats = yd_winograd_scratch_floats(s, cb);
+    float *scratch = yd_aligned_alloc((size_t)threads * scratch_floats * sizeof(float));
+    float *in = random_blocked(s->in_c, s->in_h, s->in_w, cb);
+    float *res = with_residual ? random_blocked(s->out_c, s->out_h, s->out_w, cb) : NULL;
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, cb);
+    size_t guard_floats = (size_t)s->out_h * s->out_w * cb;
+    float *want = yd_aligned_alloc(on * sizeof(float));
+    float *got = yd_aligned_alloc((on + guard_floats) * sizeof(float));
+    double diff, padding_diff, tolerance;
+    size_t spilled = 0;
+    int ok;
+
+    for (size_t i = 0; i < wn; i++)
+        weight[i] = random_float() * 0.5f;
+    for (int i = 0; i < s->out_c; i++)
+        bias[i] = random_float();
+    for (size_t i = 0; i < on + guard_floats; i++)
+        got[i] = guard;
+    yd_conv_pack(s, cb, weight, bias, packed);
+    yd_winograd_pack(s, cb, weight, bias, wpacked);
+    yd_f32_conv__scalar(s, cb, packed, in, res, want);
+#pragma omp parallel num_threads(threads)
+    table->winograd(s, wpacked, in, res, got, scratch, scratch_floats);
+
+    diff = max_diff(want, got, s->out_c, s->out_h, s->out_w, cb);
+    padding_diff = max_padding_diff(want, got, s->out_c, s->out_h, s->out_w, cb);
+    for (size_t i = on; i < on + guard_floats; i++)
+        spilled += got[i] != guard;
+    /*
+     * Winograd rounds differently from a direct sum. B^T has entries up to
+     * 5 and A^T up to 8, so transformed inputs grow up to 100x and each
+     * output sums 36 weighted products per input channel that mostly
+     * cancel. On these shapes the error, divided by the same length factor
+     * as conv_case's bound, stays below 2e-5. A bound of 2e-4 leaves a
+     * 10x margin and still catches indexing or transform mistakes, which
+     * give errors of 0.1 and more.
+     */
+    tolerance = 2e-4 * (1 + s->in_c * 9 / 64.0);
+    ok = diff <= tolerance && padding_diff <= tolerance && spilled == 0;
+    if (!ok)
+        fprintf(stderr, "  %s winograd in %dx%dx%d out %dx%dx%d p%d,%d silu %d res %d threads %d: "
+                "max diff %g, padding lanes %g, %zu floats written past the output\n",
+                table->name, s->in_c, s->in_h, s->in_w, s->out_c, s->out_h, s->out_w, s->pad_top,
+                s->pad_left, s->silu, with_residual, threads, diff, padding_diff, spilled);
+    free(weight);
+    free(bias);
+    free(packed);
+    free(wpacked);
+    free(scratch);
+    free(in);
+    free(res);
+    free(want);
+    free(got);
+    return ok;
+}
+
+static void check_winograd_table(const char *name)
+{
+    const yd_kernel_table *table = yd_kernels_get(name);
+    yd_conv_shape s;
+    int failures = 0, cases = 0;
+
+    if (!table) {
+        printf("  (this CPU does not run %s kernels; checked the others)\n", name);
+        return;
+    }
+    CHECK(table->winograd != NULL);
+    if (!table->winograd)
+        return;
+
+    /* YOLOv8 bottleneck shapes at small sizes, one and two threads. */
+    fill_shape(&s, 16, 40, 40, 16, 3, 1, 1, 1);
+    failures += !winograd_case(table, &s, 1, 1);
+    fill_shape(&s, 64, 20, 20, 64, 3, 1, 1, 1);
+    failures += !winograd_case(table, &s, 0, 2);
+    /* Several batches and a 3 + 2 block split of the output channels. */
+    fill_shape(&s, 80, 44, 36, 80, 3, 1, 1, 1);
+    failures += !winograd_case(table, &s, 1, 2);
+    fill_shape(&s, 256, 6, 6, 72, 3, 1, 1, 0);
+    failures += !winograd_case(table, &s, 1, 2);
+    /* A 1x1 map: every tile is mostly padding. */
+    fill_shape(&s, 16, 1, 1, 16, 3, 1, 1, 1);
+    failures += !winograd_case(table, &s, 1, 1);
+    cases += 5;
+
+    /* Random shapes: H, W not multiples of 4, channels not multiples of cb. */
+    for (int i = 0; i < 60; i++) {
+        int pad = random_int(0, 2);
+        int h = random_int(1, 27), w = random_int(1, 31);
+
+        if (h + 2 * pad < 3 || w + 2 * pad < 3)
+            continue;
+        fill_shape(&s, random_int(1, 70), h, w, random_int(1, 90), 3, 1, pad, random_int(0, 1));
+        failures += !winograd_case(table, &s, random_int(0, 1), random_int(1, 2));
+        cases++;
+    }
+    printf("  %s: %d Winograd shapes checked\n", name, cases);
+    CHECK_INT_EQ(failures, 0);
+}
+
+static void winograd_avx512_matches_scalar(void)
+{
+    check_winograd_table("avx512");
+}
+
+static void winograd_avx2_matches_scalar(void)
+{
+    check_winograd_table("avx2");
+}
+
+/*
+ * Which layers take Winograd: 3x3 stride 1 only, with at least cb / 2
+ * input channels, and never on the scalar table.
+ */
+static void winograd_choice_by_shape(void)
+{
+    yd_conv_shape s;
+
+    fill_shape(&s, 64, 40, 40, 64, 3, 1, 1, 1);
+    CHECK(yd_winograd_supported(&s));
+    CHECK(yd_winograd_chosen(&s, 16));
+    CHECK(yd_winograd_chosen(&s, 8));
+    fill_shape(&s, 8, 40, 40, 4, 3, 1, 1, 1);
+    CHECK(yd_winograd_chosen(&s, 16));
+    fill_shape(&s, 4, 40, 40, 64, 3, 1, 1, 1);
+    CHECK(yd_winograd_supported(&s));
+    CHECK(!yd_winograd_chosen(&s, 16));
+    CHECK(yd_winograd_chosen(&s, 8));
+    fill_shape(&s, 64, 40, 40, 64, 3, 2, 1, 1);
+    CHECK(!yd_winograd_supported(&s));
+    CHECK(!yd_winograd_chosen(&s, 16));
+    fill_shape(&s, 64, 40, 40, 64, 1, 1, 0, 1);
+    CHECK(!yd_winograd_supported(&s));
+    fill_shape(&s, 64, 40, 40, 64, 5, 1, 2, 1);
+    CHECK(!yd_winograd_supported(&s));
+    CHECK(yd_kernels_get("scalar")->winograd == NULL);
 }
 
 static void copy_channels_unaligned(void)
@@ -334,6 +507,9 @@ int main(void)
     RUN(qconv_avx2_matches_scalar);
     RUN(conv_avx512_matches_scalar);
     RUN(conv_avx2_matches_scalar);
+    RUN(winograd_avx512_matches_scalar);
+    RUN(winograd_avx2_matches_scalar);
+    RUN(winograd_choice_by_shape);
     RUN(copy_channels_unaligned);
     RUN(pack_unpack_round_trip);
     RUN(maxpool_matches_loops);
