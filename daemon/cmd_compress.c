@@ -34,6 +34,7 @@ struct compress_options {
     double ridge;             /* relative ridge strength of the refit */
     int keep_float;           /* int8: layers kept fp32 by sensitivity analysis */
     int reconstruct_images;   /* calibration images the refit uses, at most */
+    int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance */
     int threads;
 };
 
@@ -287,6 +288,7 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
 {
     int percent = prune_percent(options->variant);
     yd_prune_options p = {.flops_fraction = percent / 100.0, .threads = options->threads,
+                          .sensitivity_images = options->sensitivity_images, .compensate_bias = 1,
                           .progress = prune_progress};
     yd_prune_report report = {0};
     yd_image *images = NULL;
@@ -313,8 +315,9 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
            100.0 * (1.0 - report.flops_after / report.flops_before), percent,
            report.removed_groups, report.groups);
     snprintf(outcome->settings, sizeof outcome->settings,
-             "prune=channels importance=weight-norm-x-rms ranking=global flops-requested=%d%% "
-             "flops-removed=%.1f%% images=%d reconstruction=%s", percent,
+             "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
+             "flops-removed=%.1f%% images=%d reconstruction=%s",
+             options->sensitivity_images > 0 ? "measured-head-change" : "importance-per-flop", percent,
              100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no");
     yd_prune_report_free(&report);
     return YD_OK;
@@ -381,6 +384,9 @@ static const char compress_help[] =
     "  --keep-float N           int8: keep the N layers whose quantization alone\n"
     "                           changes the head outputs most in fp32 (default 0)\n"
     "  --reconstruct-images N   calibration images the refit uses, at most (default 32)\n"
+    "  --sensitivity-images N   pruning: calibration images each candidate step's\n"
+    "                           effect on the head is measured on; 0 ranks channels\n"
+    "                           by weight norm x activation per FLOP instead (default 4)\n"
     "  --ridge X                strength of the refit's pull toward the original\n"
     "                           weights, relative to the data (default 0.1)\n"
     "  --threads N              OpenMP threads (default 0 = all cores)\n"
@@ -474,10 +480,12 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
         } else if (strcmp(name, "calib-method") == 0) {
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
-                   strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0) {
+                   strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0 ||
+                   strcmp(name, "sensitivity-images") == 0) {
             char *end;
             long v = strtol(value, &end, 10);
-            int min = strcmp(name, "threads") == 0 || strcmp(name, "keep-float") == 0 ? 0 : 1;
+            int min = strcmp(name, "threads") == 0 || strcmp(name, "keep-float") == 0 ||
+                      strcmp(name, "sensitivity-images") == 0 ? 0 : 1;
 
             if (*value == '\0' || *end != '\0' || v < min || v > 100000) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected an integer from %d to "
@@ -490,6 +498,8 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 options->threads = (int)v;
             else if (strcmp(name, "keep-float") == 0)
                 options->keep_float = (int)v;
+            else if (strcmp(name, "sensitivity-images") == 0)
+                options->sensitivity_images = (int)v;
             else
                 options->reconstruct_images = (int)v;
         } else if (strcmp(name, "log-level") == 0) {
@@ -719,7 +729,8 @@ static void print_summary(const struct compress_options *options, const yd_model
 int command_compress(int argc, char **argv)
 {
     struct compress_options options = {.calib_method = "minmax", .calib_limit = 128, .reconstruct = -1,
-                                       .ridge = 1e-1, .reconstruct_images = 32};
+                                       .ridge = 1e-1, .reconstruct_images = 32,
+                                       .sensitivity_images = 4};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
     const struct compress_variant *variant;
     yd_model_provenance prov;

@@ -26,11 +26,22 @@
  * 16 groups (all of them when it has fewer) and at least 25% of its groups,
  * so no convolution ends with fewer than 16 or 25% of its output channels.
  *
- * Global ranking removes, step by step, the class step with the lowest
- * importance per FLOP saved until the requested fraction of the FLOPs is
- * gone. Per-layer ranking removes about the same fraction of every class
- * instead. Either stops before a step that would overshoot the target by
- * more than it is still short.
+ * Which class loses its next step is decided in one of three ways, each
+ * stopping before a step that would overshoot the FLOPs target by more than
+ * it is still short:
+ *   - measured (sensitivity_images > 0): each candidate step is simulated by
+ *     zeroing the weight columns that read its channels (exactly what
+ *     removing them does to the outputs) and the model runs on a few
+ *     calibration images. The change of the decoded head against the
+ *     unpruned model (class probabilities, plus box distances weighted by
+ *     the unpruned confidence) is the step's cost, and the step with the
+ *     least added cost per estimated run time saved goes first. Costs are
+ *     re-measured lazily: the best candidate is measured again against the
+ *     current state and taken only if it is still the best.
+ *   - global ranking: the class step with the lowest importance per FLOP
+ *     saved. On yolov8n it empties the stride-8 layers first, which hold
+ *     most of the FLOPs and carry the small objects.
+ *   - per-layer ranking: about the same fraction from every class.
  */
 #ifndef YOLOD_PRUNE_H
 #define YOLOD_PRUNE_H
@@ -40,11 +51,13 @@
 typedef struct yd_prune_options {
     double flops_fraction; /* fraction of the model's FLOPs to remove, in [0, 0.95] */
     int per_layer;         /* 1: the same fraction from every class; 0: global ranking */
-    /* 1: fold removed channels' calibration means into the biases.
-     * NOTE: on yolov8n with 128 calibration images this collapsed prune10
-     * to mAP50-95 0.0006 (0.36 with 32 images); the cause is not found yet,
-     * so compress leaves it off. */
+    /* 1: fold removed channels' calibration means into the biases (the
+     * measured allocation simulates the same). */
     int compensate_bias;
+    /* Above 0: data-driven allocation, measuring each candidate step's
+     * change of the decoded head on this many calibration images (see
+     * above); 0: importance per FLOP saved. Ignored with per_layer. */
+    int sensitivity_images;
     int threads;           /* OpenMP threads for calibration (0 = all cores) */
     /* Called after each calibration image. */
     void (*progress)(int done, int total, void *user);

@@ -136,6 +136,20 @@ expect_text "compress unwritable output message" "$ERR" "cannot write '.*/no/dir
 expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" -o "$BAD"
 expect_text "compress --calib warning" "$ERR" 'does not calibrate'
 
+# --- pruning with the measured allocation, on 4 calibration images
+CALIB=$SHARED/datasets/coco128/images/train2017
+PRUNED=$WORK/prune20.yolod
+expect_exit "compress prune20 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune20 --calib "$CALIB" \
+    --calib-limit 4 --sensitivity-images 2 --reconstruct no -o "$PRUNED"
+expect_text "compress prune20 removes 20% of the FLOPs" "$OUT" '^pruned +8\.74 -> [0-9.]+ GFLOPs, (19|20|21)\.[0-9]% removed'
+expect_text "compress prune20 settings name the ranking" "$OUT" \
+    '^settings +prune=channels ranking=measured-head-change bias-compensation=yes '
+expect_exit "detect prune20 exits 0" 0 "$YOLOD" detect --model "$PRUNED" "$IMAGES/bus.jpg"
+expect_text "detect prune20 finds a person" "$OUT" '"label":"person"'
+expect_exit "compress negative --sensitivity-images exits 2" 2 "$YOLOD" compress "$MODEL" \
+    --variant prune20 --calib "$CALIB" --sensitivity-images -1 -o "$BAD"
+expect_text "compress negative --sensitivity-images message" "$ERR" "invalid --sensitivity-images '-1'"
+
 # --- help
 for command in compress inspect; do
     out=$("$YOLOD" help "$command")
