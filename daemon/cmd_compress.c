@@ -376,7 +376,7 @@ static const char compress_help[] =
     "  --calib DIR              folder of unlabelled JPEG or PNG images, for variants\n"
     "                           that calibrate\n"
     "  --calib-method NAME      activation ranges: minmax, percentile (99.99 percent) or\n"
-    "                           entropy (default minmax)\n"
+    "                           entropy (default percentile)\n"
     "  --calib-limit N          calibration images used, at most (default 128)\n"
     "  --reconstruct yes|no     refit every layer against the float model on the\n"
     "                           calibration images (default: yes when pruning,\n"
@@ -728,7 +728,7 @@ static void print_summary(const struct compress_options *options, const yd_model
 
 int command_compress(int argc, char **argv)
 {
-    struct compress_options options = {.calib_method = "minmax", .calib_limit = 128, .reconstruct = -1,
+    struct compress_options options = {.calib_method = "percentile", .calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
                                        .sensitivity_images = 4};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
