@@ -118,7 +118,8 @@ static int parse_detect_args(int argc, char **argv, struct detect_options *optio
 
             snprintf(key, sizeof key, "%s", strcmp(name, "threads") == 0 ? "threads" : "max_pixels");
             if (config_set(&options->defaults, key, value, err, sizeof err) != 0) {
-                fprintf(stderr, "yolod detect: --%s\n", err);
+                /* err starts with the config key; the user typed the option. */
+                fprintf(stderr, "yolod detect: --%s%s\n", name, err + strlen(key));
                 return EXIT_USAGE;
             }
         } else if (strcmp(name, "log-level") == 0) {

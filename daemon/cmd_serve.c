@@ -77,6 +77,10 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
         if (config_set(config, name, value, err, sizeof err) != 0) {
             if (strncmp(err, "unknown key", 11) == 0)
                 fprintf(stderr, "yolod serve: unknown option '%s'; see 'yolod help serve'\n", option);
+            else if (strncmp(err, name, strlen(name)) == 0)
+                /* config_set names the file key; the user typed the option. */
+                fprintf(stderr, "yolod serve: %.*s%s\n", (int)strcspn(option, "="), option,
+                        err + strlen(name));
             else
                 fprintf(stderr, "yolod serve: --%s\n", err);
             return EXIT_USAGE;
