@@ -13,6 +13,16 @@
 #include "engine.h"
 #include "util.h"
 
+enum { INPUT_PLANAR, INPUT_LETTERBOX };
+
+/*
+ * Quantized inputs live in QSLOTS slots of s->qinput, each the size of the
+ * largest one. A slot holds the running convolution's input or one written
+ * ahead for a later reader. The detection head interleaves its box and
+ * class branches, so two inputs can wait at once.
+ */
+#define QSLOTS 4
+
 static float *value_ptr(const yd_session *s, int value)
 {
     return s->arena + yd_graph_value_offset(s->model->graph, value);
@@ -101,7 +111,7 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
     s->capacity = 300;
     s->detections = malloc((size_t)s->capacity * sizeof *s->detections);
     if (qinput_bytes(g) > 0) {
-        s->qinput = yd_aligned_alloc(qinput_bytes(g));
+        s->qinput = yd_aligned_alloc(QSLOTS * qinput_bytes(g));
         if (!s->qinput) {
             yd_session_destroy(s);
             return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
@@ -163,8 +173,111 @@ void yd_session_destroy(yd_session *s)
     free(s);
 }
 
-/* Runs one node; called by every thread of the team. */
-static void run_node(yd_session *s, const yd_node *node)
+/* How one node takes part in int8 execution (see quantized_plan). */
+typedef struct qstep {
+    int reader;  /* the node this int8 conv quantizes its output for, or -1 */
+    int slot;    /* int8 conv: the slot holding its quantized input */
+    int ready;   /* 1 when an earlier step already wrote that input */
+    int lanes;   /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
+} qstep;
+
+/*
+ * Plans which int8 convolutions write their output already quantized for
+ * the next int8 convolution instead of as floats: those whose output only
+ * that convolution reads (head outputs count as read), when no hook or stop
+ * point needs float values and a slot is free until the reader runs. When
+ * the first int8 convolution alone reads the network input, the image is
+ * quantized straight into its slot. Returns nnodes steps (NULL: plain
+ * execution, also when out of memory); the caller frees them.
+ */
+static qstep *quantized_plan(const yd_session *s, int *first)
+{
+    const yd_graph *g = s->model->graph;
+    int owner[QSLOTS]; /* the node whose input a slot holds, or -1 */
+    qstep *plan;
+    int *count;
+
+    *first = -1;
+    if (s->observe || s->stop_after >= 0 || !s->qinput)
+        return NULL;
+    plan = malloc((size_t)g->nnodes * sizeof *plan);
+    count = calloc((size_t)g->nvalues, sizeof *count);
+    if (!plan || !count) {
+        free(plan);
+        free(count);
+        return NULL;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+
+        if (node->dead)
+            continue;
+        for (int k = 0; k < node->ninputs; k++)
+            count[node->inputs[k]]++;
+        if (node->residual >= 0)
+            count[node->residual]++;
+    }
+    for (int l = 0; l < g->nlevels; l++) {
+        count[g->head_box[l]]++;
+        count[g->head_cls[l]]++;
+    }
+    for (int k = 0; k < QSLOTS; k++)
+        owner[k] = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        plan[i] = (qstep){.reader = -1, .lanes = YD_QCB};
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        qstep *step = &plan[i];
+        int waiting = 0, j = i + 1, k = 0;
+
+        if (node->dead || node->op != YD_OP_CONV || node->conv.precision != YD_PREC_INT8)
+            continue;
+        if (*first == -1) {
+            int alone = node->inputs[0] == g->input && count[g->input] == 1;
+
+            *first = alone && node->conv.in_c == 3 ? i : -2;
+            step->ready = *first == i;
+        }
+        if (!step->ready) {
+            /* It quantizes its own input into a slot no reader waits on. */
+            while (owner[k] >= 0)
+                k++;
+            step->slot = k;
+        }
+        owner[step->slot] = i;
+        for (k = 0; k < QSLOTS; k++)
+            waiting += owner[k] >= 0 && owner[k] != i;
+        /* Keep one slot free for the convolutions that run in between. */
+        if (yd_qconv_u8_of(s->model->kernels) && count[node->output] == 1 &&
+            g->values[node->output].storage == node->output && waiting + 2 < QSLOTS) {
+            while (j < g->nnodes && (g->nodes[j].dead || g->nodes[j].ninputs == 0 ||
+                                     g->nodes[j].inputs[0] != node->output))
+                j++;
+            for (k = 0; owner[k] >= 0; k++)
+                ;
+            if (j < g->nnodes && g->nodes[j].op == YD_OP_CONV &&
+                g->nodes[j].conv.precision == YD_PREC_INT8) {
+                step->reader = j;
+                plan[j].slot = k;
+                plan[j].ready = 1;
+                owner[k] = j;
+                /* Only the quantizing kernel reads the compact layout. */
+                if (*first == i)
+                    step->lanes = 4;
+            }
+        }
+        owner[step->slot] = -1;
+    }
+    free(count);
+    return plan;
+}
+
+/*
+ * Runs one node; called by every thread of the team. `step` is the node's
+ * entry in the int8 plan, or NULL to run it plainly.
+ */
+static void run_node(yd_session *s, const yd_node *node, const qstep *step, size_t slot_bytes)
 {
     const yd_graph *g = s->model->graph;
     const int cb = g->cb;
@@ -181,13 +294,30 @@ static void run_node(yd_session *s, const yd_node *node)
         yd_conv_shape_of(g, node, &shape);
         if (node->conv.precision == YD_PREC_INT8) {
             const yd_kernel_table *k = s->model->kernels;
+            uint8_t *qin = s->qinput + (size_t)(step ? step->slot : 0) * slot_bytes;
+            const float *residual = node->residual >= 0 ? value_ptr(s, node->residual) : NULL;
 
-            k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, cb,
-                        node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
-                        node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, s->qinput);
-            k->qconv(&shape, node->conv.qpacked, s->qinput,
-                     node->residual >= 0 ? value_ptr(s, node->residual) : NULL,
-                     value_ptr(s, node->output), cb);
+            if (!step || !step->ready)
+                k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, cb,
+                            node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
+                            node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, qin);
+            if (step && step->reader >= 0) {
+                const qstep *to = step + (step->reader - (node - g->nodes));
+                const yd_conv_params *next = &g->nodes[step->reader].conv;
+                yd_qconv_u8_out q = {
+                    .out = s->qinput + (size_t)to->slot * slot_bytes,
+                    .scale = next->input_scale,
+                    .zero = next->input_zero,
+                    .pad_top = next->pad_top,
+                    .pad_left = next->pad_left,
+                    .pad_bottom = next->pad_bottom,
+                    .pad_right = next->pad_right,
+                };
+
+                yd_qconv_u8_of(k)(&shape, node->conv.qpacked, qin, step->lanes, residual, &q);
+                break;
+            }
+            k->qconv(&shape, node->conv.qpacked, qin, residual, value_ptr(s, node->output), cb);
             break;
         }
         if (node->conv.winograd) {
@@ -248,30 +378,46 @@ static void run_node(yd_session *s, const yd_node *node)
     }
 }
 
-enum { INPUT_PLANAR, INPUT_LETTERBOX };
-
 static void run(yd_session *s, int kind, const float *planar)
 {
     const yd_graph *g = s->model->graph;
+    const size_t qbytes = qinput_bytes(g);
+    int first_index;
+    qstep *plan = quantized_plan(s, &first_index);
+    const yd_node *first = plan && first_index >= 0 ? &g->nodes[first_index] : NULL;
 
 #pragma omp parallel num_threads(s->threads)
     {
+        int last = s->stop_after >= 0 && s->stop_after < g->nnodes ? s->stop_after : g->nnodes - 1;
+
         /* Flush denormals on every thread of the team: FTZ and DAZ. */
         _mm_setcsr(_mm_getcsr() | 0x8040);
 
-        if (kind == INPUT_PLANAR)
+        if (first) {
+            const yd_conv_params *c = &first->conv;
+            const qstep *step = &plan[first_index];
+            uint8_t *qin = s->qinput + (size_t)step->slot * qbytes;
+
+            if (kind == INPUT_PLANAR)
+                yd_u8_quantize_planar(planar, 3, g->input_height, g->input_width, step->lanes,
+                                      c->input_scale, c->input_zero, c->pad_top, c->pad_left,
+                                      c->pad_bottom, c->pad_right, qin);
+            else
+                yd_u8_quantize_rgb8(s->letterbox, g->input_width, g->input_height, step->lanes,
+                                    c->input_scale, c->input_zero, c->pad_top, c->pad_left,
+                                    c->pad_bottom, c->pad_right, qin);
+        } else if (kind == INPUT_PLANAR) {
             yd_f32_pack_planar(planar, 3, g->input_height, g->input_width, g->cb,
                                value_ptr(s, g->input));
-        else
+        } else {
             yd_f32_pack_rgb8(s->letterbox, g->input_width, g->input_height, g->cb,
                              value_ptr(s, g->input));
-
-        int last = s->stop_after >= 0 && s->stop_after < g->nnodes ? s->stop_after : g->nnodes - 1;
+        }
 
         for (int i = 0; i <= last; i++) {
             if (g->nodes[i].dead)
                 continue;
-            run_node(s, &g->nodes[i]);
+            run_node(s, &g->nodes[i], plan ? &plan[i] : NULL, qbytes);
             if (s->observe) {
 #pragma omp barrier
                 s->observe(s, i, value_ptr(s, g->nodes[i].output), s->observe_user);
@@ -289,6 +435,7 @@ static void run(yd_session *s, int kind, const float *planar)
                                  (float *)s->maps.level[l].cls);
         }
     }
+    free(plan);
 }
 
 void yd_session_warm_up(yd_session *s)

@@ -2,6 +2,7 @@
  * Int8 convolution: weight packing, the input quantizer and the scalar
  * reference kernel the vector kernels are tested against.
  */
+#include <emmintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,132 @@ void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float 
                 }
                 px[lane] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
+        }
+    }
+}
+
+/* Clamps a quantized value to the uint8 range. */
+static inline uint8_t clamp_u8(long v)
+{
+    if (v < 0)
+        return 0;
+    if (v > 255)
+        return 255;
+    return (uint8_t)v;
+}
+
+yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table)
+{
+    if (table->qconv == yd_s8_conv_nchwc16__avx512vnni)
+        return yd_s8_conv_u8_nchwc16__avx512vnni;
+    return NULL;
+}
+
+void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, float scale,
+                         int zero, int pad_top, int pad_left, int pad_bottom, int pad_right,
+                         uint8_t *out)
+{
+    const int hp = height + pad_top + pad_bottom, wp = width + pad_left + pad_right;
+    const float inverse = 1.0f / scale;
+    uint8_t table[256];
+
+    /* The float steps of yd_f32_pack_rgb8 and yd_u8_quantize__scalar, done
+     * once for each byte value. */
+    for (int v = 0; v < 256; v++)
+        table[v] = clamp_u8(lrintf((float)v / 255.0f * inverse) + zero);
+
+#pragma omp for schedule(static)
+    for (int yp = 0; yp < hp; yp++) {
+        const int y = yp - pad_top;
+        uint8_t *row = out + (size_t)yp * wp * lanes;
+        const uint8_t *src = rgb + (size_t)y * width * 3;
+
+        memset(row, zero, (size_t)wp * lanes);
+        if (y < 0 || y >= height)
+            continue;
+        for (int x = 0; x < width; x++) {
+            uint8_t *px = row + (size_t)(x + pad_left) * lanes;
+
+            px[0] = table[src[3 * x + 0]];
+            px[1] = table[src[3 * x + 1]];
+            px[2] = table[src[3 * x + 2]];
+        }
+    }
+}
+
+/*
+ * Quantizes one row of at most 4 planar channels into the compact layout,
+ * four pixels per 16-byte store (SSE2 is part of the x86-64 baseline). The
+ * clamp to +-2^30 before cvtps2dq makes it agree with the lrintf of
+ * yd_u8_quantize__scalar, for out-of-range and NaN inputs too.
+ */
+static void quantize_compact_row(const float *src, size_t plane, int c, int w, float inverse,
+                                 int zero, uint8_t *dst)
+{
+    const __m128 inv = _mm_set1_ps(inverse), lo = _mm_set1_ps(-1073741824.0f),
+                 hi = _mm_set1_ps(1073741824.0f);
+    const __m128i z = _mm_set1_epi32(zero);
+    const __m128i zero_lanes = _mm_set1_epi32((int)(0x01010101u * (unsigned)zero));
+    int x = 0;
+
+    for (; x + 4 <= w; x += 4) {
+        __m128i pixels = zero_lanes;
+
+        for (int ch = 0; ch < c; ch++) {
+            __m128 t = _mm_mul_ps(_mm_loadu_ps(src + (size_t)ch * plane + x), inv);
+            __m128i v = _mm_add_epi32(_mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(t, lo), hi)), z);
+
+            /* Saturating packs clamp to 0..255; then widen back to one byte per lane. */
+            v = _mm_packs_epi32(v, v);
+            v = _mm_unpacklo_epi8(_mm_packus_epi16(v, v), _mm_setzero_si128());
+            v = _mm_unpacklo_epi16(v, _mm_setzero_si128());
+            pixels = _mm_andnot_si128(_mm_slli_epi32(_mm_set1_epi32(0xff), 8 * ch), pixels);
+            pixels = _mm_or_si128(pixels, _mm_slli_epi32(v, 8 * ch));
+        }
+        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4), pixels);
+    }
+    for (; x < w; x++)
+        for (int ch = 0; ch < 4; ch++) {
+            long v = zero;
+
+            if (ch < c)
+                v = lrintf(src[(size_t)ch * plane + x] * inverse) + zero;
+            dst[(size_t)x * 4 + ch] = clamp_u8(v);
+        }
+}
+
+void yd_u8_quantize_planar(const float *in, int c, int h, int w, int lanes, float scale, int zero,
+                           int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out)
+{
+    const int hp = h + pad_top + pad_bottom, wp = w + pad_left + pad_right;
+    const float inverse = 1.0f / scale;
+    const int nqb = blocks16(c);
+    const size_t plane = (size_t)h * w;
+
+#pragma omp for schedule(static)
+    for (int item = 0; item < nqb * hp; item++) {
+        int qb = item / hp, y = item % hp - pad_top;
+        int real = c - qb * YD_QCB < YD_QCB ? c - qb * YD_QCB : YD_QCB;
+        uint8_t *row = out + ((size_t)qb * hp + (size_t)(y + pad_top)) * wp * lanes;
+        const float *src = in + (size_t)qb * YD_QCB * plane + (size_t)y * w;
+
+        if (y < 0 || y >= h) {
+            memset(row, zero, (size_t)wp * lanes);
+            continue;
+        }
+        if (lanes == 4) {
+            memset(row, zero, (size_t)pad_left * 4);
+            memset(row + (size_t)(pad_left + w) * 4, zero, (size_t)pad_right * 4);
+            quantize_compact_row(src, plane, real, w, inverse, zero, row + (size_t)pad_left * 4);
+            continue;
+        }
+        memset(row, zero, (size_t)wp * lanes);
+        for (int lane = 0; lane < real; lane++) {
+            const float *from = src + (size_t)lane * plane;
+            uint8_t *dst = row + (size_t)pad_left * lanes + lane;
+
+            for (int x = 0; x < w; x++)
+                dst[(size_t)x * lanes] = clamp_u8(lrintf(from[x] * inverse) + zero);
         }
     }
 }

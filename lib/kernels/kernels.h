@@ -204,6 +204,48 @@ typedef struct yd_qconv {
 
 typedef void (*yd_qconv_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                             const float *residual, float *out, int cb);
+
+/*
+ * Where an int8 convolution writes its output when one int8 convolution
+ * alone reads it: that reader's padded uint8 input (the layout above),
+ * quantized with its scale and zero point, border included. The bytes equal
+ * what the reader's quantizer would make of the float output.
+ */
+typedef struct yd_qconv_u8_out {
+    uint8_t *out;
+    float scale;
+    int zero;
+    int pad_top, pad_left, pad_bottom, pad_right;
+} yd_qconv_u8_out;
+
+/*
+ * `in_lanes` is the input's bytes per pixel: YD_QCB as above, or 4 when
+ * in_c <= 4, a compact layout [h + pads][w + pads][4] that wastes less
+ * memory traffic on the 3-channel first layer.
+ */
+typedef void (*yd_qconv_u8_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                               int in_lanes, const float *residual, const yd_qconv_u8_out *next);
+
+/* The quantizing variant of table->qconv, or NULL when it has none. */
+yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table);
+
+/*
+ * Quantizes an RGB8 HWC image (width x height) straight into the padded
+ * uint8 input of a 3-channel convolution, giving the same bytes as
+ * yd_f32_pack_rgb8() followed by the quantizer; with lanes 4, the first 4
+ * bytes of each pixel only (the compact layout of yd_qconv_u8_fn).
+ */
+void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, float scale,
+                         int zero, int pad_top, int pad_left, int pad_bottom, int pad_right,
+                         uint8_t *out);
+
+/*
+ * The same from planar [c][h][w] floats, as yd_f32_pack_planar() then the
+ * quantizer; lanes 4 requires c <= 4.
+ */
+void yd_u8_quantize_planar(const float *in, int c, int h, int w, int lanes, float scale, int zero,
+                           int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
+
 typedef void (*yd_quantize_fn)(const float *in, int c, int h, int w, int cb, float scale, int zero,
                                int pad_top, int pad_left, int pad_bottom, int pad_right,
                                uint8_t *out);
@@ -227,3 +269,6 @@ void yd_s8_conv_nchwc8__avx2(const yd_conv_shape *shape, const yd_qconv *q, cons
                              const float *residual, float *out, int cb);
 void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                     const uint8_t *in, const float *residual, float *out, int cb);
+void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                       const uint8_t *in, int in_lanes, const float *residual,
+                                       const yd_qconv_u8_out *next);

@@ -405,6 +405,65 @@ static void maxpool_matches_loops(void)
     free(out);
 }
 
+/* The first 4 of every 16 bytes: the compact layout of a 4-channel input. */
+static void compact_lanes(const uint8_t *in, size_t pixels, uint8_t *out)
+{
+    for (size_t i = 0; i < pixels; i++)
+        memcpy(out + i * 4, in + i * YD_QCB, 4);
+}
+
+/*
+ * The quantizing variant of table's int8 kernel (if any) against its float
+ * output quantized by table->quantize: the bytes, border included, must be
+ * identical, since the executor swaps one for the other. The output buffer
+ * starts as garbage so an unwritten byte shows. Inputs of up to 4 channels
+ * also run from the compact layout.
+ */
+static int qconv_u8_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
+                         const uint8_t *qin, const float *res, const float *got)
+{
+    yd_qconv_u8_fn fn = yd_qconv_u8_of(table);
+    int pad = random_int(0, 1);
+    yd_qconv_u8_out next = {
+        .scale = 0.5f / 255 + 8.0f / 255 * (random_float() + 1.0f),
+        .zero = random_int(0, 255),
+        .pad_top = pad,
+        .pad_left = pad,
+        .pad_bottom = random_int(0, pad),
+        .pad_right = random_int(0, pad),
+    };
+    yd_conv_shape next_shape = {.in_c = s->out_c, .in_h = s->out_h, .in_w = s->out_w,
+                                .pad_top = pad, .pad_left = pad};
+    size_t n = yd_qconv_input_bytes(&next_shape, next.pad_bottom, next.pad_right);
+    uint8_t *want = yd_aligned_alloc(n);
+    int ok;
+
+    if (!fn)
+        return 1;
+    next.out = yd_aligned_alloc(n);
+    memset(next.out, 0xa5, n);
+    table->quantize(got, s->out_c, s->out_h, s->out_w, table->cb, next.scale, next.zero, next.pad_top,
+                    next.pad_left, next.pad_bottom, next.pad_right, want);
+    fn(s, q, qin, YD_QCB, res, &next);
+    ok = memcmp(want, next.out, n) == 0;
+    if (ok && s->in_c <= 4) {
+        size_t pixels = yd_qconv_input_bytes(s, q->pad_bottom, q->pad_right) / YD_QCB;
+        uint8_t *compact = malloc(pixels * 4);
+
+        compact_lanes(qin, pixels, compact);
+        memset(next.out, 0xa5, n);
+        fn(s, q, compact, 4, res, &next);
+        ok = memcmp(want, next.out, n) == 0;
+        free(compact);
+    }
+    if (!ok)
+        fprintf(stderr, "  %s quantized int8 conv output differs (in_c %d, out %dx%dx%d, pad %d)\n",
+                table->name, s->in_c, s->out_c, s->out_h, s->out_w, pad);
+    free(want);
+    free(next.out);
+    return ok;
+}
+
 /* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
 static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
 {
@@ -448,6 +507,7 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
                 s->in_c, s->in_h, s->in_w, s->out_c, s->out_h, s->out_w, s->kernel_h, s->stride_h,
                 s->pad_top, diff);
     }
+    ok &= qconv_u8_case(table, s, &q, qin_ref, res, got);
     yd_qconv_free(&q);
     free(qweight);
     free(wscale);
@@ -491,6 +551,62 @@ static void check_qconv_table(const char *name)
     CHECK_INT_EQ(failures, 0);
 }
 
+/* Quantizing an RGB8 or planar image directly gives the bytes of packing then quantizing it. */
+static void image_quantizers_match_pack_then_quantize(void)
+{
+    static const int cbs[] = {8, 16};
+    int failures = 0;
+
+    for (int round = 0; round < 12; round++) {
+        int w = random_int(1, 40), h = random_int(1, 30), pad = random_int(0, 1);
+        int pad_bottom = random_int(0, pad), pad_right = random_int(0, pad);
+        int c = round % 3 == 2 ? random_int(1, 40) : 3, cb = cbs[round % 2];
+        float scale = 1.0f / 255 + 2.0f / 255 * (random_float() + 1.0f);
+        int zero = random_int(0, 255);
+        yd_conv_shape s = {.in_c = c, .in_h = h, .in_w = w, .pad_top = pad, .pad_left = pad};
+        size_t n = yd_qconv_input_bytes(&s, pad_bottom, pad_right);
+        uint8_t *rgb = malloc((size_t)w * h * 3);
+        float *planar = malloc((size_t)c * h * w * sizeof(float));
+        float *blocked = yd_aligned_alloc(yd_blocked_floats(c, h, w, cb) * sizeof(float));
+        uint8_t *want = yd_aligned_alloc(n), *got = yd_aligned_alloc(n);
+        uint8_t *compact = malloc(n / YD_QCB * 4);
+
+        for (int i = 0; i < w * h * 3; i++)
+            rgb[i] = (uint8_t)random_int(0, 255);
+        for (int i = 0; i < c * h * w; i++)
+            planar[i] = 1.5f * random_float();
+        if (c == 3) {
+            yd_f32_pack_rgb8(rgb, w, h, cb, blocked);
+            yd_u8_quantize__scalar(blocked, 3, h, w, cb, scale, zero, pad, pad, pad_bottom, pad_right, want);
+            memset(got, 0xa5, n);
+            yd_u8_quantize_rgb8(rgb, w, h, YD_QCB, scale, zero, pad, pad, pad_bottom, pad_right, got);
+            failures += memcmp(want, got, n) != 0;
+            compact_lanes(want, n / YD_QCB, compact);
+            memset(got, 0xa5, n);
+            yd_u8_quantize_rgb8(rgb, w, h, 4, scale, zero, pad, pad, pad_bottom, pad_right, got);
+            failures += memcmp(compact, got, n / YD_QCB * 4) != 0;
+        }
+        yd_f32_pack_planar(planar, c, h, w, cb, blocked);
+        yd_u8_quantize__scalar(blocked, c, h, w, cb, scale, zero, pad, pad, pad_bottom, pad_right, want);
+        memset(got, 0xa5, n);
+        yd_u8_quantize_planar(planar, c, h, w, YD_QCB, scale, zero, pad, pad, pad_bottom, pad_right, got);
+        failures += memcmp(want, got, n) != 0;
+        if (c <= 4) {
+            compact_lanes(want, n / YD_QCB, compact);
+            memset(got, 0xa5, n);
+            yd_u8_quantize_planar(planar, c, h, w, 4, scale, zero, pad, pad, pad_bottom, pad_right, got);
+            failures += memcmp(compact, got, n / YD_QCB * 4) != 0;
+        }
+        free(rgb);
+        free(planar);
+        free(blocked);
+        free(want);
+        free(got);
+        free(compact);
+    }
+    CHECK_INT_EQ(failures, 0);
+}
+
 static void qconv_avx512vnni_matches_scalar(void)
 {
     check_qconv_table("avx512");
@@ -505,6 +621,7 @@ int main(void)
 {
     RUN(qconv_avx512vnni_matches_scalar);
     RUN(qconv_avx2_matches_scalar);
+    RUN(image_quantizers_match_pack_then_quantize);
     RUN(conv_avx512_matches_scalar);
     RUN(conv_avx2_matches_scalar);
     RUN(winograd_avx512_matches_scalar);
