@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@
  * limit, libmicrohttpd 0.9.75 closes the connection without a reply.
  */
 #define CONNECTION_MEMORY_BYTES (16 * 1024)
+
+/* Nice value of connection threads: about a tenth of an inference thread's CPU share under contention. */
+#define CONNECTION_NICE 10
 
 enum route {
     ROUTE_UNKNOWN,
@@ -578,6 +582,24 @@ static enum MHD_Result close_slow_body(struct request *request)
     return MHD_NO;
 }
 
+/*
+ * Lowers the calling connection thread's priority once. Decoding an upload
+ * on a connection thread at the same priority as the inference threads
+ * preempts one of them, and every other OpenMP thread then waits at the
+ * next barrier; at a lower priority the decode fills the gaps instead.
+ * Raising it back would need CAP_SYS_NICE, so the thread keeps it.
+ */
+static void lower_connection_priority(void)
+{
+    static _Thread_local bool lowered;
+
+    if (lowered)
+        return;
+    lowered = true;
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), CONNECTION_NICE) != 0)
+        log_printf(YD_LOG_DEBUG, "cannot lower a connection thread's priority: %s", strerror(errno));
+}
+
 static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connection,
                                      const char *url, const char *method,
                                      const char *version, const char *upload_data,
@@ -586,6 +608,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
     struct request *request = *con_cls;
 
     if (!request) {
+        lower_connection_priority();
         request = calloc(1, sizeof *request);
         if (!request)
             return MHD_NO;
