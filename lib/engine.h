@@ -39,6 +39,7 @@ struct yd_session {
     uint8_t *qinput;                /* quantized input of the running int8 conv */
     float *winograd_scratch;        /* `threads` slices of winograd_floats floats */
     size_t winograd_floats;         /* per thread, for the largest Winograd layer */
+    int compact_node;               /* fp32 conv reading the input as [h][w][4], or -1 */
     /* Calibration hook: called after every node by every thread of the
      * team, between barriers, so it may split work with an orphaned
      * `omp for` or leave it to `omp master`. */
@@ -66,6 +67,7 @@ static inline void yd_conv_shape_of(const yd_graph *g, const yd_node *node, yd_c
     shape->pad_top = node->conv.pad_top;
     shape->pad_left = node->conv.pad_left;
     shape->silu = node->conv.act == YD_ACT_SILU;
+    shape->in_pixel = 0;
 }
 
 /*

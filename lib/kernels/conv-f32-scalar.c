@@ -50,7 +50,8 @@ void yd_f32_conv__scalar(const yd_conv_shape *s, int cb, const float *packed, co
                          const float *residual, float *out)
 {
     size_t per_block = yd_conv_packed_floats(s, cb) / (size_t)blocks(s->out_c, cb);
-    size_t in_plane = (size_t)s->in_h * s->in_w * cb;
+    size_t pixel = s->in_pixel > 0 ? (size_t)s->in_pixel : (size_t)cb;
+    size_t in_plane = (size_t)s->in_h * s->in_w * pixel;
     size_t out_plane = (size_t)s->out_h * s->out_w * cb;
     int nob = blocks(s->out_c, cb);
 
@@ -79,7 +80,7 @@ void yd_f32_conv__scalar(const yd_conv_shape *s, int cb, const float *packed, co
                             if (ix < 0 || ix >= s->in_w)
                                 continue;
                             acc += block[w_at] *
-                                   in[(size_t)(ic / cb) * in_plane + ((size_t)iy * s->in_w + ix) * cb + ic % cb];
+                                   in[(size_t)(ic / cb) * in_plane + ((size_t)iy * s->in_w + ix) * pixel + ic % cb];
                         }
                     }
                 }

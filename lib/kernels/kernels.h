@@ -23,6 +23,11 @@ typedef struct yd_conv_shape {
     int stride_h, stride_w;
     int pad_top, pad_left;
     int silu;                 /* apply x * sigmoid(x) after the bias */
+    /* Floats per input pixel: 0 means the channel block (the blocked
+     * layout). The direct kernels (not Winograd, not int8) also take 4 for
+     * an input of at most 4 channels stored [in_h][in_w][4], so the network
+     * input needs no 16-float pixels for its 3 channels. */
+    int in_pixel;
 } yd_conv_shape;
 
 /*

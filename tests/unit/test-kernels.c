@@ -98,6 +98,54 @@ static int conv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_re
     return ok;
 }
 
+/*
+ * The same convolution with its input (in_c <= 4) in the compact
+ * [h][w][4] layout: must match the reference on the blocked layout.
+ */
+static int compact_case(const yd_kernel_table *table, yd_conv_shape *s)
+{
+    int cb = table->cb;
+    size_t wn = (size_t)s->out_c * s->in_c * s->kernel_h * s->kernel_w;
+    float *weight = malloc(wn * sizeof(float));
+    float *bias = malloc((size_t)s->out_c * sizeof(float));
+    float *packed = yd_aligned_alloc(yd_conv_packed_floats(s, cb) * sizeof(float));
+    float *in = random_blocked(s->in_c, s->in_h, s->in_w, cb);
+    float *compact = yd_aligned_alloc((size_t)s->in_h * s->in_w * 4 * sizeof(float));
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, cb);
+    float *want = yd_aligned_alloc(on * sizeof(float));
+    float *got = yd_aligned_alloc(on * sizeof(float));
+    double diff;
+    int ok;
+
+    for (size_t i = 0; i < wn; i++)
+        weight[i] = random_float() * 0.5f;
+    for (int i = 0; i < s->out_c; i++)
+        bias[i] = random_float();
+    for (size_t p = 0; p < (size_t)s->in_h * s->in_w; p++)
+        for (int lane = 0; lane < 4; lane++)
+            compact[p * 4 + lane] = lane < s->in_c ? in[p * cb + lane] : 0.0f;
+    yd_conv_pack(s, cb, weight, bias, packed);
+    s->in_pixel = 0;
+    yd_f32_conv__scalar(s, cb, packed, in, NULL, want);
+    s->in_pixel = 4;
+    table->conv(s, packed, compact, NULL, got);
+    s->in_pixel = 0;
+    diff = max_diff(want, got, s->out_c, s->out_h, s->out_w, cb);
+    ok = diff <= 1e-4 * (1 + s->in_c * s->kernel_h * s->kernel_w / 64.0);
+    if (!ok)
+        fprintf(stderr, "  %s compact conv in %dx%dx%d out %dx%dx%d s%d p%d: max diff %g\n",
+                table->name, s->in_c, s->in_h, s->in_w, s->out_c, s->out_h, s->out_w,
+                s->stride_h, s->pad_top, diff);
+    free(weight);
+    free(bias);
+    free(packed);
+    free(in);
+    free(compact);
+    free(want);
+    free(got);
+    return ok;
+}
+
 static void fill_shape(yd_conv_shape *s, int in_c, int h, int w, int out_c, int k, int stride, int pad,
                        int silu)
 {
@@ -111,6 +159,7 @@ static void fill_shape(yd_conv_shape *s, int in_c, int h, int w, int out_c, int 
     s->out_h = (h + 2 * pad - k) / stride + 1;
     s->out_w = (w + 2 * pad - k) / stride + 1;
     s->silu = silu;
+    s->in_pixel = 0;
 }
 
 static void check_table(const char *name)
@@ -128,6 +177,13 @@ static void check_table(const char *name)
     /* The shapes YOLOv8 uses, at small sizes. */
     fill_shape(&s, 3, 33, 35, 16, 3, 2, 1, 1);
     failures += !conv_case(table, &s, 0);
+    /* The network input in the compact layout: 3 and 4 channels, odd sizes. */
+    failures += !compact_case(table, &s);
+    fill_shape(&s, 4, 17, 23, 40, 3, 2, 1, 1);
+    failures += !compact_case(table, &s);
+    fill_shape(&s, 3, 9, 14, 16, 3, 1, 1, 0);
+    failures += !compact_case(table, &s);
+    fill_shape(&s, 3, 33, 35, 16, 3, 2, 1, 1);
     fill_shape(&s, 32, 20, 20, 64, 3, 1, 1, 1);
     failures += !conv_case(table, &s, 1);
     fill_shape(&s, 64, 9, 9, 128, 1, 1, 0, 1);
