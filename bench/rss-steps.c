@@ -60,7 +60,10 @@ int main(int argc, char **argv)
     rss = report("image decoded", rss);
 
     for (int m = 0; m < count; m++) {
-        if (yd_model_load(argv[4 + m], NULL, &models[m], &err) != YD_OK)
+        /* As the daemon loads them: source weights freed once packed. */
+        yd_model_options options = { .serve_only = 1 };
+
+        if (yd_model_load(argv[4 + m], &options, &models[m], &err) != YD_OK)
             goto failed;
         snprintf(step, sizeof step, "load %s %s (arena %.1f MiB per session)",
                  yd_model_name(models[m]), yd_model_variant(models[m]),
