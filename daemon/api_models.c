@@ -64,12 +64,40 @@ static void action_model_name(const struct request *request, char *out, size_t o
     snprintf(out, out_size, "%.*s", (int)(strchr(start, '/') - start), start);
 }
 
+static enum MHD_Result count_variant(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcmp(key, "variant") == 0)
+        (*(int *)cls)++;
+    return MHD_YES;
+}
+
+/* How many times ?variant= appears; the admin routes take it at most once. */
+static int variant_count(struct MHD_Connection *connection)
+{
+    int count = 0;
+
+    MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, count_variant, &count);
+    return count;
+}
+
 /* The ?variant= query value, or NULL. */
 static const char *query_variant(struct MHD_Connection *connection)
 {
     const char *variant = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "variant");
 
     return variant && variant[0] ? variant : NULL;
+}
+
+/* 400 for a repeated ?variant=, which would otherwise act on the first one silently. */
+static enum MHD_Result reply_repeated_variant(struct MHD_Connection *connection,
+                                              struct request *request)
+{
+    return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                              "query parameter 'variant' appears %d times; send it once",
+                              variant_count(connection));
 }
 
 /* 404 for an operation that matched no variant: names what is there. */
@@ -147,6 +175,8 @@ enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct requ
     char name[256];
 
     action_model_name(request, name, sizeof name);
+    if (variant_count(connection) > 1)
+        return reply_repeated_variant(connection, request);
     if (registry_reload(server->registry, name, variant, &results) != YD_OK)
         return reply_no_match(connection, request, name, variant, "reload");
     worker_pool_prune(server->pool);
@@ -161,6 +191,8 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     char name[256], quoted[TEXT_QUOTE_SIZE];
 
     action_model_name(request, name, sizeof name);
+    if (variant_count(connection) > 1)
+        return reply_repeated_variant(connection, request);
     if (registry_load(server->registry, name, variant, server->config->model_dir,
                       &results) != YD_OK)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
@@ -181,6 +213,8 @@ enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct requ
     char name[256];
 
     action_model_name(request, name, sizeof name);
+    if (variant_count(connection) > 1)
+        return reply_repeated_variant(connection, request);
     if (registry_unload(server->registry, name, variant, &results) != YD_OK)
         return reply_no_match(connection, request, name, variant, "unload");
     worker_pool_prune(server->pool);
@@ -197,6 +231,8 @@ enum MHD_Result api_models_set_default(struct MHD_Connection *connection,
     cJSON *model;
 
     action_model_name(request, name, sizeof name);
+    if (variant_count(connection) > 1)
+        return reply_repeated_variant(connection, request);
     if (!variant)
         return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
                                   "missing query parameter 'variant': POST"

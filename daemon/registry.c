@@ -545,6 +545,24 @@ static void free_files(char **files, int count)
     free(files);
 }
 
+/* Whether a loaded entry came from the file at path (by device and inode, whatever the path). */
+static bool file_is_loaded(struct registry *registry, const char *path)
+{
+    struct file_id id;
+    bool loaded = false;
+
+    if (file_identity(path, &id) != 0)
+        return false;
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; i < registry_count(registry) && !loaded; i++) {
+        const struct entry *entry = &registry->entries[i];
+
+        loaded = entry->model && entry->file.dev == id.dev && entry->file.ino == id.ino;
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return loaded;
+}
+
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
 {
     char **files;
@@ -559,6 +577,11 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
     for (int i = 0; i < count; i++) {
         yd_error error = { 0 };
 
+        /* A --model file that is also in the directory is served once, as given. */
+        if (file_is_loaded(registry, files[i])) {
+            log_printf(YD_LOG_INFO, "%s is already loaded through --model or the config", files[i]);
+            continue;
+        }
         if (registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, &error) < 0)
             log_printf(YD_LOG_ERROR, "cannot load %s, serving the other files: %s", files[i],
                        error.message);

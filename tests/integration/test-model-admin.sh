@@ -183,6 +183,7 @@ expect_error "default to unknown variant" 404 variant_not_found "fp16" -X POST "
 expect_error "default without variant" 400 bad_parameter "variant" -X POST "$URL/v1/models/yolov8n/default"
 expect_error "default of unknown model" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/default?variant=int8"
 expect_error "unload with GET" 405 method_not_allowed "POST" "$URL/v1/models/yolov8n/unload"
+expect_error "repeated variant parameter" 400 bad_parameter "variant" -X POST "$URL/v1/models/yolov8n/reload?variant=live&variant=int8"
 
 expect_status "unload int8" 200 "$WORK/unload.json" -X POST "$URL/v1/models/yolov8n/unload?variant=int8"
 got=$(json_get "$WORK/unload.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
@@ -258,4 +259,9 @@ kill -TERM "$PID"
 wait "$PID"
 rc=$?
 [ "$rc" = 0 ] && ok "daemon stops cleanly after all of it" || fail "daemon stops cleanly after all of it" "exit $rc"
+
+# The same file through --model and the directory is served once, as the --model entry.
+start_serve duplicate --model "$DIR/yolov8n.live.yolod" --model-dir "$DIR" --watch-model-dir no
+grep -q "yolov8n.live.yolod is already loaded through --model" "$LOG" && ok "a --model file in the directory is skipped there" || fail "a --model file in the directory is skipped there" "$(grep live "$LOG" | head -3)"
+[ "$(version_of live)" = 1 ] && ok "it is loaded once (version 1)" || fail "it is loaded once (version 1)" "$(cat "$WORK/describe.json")"
 finish
