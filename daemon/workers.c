@@ -4,6 +4,10 @@
  * a job or a replaced version. `job_done` is broadcast to every submitter,
  * and each one rechecks its own job.
  *
+ * A worker's sessions share one workspace (activation arena and scratch),
+ * since the worker runs one job at a time; the workspace keeps the size
+ * of the largest session it ever held.
+ *
  * A worker's sessions are touched only by its own thread once it runs. Each
  * cached session holds a reference to its model, so a replaced version is
  * freed only after the last request released it and every worker destroyed
@@ -29,6 +33,7 @@ struct worker {
     bool started;
     int index;
     struct cached_session *sessions;
+    yd_workspace *workspace;  /* one arena for all of them: a worker runs one job at a time */
     int session_count, session_capacity;
     unsigned seen_generation; /* replaced_generation when the cache was last pruned */
 };
@@ -65,7 +70,7 @@ static int cache_add(struct worker *worker, yd_model *model, yd_error *err)
         worker->session_capacity = capacity;
     }
     entry = &worker->sessions[worker->session_count];
-    rc = yd_session_create(model, worker->pool->threads, &entry->session, err);
+    rc = yd_session_create_in(model, worker->pool->threads, worker->workspace, &entry->session, err);
     if (rc < 0)
         return rc;
     entry->model = yd_model_retain(model);
@@ -186,6 +191,7 @@ static void pool_free(struct worker_pool *pool)
         while (worker->session_count > 0)
             cache_remove(worker, worker->session_count - 1);
         free(worker->sessions);
+        yd_workspace_destroy(worker->workspace);
     }
     free(pool->workers);
     free(pool->queue);
@@ -223,6 +229,9 @@ int worker_pool_start(struct registry *registry, int workers, int threads, int q
         struct worker *worker = &pool->workers[i];
 
         worker->pool = pool;
+        rc = yd_workspace_create(&worker->workspace, err);
+        if (rc < 0)
+            goto cleanup;
         worker->index = i;
         for (int m = 0; m < registry_count(registry); m++) {
             struct registry_ref ref;

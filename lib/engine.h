@@ -26,6 +26,16 @@ struct yd_model {
     int serve_only;                 /* source weights freed: nothing may repack */
 };
 
+/* Buffers shared by sessions that run one at a time (see yd_workspace_create). */
+struct yd_workspace {
+    float *arena;
+    size_t arena_bytes;
+    uint8_t *qinput;
+    size_t qinput_bytes;
+    float *winograd;
+    size_t winograd_bytes;
+};
+
 struct yd_session {
     yd_model *model;
     int threads;
@@ -40,6 +50,8 @@ struct yd_session {
     float *winograd_scratch;        /* `threads` slices of winograd_floats floats */
     size_t winograd_floats;         /* per thread, for the largest Winograd layer */
     int compact_node;               /* fp32 conv reading the input as [h][w][4], or -1 */
+    yd_workspace *workspace;        /* shared buffers (arena, qinput, winograd_scratch), or NULL */
+    yd_workspace *own_workspace;    /* the private ones when workspace is NULL, freed with the session */
     /* Calibration hook: called after every node by every thread of the
      * team, between barriers, so it may split work with an orphaned
      * `omp for` or leave it to `omp master`. */

@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xmmintrin.h>
@@ -83,7 +84,67 @@ static size_t winograd_floats(const yd_model *model)
     return max;
 }
 
+/*
+ * Points the session at its workspace's buffers. A shared workspace may
+ * have grown (and moved them) for a session created later, so every run
+ * calls this first.
+ */
+static void take_workspace(yd_session *s)
+{
+    const yd_workspace *w = s->workspace ? s->workspace : s->own_workspace;
+
+    s->arena = w->arena;
+    s->qinput = w->qinput_bytes > 0 ? w->qinput : NULL;
+    s->winograd_scratch = w->winograd_bytes > 0 ? w->winograd : NULL;
+}
+
+/*
+ * Replaces *buffer by one of `bytes` when it holds fewer; 0 or an error
+ * code. With touch, every page is written now, so the first request does
+ * not pay the faults; without, only the pages a run uses become resident.
+ */
+static int grow_buffer(void **buffer, size_t *have, size_t bytes, bool touch)
+{
+    void *grown;
+
+    if (bytes <= *have)
+        return 0;
+    grown = yd_aligned_alloc(bytes);
+    if (!grown)
+        return YD_ERR_NO_MEMORY;
+    if (touch)
+        memset(grown, 0, bytes);
+    free(*buffer);
+    *buffer = grown;
+    *have = bytes;
+    return 0;
+}
+
+int yd_workspace_create(yd_workspace **out, yd_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a workspace");
+    return YD_OK;
+}
+
+void yd_workspace_destroy(yd_workspace *workspace)
+{
+    if (!workspace)
+        return;
+    free(workspace->arena);
+    free(workspace->qinput);
+    free(workspace->winograd);
+    free(workspace);
+}
+
 int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *err)
+{
+    return yd_session_create_in(model, threads, NULL, out, err);
+}
+
+int yd_session_create_in(yd_model *model, int threads, yd_workspace *workspace,
+                         yd_session **out, yd_error *err)
 {
     const yd_graph *g = model->graph;
     yd_session *s;
@@ -105,39 +166,39 @@ int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *
         head_floats += (size_t)(box->c + g->nc) * box->h * box->w;
         anchors += box->h * box->w;
     }
-    s->arena = yd_aligned_alloc(g->arena_bytes);
     s->letterbox = malloc((size_t)g->input_width * g->input_height * 3);
     s->head = malloc(head_floats * sizeof(float));
     s->scratch = yd_head_scratch_create(g->nc, anchors);
     s->capacity = 300;
     s->detections = malloc((size_t)s->capacity * sizeof *s->detections);
-    if (qinput_bytes(g) > 0) {
-        s->qinput = yd_aligned_alloc(QSLOTS * qinput_bytes(g));
-        if (!s->qinput) {
-            yd_session_destroy(s);
-            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
-        }
-    }
     s->winograd_floats = winograd_floats(model);
-    if (s->winograd_floats > 0) {
-        s->winograd_scratch = yd_aligned_alloc((size_t)s->threads * s->winograd_floats * sizeof(float));
-        if (!s->winograd_scratch) {
-            yd_session_destroy(s);
-            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session "
-                                "(Winograd scratch %zu bytes)",
-                                (size_t)s->threads * s->winograd_floats * sizeof(float));
-        }
+    if (!s->letterbox || !s->head || !s->scratch || !s->detections) {
+        yd_session_destroy(s);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session");
     }
-    if (!s->arena || !s->letterbox || !s->head || !s->scratch || !s->detections) {
+
+    /* A private workspace is owned and freed by the session; a shared one grows to fit it. */
+    s->workspace = workspace;
+    if (!workspace) {
+        int rc = yd_workspace_create(&s->own_workspace, err);
+
+        if (rc < 0) {
+            yd_session_destroy(s);
+            return rc;
+        }
+        workspace = s->own_workspace;
+    }
+    /* The int8 input slots are sized for the largest input; most runs touch far less. */
+    if (grow_buffer((void **)&workspace->arena, &workspace->arena_bytes, g->arena_bytes, true) != 0 ||
+        grow_buffer((void **)&workspace->qinput, &workspace->qinput_bytes,
+                    QSLOTS * qinput_bytes(g), false) != 0 ||
+        grow_buffer((void **)&workspace->winograd, &workspace->winograd_bytes,
+                    (size_t)s->threads * s->winograd_floats * sizeof(float), true) != 0) {
         yd_session_destroy(s);
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session (arena %zu bytes)",
                             g->arena_bytes);
     }
-
-    /* Touch every page now, so the first request does not pay the faults. */
-    memset(s->arena, 0, g->arena_bytes);
-    if (s->winograd_scratch)
-        memset(s->winograd_scratch, 0, (size_t)s->threads * s->winograd_floats * sizeof(float));
+    take_workspace(s);
 
     /* Head maps point into s->head: per level, box planes then class planes. */
     float *at = s->head;
@@ -163,13 +224,11 @@ void yd_session_destroy(yd_session *s)
 {
     if (!s)
         return;
-    free(s->arena);
+    yd_workspace_destroy(s->own_workspace);
     free(s->letterbox);
     free(s->head);
     yd_head_scratch_destroy(s->scratch);
     free(s->detections);
-    free(s->qinput);
-    free(s->winograd_scratch);
     yd_model_release(s->model);
     free(s);
 }
@@ -420,7 +479,10 @@ static void run(yd_session *s, int kind, const float *planar)
     const yd_graph *g = s->model->graph;
     const size_t qbytes = qinput_bytes(g);
     int first_index;
-    qstep *plan = quantized_plan(s, &first_index);
+    qstep *plan;
+
+    take_workspace(s);
+    plan = quantized_plan(s, &first_index);
     const yd_node *first = plan && first_index >= 0 ? &g->nodes[first_index] : NULL;
     int pixel = g->cb; /* floats per pixel of the float network input */
 

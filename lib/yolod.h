@@ -170,6 +170,23 @@ int yd_session_create(yd_model *model, int threads, yd_session **out,
 void yd_session_destroy(yd_session *session);
 
 /*
+ * Memory that sessions which never run at the same time can share: the
+ * activation arena and the int8 and Winograd scratch, sized for the largest
+ * session created in it. A server worker that keeps a session per model
+ * variant needs one arena, not one per variant. The caller must not run
+ * two sessions of one workspace at once, and destroys the workspace after
+ * its last session.
+ */
+typedef struct yd_workspace yd_workspace;
+
+int yd_workspace_create(yd_workspace **out, yd_error *err);
+void yd_workspace_destroy(yd_workspace *workspace);
+
+/* yd_session_create, with the large buffers taken from `workspace`. */
+int yd_session_create_in(yd_model *model, int threads, yd_workspace *workspace,
+                         yd_session **out, yd_error *err);
+
+/*
  * Runs one inference on a blank image, so the OpenMP threads and caches of
  * the calling thread are set up before the first real request. Call it from
  * the thread that will run the session's detections.

@@ -253,6 +253,69 @@ done:
     free(data);
 }
 
+/* Copies the raw head maps of a session that just ran, dense [anchors][4 + 80]. */
+static float *head_copy(yd_session *session)
+{
+    float *out = malloc((size_t)ANCHORS * (4 + 80) * sizeof(float));
+
+    yd_head_decode_dense(&session->maps, out);
+    return out;
+}
+
+/*
+ * Sessions of two models of different sizes share one workspace, the larger
+ * created second so the buffers grow and move under the first: each must
+ * give bit for bit what a session with private buffers gives, in any order.
+ */
+static void workspace_sessions_match_private(void)
+{
+    size_t in_size;
+    float *input = read_file_or_die(shared_path("golden/bus.input.f32"), &in_size);
+    yd_model *small = NULL, *large = NULL;
+    yd_session *own_small = NULL, *own_large = NULL, *shared_small = NULL, *shared_large = NULL;
+    yd_workspace *workspace = NULL;
+    yd_error err = { 0 };
+    float *want_small, *want_large, *got;
+
+    CHECK_OK(yd_model_load(shared_path("models/yolov8n.onnx"), NULL, &small, &err));
+    CHECK_OK(yd_model_load(shared_path("models/yolov8s-random.onnx"), NULL, &large, &err));
+    if (!small || !large)
+        goto done;
+    CHECK_OK(yd_session_create(small, 2, &own_small, &err));
+    CHECK_OK(yd_session_create(large, 2, &own_large, &err));
+    yd_session_run_planar(own_small, input);
+    want_small = head_copy(own_small);
+    yd_session_run_planar(own_large, input);
+    want_large = head_copy(own_large);
+
+    CHECK_OK(yd_workspace_create(&workspace, &err));
+    CHECK_OK(yd_session_create_in(small, 2, workspace, &shared_small, &err));
+    CHECK_OK(yd_session_create_in(large, 2, workspace, &shared_large, &err));
+    CHECK(workspace->arena_bytes == large->graph->arena_bytes);
+    for (int round = 0; round < 2; round++) {
+        yd_session_run_planar(shared_small, input);
+        got = head_copy(shared_small);
+        CHECK(memcmp(got, want_small, (size_t)ANCHORS * 84 * sizeof(float)) == 0);
+        free(got);
+        yd_session_run_planar(shared_large, input);
+        got = head_copy(shared_large);
+        CHECK(memcmp(got, want_large, (size_t)ANCHORS * 84 * sizeof(float)) == 0);
+        free(got);
+    }
+    free(want_small);
+    free(want_large);
+
+done:
+    yd_session_destroy(own_small);
+    yd_session_destroy(own_large);
+    yd_session_destroy(shared_small);
+    yd_session_destroy(shared_large);
+    yd_workspace_destroy(workspace);
+    yd_model_release(small);
+    yd_model_release(large);
+    free(input);
+}
+
 int main(void)
 {
     RUN(rectangular_input_detects);
@@ -261,5 +324,6 @@ int main(void)
     RUN(yolov8n_zidane_parity);
     RUN(yolov8s_random_parity);
     RUN(yolov8n_scalar_parity);
+    RUN(workspace_sessions_match_private);
     return TEST_SUMMARY();
 }
