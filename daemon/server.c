@@ -586,7 +586,7 @@ static enum MHD_Result close_slow_body(struct request *request)
  * Lowers the calling connection thread's priority once. Decoding an upload
  * on a connection thread at the same priority as the inference threads
  * preempts one of them, and every other OpenMP thread then waits at the
- * next barrier; at a lower priority the decode fills the gaps instead.
+ * next barrier. At a lower priority the decode fills the gaps instead.
  * Raising it back would need CAP_SYS_NICE, so the thread keeps it.
  */
 static void lower_connection_priority(void)

@@ -5,7 +5,7 @@
  * and each one rechecks its own job.
  *
  * A worker's sessions share one workspace (activation arena and scratch),
- * since the worker runs one job at a time; the workspace keeps the size
+ * because the worker runs one job at a time. The workspace keeps the size
  * of the largest session it ever held.
  *
  * A worker's sessions are touched only by its own thread once it runs. Each

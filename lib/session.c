@@ -99,7 +99,7 @@ static void take_workspace(yd_session *s)
 }
 
 /*
- * Replaces *buffer by one of `bytes` when it holds fewer; 0 or an error
+ * Replaces *buffer by one of `bytes` when it is smaller; 0 or an error
  * code. With touch, every page is written now, so the first request does
  * not pay the faults; without, only the pages a run uses become resident.
  */
