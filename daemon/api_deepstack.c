@@ -87,7 +87,7 @@ static cJSON *build_deepstack_result(const struct registry_ref *ref, const yd_re
         !cJSON_AddNumberToObject(root, "inferenceMs", round(result->timings.inference_ms)) ||
         !cJSON_AddNumberToObject(root, "processMs", round(timings->total_ms)))
         goto fail;
-    /* Beyond DeepStack's fields, which clients ignore: the version that answered. */
+    /* Fields beyond DeepStack's, which its clients ignore: the version that ran the request. */
     snprintf(version, sizeof version, "%llu", (unsigned long long)ref->version);
     if (!cJSON_AddStringToObject(root, "model", ref->name) ||
         !cJSON_AddStringToObject(root, "variant", ref->variant) ||
@@ -110,11 +110,7 @@ enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
                                           const char *retry_after, const char *code,
                                           const char *message)
 {
-    struct MHD_Response *response;
-    enum MHD_Result result;
     cJSON *root = cJSON_CreateObject();
-    size_t length;
-    char *text;
 
     if (status >= 500 && status != MHD_HTTP_SERVICE_UNAVAILABLE)
         log_printf(YD_LOG_ERROR, "%s %s: %s", request->method, request->path, message);
@@ -128,30 +124,9 @@ enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
         cJSON_Delete(root);
         root = NULL;
     }
-    if (!retry_after)
-        return server_reply_json(connection, request, status, root);
-
-    /* server_reply_json adds no header, so a 503 with Retry-After is queued here. */
-    text = json_print_and_free(root);
-    if (!text)
-        return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
-    length = strlen(text);
-    response = MHD_create_response_from_buffer(length, text, MHD_RESPMEM_MUST_FREE);
-    if (!response) {
-        free(text);
-        return MHD_NO;
-    }
-    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, retry_after);
-    server_add_request_id(response, request);
-    result = MHD_queue_response(connection, status, response);
-    MHD_destroy_response(response);
-    if (result == MHD_YES) {
-        request->status = status;
-        request->response_bytes = length;
-        request->responded = true;
-    }
-    return result;
+    return server_reply_json_with_header(connection, request, status, root,
+                                         retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
+                                         retry_after);
 }
 
 enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request)

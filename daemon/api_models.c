@@ -74,7 +74,7 @@ static enum MHD_Result count_variant(void *cls, enum MHD_ValueKind kind, const c
     return MHD_YES;
 }
 
-/* How many times ?variant= appears; the admin routes take it at most once. */
+/* Counts the ?variant= parameters; every admin route rejects more than one. */
 static int variant_count(struct MHD_Connection *connection)
 {
     int count = 0;
@@ -167,7 +167,15 @@ static enum MHD_Result reply_results(struct MHD_Connection *connection, struct r
     return server_reply_json(connection, request, status, root);
 }
 
-enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request)
+/*
+ * Runs reload or unload (`change`, named `action` in messages) on the
+ * model of the path, lets the workers drop the sessions of replaced
+ * versions, and replies with each variant's outcome.
+ */
+static enum MHD_Result change_variants(struct MHD_Connection *connection, struct request *request,
+                                       int (*change)(struct registry *, const char *,
+                                                     const char *, struct registry_results *),
+                                       const char *action)
 {
     struct server *server = request->server;
     struct registry_results results;
@@ -177,10 +185,15 @@ enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct requ
     action_model_name(request, name, sizeof name);
     if (variant_count(connection) > 1)
         return reply_repeated_variant(connection, request);
-    if (registry_reload(server->registry, name, variant, &results) != YD_OK)
-        return reply_no_match(connection, request, name, variant, "reload");
+    if (change(server->registry, name, variant, &results) != YD_OK)
+        return reply_no_match(connection, request, name, variant, action);
     worker_pool_prune(server->pool);
     return reply_results(connection, request, name, &results);
+}
+
+enum MHD_Result api_models_reload(struct MHD_Connection *connection, struct request *request)
+{
+    return change_variants(connection, request, registry_reload, "reload");
 }
 
 enum MHD_Result api_models_load(struct MHD_Connection *connection, struct request *request)
@@ -207,18 +220,7 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
 
 enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request)
 {
-    struct server *server = request->server;
-    struct registry_results results;
-    const char *variant = query_variant(connection);
-    char name[256];
-
-    action_model_name(request, name, sizeof name);
-    if (variant_count(connection) > 1)
-        return reply_repeated_variant(connection, request);
-    if (registry_unload(server->registry, name, variant, &results) != YD_OK)
-        return reply_no_match(connection, request, name, variant, "unload");
-    worker_pool_prune(server->pool);
-    return reply_results(connection, request, name, &results);
+    return change_variants(connection, request, registry_unload, "unload");
 }
 
 enum MHD_Result api_models_set_default(struct MHD_Connection *connection,

@@ -18,7 +18,7 @@ struct request;
 /*
  * Per-model metrics are kept by registry entry index (model_index below).
  * metrics_model_loaded records that entry index now serves a version of
- * (name, variant) loaded from path, with the current time as its load time;
+ * (name, variant) loaded from path, with the current time as its load time.
  * metrics_model_unloaded drops its yolod_model_info line. Counters and
  * histograms of an entry survive unloading, so they never go backwards.
  */

@@ -921,15 +921,15 @@ void registry_sync(struct registry *registry, const char *const *files, int file
     }
     for (int i = 0; i < registry_count(registry); i++) {
         const struct entry *entry = &registry->entries[i];
-        bool gone;
+        bool removed;
 
         if (!entry->model)
             continue;
         if (entry->source == REGISTRY_SOURCE_FILE)
-            gone = files && !listed(files, file_count, entry->path);
+            removed = files && !listed(files, file_count, entry->path);
         else
-            gone = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
-        if (gone)
+            removed = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
+        if (removed)
             unload_entry(registry, i, false,
                          entry->source == REGISTRY_SOURCE_FILE ? "no longer in the configuration"
                                                                : "file removed from the model directory",

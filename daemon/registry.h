@@ -5,7 +5,7 @@
  * on the one they started with.
  *
  * An entry is created the first time its (name, variant) is loaded and then
- * keeps its index for the registry's lifetime; unloading empties it, and a
+ * keeps its index for the registry's lifetime. Unloading empties it, and a
  * later load fills it again with the next version number, so versions of an
  * entry never repeat.
  *
@@ -44,7 +44,7 @@ struct registry_ref {
     int index;                  /* entry index, stable for the registry's lifetime */
 };
 
-/* Where an entry's file came from: sync operations only touch their own kind. */
+/* Origin of an entry's file; registry_sync treats each origin separately. */
 enum registry_source {
     REGISTRY_SOURCE_FILE, /* --model FILE or `model = FILE` */
     REGISTRY_SOURCE_DIR,  /* a file found in the model directory */
@@ -101,7 +101,7 @@ const char *registry_variant(const struct registry *registry, int index);
 /* Whether the entry has a version loaded now. */
 bool registry_is_loaded(struct registry *registry, int index);
 
-/* Whether some variant of the model name is loaded; a NULL name asks for any model. */
+/* Whether some variant of the model name (of any model when name is NULL) is loaded. */
 bool registry_has_model(struct registry *registry, const char *name);
 
 /* Distinct names of loaded models, in the order they were added, joined by ", ". */
@@ -139,7 +139,7 @@ bool registry_is_current(struct registry *registry, const yd_model *model);
  * reload: loads and warms each file beside the old version, then publishes
  *   it; a variant that fails keeps its old version.
  * load: loads unloaded entries of the name from their files and, when dir
- *   is not NULL, files of that name in dir that no entry has yet; loaded
+ *   is not NULL, files of that name in dir that no entry has yet. Loaded
  *   variants are left "unchanged".
  * unload: stops serving the variants; requests holding them finish. When
  *   the default goes, the first remaining variant becomes the default.

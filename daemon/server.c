@@ -328,6 +328,15 @@ enum MHD_Result server_reply_json(struct MHD_Connection *connection,
     return queue_response(connection, request, status, json_print_and_free(root), NULL, NULL);
 }
 
+enum MHD_Result server_reply_json_with_header(struct MHD_Connection *connection,
+                                              struct request *request, unsigned int status,
+                                              cJSON *root, const char *header,
+                                              const char *header_value)
+{
+    return queue_response(connection, request, status, json_print_and_free(root), header,
+                          header_value);
+}
+
 static enum MHD_Result reply_error_v(struct MHD_Connection *connection,
                                      struct request *request, unsigned int status,
                                      const char *header, const char *header_value,

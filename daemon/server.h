@@ -102,6 +102,12 @@ enum MHD_Result server_reply_json(struct MHD_Connection *connection,
                                   struct request *request, unsigned int status,
                                   cJSON *root);
 
+/* Same as server_reply_json, and adds one header (Retry-After) when header is not NULL. */
+enum MHD_Result server_reply_json_with_header(struct MHD_Connection *connection,
+                                              struct request *request, unsigned int status,
+                                              cJSON *root, const char *header,
+                                              const char *header_value);
+
 /* Queues {"error": {code, message}} with the given status. */
 enum MHD_Result server_reply_error(struct MHD_Connection *connection,
                                    struct request *request, unsigned int status,

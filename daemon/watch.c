@@ -73,7 +73,14 @@ static void *watch_main(void *arg)
     bool pending = false;
 
     for (;;) {
-        int ready = poll(fds, 2, pending ? QUIET_MS : watch->wd < 0 ? REWATCH_MS : -1);
+        int timeout_ms = -1;
+        int ready;
+
+        if (pending)
+            timeout_ms = QUIET_MS;
+        else if (watch->wd < 0)
+            timeout_ms = REWATCH_MS;
+        ready = poll(fds, 2, timeout_ms);
 
         if (ready < 0 && errno != EINTR) {
             log_printf(YD_LOG_ERROR, "watching %s failed: %s", watch->dir, strerror(errno));

@@ -18,8 +18,8 @@ enum { INPUT_PLANAR, INPUT_LETTERBOX };
 
 /*
  * Quantized inputs live in QSLOTS slots of s->qinput, each the size of the
- * largest one. A slot holds the running convolution's input or one written
- * ahead for a later reader. The detection head interleaves its box and
+ * largest one. A slot contains the running convolution's input or one
+ * written ahead for a later reader. The detection head interleaves its box and
  * class branches, so two inputs can wait at once.
  */
 #define QSLOTS 4
@@ -243,9 +243,10 @@ typedef struct qstep {
 
 /*
  * Plans which int8 convolutions write their output already quantized for
- * the next int8 convolution instead of as floats: those whose output only
- * that convolution reads (head outputs count as read), when no hook or stop
- * point needs float values and a slot is free until the reader runs. When
+ * the next int8 convolution instead of as floats. These are the ones whose
+ * output only that convolution reads (head outputs count as read), when no
+ * hook or stop point needs float values and a slot is free until the
+ * reader runs. When
  * the first int8 convolution alone reads the network input, the image is
  * quantized straight into its slot. Returns nnodes steps (NULL: plain
  * execution, also when out of memory); the caller frees them.

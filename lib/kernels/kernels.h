@@ -237,8 +237,8 @@ yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table);
 /*
  * Quantizes an RGB8 HWC image (width x height) straight into the padded
  * uint8 input of a 3-channel convolution, giving the same bytes as
- * yd_f32_pack_rgb8() followed by the quantizer; with lanes 4, the first 4
- * bytes of each pixel only (the compact layout of yd_qconv_u8_fn).
+ * yd_f32_pack_rgb8() followed by the quantizer. With lanes 4 it writes only
+ * the first 4 bytes of each pixel (the compact layout of yd_qconv_u8_fn).
  */
 void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, float scale,
                          int zero, int pad_top, int pad_left, int pad_bottom, int pad_right,

@@ -3,10 +3,10 @@
 # swapped 20 times between its fp32 and int8 compressions: 7 times by
 # replacing the file in the watched model directory, 7 through POST
 # .../reload and 6 by SIGHUP. A steady stream of detection requests runs
-# meanwhile. Every request must succeed, both compressions must answer, and
-# resident memory must come back within 10% afterwards. Then a corrupted replacement, unload, load, the default
-# variant (API and config), and files added to and removed from the
-# directory.
+# meanwhile. Every request must succeed, replies must come from both
+# compressions, and resident memory must come back within 10% afterwards.
+# Then: a corrupted replacement, unload, load, the default variant (API and
+# config), and files added to and removed from the directory.
 source "$(dirname "$0")/lib.sh"
 
 CALIB=$SHARED/datasets/coco128/images/train2017
@@ -44,13 +44,19 @@ wait_version() {
     return 1
 }
 
+# detect_pairs N: N rounds of two requests at once, so both workers run one.
+detect_pairs() {
+    local i first
+    for i in $(seq "$1"); do
+        curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+        first=$!
+        curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
+        wait "$first" $!
+    done
+}
+
 # Warm both workers on the first version, then take the baseline.
-for i in 1 2 3; do
-    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
-    first=$!
-    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
-    wait "$first" $!
-done
+detect_pairs 3
 sleep 0.5
 rss_before=$(rss_kb)
 
@@ -151,12 +157,7 @@ else
 fi
 
 # Both workers drop the replaced versions on their next job or prune.
-for i in 1 2; do
-    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
-    first=$!
-    curl -s -o /dev/null --max-time 60 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live" &
-    wait "$first" $!
-done
+detect_pairs 2
 sleep 1
 rss_after=$(rss_kb)
 if [ $((rss_after * 10)) -le $((rss_before * 11)) ]; then
