@@ -18,7 +18,7 @@ typedef struct bench_options {
     const char *model_path;
     const char *input_path;
     const char *image_path;
-    int threads, runs, warmup, json;
+    int threads, runs, warmup, json, layers;
 } bench_options;
 
 static int compare_doubles(const void *a, const void *b)
@@ -52,8 +52,8 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
             command_bench_print_help();
             exit(0);
         }
-        if (strcmp(argv[i], "--json") == 0) {
-            o->json = 1;
+        if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "--layers") == 0) {
+            *(argv[i][2] == 'j' ? &o->json : &o->layers) = 1;
             i++;
             continue;
         }
@@ -87,6 +87,10 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
     }
     if (!o->model_path) {
         fprintf(stderr, "yolod bench: --model FILE is required\n");
+        return -1;
+    }
+    if (o->layers && (o->json || o->image_path)) {
+        fprintf(stderr, "yolod bench: --layers goes with neither --json nor --image\n");
         return -1;
     }
     if (o->input_path && o->image_path) {
@@ -284,10 +288,61 @@ static void print_text(const yd_model *model, const yd_session *session, const b
                sum / o->runs);
 }
 
+/*
+ * Runs the network `runs` more times with a barrier after every node and
+ * prints each node's mean time, share and rate. The barriers add a little
+ * to every node, so the sum exceeds the medians above.
+ */
+static int print_layers(yd_session *session, const yd_model *model, const bench_options *o)
+{
+    const yd_graph *g = model->graph;
+    double *ms = calloc((size_t)g->nnodes + 1, sizeof *ms), total = 0;
+    float *input = make_input(o, yd_model_input_width(model), yd_model_input_height(model));
+
+    if (!ms || !input) {
+        free(ms);
+        free(input);
+        return -1;
+    }
+    session->node_ms = ms;
+    for (int i = 0; i < o->runs; i++)
+        yd_session_run_planar(session, input);
+    session->node_ms = NULL;
+    for (int i = 0; i <= g->nnodes; i++)
+        total += ms[i];
+
+    printf("\n%4s  %-9s %-38s %-14s %-4s %-8s %8s %6s %8s\n", "#", "op", "name", "output", "prec",
+           "kernel", "ms", "share", "GFLOP/s");
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        const yd_value *out = &g->values[node->output];
+        const int conv = node->op == YD_OP_CONV;
+        const double mean = ms[i] / o->runs, flops = yd_node_flops(g, node);
+        char shape[32];
+
+        if (node->dead || node->op == YD_OP_INPUT)
+            continue;
+        snprintf(shape, sizeof shape, "%dx%dx%d", out->c, out->h, out->w);
+        printf("%4d  %-9s %-38.38s %-14s %-4s %-8s %8.3f %5.1f%% %8.0f\n", i, yd_op_name(node->op),
+               node->name, shape,
+               conv ? (node->conv.precision == YD_PREC_INT8 ? "int8" : "fp32") : "",
+               conv ? (node->conv.winograd ? "winograd" : "direct") : "", mean,
+               100 * ms[i] / total, flops / 1e9 / (mean / 1e3));
+    }
+    printf("%4s  %-9s %-38s %-14s %-4s %-8s %8.3f %5.1f%%\n", "", "other",
+           "input packing, head maps", "", "", "", ms[g->nnodes] / o->runs,
+           100 * ms[g->nnodes] / total);
+    printf("%4s  %-9s %-38s %-14s %-4s %-8s %8.3f\n", "", "total", "", "", "", "",
+           total / o->runs);
+    free(ms);
+    free(input);
+    return 0;
+}
+
 void command_bench_print_help(void)
 {
     fputs("Usage: yolod bench --model FILE [--threads N] [--runs N] [--warmup N]\n"
-          "                   [--input FILE | --image FILE] [--json]\n"
+          "                   [--input FILE | --image FILE] [--json | --layers]\n"
           "\n"
           "Times the network alone (no decoding, letterbox or detection head) on a fixed\n"
           "input and prints the median and minimum latency. With --image, times the whole\n"
@@ -306,6 +361,9 @@ void command_bench_print_help(void)
           "                   threads, gflops (2 per multiply-add); with --image also\n"
           "                   images_per_second, detections, decode_ms, preprocess_ms,\n"
           "                   inference_ms, postprocess_ms\n"
+          "  --layers         then run the network --runs more times with a barrier after\n"
+          "                   each layer, and print each layer's mean time, share of the\n"
+          "                   total and GFLOP/s (not with --json or --image)\n"
           "\n"
           "Exit status: 0 on success, 1 if the model, input or image cannot be read or\n"
           "decoded, 2 for invalid usage.\n",
@@ -346,6 +404,10 @@ int command_bench(int argc, char **argv)
         print_json(model, session, &o, times, stages, detections);
     else
         print_text(model, session, &o, times, stages, detections);
+    if (o.layers && print_layers(session, model, &o) != 0) {
+        fprintf(stderr, "yolod bench: out of memory\n");
+        goto done;
+    }
     status = 0;
 
 done:

@@ -119,11 +119,8 @@ static void print_layers(const yd_graph *g)
         format_shape(&g->values[node->output], out, sizeof out);
         format_kernel(node, kernel, sizeof kernel);
         if (node->op == YD_OP_CONV) {
-            const yd_value *o = &g->values[node->output];
-
             precision = precision_name(node->conv.precision);
-            flops = 2.0 * o->c * o->h * o->w * node->conv.in_c * node->conv.kernel_h *
-                    node->conv.kernel_w;
+            flops = yd_node_flops(g, node);
             bytes = weight_bytes(&node->conv);
             count[node->conv.precision]++;
         }

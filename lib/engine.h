@@ -58,6 +58,10 @@ struct yd_session {
     void (*observe)(const yd_session *session, int node, const float *output, void *user);
     void *observe_user;
     int stop_after;                 /* -1, or the last node index to run (calibration) */
+    /* Profile: NULL, or nnodes + 1 counters to which every inference adds
+     * each node's milliseconds, and in the last one the time spent packing
+     * the input and unpacking the head maps. Adds a barrier per node. */
+    double *node_ms;
 };
 
 /* Fills the kernel's view of a convolution node. */

@@ -449,19 +449,21 @@ int yd_graph_plan(yd_graph *graph, int cb, yd_error *err)
     return plan_arena(graph, cb, err);
 }
 
+double yd_node_flops(const yd_graph *graph, const yd_node *node)
+{
+    const yd_value *out = &graph->values[node->output];
+
+    if (node->dead || node->op != YD_OP_CONV)
+        return 0;
+    return 2.0 * out->c * out->h * out->w * node->conv.in_c * node->conv.kernel_h *
+           node->conv.kernel_w;
+}
+
 double yd_graph_flops(const yd_graph *graph)
 {
     double flops = 0;
 
-    for (int i = 0; i < graph->nnodes; i++) {
-        const yd_node *node = &graph->nodes[i];
-        const yd_value *out;
-
-        if (node->dead || node->op != YD_OP_CONV)
-            continue;
-        out = &graph->values[node->output];
-        flops += 2.0 * out->c * out->h * out->w * node->conv.in_c * node->conv.kernel_h *
-                 node->conv.kernel_w;
-    }
+    for (int i = 0; i < graph->nnodes; i++)
+        flops += yd_node_flops(graph, &graph->nodes[i]);
     return flops;
 }

@@ -141,6 +141,9 @@ size_t yd_graph_value_offset(const yd_graph *graph, int value);
 /* Floats in the blocked storage of a tensor with these dimensions. */
 size_t yd_blocked_floats(int c, int h, int w, int cb);
 
+/* Multiply-accumulates of a convolution node (0 for other nodes), times two. */
+double yd_node_flops(const yd_graph *graph, const yd_node *node);
+
 /* Multiply-accumulates of the graph, times two. */
 double yd_graph_flops(const yd_graph *graph);
 

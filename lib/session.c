@@ -475,8 +475,18 @@ static int compact_input_node(const yd_session *s)
     return reader;
 }
 
+/* Adds the time since `since` to node's profile counter; returns now. */
+static double profile_mark(yd_session *s, int node, double since)
+{
+    double now = omp_get_wtime();
+
+    s->node_ms[node] += (now - since) * 1e3;
+    return now;
+}
+
 static void run(yd_session *s, int kind, const float *planar)
 {
+    const double start = omp_get_wtime();
     const yd_graph *g = s->model->graph;
     const size_t qbytes = qinput_bytes(g);
     int first_index;
@@ -519,10 +529,22 @@ static void run(yd_session *s, int kind, const float *planar)
                              value_ptr(s, g->input));
         }
 
+        double mark = 0;
+
+        if (s->node_ms) {
+#pragma omp barrier
+#pragma omp master
+            mark = profile_mark(s, g->nnodes, start);
+        }
         for (int i = 0; i <= last; i++) {
             if (g->nodes[i].dead)
                 continue;
             run_node(s, &g->nodes[i], plan ? &plan[i] : NULL, qbytes);
+            if (s->node_ms) {
+#pragma omp barrier
+#pragma omp master
+                mark = profile_mark(s, i, mark);
+            }
             if (s->observe) {
 #pragma omp barrier
                 s->observe(s, i, value_ptr(s, g->nodes[i].output), s->observe_user);
@@ -538,6 +560,11 @@ static void run(yd_session *s, int kind, const float *planar)
                                  (float *)s->maps.level[l].box);
             yd_f32_unpack_planar(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w, g->cb,
                                  (float *)s->maps.level[l].cls);
+        }
+        if (s->node_ms) {
+#pragma omp barrier
+#pragma omp master
+            profile_mark(s, g->nnodes, mark);
         }
     }
     free(plan);
