@@ -97,7 +97,7 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
 
                 v = _mm512_fmadd_ps(v, scale, bias);
                 if (s->silu)
-                    v = silu_avx512(v);
+                    v = silu_int8_avx512(v);
                 if (residual)
                     v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
                 qv = _mm512_cvtps_epi32(_mm512_mul_ps(v, inverse));
@@ -121,7 +121,7 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
 
             v = _mm512_fmadd_ps(v, scale, bias);
             if (s->silu)
-                v = silu_avx512(v);
+                v = silu_int8_avx512(v);
             if (residual)
                 v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
             _mm512_store_ps(out + base + (size_t)p * 16, v);
