@@ -62,6 +62,9 @@ static void on_error_exit(j_common_ptr cinfo)
     case JERR_OUT_OF_MEMORY:
         dec->error_code = YD_ERR_NO_MEMORY;
         break;
+    case JERR_IMAGE_TOO_BIG: /* a side above 65500, before the header returns */
+        dec->error_code = YD_ERR_IMAGE_TOO_LARGE;
+        break;
     case JERR_CONVERSION_NOTIMPL:
     case JERR_BAD_PRECISION:
         dec->error_code = YD_ERR_IMAGE_UNSUPPORTED;
@@ -192,6 +195,8 @@ static int run_decoder(struct jpeg_decoder *dec, const uint8_t *data, size_t siz
                                 "JPEG image is truncated: the data ends after %zu bytes, %s",
                                 size, dec->phase == JPEG_PHASE_HEADER
                                           ? "inside the header" : "before the image is complete");
+        if (dec->error_code == YD_ERR_IMAGE_TOO_LARGE)
+            return yd_error_set(err, dec->error_code, "JPEG image too large: %s", dec->message);
         return yd_error_set(err, dec->error_code, "invalid JPEG image: %s", dec->message);
     }
 

@@ -737,6 +737,26 @@ static void test_pixel_limit_checked_from_header(void)
     free(data);
 }
 
+/* A JPEG header of 65535 x 65535 pixels: libjpeg rejects sides above 65500
+ * while reading the header, before our pixel limit is checked. */
+static void test_jpeg_side_above_libjpeg_limit(void)
+{
+    static const uint8_t data[] = {
+        0xff, 0xd8,                                     /* SOI */
+        0xff, 0xc0, 0x00, 0x0b, 0x08, 0xff, 0xff, 0xff, /* SOF0: 8 bits, 65535 high, */
+        0xff, 0x01, 0x01, 0x11, 0x00,                   /* 65535 wide, 1 component */
+        0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, /* SOS */
+        0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xd9, /* scan data, EOI */
+    };
+    yd_image image = {0};
+    yd_error err = {0};
+
+    CHECK_INT_EQ(yd_image_decode(data, sizeof data, 0, &image, &err), YD_ERR_IMAGE_TOO_LARGE);
+    CHECK_INT_EQ(err.code, YD_ERR_IMAGE_TOO_LARGE);
+    CHECK(strstr(err.message, "too large") != NULL);
+    CHECK(image.rgb == NULL);
+}
+
 /* ---------------------------------------------------------------- EXIF */
 
 /* Builds a TIFF block with one IFD0 entry (tag, type, count, value). */
@@ -1271,6 +1291,7 @@ int main(void)
     RUN(test_letterbox_large_and_panorama);
     RUN(test_odd_images);
     RUN(test_pixel_limit_checked_from_header);
+    RUN(test_jpeg_side_above_libjpeg_limit);
     RUN(test_exif_orientation_parser);
     RUN(test_orientation_transforms);
     RUN(test_png_colour_types);
