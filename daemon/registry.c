@@ -23,6 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "text.h"
 #include "util.h"
 
 /* Identity of the file a version was loaded from, to notice a replacement. */
@@ -229,6 +230,16 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
     if (rc < 0)
         return rc;
     variant_of_file(path, *out, variant, variant_size);
+    /* Names and variants go into JSON replies, URLs and metric labels. */
+    if (!text_is_utf8(yd_model_name(*out)) || !text_is_utf8(variant)) {
+        char quoted[TEXT_QUOTE_SIZE];
+
+        yd_model_release(*out);
+        *out = NULL;
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "model file name '%s' is not valid UTF-8; rename the file",
+                            text_quote(quoted, sizeof quoted, path, TEXT_QUOTE_MAX_CHARS));
+    }
     rc = warm_up_model(*out, registry->session_threads, err);
     if (rc < 0) {
         yd_model_release(*out);

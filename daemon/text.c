@@ -51,6 +51,20 @@ size_t text_utf8_length(const char *text, size_t size)
     return length;
 }
 
+int text_is_utf8(const char *text)
+{
+    size_t size = strlen(text);
+
+    for (size_t i = 0; i < size;) {
+        size_t length = text_utf8_length(text + i, size - i);
+
+        if (length == 0)
+            return 0;
+        i += length;
+    }
+    return 1;
+}
+
 /* C0 controls, DEL, and C1 controls (U+0080..U+009F, encoded C2 80..C2 9F). */
 static bool is_control(const char *text, size_t length)
 {

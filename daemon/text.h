@@ -20,6 +20,9 @@
  */
 size_t text_utf8_length(const char *text, size_t size);
 
+/* Returns 1 if the NUL-terminated text is valid UTF-8 throughout, else 0. */
+int text_is_utf8(const char *text);
+
 /*
  * Copies in to out for echoing in a message. Invalid UTF-8 bytes and control
  * characters (C0, DEL, C1) become '?'. After max_chars code points the copy
