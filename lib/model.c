@@ -58,9 +58,11 @@ static int load_names(yd_model *model, const yd_onnx_model *onnx, yd_error *err)
 }
 
 /*
- * Packs every live convolution for the model's kernels: int8 ones for the
- * int8 kernel, float ones for Winograd when the table has it and
- * yd_winograd_chosen() accepts the shape, the others for the direct kernel.
+ * Packs every live convolution for the model's kernels. Int8 ones get the
+ * int8 kernel's layout, plus the int8 Winograd layout when the table has
+ * that kernel and yd_qwinograd_chosen() accepts the shape. Float ones get
+ * the Winograd layout when the table has it and yd_winograd_chosen()
+ * accepts the shape, the direct kernel's layout otherwise.
  */
 static int pack_weights(yd_model *model, yd_error *err)
 {
@@ -81,6 +83,10 @@ static int pack_weights(yd_model *model, yd_error *err)
                 yd_qconv_pack(&shape, node->conv.qweight, node->conv.weight_scale, node->conv.bias,
                               node->conv.input_scale, node->conv.input_zero, node->conv.pad_bottom,
                               node->conv.pad_right, node->conv.qpacked) != YD_OK)
+                return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+            if (model->kernels->qwinograd && yd_qwinograd_chosen(&shape) &&
+                yd_qconv_pack_winograd(&shape, node->conv.qweight, node->conv.weight_scale,
+                                       node->conv.qpacked) != YD_OK)
                 return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
             continue;
         }

@@ -56,16 +56,17 @@ static size_t qinput_bytes(const yd_graph *g)
 
 /*
  * Per-thread Winograd scratch floats for the largest layer that may run
- * Winograd. Counts int8 layers too: a model may be repacked with other
- * precisions while a session lives (sensitivity analysis does), and a
- * layer's choice depends only on its shape and the kernel table.
+ * float or int8 Winograd. Counts every layer whatever its precision,
+ * because a model may be repacked with other precisions while a session
+ * lives (sensitivity analysis does), and a layer's choice depends only on
+ * its shape and the kernel table.
  */
 static size_t winograd_floats(const yd_model *model)
 {
     const yd_graph *g = model->graph;
     size_t max = 0;
 
-    if (!model->kernels->winograd)
+    if (!model->kernels->winograd && !model->kernels->qwinograd)
         return 0;
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
@@ -75,11 +76,15 @@ static size_t winograd_floats(const yd_model *model)
         if (node->dead || node->op != YD_OP_CONV)
             continue;
         yd_conv_shape_of(g, node, &shape);
-        if (!yd_winograd_chosen(&shape, g->cb))
-            continue;
-        floats = yd_winograd_scratch_floats(&shape, g->cb);
-        if (floats > max)
-            max = floats;
+        if (model->kernels->winograd && yd_winograd_chosen(&shape, g->cb)) {
+            floats = yd_winograd_scratch_floats(&shape, g->cb);
+            max = floats > max ? floats : max;
+        }
+        /* The int8 kernel's blocks are YD_QCB channels, whatever g->cb is. */
+        if (model->kernels->qwinograd && yd_qwinograd_chosen(&shape)) {
+            floats = yd_winograd_scratch_floats(&shape, YD_QCB);
+            max = floats > max ? floats : max;
+        }
     }
     return max;
 }
@@ -335,6 +340,20 @@ static qstep *quantized_plan(const yd_session *s, int *first)
 }
 
 /*
+ * Runs an int8 layer packed for Winograd: float output to `out`, or with
+ * `next` the next int8 layer's quantized input.
+ */
+static void run_qwinograd(const yd_session *s, const yd_conv_shape *shape, const yd_qconv *q,
+                          const uint8_t *qin, const float *residual, float *out,
+                          const yd_qconv_u8_out *next)
+{
+    /* winograd_floats() sized the scratch for every layer that can be chosen. */
+    assert(s->winograd_floats >= yd_winograd_scratch_floats(shape, YD_QCB));
+    s->model->kernels->qwinograd(shape, q, qin, residual, out, next, s->winograd_scratch,
+                                 s->winograd_floats);
+}
+
+/*
  * Runs one node; called by every thread of the team. `step` is the node's
  * entry in the int8 plan, or NULL to run it plainly.
  */
@@ -375,7 +394,17 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
                     .pad_right = next->pad_right,
                 };
 
+                if (node->conv.qpacked->winograd_u) {
+                    assert(step->lanes == YD_QCB);
+                    run_qwinograd(s, &shape, node->conv.qpacked, qin, residual, NULL, &q);
+                    break;
+                }
                 yd_qconv_u8_of(k)(&shape, node->conv.qpacked, qin, step->lanes, residual, &q);
+                break;
+            }
+            if (node->conv.qpacked->winograd_u) {
+                run_qwinograd(s, &shape, node->conv.qpacked, qin, residual,
+                              value_ptr(s, node->output), NULL);
                 break;
             }
             k->qconv(&shape, node->conv.qpacked, qin, residual, value_ptr(s, node->output), cb);

@@ -80,6 +80,8 @@ void yd_qconv_free(yd_qconv *q)
     free(q->scale);
     free(q->bias);
     free(q->correction);
+    free(q->winograd_u);
+    free(q->winograd_scale);
     memset(q, 0, sizeof *q);
 }
 

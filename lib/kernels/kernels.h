@@ -51,6 +51,7 @@ typedef void (*yd_winograd_fn)(const yd_conv_shape *shape, const float *packed, 
 
 struct yd_qconv;
 struct yd_conv_shape;
+struct yd_qconv_u8_out;
 
 typedef struct yd_kernel_table {
     const char *name;  /* "avx512", "avx2" or "scalar" */
@@ -65,6 +66,10 @@ typedef struct yd_kernel_table {
     double (*dot)(const float *a, const float *b, size_t n);
     double (*ddot)(const double *a, const double *b, size_t n);
     yd_winograd_fn winograd; /* NULL: every layer runs the direct convolution */
+    /* int8 Winograd (see yd_qwinograd_fn); NULL: int8 layers run qconv */
+    void (*qwinograd)(const struct yd_conv_shape *shape, const struct yd_qconv *q,
+                      const uint8_t *in, const float *residual, float *out,
+                      const struct yd_qconv_u8_out *next, float *scratch, size_t scratch_floats);
 } yd_kernel_table;
 
 /*
@@ -205,6 +210,9 @@ typedef struct yd_qconv {
     float input_scale;
     int input_zero;
     int pad_bottom, pad_right;
+    /* Set by yd_qconv_pack_winograd() for the int8 Winograd kernel, else NULL. */
+    int16_t *winograd_u;    /* [36][ceil(out_c/16)][ceil(in_c/2)][16 output lanes][2 input channels] */
+    float *winograd_scale;  /* [36][out_c rounded up to 16]: float value of one unit of M */
 } yd_qconv;
 
 typedef void (*yd_qconv_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
@@ -263,6 +271,43 @@ int yd_qconv_pack(const yd_conv_shape *shape, const int8_t *qweight, const float
                   const float *bias, float input_scale, int input_zero, int pad_bottom,
                   int pad_right, yd_qconv *q);
 void yd_qconv_free(yd_qconv *q);
+
+/*
+ * Int8 Winograd F(4x4, 3x3) (see the Winograd section above) for 3x3
+ * stride-1 layers. The transformed input V = B^T (d - zero) B of the
+ * padded uint8 input is exact in int16 (|V| <= 100 * 255). The transformed
+ * weights U = G w G^T of the int8 weights are rounded to int16 with one
+ * factor per tile position and output channel, small enough that no
+ * int32 sum of V * U products can overflow. The GEMM M = V U runs on int16
+ * pairs (vpdpwssd), then M is scaled to float and transformed back as in
+ * the float kernel.
+ */
+
+/* 1 when the int8 Winograd kernel runs this layer (with the table's qwinograd). */
+int yd_qwinograd_chosen(const yd_conv_shape *shape);
+
+/*
+ * Adds the transformed weights to q, which yd_qconv_pack() filled for the
+ * same shape and weights; returns 0 or YD_ERR_NO_MEMORY.
+ */
+int yd_qconv_pack_winograd(const yd_conv_shape *shape, const int8_t *qweight,
+                           const float *weight_scale, yd_qconv *q);
+
+/*
+ * Runs a layer packed by yd_qconv_pack_winograd(). With next NULL it
+ * writes float output like yd_s8_conv_nchwc16__avx512vnni; otherwise it
+ * writes next->out like yd_s8_conv_u8_nchwc16__avx512vnni and ignores
+ * `out`. Scratch as for yd_winograd_fn, yd_winograd_scratch_floats(shape,
+ * 16) floats per thread.
+ */
+typedef void (*yd_qwinograd_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                const float *residual, float *out, const yd_qconv_u8_out *next,
+                                float *scratch, size_t scratch_floats);
+
+void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                        const uint8_t *in, const float *residual, float *out,
+                                        const yd_qconv_u8_out *next, float *scratch,
+                                        size_t scratch_floats);
 
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);

@@ -391,6 +391,28 @@ static void winograd_choice_by_shape(void)
     CHECK(yd_kernels_get("scalar")->winograd == NULL);
 }
 
+/* Int8 Winograd takes 3x3 stride-1 layers with enough channels and tiles. */
+static void qwinograd_choice_by_shape(void)
+{
+    yd_conv_shape s;
+
+    fill_shape(&s, 64, 80, 80, 64, 3, 1, 1, 1);
+    CHECK(yd_qwinograd_chosen(&s));
+    fill_shape(&s, 32, 40, 40, 80, 3, 1, 1, 1);
+    CHECK(yd_qwinograd_chosen(&s));
+    fill_shape(&s, 16, 160, 160, 16, 3, 1, 1, 1);
+    CHECK(!yd_qwinograd_chosen(&s));
+    fill_shape(&s, 128, 20, 20, 128, 3, 1, 1, 1);
+    CHECK(!yd_qwinograd_chosen(&s));
+    fill_shape(&s, 64, 80, 80, 64, 3, 2, 1, 1);
+    CHECK(!yd_qwinograd_chosen(&s));
+    fill_shape(&s, 64, 80, 80, 64, 1, 1, 0, 1);
+    CHECK(!yd_qwinograd_chosen(&s));
+    CHECK(yd_kernels_get("scalar")->qwinograd == NULL);
+    if (yd_kernels_get("avx2"))
+        CHECK(yd_kernels_get("avx2")->qwinograd == NULL);
+}
+
 static void copy_channels_unaligned(void)
 {
     int cb = 8, h = 3, w = 5, c = 19;
@@ -663,6 +685,236 @@ static void image_quantizers_match_pack_then_quantize(void)
     CHECK_INT_EQ(failures, 0);
 }
 
+/*
+ * Int8 Winograd of one shape (float output, then the fused uint8 output)
+ * vs the scalar direct int8 reference, run by a team of `threads`, from
+ * the padded uint8 input `fixed_in` (random when NULL) with zero point
+ * `zero`. Returns the worst error in units of the direct kernel's
+ * accumulator (input_scale * weight_scale of the channel), and sets *peak
+ * to the largest |output| in the same units. Returns a negative number
+ * when something else is wrong: a float written past the output, a
+ * padding lane that differs, or fused bytes that differ from the float
+ * output quantized by the table's quantizer.
+ */
+static double qwinograd_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual,
+                             int threads, int zero, const int8_t *fixed_weight, const uint8_t *fixed_in,
+                             double *peak)
+{
+    const int cb = table->cb;
+    const float guard = 12345.0f;
+    int pad_bottom = s->pad_top, pad_right = s->pad_left;
+    size_t wn = (size_t)s->out_c * s->in_c * 9;
+    int8_t *qweight = malloc(wn);
+    float *wscale = malloc((size_t)s->out_c * sizeof(float));
+    float *bias = malloc((size_t)s->out_c * sizeof(float));
+    float *res = with_residual ? random_blocked(s->out_c, s->out_h, s->out_w, cb) : NULL;
+    size_t qn = yd_qconv_input_bytes(s, pad_bottom, pad_right);
+    uint8_t *qin = yd_aligned_alloc(qn);
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, cb);
+    size_t guard_floats = (size_t)s->out_h * s->out_w * cb;
+    float *want = yd_aligned_alloc(on * sizeof(float));
+    float *got = yd_aligned_alloc((on + guard_floats) * sizeof(float));
+    size_t scratch_floats = yd_winograd_scratch_floats(s, cb);
+    float *scratch = yd_aligned_alloc((size_t)threads * scratch_floats * sizeof(float));
+    int pad = random_int(0, 1);
+    yd_qconv_u8_out next = {
+        .scale = 0.5f / 255 + 8.0f / 255 * (random_float() + 1.0f),
+        .zero = random_int(0, 255),
+        .pad_top = pad,
+        .pad_left = pad,
+        .pad_bottom = random_int(0, pad),
+        .pad_right = random_int(0, pad),
+    };
+    yd_conv_shape next_shape = {.in_c = s->out_c, .in_h = s->out_h, .in_w = s->out_w,
+                                .pad_top = pad, .pad_left = pad};
+    size_t nn = yd_qconv_input_bytes(&next_shape, next.pad_bottom, next.pad_right);
+    uint8_t *want_bytes = yd_aligned_alloc(nn);
+    yd_qconv q;
+    double worst = 0;
+    size_t spilled = 0, bad_padding = 0;
+
+    *peak = 0;
+
+    for (size_t i = 0; i < wn; i++)
+        qweight[i] = fixed_weight ? fixed_weight[i] : (int8_t)random_int(-127, 127);
+    for (int i = 0; i < s->out_c; i++) {
+        wscale[i] = 0.001f + 0.01f * (random_float() + 1.0f);
+        bias[i] = random_float();
+    }
+    CHECK_OK(yd_qconv_pack(s, qweight, wscale, bias, 2.0f / 255, zero, pad_bottom, pad_right, &q));
+    CHECK_OK(yd_qconv_pack_winograd(s, qweight, wscale, &q));
+    if (fixed_in) {
+        memcpy(qin, fixed_in, qn);
+    } else {
+        float *in = random_blocked(s->in_c, s->in_h, s->in_w, cb);
+
+        /* Inputs in [-1, 1) against a range of [-zero, 255 - zero] * 2/255:
+         * some values clamp at 0 or 255, the extremes of V. */
+        yd_u8_quantize__scalar(in, s->in_c, s->in_h, s->in_w, cb, q.input_scale, q.input_zero,
+                               s->pad_top, s->pad_left, pad_bottom, pad_right, qin);
+        free(in);
+    }
+    for (size_t i = 0; i < on + guard_floats; i++)
+        got[i] = guard;
+    yd_s8_conv__scalar(s, &q, qin, res, want, cb);
+#pragma omp parallel num_threads(threads)
+    table->qwinograd(s, &q, qin, res, got, NULL, scratch, scratch_floats);
+
+    for (int oc = 0; oc < s->out_c; oc++)
+        for (int i = 0; i < s->out_h * s->out_w; i++) {
+            size_t at = (size_t)(oc / cb) * s->out_h * s->out_w * cb + (size_t)i * cb + oc % cb;
+            double d = fabs((double)want[at] - (double)got[at]) / q.scale[oc];
+
+            if (fabs(want[at]) / q.scale[oc] > *peak)
+                *peak = fabs(want[at]) / q.scale[oc];
+            if (d != d)
+                d = INFINITY;
+            if (d > worst)
+                worst = d;
+        }
+    for (size_t i = on; i < on + guard_floats; i++)
+        spilled += got[i] != guard;
+    /* The scalar reference leaves lanes past out_c unwritten; the direct
+     * VNNI kernel writes 0 plus the residual there, and so must this one. */
+    for (int oc = s->out_c; oc % cb != 0; oc++)
+        for (int i = 0; i < s->out_h * s->out_w; i++) {
+            size_t at = (size_t)(oc / cb) * s->out_h * s->out_w * cb + (size_t)i * cb + oc % cb;
+
+            bad_padding += got[at] != (res ? res[at] : 0.0f);
+        }
+    if (spilled || bad_padding) {
+        fprintf(stderr, "  %s int8 Winograd wrote %zu floats past the output, %zu wrong padding lanes\n",
+                table->name, spilled, bad_padding);
+        worst = -1;
+    }
+
+    next.out = yd_aligned_alloc(nn);
+    memset(next.out, 0xa5, nn);
+    table->quantize(got, s->out_c, s->out_h, s->out_w, cb, next.scale, next.zero, next.pad_top,
+                    next.pad_left, next.pad_bottom, next.pad_right, want_bytes);
+#pragma omp parallel num_threads(threads)
+    table->qwinograd(s, &q, qin, res, NULL, &next, scratch, scratch_floats);
+    if (memcmp(want_bytes, next.out, nn) != 0) {
+        fprintf(stderr, "  %s int8 Winograd uint8 output differs from its float output quantized\n",
+                table->name);
+        worst = -1;
+    }
+
+    yd_qconv_free(&q);
+    free(next.out);
+    free(want_bytes);
+    free(qweight);
+    free(wscale);
+    free(bias);
+    free(res);
+    free(qin);
+    free(want);
+    free(got);
+    free(scratch);
+    return worst;
+}
+
+/*
+ * The bound for qwinograd_case's error, in accumulator units. The kernel
+ * rounds each transformed weight U = G w G^T to int16 with a factor that
+ * keeps sum |V| |U| below 2^31 for any input. With 64 channels a typical
+ * |U| then gets a few thousand steps. The output transform amplifies the
+ * rounding errors of the 36 positions up to 64x where they do not cancel.
+ * On the shapes below the worst error was about 14 in_c units (890 for 64
+ * channels, with outputs up to about 4e5 units). The bound, 32 in_c + 32,
+ * is about twice that. Half a quantization step on every input can move
+ * an output by 288 in_c units (9 in_c weights of 64 on average), and the
+ * bound is below a ninth of that. Indexing or transform mistakes give
+ * errors near the size of the outputs.
+ */
+static double qwinograd_tolerance(const yd_conv_shape *s)
+{
+    return 32.0 * s->in_c + 32.0;
+}
+
+static int qwinograd_check(const yd_kernel_table *table, yd_conv_shape *s, int with_residual,
+                           int threads, int zero)
+{
+    double peak;
+    double err = qwinograd_case(table, s, with_residual, threads, zero, NULL, NULL, &peak);
+    int ok = err >= 0 && err <= qwinograd_tolerance(s);
+
+    if (!ok)
+        fprintf(stderr, "  %s int8 Winograd in %dx%dx%d out %dx%dx%d p%d silu %d res %d zero %d "
+                "threads %d: error %g units, bound %g\n", table->name, s->in_c, s->in_h, s->in_w,
+                s->out_c, s->out_h, s->out_w, s->pad_top, s->silu, with_residual, zero, threads, err,
+                qwinograd_tolerance(s));
+    return ok;
+}
+
+static void qwinograd_avx512vnni_matches_scalar(void)
+{
+    const yd_kernel_table *table = yd_kernels_get("avx512");
+    yd_conv_shape s;
+    int failures = 0, cases = 0;
+
+    if (!table || !table->qwinograd) {
+        printf("  (this CPU does not run the int8 Winograd kernel)\n");
+        return;
+    }
+    /* YOLOv8 head shapes at small sizes. */
+    fill_shape(&s, 64, 20, 20, 64, 3, 1, 1, 1);
+    failures += !qwinograd_check(table, &s, 0, 2, 128);
+    fill_shape(&s, 80, 44, 36, 80, 3, 1, 1, 1);
+    failures += !qwinograd_check(table, &s, 1, 2, 3);
+    fill_shape(&s, 256, 6, 6, 72, 3, 1, 1, 0);
+    failures += !qwinograd_check(table, &s, 1, 2, 250);
+    fill_shape(&s, 16, 1, 1, 16, 3, 1, 1, 1);
+    failures += !qwinograd_check(table, &s, 1, 1, 0);
+    cases += 4;
+
+    /* Random shapes: H, W not multiples of 4 or smaller than a tile,
+     * channel counts not multiples of 16, any zero point. */
+    for (int i = 0; i < 60; i++) {
+        int pad = random_int(0, 2);
+        int h = random_int(1, 27), w = random_int(1, 31);
+
+        if (h + 2 * pad < 3 || w + 2 * pad < 3)
+            continue;
+        fill_shape(&s, random_int(1, 70), h, w, random_int(1, 90), 3, 1, pad, random_int(0, 1));
+        failures += !qwinograd_check(table, &s, random_int(0, 1), random_int(1, 2),
+                                     random_int(0, 255));
+        cases++;
+    }
+
+    /* One 6x6 window, 256 channels, every weight 127 and every input at
+     * the extreme that maximizes |V| at position 0: the int32 sums reach
+     * their bound there and must not overflow. */
+    for (int sign = 0; sign < 2; sign++) {
+        static const int bt0[6] = {4, 0, -5, 0, 1, 0};
+        int8_t *weight = malloc((size_t)256 * 16 * 9);
+        size_t qn;
+        uint8_t *qin;
+        double err, peak;
+
+        fill_shape(&s, 256, 6, 6, 16, 3, 1, 0, 0);
+        qn = yd_qconv_input_bytes(&s, 0, 0);
+        qin = malloc(qn);
+        memset(weight, 127, (size_t)256 * 16 * 9);
+        for (size_t at = 0; at < qn; at++) {
+            int pixel = (int)(at / YD_QCB % 36);
+            int coefficient = bt0[pixel / 6] * bt0[pixel % 6];
+
+            qin[at] = (coefficient > 0) == (sign == 0) ? 255 : 0;
+        }
+        err = qwinograd_case(table, &s, 0, 1, 0, weight, qin, &peak);
+        if (err < 0 || err > 1e-3 * peak) {
+            fprintf(stderr, "  extreme input %d: error %g units of %g\n", sign, err, peak);
+            failures++;
+        }
+        free(weight);
+        free(qin);
+        cases++;
+    }
+    printf("  %d int8 Winograd shapes checked\n", cases);
+    CHECK_INT_EQ(failures, 0);
+}
+
 static void qconv_avx512vnni_matches_scalar(void)
 {
     check_qconv_table("avx512");
@@ -683,6 +935,8 @@ int main(void)
     RUN(winograd_avx512_matches_scalar);
     RUN(winograd_avx2_matches_scalar);
     RUN(winograd_choice_by_shape);
+    RUN(qwinograd_avx512vnni_matches_scalar);
+    RUN(qwinograd_choice_by_shape);
     RUN(copy_channels_unaligned);
     RUN(pack_unpack_round_trip);
     RUN(maxpool_matches_loops);
