@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "distill.h"
 #include "engine.h"
 #include "log.h"
 #include "model_file.h"
@@ -35,8 +36,16 @@ struct compress_options {
     int keep_float;           /* int8: layers kept fp32 by sensitivity analysis */
     int reconstruct_images;   /* calibration images the refit uses, at most */
     int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance */
+    int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
+    double distill_lr;        /* peak learning rate of the distillation */
+    int distill_holdout;      /* calibration images distillation keeps out to measure overfitting */
     int threads;
 };
+
+/* Distillation epochs of prune variants unless --distill-epochs sets another count. */
+#define DEFAULT_DISTILL_EPOCHS 24
+#define STRINGIFY(x) #x
+#define TO_STRING(x) STRINGIFY(x)
 
 /* Result of a variant, for the summary table and the provenance. */
 struct compress_outcome {
@@ -189,6 +198,40 @@ static int reconstruct_variant(yd_model *model, const struct compress_options *o
     return rc;
 }
 
+static void distillation_progress(const yd_distill_epoch *e, void *user)
+{
+    if (isnan(e->holdout))
+        fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f), %.0f s\n",
+                e->epoch, e->epochs, e->loss, e->loss_cls, e->loss_box, e->elapsed_ms / 1000);
+    else
+        fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f), "
+                "held out %.4f (%.4f, %.4f), %.0f s\n", e->epoch, e->epochs, e->loss, e->loss_cls,
+                e->loss_box, e->holdout, e->holdout_cls, e->holdout_box, e->elapsed_ms / 1000);
+}
+
+/*
+ * Trains the layers pruning changed against the float model they came from
+ * (loaded again from the source file) on the calibration images.
+ */
+static int distill_variant(yd_model *model, const struct compress_options *options,
+                           const yd_image *images, int count, yd_error *err)
+{
+    yd_distill_options d = {.epochs = options->distill_epochs, .learning_rate = options->distill_lr,
+                            .batch = 8, .flip = 1, .seed = 1, .threads = options->threads,
+                            .holdout = options->distill_holdout, .pruned_only = 1,
+                            .bias_lr_scale = 10,
+                            .progress = distillation_progress};
+    yd_distill_report report;
+    yd_model *teacher = NULL;
+    int rc = yd_model_load(options->model_path, NULL, &teacher, err);
+
+    if (rc != YD_OK)
+        return rc;
+    rc = yd_distill(model, teacher, images, count, &d, &report, err);
+    yd_model_release(teacher);
+    return rc;
+}
+
 static int apply_int8(yd_model *model, const struct compress_options *options,
                       struct compress_outcome *outcome, yd_error *err)
 {
@@ -280,8 +323,9 @@ static int record_sources(yd_model *model, const yd_prune_report *report, yd_err
 }
 
 /*
- * Prunes the model; with `refit`, then refits it against the float model.
- * prune<P>-int8 refits once, after quantizing, instead.
+ * Prunes the model; with `refit`, then refits it against the float model;
+ * then distills it when options->distill_epochs is above 0. Without
+ * distillation, prune<P>-int8 refits once, after quantizing, instead.
  */
 static int prune_model(yd_model *model, const struct compress_options *options, int refit,
                        struct compress_outcome *outcome, yd_error *err)
@@ -302,6 +346,8 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
         rc = record_sources(model, &report, err);
     if (rc == YD_OK && refit)
         rc = reconstruct_variant(model, options, images, count, outcome, err);
+    if (rc == YD_OK && options->distill_epochs > 0)
+        rc = distill_variant(model, options, images, count, err);
     for (int i = 0; i < count; i++)
         yd_image_free(&images[i]);
     free(images);
@@ -316,9 +362,11 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
            report.removed_groups, report.groups);
     snprintf(outcome->settings, sizeof outcome->settings,
              "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
-             "flops-removed=%.1f%% images=%d reconstruction=%s",
+             "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g%s",
              options->sensitivity_images > 0 ? "measured-head-change" : "importance-per-flop", percent,
-             100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no");
+             100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no",
+             options->distill_epochs, options->distill_lr,
+             options->distill_epochs > 0 ? " distill-layers=pruned" : "");
     yd_prune_report_free(&report);
     return YD_OK;
 }
@@ -334,19 +382,22 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
 {
     char prune_settings[sizeof outcome->settings];
     struct compress_options int8_options = *options;
-    int rc = prune_model(model, options, 0, outcome, err);
+    int distilled = options->distill_epochs > 0;
+    int rc = prune_model(model, options, distilled && options->reconstruct != 0, outcome, err);
 
     if (rc != YD_OK)
         return rc;
     snprintf(prune_settings, sizeof prune_settings, "%s", outcome->settings);
-    /* One refit after quantizing covers both steps; on by default here. */
-    int8_options.reconstruct = options->reconstruct != 0;
+    /* Without distillation, one refit after quantizing covers both steps
+     * (on by default). A distilled model is not refit again: the refit
+     * would pull each layer back toward the teacher's own features. */
+    int8_options.reconstruct = !distilled && options->reconstruct != 0;
     rc = apply_int8(model, &int8_options, outcome, err);
     if (rc == YD_OK) {
         char int8_settings[sizeof outcome->settings];
 
         snprintf(int8_settings, sizeof int8_settings, "%s", outcome->settings);
-        snprintf(outcome->settings, sizeof outcome->settings, "%.200s %.300s", prune_settings,
+        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.250s", prune_settings,
                  int8_settings);
     }
     return rc;
@@ -389,6 +440,15 @@ static const char compress_help[] =
     "                           by weight norm x activation per FLOP instead (default 4)\n"
     "  --ridge X                strength of the refit's pull toward the original\n"
     "                           weights, relative to the data (default 0.1)\n"
+    "  --distill-epochs N       pruning: train the layers pruning changed so that the\n"
+    "                           head outputs match the float model's on the\n"
+    "                           calibration images, for N epochs, after the refit\n"
+    "                           and before int8; 0 turns it off (default " TO_STRING(DEFAULT_DISTILL_EPOCHS) ")\n"
+    "  --distill-lr X           peak Adam learning rate of the distillation\n"
+    "                           (default 3e-3)\n"
+    "  --distill-holdout N      keep the last N calibration images out of the\n"
+    "                           distillation and print their loss after each epoch\n"
+    "                           (default 0)\n"
     "  --threads N              OpenMP threads (default 0 = all cores)\n"
     "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
     "\n"
@@ -477,15 +537,26 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 return EXIT_USAGE;
             }
             options->reconstruct = strcmp(value, "yes") == 0;
+        } else if (strcmp(name, "distill-lr") == 0) {
+            char *end;
+
+            options->distill_lr = strtod(value, &end);
+            if (*value == '\0' || *end != '\0' || !(options->distill_lr > 0) || options->distill_lr > 1) {
+                fprintf(stderr, "yolod compress: invalid --distill-lr '%s' (expected a number above 0, "
+                        "at most 1)\n", value);
+                return EXIT_USAGE;
+            }
         } else if (strcmp(name, "calib-method") == 0) {
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
                    strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0 ||
-                   strcmp(name, "sensitivity-images") == 0) {
+                   strcmp(name, "sensitivity-images") == 0 || strcmp(name, "distill-epochs") == 0 ||
+                   strcmp(name, "distill-holdout") == 0) {
             char *end;
             long v = strtol(value, &end, 10);
             int min = strcmp(name, "threads") == 0 || strcmp(name, "keep-float") == 0 ||
-                      strcmp(name, "sensitivity-images") == 0 ? 0 : 1;
+                      strcmp(name, "sensitivity-images") == 0 ||
+                      strcmp(name, "distill-epochs") == 0 || strcmp(name, "distill-holdout") == 0 ? 0 : 1;
 
             if (*value == '\0' || *end != '\0' || v < min || v > 100000) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected an integer from %d to "
@@ -500,6 +571,10 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 options->keep_float = (int)v;
             else if (strcmp(name, "sensitivity-images") == 0)
                 options->sensitivity_images = (int)v;
+            else if (strcmp(name, "distill-epochs") == 0)
+                options->distill_epochs = (int)v;
+            else if (strcmp(name, "distill-holdout") == 0)
+                options->distill_holdout = (int)v;
             else
                 options->reconstruct_images = (int)v;
         } else if (strcmp(name, "log-level") == 0) {
@@ -730,7 +805,8 @@ int command_compress(int argc, char **argv)
 {
     struct compress_options options = {.calib_method = "percentile", .calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
-                                       .sensitivity_images = 4};
+                                       .sensitivity_images = 4, .distill_epochs = -1,
+                                       .distill_lr = 3e-3};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
     const struct compress_variant *variant;
     yd_model_provenance prov;
@@ -758,6 +834,10 @@ int command_compress(int argc, char **argv)
         fprintf(stderr, ")\n");
         return EXIT_USAGE;
     }
+    if (options.distill_epochs < 0)
+        options.distill_epochs = prune_percent(options.variant) ? DEFAULT_DISTILL_EPOCHS : 0;
+    else if (options.distill_epochs > 0 && !prune_percent(options.variant))
+        log_printf(YD_LOG_WARN, "--distill-epochs applies to prune variants only; ignoring it");
     if (variant->needs_calibration && !options.calib_dir) {
         fprintf(stderr, "yolod compress: variant '%s' needs --calib DIR, a folder of images\n",
                 options.variant);

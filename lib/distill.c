@@ -1,0 +1,963 @@
+/*
+ * Teacher distillation: see distill.h for the method.
+ *
+ * The trainer keeps every activation of one image in planar [C][H][W]
+ * floats, not the engine's blocked layout. It also keeps the pre-activation
+ * of every convolution with a fused SiLU. The backward pass runs in reverse
+ * node order and adds weight and bias gradients up over a batch. Values
+ * from which no trained convolution can be reached get no gradient.
+ * A convolution is im2col followed by a blocked GEMM (kernels/gemm.h):
+ *     forward   Z  = W col(X)            (out x K) (K x P)
+ *     weights   dW += dZ col(X)'         (out x P) (P x K)
+ *     inputs    dX += col2im(W' dZ)      (K x out) (out x P)
+ * where K = in_c * kh * kw and P the output pixels; a 1x1 stride-1
+ * convolution reads X as its own col matrix.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "distill.h"
+#include "engine.h"
+#include "kernels/gemm.h"
+#include "util.h"
+
+struct yd_distill_net {
+    const yd_graph *graph;
+    int threads;
+    float **act;           /* [value] planar activations, NULL when unused */
+    float **grad;          /* [value] gradients, NULL for the input and unused values */
+    float **pre;           /* [node] conv pre-activations before a fused SiLU */
+    float **grad_weight;   /* [node] conv weight gradients */
+    float **grad_bias;     /* [node] */
+    unsigned char *frozen; /* [node] 1: a conv whose weights are not trained */
+    unsigned char *needs;  /* [value] 1: its gradient leads to a trained conv */
+    float *col;            /* im2col scratch */
+    float *dcol;           /* its gradient */
+    float *dz;             /* pre-activation gradient scratch */
+    float *anchor_weight;  /* teacher's best class probability per anchor */
+    double loss_cls;       /* the class and box terms of the last loss */
+    double loss_box;
+};
+
+static size_t value_floats(const yd_graph *g, int v)
+{
+    return (size_t)g->values[v].c * g->values[v].h * g->values[v].w;
+}
+
+static float sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* log(1 + e^x) without overflow. */
+static double softplus(double x)
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+static int conv_is_direct(const yd_conv_params *c)
+{
+    return c->kernel_h == 1 && c->kernel_w == 1 && c->stride_h == 1 && c->stride_w == 1 &&
+           c->pad_top == 0 && c->pad_left == 0 && c->pad_bottom == 0 && c->pad_right == 0;
+}
+
+/* Setup. */
+
+static int check_node(const yd_graph *g, const yd_node *node, yd_error *err)
+{
+    switch (node->op) {
+    case YD_OP_INPUT:
+    case YD_OP_MAXPOOL:
+    case YD_OP_UPSAMPLE:
+    case YD_OP_CONCAT:
+    case YD_OP_SLICE:
+    case YD_OP_SIGMOID:
+    case YD_OP_SILU:
+        return YD_OK;
+    case YD_OP_ADD:
+    case YD_OP_MUL:
+        if (node->ninputs != 2 || value_floats(g, node->inputs[0]) != value_floats(g, node->output) ||
+            value_floats(g, node->inputs[1]) != value_floats(g, node->output))
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "distillation: '%s' broadcasts; only same-shape %s is supported",
+                                node->name, yd_op_name(node->op));
+        return YD_OK;
+    case YD_OP_CONV:
+        if (node->conv.precision == YD_PREC_INT8)
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "distillation: '%s' is int8; distill before quantizing", node->name);
+        if (node->conv.in_c != g->values[node->inputs[0]].c)
+            return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                                "distillation: '%s' is a grouped convolution", node->name);
+        return YD_OK;
+    }
+    return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED, "distillation: '%s' has unsupported op %s",
+                        node->name, yd_op_name(node->op));
+}
+
+/* Marks the values whose gradient reaches a trained conv, in graph order. */
+static void mark_needs(yd_distill_net *net)
+{
+    const yd_graph *g = net->graph;
+
+    memset(net->needs, 0, (size_t)g->nvalues);
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        int need = node->op == YD_OP_CONV && !net->frozen[i];
+
+        if (node->dead || node->op == YD_OP_INPUT)
+            continue;
+        for (int k = 0; k < node->ninputs; k++)
+            need |= net->needs[node->inputs[k]];
+        if (node->residual >= 0)
+            need |= net->needs[node->residual];
+        net->needs[node->output] = (unsigned char)need;
+    }
+}
+
+void yd_distill_net_set_frozen(yd_distill_net *net, int node, int frozen)
+{
+    net->frozen[node] = (unsigned char)(frozen != 0);
+    mark_needs(net);
+}
+
+void yd_distill_net_destroy(yd_distill_net *net)
+{
+    if (!net)
+        return;
+    for (int v = 0; v < net->graph->nvalues; v++) {
+        free(net->act[v]);
+        free(net->grad[v]);
+    }
+    for (int i = 0; i < net->graph->nnodes; i++) {
+        free(net->pre[i]);
+        free(net->grad_weight[i]);
+        free(net->grad_bias[i]);
+    }
+    free(net->act);
+    free(net->grad);
+    free(net->pre);
+    free(net->grad_weight);
+    free(net->grad_bias);
+    free(net->frozen);
+    free(net->needs);
+    free(net->col);
+    free(net->dcol);
+    free(net->dz);
+    free(net->anchor_weight);
+    free(net);
+}
+
+int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, yd_error *err)
+{
+    yd_distill_net *net = calloc(1, sizeof *net);
+    size_t col = 1, dz = 1, anchors = 1;
+    int rc = YD_OK;
+
+    *out = NULL;
+    if (!net)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
+    net->graph = g;
+    net->threads = threads > 0 ? threads : omp_get_max_threads();
+    net->act = calloc((size_t)g->nvalues, sizeof *net->act);
+    net->grad = calloc((size_t)g->nvalues, sizeof *net->grad);
+    net->pre = calloc((size_t)g->nnodes, sizeof *net->pre);
+    net->grad_weight = calloc((size_t)g->nnodes, sizeof *net->grad_weight);
+    net->grad_bias = calloc((size_t)g->nnodes, sizeof *net->grad_bias);
+    net->frozen = calloc((size_t)g->nnodes, 1);
+    net->needs = calloc((size_t)g->nvalues, 1);
+    if (!net->act || !net->grad || !net->pre || !net->grad_weight || !net->grad_bias ||
+        !net->frozen || !net->needs)
+        goto no_memory;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        int v = node->output;
+
+        if (node->dead)
+            continue;
+        rc = check_node(g, node, err);
+        if (rc != YD_OK)
+            goto fail;
+        net->act[v] = malloc(value_floats(g, v) * sizeof(float));
+        if (!net->act[v])
+            goto no_memory;
+        if (node->op != YD_OP_INPUT) {
+            net->grad[v] = malloc(value_floats(g, v) * sizeof(float));
+            if (!net->grad[v])
+                goto no_memory;
+        }
+        if (node->op != YD_OP_CONV)
+            continue;
+
+        const yd_conv_params *c = &node->conv;
+        size_t k = (size_t)c->in_c * c->kernel_h * c->kernel_w;
+        size_t pixels = (size_t)g->values[v].h * g->values[v].w;
+
+        if (!conv_is_direct(c) && k * pixels > col)
+            col = k * pixels;
+        if (value_floats(g, v) > dz)
+            dz = value_floats(g, v);
+        if (c->act == YD_ACT_SILU && !(net->pre[i] = malloc(value_floats(g, v) * sizeof(float))))
+            goto no_memory;
+        net->grad_weight[i] = calloc((size_t)c->out_c * k, sizeof(float));
+        net->grad_bias[i] = calloc((size_t)c->out_c, sizeof(float));
+        if (!net->grad_weight[i] || !net->grad_bias[i])
+            goto no_memory;
+    }
+    for (int l = 0; l < g->nlevels; l++) {
+        if (!net->act[g->head_box[l]] || !net->act[g->head_cls[l]] ||
+            g->values[g->head_box[l]].c != 4 * YD_HEAD_REG_MAX) {
+            rc = yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                              "distillation: head level %d is not a live DFL head", l);
+            goto fail;
+        }
+        anchors += (size_t)g->values[g->head_box[l]].h * g->values[g->head_box[l]].w;
+    }
+    net->col = malloc(col * sizeof(float));
+    net->dcol = malloc(col * sizeof(float));
+    net->dz = malloc(dz * sizeof(float));
+    net->anchor_weight = malloc(anchors * sizeof(float));
+    if (!net->col || !net->dcol || !net->dz || !net->anchor_weight)
+        goto no_memory;
+    mark_needs(net);
+    *out = net;
+    return YD_OK;
+
+no_memory:
+    rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
+fail:
+    yd_distill_net_destroy(net);
+    return rc;
+}
+
+float *yd_distill_net_gradient(yd_distill_net *net, int node, int bias)
+{
+    return bias ? net->grad_bias[node] : net->grad_weight[node];
+}
+
+void yd_distill_net_zero_gradients(yd_distill_net *net)
+{
+    const yd_graph *g = net->graph;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        if (!net->grad_weight[i])
+            continue;
+        memset(net->grad_weight[i], 0, (size_t)g->nodes[i].conv.out_c * g->nodes[i].conv.in_c *
+               g->nodes[i].conv.kernel_h * g->nodes[i].conv.kernel_w * sizeof(float));
+        memset(net->grad_bias[i], 0, (size_t)g->nodes[i].conv.out_c * sizeof(float));
+    }
+}
+
+/* Convolution. */
+
+static void im2col(const yd_conv_params *c, const float *x, int h, int w, int oh, int ow,
+                   float *col, int threads)
+{
+    int rows = c->in_c * c->kernel_h * c->kernel_w, taps = c->kernel_h * c->kernel_w;
+
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int r = 0; r < rows; r++) {
+        int ic = r / taps, ky = r % taps / c->kernel_w, kx = r % c->kernel_w;
+        float *dst = col + (size_t)r * oh * ow;
+
+        for (int oy = 0; oy < oh; oy++) {
+            int iy = oy * c->stride_h - c->pad_top + ky;
+            const float *src = x + ((size_t)ic * h + iy) * w;
+            float *d = dst + (size_t)oy * ow;
+
+            if (iy < 0 || iy >= h) {
+                memset(d, 0, (size_t)ow * sizeof *d);
+                continue;
+            }
+            for (int ox = 0; ox < ow; ox++) {
+                int ix = ox * c->stride_w - c->pad_left + kx;
+
+                d[ox] = ix >= 0 && ix < w ? src[ix] : 0.0f;
+            }
+        }
+    }
+}
+
+/* dx += col2im(dcol), the adjoint of im2col. */
+static void col2im_add(const yd_conv_params *c, const float *dcol, int h, int w, int oh, int ow,
+                       float *dx, int threads)
+{
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int ic = 0; ic < c->in_c; ic++) {
+        for (int ky = 0; ky < c->kernel_h; ky++) {
+            for (int kx = 0; kx < c->kernel_w; kx++) {
+                int r = (ic * c->kernel_h + ky) * c->kernel_w + kx;
+                const float *src = dcol + (size_t)r * oh * ow;
+
+                for (int oy = 0; oy < oh; oy++) {
+                    int iy = oy * c->stride_h - c->pad_top + ky;
+                    float *d = dx + ((size_t)ic * h + iy) * w;
+
+                    if (iy < 0 || iy >= h)
+                        continue;
+                    for (int ox = 0; ox < ow; ox++) {
+                        int ix = ox * c->stride_w - c->pad_left + kx;
+
+                        if (ix >= 0 && ix < w)
+                            d[ix] += src[(size_t)oy * ow + ox];
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void conv_forward(yd_distill_net *net, int index)
+{
+    const yd_graph *g = net->graph;
+    const yd_node *node = &g->nodes[index];
+    const yd_conv_params *c = &node->conv;
+    const yd_value *in = &g->values[node->inputs[0]], *out = &g->values[node->output];
+    int k = c->in_c * c->kernel_h * c->kernel_w, pixels = out->h * out->w;
+    const float *x = net->act[node->inputs[0]];
+    const float *res = node->residual >= 0 ? net->act[node->residual] : NULL;
+    float *y = net->act[node->output];
+    float *z = net->pre[index] ? net->pre[index] : y;
+    const float *col = x;
+
+    if (!conv_is_direct(c)) {
+        im2col(c, x, in->h, in->w, out->h, out->w, net->col, net->threads);
+        col = net->col;
+    }
+    yd_gemm_f32(0, 0, c->out_c, pixels, k, c->weight, (size_t)k, col, (size_t)pixels, z,
+                (size_t)pixels, 0, net->threads);
+
+#pragma omp parallel for schedule(static) num_threads(net->threads)
+    for (int o = 0; o < c->out_c; o++) {
+        float b = c->bias[o];
+        float *zo = z + (size_t)o * pixels, *yo = y + (size_t)o * pixels;
+        const float *ro = res ? res + (size_t)o * pixels : NULL;
+
+        for (int p = 0; p < pixels; p++) {
+            float v = zo[p] + b;
+
+            zo[p] = v;
+            if (c->act == YD_ACT_SILU)
+                v *= sigmoid(v);
+            yo[p] = ro ? v + ro[p] : v;
+        }
+    }
+}
+
+/* Returns the gradient buffer of value v, or NULL when no trained conv comes
+ * before v in the graph (nothing would use the gradient). */
+static float *input_grad(yd_distill_net *net, int v)
+{
+    return net->needs[v] ? net->grad[v] : NULL;
+}
+
+static void conv_backward(yd_distill_net *net, int index)
+{
+    const yd_graph *g = net->graph;
+    const yd_node *node = &g->nodes[index];
+    const yd_conv_params *c = &node->conv;
+    const yd_value *in = &g->values[node->inputs[0]], *out = &g->values[node->output];
+    int k = c->in_c * c->kernel_h * c->kernel_w, pixels = out->h * out->w;
+    const float *x = net->act[node->inputs[0]], *gy = net->grad[node->output];
+    const float *z = net->pre[index];
+    float *gres = node->residual >= 0 ? input_grad(net, node->residual) : NULL;
+    float *gx = input_grad(net, node->inputs[0]), *gb = net->grad_bias[index];
+    int train = !net->frozen[index];
+    const float *dz = z ? net->dz : gy;
+    const float *col = x;
+
+#pragma omp parallel for schedule(static) num_threads(net->threads)
+    for (int o = 0; o < c->out_c; o++) {
+        size_t base = (size_t)o * pixels;
+        double sum = 0;
+
+        for (int p = 0; p < pixels; p++) {
+            float d = gy[base + p];
+
+            if (gres)
+                gres[base + p] += d;
+            if (z) {
+                float s = sigmoid(z[base + p]);
+
+                d *= s * (1.0f + z[base + p] * (1.0f - s));
+                net->dz[base + p] = d;
+            }
+            sum += d;
+        }
+        if (train)
+            gb[o] += (float)sum;
+    }
+
+    if (train) {
+        if (!conv_is_direct(c)) {
+            im2col(c, x, in->h, in->w, out->h, out->w, net->col, net->threads);
+            col = net->col;
+        }
+        yd_gemm_f32(0, 1, c->out_c, k, pixels, dz, (size_t)pixels, col, (size_t)pixels,
+                    net->grad_weight[index], (size_t)k, 1, net->threads);
+    }
+    if (!gx)
+        return;
+    if (conv_is_direct(c)) {
+        yd_gemm_f32(1, 0, k, pixels, c->out_c, c->weight, (size_t)k, dz, (size_t)pixels, gx,
+                    (size_t)pixels, 1, net->threads);
+    } else {
+        yd_gemm_f32(1, 0, k, pixels, c->out_c, c->weight, (size_t)k, dz, (size_t)pixels,
+                    net->dcol, (size_t)pixels, 0, net->threads);
+        col2im_add(c, net->dcol, in->h, in->w, out->h, out->w, gx, net->threads);
+    }
+}
+
+/* Other nodes. */
+
+/* The first position of the maximum in the pooling window, or -1 when the
+ * window holds only padding. */
+static long pool_argmax(const float *plane, int h, int w, const yd_node *node, int oy, int ox)
+{
+    long best = -1;
+    float max = -INFINITY;
+
+    for (int ky = 0; ky < node->pool_kernel; ky++) {
+        int iy = oy * node->pool_stride - node->pool_pad + ky;
+
+        if (iy < 0 || iy >= h)
+            continue;
+        for (int kx = 0; kx < node->pool_kernel; kx++) {
+            int ix = ox * node->pool_stride - node->pool_pad + kx;
+
+            if (ix >= 0 && ix < w && (best < 0 || plane[(size_t)iy * w + ix] > max)) {
+                max = plane[(size_t)iy * w + ix];
+                best = (long)iy * w + ix;
+            }
+        }
+    }
+    return best;
+}
+
+static void node_forward(yd_distill_net *net, int index)
+{
+    const yd_graph *g = net->graph;
+    const yd_node *node = &g->nodes[index];
+    const yd_value *out = &g->values[node->output];
+    const yd_value *in = node->ninputs > 0 ? &g->values[node->inputs[0]] : NULL;
+    const float *x = node->ninputs > 0 ? net->act[node->inputs[0]] : NULL;
+    float *y = net->act[node->output];
+    size_t n = value_floats(g, node->output), in_plane = in ? (size_t)in->h * in->w : 0;
+    size_t plane = (size_t)out->h * out->w;
+    int t = net->threads;
+
+    switch (node->op) {
+    case YD_OP_INPUT:
+        break;
+    case YD_OP_CONV:
+        conv_forward(net, index);
+        break;
+    case YD_OP_MAXPOOL:
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (int ch = 0; ch < out->c; ch++)
+            for (int oy = 0; oy < out->h; oy++)
+                for (int ox = 0; ox < out->w; ox++) {
+                    const float *src = x + ch * in_plane;
+                    long at = pool_argmax(src, in->h, in->w, node, oy, ox);
+
+                    y[ch * plane + (size_t)oy * out->w + ox] = at < 0 ? -INFINITY : src[at];
+                }
+        break;
+    case YD_OP_UPSAMPLE:
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (int ch = 0; ch < out->c; ch++)
+            for (int oy = 0; oy < out->h; oy++)
+                for (int ox = 0; ox < out->w; ox++)
+                    y[ch * plane + (size_t)oy * out->w + ox] =
+                        x[ch * in_plane + (size_t)(oy / node->scale) * in->w + ox / node->scale];
+        break;
+    case YD_OP_CONCAT: {
+        size_t at = 0;
+
+        for (int k = 0; k < node->ninputs; k++) {
+            size_t m = value_floats(g, node->inputs[k]);
+
+            memcpy(y + at, net->act[node->inputs[k]], m * sizeof *y);
+            at += m;
+        }
+        break;
+    }
+    case YD_OP_SLICE:
+        memcpy(y, x + (size_t)node->slice_begin * plane, n * sizeof *y);
+        break;
+    case YD_OP_ADD:
+    case YD_OP_MUL: {
+        const float *x1 = net->act[node->inputs[1]];
+
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (size_t i = 0; i < n; i++)
+            y[i] = node->op == YD_OP_ADD ? x[i] + x1[i] : x[i] * x1[i];
+        break;
+    }
+    case YD_OP_SIGMOID:
+    case YD_OP_SILU:
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (size_t i = 0; i < n; i++)
+            y[i] = node->op == YD_OP_SIGMOID ? sigmoid(x[i]) : x[i] * sigmoid(x[i]);
+        break;
+    }
+}
+
+static void add_into(float *dst, const float *src, size_t n, int threads)
+{
+    if (!dst)
+        return;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static void node_backward(yd_distill_net *net, int index)
+{
+    const yd_graph *g = net->graph;
+    const yd_node *node = &g->nodes[index];
+    const yd_value *out = &g->values[node->output];
+    const yd_value *in = node->ninputs > 0 ? &g->values[node->inputs[0]] : NULL;
+    const float *x = node->ninputs > 0 ? net->act[node->inputs[0]] : NULL;
+    float *gx = node->ninputs > 0 ? input_grad(net, node->inputs[0]) : NULL;
+    const float *gy = net->grad[node->output];
+    size_t n = value_floats(g, node->output), in_plane = in ? (size_t)in->h * in->w : 0;
+    size_t plane = (size_t)out->h * out->w;
+    int t = net->threads;
+
+    switch (node->op) {
+    case YD_OP_INPUT:
+        break;
+    case YD_OP_CONV:
+        conv_backward(net, index);
+        break;
+    case YD_OP_MAXPOOL:
+        if (!gx)
+            break;
+        /* Channels are independent, so threads never add to one element. */
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (int ch = 0; ch < out->c; ch++)
+            for (int oy = 0; oy < out->h; oy++)
+                for (int ox = 0; ox < out->w; ox++) {
+                    long at = pool_argmax(x + ch * in_plane, in->h, in->w, node, oy, ox);
+
+                    if (at >= 0)
+                        gx[ch * in_plane + at] += gy[ch * plane + (size_t)oy * out->w + ox];
+                }
+        break;
+    case YD_OP_UPSAMPLE:
+        if (!gx)
+            break;
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (int ch = 0; ch < out->c; ch++)
+            for (int oy = 0; oy < out->h; oy++)
+                for (int ox = 0; ox < out->w; ox++)
+                    gx[ch * in_plane + (size_t)(oy / node->scale) * in->w + ox / node->scale] +=
+                        gy[ch * plane + (size_t)oy * out->w + ox];
+        break;
+    case YD_OP_CONCAT: {
+        size_t at = 0;
+
+        for (int k = 0; k < node->ninputs; k++) {
+            size_t m = value_floats(g, node->inputs[k]);
+
+            add_into(input_grad(net, node->inputs[k]), gy + at, m, t);
+            at += m;
+        }
+        break;
+    }
+    case YD_OP_SLICE:
+        if (gx)
+            add_into(gx + (size_t)node->slice_begin * plane, gy, n, t);
+        break;
+    case YD_OP_ADD:
+        add_into(gx, gy, n, t);
+        add_into(input_grad(net, node->inputs[1]), gy, n, t);
+        break;
+    case YD_OP_MUL: {
+        const float *x1 = net->act[node->inputs[1]];
+        float *gx1 = input_grad(net, node->inputs[1]);
+
+        /* Both operands may be one value (x * x): add, never assign. */
+        for (size_t i = 0; i < n; i++) {
+            float d = gy[i], a = x[i], b = x1[i];
+
+            if (gx)
+                gx[i] += d * b;
+            if (gx1)
+                gx1[i] += d * a;
+        }
+        break;
+    }
+    case YD_OP_SIGMOID:
+    case YD_OP_SILU:
+        if (!gx)
+            break;
+#pragma omp parallel for schedule(static) num_threads(t)
+        for (size_t i = 0; i < n; i++) {
+            float s = sigmoid(x[i]);
+
+            gx[i] += node->op == YD_OP_SIGMOID ? gy[i] * s * (1.0f - s)
+                                               : gy[i] * s * (1.0f + x[i] * (1.0f - s));
+        }
+        break;
+    }
+}
+
+/* Loss. */
+
+/*
+ * Returns the distillation loss of the student's head (see distill.h) minus
+ * the teacher's entropies. With backward set, it also writes scale times the
+ * loss gradient into the gradients of the head values.
+ */
+static double head_loss(yd_distill_net *net, const yd_head_maps *teacher, int backward, float scale)
+{
+    const yd_graph *g = net->graph;
+    int nc = g->nc;
+    double total_weight = 0, loss_cls = 0, loss_box = 0;
+    size_t first = 0;
+
+    for (int l = 0; l < g->nlevels; l++) {
+        const float *tc = teacher->level[l].cls;
+        size_t plane = (size_t)g->values[g->head_cls[l]].h * g->values[g->head_cls[l]].w;
+
+#pragma omp parallel for schedule(static) reduction(+ : total_weight) num_threads(net->threads)
+        for (size_t p = 0; p < plane; p++) {
+            float best = tc[p];
+
+            for (int c = 1; c < nc; c++)
+                best = tc[(size_t)c * plane + p] > best ? tc[(size_t)c * plane + p] : best;
+            net->anchor_weight[first + p] = sigmoid(best);
+            total_weight += sigmoid(best);
+        }
+        first += plane;
+    }
+
+    double norm = 1.0 / (total_weight > 1.0 ? total_weight : 1.0);
+    float gscale = (float)(norm * scale);
+
+    first = 0;
+    for (int l = 0; l < g->nlevels; l++) {
+        const float *tc = teacher->level[l].cls, *tb = teacher->level[l].box;
+        const float *sc = net->act[g->head_cls[l]], *sb = net->act[g->head_box[l]];
+        float *gc = net->grad[g->head_cls[l]], *gb = net->grad[g->head_box[l]];
+        size_t plane = (size_t)g->values[g->head_cls[l]].h * g->values[g->head_cls[l]].w;
+        const float *weight = net->anchor_weight + first;
+
+#pragma omp parallel for schedule(static) reduction(+ : loss_cls, loss_box) num_threads(net->threads)
+        for (size_t p = 0; p < plane; p++) {
+            double sum = 0, box = 0;
+
+            for (int c = 0; c < nc; c++) {
+                size_t at = (size_t)c * plane + p;
+                double s = sc[at], t = tc[at], pt = 1.0 / (1.0 + exp(-t));
+
+                /* KL of Bernoullis: BCE(s; pt) minus the entropy of pt. */
+                sum += softplus(s) - softplus(t) - pt * (s - t);
+                if (backward)
+                    gc[at] = (float)((1.0 / (1.0 + exp(-s)) - pt) * gscale);
+            }
+            for (int side = 0; side < 4; side++) {
+                size_t base = (size_t)side * YD_HEAD_REG_MAX * plane + p;
+                double smax = -INFINITY, tmax = -INFINITY, ssum = 0, tsum = 0, kl = 0;
+                double ps[YD_HEAD_REG_MAX], pt[YD_HEAD_REG_MAX];
+
+                for (int b = 0; b < YD_HEAD_REG_MAX; b++) {
+                    smax = fmax(smax, sb[base + b * plane]);
+                    tmax = fmax(tmax, tb[base + b * plane]);
+                }
+                for (int b = 0; b < YD_HEAD_REG_MAX; b++) {
+                    ps[b] = exp(sb[base + b * plane] - smax);
+                    pt[b] = exp(tb[base + b * plane] - tmax);
+                    ssum += ps[b];
+                    tsum += pt[b];
+                }
+                for (int b = 0; b < YD_HEAD_REG_MAX; b++) {
+                    double ls = sb[base + b * plane] - smax - log(ssum);
+                    double lt = tb[base + b * plane] - tmax - log(tsum);
+
+                    ps[b] /= ssum;
+                    pt[b] /= tsum;
+                    kl += pt[b] * (lt - ls);
+                    if (backward)
+                        gb[base + b * plane] = (float)(weight[p] * (ps[b] - pt[b]) * gscale);
+                }
+                box += weight[p] * kl;
+            }
+            loss_cls += sum;
+            loss_box += box;
+        }
+        first += plane;
+    }
+    net->loss_cls = loss_cls * norm;
+    net->loss_box = loss_box * norm;
+    return net->loss_cls + net->loss_box;
+}
+
+double yd_distill_net_step(yd_distill_net *net, const float *input, const yd_head_maps *teacher,
+                           int backward, float scale)
+{
+    const yd_graph *g = net->graph;
+    double loss;
+
+    memcpy(net->act[g->input], input, value_floats(g, g->input) * sizeof(float));
+    for (int i = 0; i < g->nnodes; i++)
+        if (!g->nodes[i].dead)
+            node_forward(net, i);
+    if (backward)
+        for (int v = 0; v < g->nvalues; v++)
+            if (net->grad[v] && net->needs[v])
+                memset(net->grad[v], 0, value_floats(g, v) * sizeof(float));
+    loss = head_loss(net, teacher, backward, scale);
+    if (backward)
+        for (int i = g->nnodes - 1; i >= 0; i--)
+            if (!g->nodes[i].dead && net->needs[g->nodes[i].output])
+                node_backward(net, i);
+    return loss;
+}
+
+/* Training. */
+
+typedef struct adam_state {
+    float *m, *v;          /* first and second moments, weights then bias */
+} adam_state;
+
+static uint64_t next_random(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* Converts a letterboxed RGB8 frame to planar [3][H][W] floats of pixel / 255,
+ * mirrored left to right when `flip` is set. */
+static void to_planar(const uint8_t *rgb, int width, int height, int flip, float *out)
+{
+    size_t plane = (size_t)width * height;
+
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++) {
+            const uint8_t *px = rgb + ((size_t)y * width + (flip ? width - 1 - x : x)) * 3;
+
+            for (int c = 0; c < 3; c++)
+                out[c * plane + (size_t)y * width + x] = (float)px[c] / 255.0f;
+        }
+}
+
+/* Returns the learning rate of step `step` of `total`. It rises linearly over
+ * the first tenth, then follows a cosine from the peak down to 5% of it. */
+static double schedule(double peak, int step, int total)
+{
+    int warmup = total / 10 > 1 ? total / 10 : 1;
+    double progress;
+
+    if (step < warmup)
+        return peak * (step + 1) / warmup;
+    progress = (double)(step - warmup) / (total - warmup > 1 ? total - warmup : 1);
+    return peak * (0.05 + 0.95 * 0.5 * (1.0 + cos(M_PI * progress)));
+}
+
+static void adam_update(yd_distill_net *net, yd_graph *g, adam_state *state, double lr, int t,
+                        double bias_scale)
+{
+    const double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+    double c1 = 1.0 - pow(beta1, t), c2 = 1.0 - pow(beta2, t);
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_conv_params *c = &g->nodes[i].conv;
+        size_t nw, n;
+
+        if (!net->grad_weight[i] || net->frozen[i])
+            continue;
+        nw = (size_t)c->out_c * c->in_c * c->kernel_h * c->kernel_w;
+        n = nw + (size_t)c->out_c;
+#pragma omp parallel for schedule(static) num_threads(net->threads)
+        for (size_t j = 0; j < n; j++) {
+            float grad = j < nw ? net->grad_weight[i][j] : net->grad_bias[i][j - nw];
+            float *param = j < nw ? &c->weight[j] : &c->bias[j - nw];
+            float m = state[i].m[j] = (float)(beta1 * state[i].m[j] + (1 - beta1) * grad);
+            float v = state[i].v[j] = (float)(beta2 * state[i].v[j] + (1 - beta2) * grad * grad);
+
+            *param -= (float)((j < nw ? lr : lr * bias_scale) * (m / c1) / (sqrt(v / c2) + eps));
+        }
+    }
+}
+
+/* Measures the student's mean loss on `count` held-out frames into e->holdout*. */
+static void holdout_loss(yd_distill_net *net, yd_session *ts, const uint8_t *frames, int count,
+                         int width, int height, float *input, yd_distill_epoch *e)
+{
+    size_t frame = (size_t)width * height * 3;
+
+    e->holdout = e->holdout_cls = e->holdout_box = 0;
+    for (int i = 0; i < count; i++) {
+        to_planar(frames + frame * i, width, height, 0, input);
+        yd_session_run_planar(ts, input);
+        e->holdout += yd_distill_net_step(net, input, &ts->maps, 0, 0) / count;
+        e->holdout_cls += net->loss_cls / count;
+        e->holdout_box += net->loss_box / count;
+    }
+}
+
+static int check_pair(const yd_graph *s, const yd_graph *t, yd_error *err)
+{
+    if (s->nnodes != t->nnodes || s->nlevels != t->nlevels || s->nc != t->nc ||
+        s->input_width != t->input_width || s->input_height != t->input_height)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "distillation: student and teacher graphs differ");
+    for (int l = 0; l < s->nlevels; l++) {
+        const yd_value *a = &s->values[s->head_box[l]], *b = &t->values[t->head_box[l]];
+        const yd_value *c = &s->values[s->head_cls[l]], *d = &t->values[t->head_cls[l]];
+
+        if (a->c != b->c || a->h != b->h || a->w != b->w || c->c != d->c || c->h != d->h ||
+            c->w != d->w)
+            return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                                "distillation: head level %d differs between student and teacher", l);
+    }
+    return YD_OK;
+}
+
+int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int nimages,
+               const yd_distill_options *options, yd_distill_report *report, yd_error *err)
+{
+    yd_graph *g = student->graph;
+    int width = g->input_width, height = g->input_height;
+    int batch = options->batch > 0 ? options->batch : 8;
+    int threads = options->threads > 0 ? options->threads : omp_get_max_threads();
+    int holdout = options->holdout > 0 ? options->holdout : 0, steps_per_epoch, total, step = 0, rc;
+    size_t frame = (size_t)width * height * 3;
+    uint64_t random = 0x9e3779b97f4a7c15ull ^ options->seed;
+    double start = yd_now_ms();
+    yd_distill_net *net = NULL;
+    yd_session *ts = NULL;
+    adam_state *state = NULL;
+    uint8_t *frames = NULL;
+    float *input = NULL;
+    int *order = NULL;
+
+    memset(report, 0, sizeof *report);
+    if (nimages - holdout < 1 || options->epochs < 1 || !(options->learning_rate > 0))
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "distillation needs a training image, an epoch and a learning rate above 0");
+    /* From here on, nimages counts the training images only. */
+    nimages -= holdout;
+    steps_per_epoch = (nimages + batch - 1) / batch;
+    rc = check_pair(g, teacher->graph, err);
+    if (rc == YD_OK)
+        rc = yd_distill_net_create(g, threads, &net, err);
+    for (int i = 0; rc == YD_OK && options->pruned_only && i < g->nnodes; i++) {
+        const yd_node *sn = &g->nodes[i], *tn = &teacher->graph->nodes[i];
+
+        if (sn->op == YD_OP_CONV && !sn->dead && sn->conv.in_c == tn->conv.in_c &&
+            sn->conv.out_c == tn->conv.out_c)
+            yd_distill_net_set_frozen(net, i, 1);
+    }
+    if (rc == YD_OK)
+        rc = yd_session_create(teacher, threads, &ts, err);
+    if (rc != YD_OK)
+        goto done;
+
+    state = calloc((size_t)g->nnodes, sizeof *state);
+    frames = malloc(frame * (nimages + holdout));
+    input = malloc(frame * sizeof *input);
+    order = malloc((size_t)nimages * sizeof *order);
+    if (!state || !frames || !input || !order)
+        goto no_memory;
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_conv_params *c = &g->nodes[i].conv;
+        size_t n;
+
+        if (!net->grad_weight[i])
+            continue;
+        n = (size_t)c->out_c * (c->in_c * c->kernel_h * c->kernel_w + 1);
+        state[i].m = calloc(n, sizeof(float));
+        state[i].v = calloc(n, sizeof(float));
+        if (!state[i].m || !state[i].v)
+            goto no_memory;
+    }
+    for (int i = 0; i < nimages + holdout; i++) {
+        yd_letterbox lb;
+
+        yd_letterbox_compute_rect(images[i].width, images[i].height, width, height, &lb);
+        rc = yd_letterbox_rgb8(&images[i], &lb, frames + frame * i, err);
+        if (rc != YD_OK)
+            goto done;
+    }
+    for (int i = 0; i < nimages; i++)
+        order[i] = i;
+
+    total = steps_per_epoch * options->epochs;
+    yd_distill_net_zero_gradients(net);
+    report->holdout_before = report->holdout_first = report->holdout_last = NAN;
+    if (holdout > 0) {
+        yd_distill_epoch e = {0};
+
+        holdout_loss(net, ts, frames + frame * nimages, holdout, width, height, input, &e);
+        report->holdout_before = e.holdout;
+        if (options->progress)
+            options->progress(&e, options->progress_user);
+    }
+    for (int epoch = 0; epoch < options->epochs; epoch++) {
+        yd_distill_epoch e = {.epoch = epoch + 1, .epochs = options->epochs, .holdout = NAN,
+                              .holdout_cls = NAN, .holdout_box = NAN};
+
+        for (int i = nimages - 1; i > 0; i--) {
+            int j = (int)(next_random(&random) % (uint64_t)(i + 1)), swap = order[i];
+
+            order[i] = order[j];
+            order[j] = swap;
+        }
+        for (int i = 0; i < nimages; i++) {
+            int flip = options->flip && (next_random(&random) & 1);
+
+            to_planar(frames + frame * order[i], width, height, flip, input);
+            yd_session_run_planar(ts, input);
+            e.loss += yd_distill_net_step(net, input, &ts->maps, 1, 1.0f / batch) / nimages;
+            e.loss_cls += net->loss_cls / nimages;
+            e.loss_box += net->loss_box / nimages;
+            if ((i + 1) % batch == 0 || i == nimages - 1) {
+                step++;
+                adam_update(net, g, state, schedule(options->learning_rate, step - 1, total), step,
+                            options->bias_lr_scale > 0 ? options->bias_lr_scale : 1.0);
+                yd_distill_net_zero_gradients(net);
+            }
+        }
+        if (holdout > 0) {
+            holdout_loss(net, ts, frames + frame * nimages, holdout, width, height, input, &e);
+            if (epoch == 0)
+                report->holdout_first = e.holdout;
+            report->holdout_last = e.holdout;
+        }
+        if (epoch == 0)
+            report->loss_first = e.loss;
+        report->loss_last = e.loss;
+        report->epochs = epoch + 1;
+        e.elapsed_ms = yd_now_ms() - start;
+        if (options->progress)
+            options->progress(&e, options->progress_user);
+    }
+    report->steps = step;
+    rc = yd_model_repack(student, err);
+    goto done;
+
+no_memory:
+    rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
+done:
+    yd_session_destroy(ts);
+    yd_distill_net_destroy(net);
+    if (state)
+        for (int i = 0; i < g->nnodes; i++) {
+            free(state[i].m);
+            free(state[i].v);
+        }
+    free(state);
+    free(frames);
+    free(input);
+    free(order);
+    return rc;
+}

@@ -1,0 +1,110 @@
+/*
+ * Teacher distillation of a pruned model. The float weights and biases of
+ * the student's convolutions (all of them, or only those pruning changed)
+ * are trained by gradient descent so that its raw head maps match the float
+ * teacher's on unlabelled calibration images. No labels are used.
+ *
+ * Loss per image, over the anchors of every level:
+ *   - classes: binary cross-entropy of sigmoid(student logit) against the
+ *     teacher's sigmoid probability, for every class;
+ *   - boxes: for each of the four sides, cross-entropy of the student's
+ *     softmax over the DFL bins against the teacher's, weighted by the
+ *     teacher's highest class probability at the anchor, so that
+ *     background anchors do not dominate;
+ * both divided by the sum of those weights. The teacher's entropies are
+ * subtracted when the loss is reported, so a perfect student scores 0.
+ *
+ * Training runs the student on its own planar float layout (lib/distill.c)
+ * at the model's input size, one image at a time, with Adam, a linear
+ * warm-up and a cosine decay of the learning rate, and random horizontal
+ * flips. The teacher runs on the inference engine.
+ */
+#ifndef YOLOD_DISTILL_H
+#define YOLOD_DISTILL_H
+
+#include "graph.h"
+#include "head.h"
+#include "yolod.h"
+
+/* Mean losses of one epoch, split into the class and box terms. */
+typedef struct yd_distill_epoch {
+    int epoch, epochs;       /* epoch counts from 1 */
+    double loss, loss_cls, loss_box;          /* training images, while the weights move */
+    double holdout, holdout_cls, holdout_box; /* held-out images after the epoch; NaN without */
+    double elapsed_ms;
+} yd_distill_epoch;
+
+typedef struct yd_distill_options {
+    int epochs;              /* passes over the images, at least 1 */
+    double learning_rate;    /* peak Adam step size, e.g. 3e-3 */
+    int batch;               /* images per Adam step; 0 = 8 */
+    int flip;                /* 1: flip each image horizontally with probability 1/2 */
+    unsigned seed;           /* image order and flips */
+    int threads;             /* OpenMP threads; 0 = all cores */
+    /* Images at the end of the list kept out of training; their loss is
+     * measured after every epoch (unflipped), to show overfitting. */
+    int holdout;
+    /* Biases learn this many times faster than weights (0 = 1). Adam moves
+     * each parameter by about the learning rate per step, and the logits of
+     * a pruned head branch can be several units off (e.g. -12 where the
+     * teacher has -1), which the bias reaches sooner than the weights. */
+    double bias_lr_scale;
+    /* 1: train only the convolutions pruning changed (fewer input or output
+     * channels than the teacher's); the rest keep the teacher's weights. */
+    int pruned_only;
+    /* Called after every epoch, and with epoch 0 for the held-out loss
+     * before training. */
+    void (*progress)(const yd_distill_epoch *epoch, void *user);
+    void *progress_user;
+} yd_distill_options;
+
+typedef struct yd_distill_report {
+    int epochs;
+    int steps;               /* Adam updates */
+    double loss_first;       /* mean loss of the first epoch (weights still moving) */
+    double loss_last;        /* mean loss of the last epoch */
+    double holdout_before;   /* held-out loss before training; NaN without held-out images */
+    double holdout_first;    /* held-out loss after the first and the last epoch */
+    double holdout_last;
+} yd_distill_report;
+
+/*
+ * Trains `student`, a pruned copy of `teacher` with the same node indices
+ * and the same head outputs, then repacks its weights. Every student
+ * convolution must be fp32 or fp16 (computed in fp32); quantize after
+ * distilling. Neither model may be in use by a session.
+ * Errors: YD_ERR_INVALID_ARGUMENT (no image, graphs that differ),
+ * YD_ERR_MODEL_UNSUPPORTED (an int8 layer or an operation the trainer
+ * lacks), YD_ERR_NO_MEMORY.
+ */
+int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int nimages,
+               const yd_distill_options *options, yd_distill_report *report, yd_error *err);
+
+/*
+ * The trainer's forward and backward pass, for tests: a network over
+ * `graph` (which must outlive it) holding activations and gradients.
+ */
+typedef struct yd_distill_net yd_distill_net;
+
+int yd_distill_net_create(const yd_graph *graph, int threads, yd_distill_net **out, yd_error *err);
+void yd_distill_net_destroy(yd_distill_net *net);
+
+/*
+ * Runs the network on a planar [3][H][W] input and returns the loss
+ * against `teacher`, the teacher's raw head maps for the same input. With
+ * `backward` set, adds the gradient of `scale` times the loss to every
+ * convolution's weight and bias gradient.
+ */
+double yd_distill_net_step(yd_distill_net *net, const float *input, const yd_head_maps *teacher,
+                           int backward, float scale);
+
+/* Freezes (1) or unfreezes (0) the weights of conv node `node`. */
+void yd_distill_net_set_frozen(yd_distill_net *net, int node, int frozen);
+
+/* The accumulated gradient of node `node`'s conv weights (bias: 1 for the bias). */
+float *yd_distill_net_gradient(yd_distill_net *net, int node, int bias);
+
+/* Sets every gradient to zero. */
+void yd_distill_net_zero_gradients(yd_distill_net *net);
+
+#endif /* YOLOD_DISTILL_H */
