@@ -288,6 +288,12 @@ static void print_text(const yd_model *model, const yd_session *session, const b
                sum / o->runs);
 }
 
+/* Returns 1 if the convolution runs as Winograd (fp32 or int8). */
+static int winograd(const yd_node *node)
+{
+    return node->conv.winograd || (node->conv.qpacked && node->conv.qpacked->winograd_u);
+}
+
 /*
  * Runs the network `runs` more times with a barrier after every node and
  * prints each node's mean time, share and rate. The barriers add a little
@@ -326,7 +332,7 @@ static int print_layers(yd_session *session, const yd_model *model, const bench_
         printf("%4d  %-9s %-38.38s %-14s %-4s %-8s %8.3f %5.1f%% %8.0f\n", i, yd_op_name(node->op),
                node->name, shape,
                conv ? (node->conv.precision == YD_PREC_INT8 ? "int8" : "fp32") : "",
-               conv ? (node->conv.winograd ? "winograd" : "direct") : "", mean,
+               conv ? (winograd(node) ? "winograd" : "direct") : "", mean,
                100 * ms[i] / total, flops / 1e9 / (mean / 1e3));
     }
     printf("%4s  %-9s %-38s %-14s %-4s %-8s %8.3f %5.1f%%\n", "", "other",

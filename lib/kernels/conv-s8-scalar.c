@@ -168,36 +168,47 @@ void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, f
     }
 }
 
+/* Quantizes 16 floats to 16 bytes, saturating as yd_u8_quantize__scalar clamps. */
+static inline __m128i quantize_16(const float *src, __m128 inv, __m128 lo, __m128 hi, __m128i z)
+{
+    __m128i q[4];
+
+    for (int k = 0; k < 4; k++) {
+        __m128 t = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(src + 4 * k), inv), lo), hi);
+
+        q[k] = _mm_add_epi32(_mm_cvtps_epi32(t), z);
+    }
+    return _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3]));
+}
+
 /*
- * Quantizes one row of at most 4 planar channels into the compact layout,
- * four pixels per 16-byte store (SSE2 is part of the x86-64 baseline). The
- * clamp to +-2^30 before cvtps2dq makes it agree with the lrintf of
- * yd_u8_quantize__scalar, for out-of-range and NaN inputs too.
+ * Quantizes one row of at most 4 planar channels into the compact layout:
+ * 16 pixels per step, each channel packed to 16 bytes and interleaved by
+ * unpacking (SSE2 is part of the x86-64 baseline). The clamp to +-2^30
+ * before cvtps2dq makes it agree with the lrintf of yd_u8_quantize__scalar,
+ * for out-of-range and NaN inputs too.
  */
 static void quantize_compact_row(const float *src, size_t plane, int c, int w, float inverse,
                                  int zero, uint8_t *dst)
 {
     const __m128 inv = _mm_set1_ps(inverse), lo = _mm_set1_ps(-1073741824.0f),
                  hi = _mm_set1_ps(1073741824.0f);
-    const __m128i z = _mm_set1_epi32(zero);
-    const __m128i zero_lanes = _mm_set1_epi32((int)(0x01010101u * (unsigned)zero));
+    const __m128i z = _mm_set1_epi32(zero), zero_bytes = _mm_set1_epi8((char)zero);
     int x = 0;
 
-    for (; x + 4 <= w; x += 4) {
-        __m128i pixels = zero_lanes;
+    for (; x + 16 <= w; x += 16) {
+        __m128i ch[4], rg, ba;
 
-        for (int ch = 0; ch < c; ch++) {
-            __m128 t = _mm_mul_ps(_mm_loadu_ps(src + (size_t)ch * plane + x), inv);
-            __m128i v = _mm_add_epi32(_mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(t, lo), hi)), z);
-
-            /* Saturating packs clamp to 0..255; then widen back to one byte per lane. */
-            v = _mm_packs_epi32(v, v);
-            v = _mm_unpacklo_epi8(_mm_packus_epi16(v, v), _mm_setzero_si128());
-            v = _mm_unpacklo_epi16(v, _mm_setzero_si128());
-            pixels = _mm_andnot_si128(_mm_slli_epi32(_mm_set1_epi32(0xff), 8 * ch), pixels);
-            pixels = _mm_or_si128(pixels, _mm_slli_epi32(v, 8 * ch));
-        }
-        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4), pixels);
+        for (int k = 0; k < 4; k++)
+            ch[k] = k < c ? quantize_16(src + (size_t)k * plane + x, inv, lo, hi, z) : zero_bytes;
+        rg = _mm_unpacklo_epi8(ch[0], ch[1]);
+        ba = _mm_unpacklo_epi8(ch[2], ch[3]);
+        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4), _mm_unpacklo_epi16(rg, ba));
+        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4 + 16), _mm_unpackhi_epi16(rg, ba));
+        rg = _mm_unpackhi_epi8(ch[0], ch[1]);
+        ba = _mm_unpackhi_epi8(ch[2], ch[3]);
+        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4 + 32), _mm_unpacklo_epi16(rg, ba));
+        _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4 + 48), _mm_unpackhi_epi16(rg, ba));
     }
     for (; x < w; x++)
         for (int ch = 0; ch < 4; ch++) {
