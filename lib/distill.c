@@ -841,9 +841,13 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     int *order = NULL;
 
     memset(report, 0, sizeof *report);
-    if (nimages - holdout < 1 || options->epochs < 1 || !(options->learning_rate > 0))
+    if (nimages - holdout < 1)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
-                            "distillation needs a training image, an epoch and a learning rate above 0");
+                            "distillation has no training image: %d held out of %d calibration "
+                            "images; hold out fewer or add images", holdout, nimages);
+    if (options->epochs < 1 || !(options->learning_rate > 0))
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "distillation needs at least one epoch and a learning rate above 0");
     /* From here on, nimages counts the training images only. */
     nimages -= holdout;
     steps_per_epoch = (nimages + batch - 1) / batch;
