@@ -288,6 +288,11 @@ static void print_text(const yd_model *model, const yd_session *session, const b
                sum / o->runs);
 }
 
+/* Weight precisions by yd_precision value; fp16 weights are computed in fp32. */
+static const char *const precision_names[] = {
+    [YD_PREC_FP32] = "fp32", [YD_PREC_FP16] = "fp16", [YD_PREC_INT8] = "int8",
+};
+
 /* Returns 1 if the convolution runs as Winograd (fp32 or int8). */
 static int winograd(const yd_node *node)
 {
@@ -322,18 +327,20 @@ static int print_layers(yd_session *session, const yd_model *model, const bench_
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
         const yd_value *out = &g->values[node->output];
-        const int conv = node->op == YD_OP_CONV;
         const double mean = ms[i] / o->runs, flops = yd_node_flops(g, node);
+        const char *precision = "", *kernel = "";
         char shape[32];
 
         if (node->dead || node->op == YD_OP_INPUT)
             continue;
+        if (node->op == YD_OP_CONV) {
+            precision = precision_names[node->conv.precision];
+            kernel = winograd(node) ? "winograd" : "direct";
+        }
         snprintf(shape, sizeof shape, "%dx%dx%d", out->c, out->h, out->w);
         printf("%4d  %-9s %-38.38s %-14s %-4s %-8s %8.3f %5.1f%% %8.0f\n", i, yd_op_name(node->op),
-               node->name, shape,
-               conv ? (node->conv.precision == YD_PREC_INT8 ? "int8" : "fp32") : "",
-               conv ? (winograd(node) ? "winograd" : "direct") : "", mean,
-               100 * ms[i] / total, flops / 1e9 / (mean / 1e3));
+               node->name, shape, precision, kernel, mean, 100 * ms[i] / total,
+               flops / 1e9 / (mean / 1e3));
     }
     printf("%4s  %-9s %-38s %-14s %-4s %-8s %8.3f %5.1f%%\n", "", "other",
            "input packing, head maps", "", "", "", ms[g->nnodes] / o->runs,

@@ -1,5 +1,5 @@
 /*
- * GEMM micro-kernel, AVX-512: a 12 x 32 tile of C in 24 accumulators; each
+ * GEMM micro-kernel, AVX-512: a 12 x 32 tile of C in 24 accumulators. Each
  * k step loads two vectors of the packed B panel and broadcasts the twelve
  * packed A values.
  */
@@ -38,8 +38,15 @@ void yd_f32_gemm_ukernel_12x32__avx512(int kc, const float *a, const float *b, f
         b += 32;
     }
 
-    __mmask16 mask0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-    __mmask16 mask1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
+    /* Lanes of the tile's two column vectors that lie inside C. */
+    __mmask16 mask0 = 0xffff, mask1 = 0xffff;
+
+    if (n < 16)
+        mask0 = (__mmask16)((1u << n) - 1);
+    if (n <= 16)
+        mask1 = 0;
+    else if (n < 32)
+        mask1 = (__mmask16)((1u << (n - 16)) - 1);
 
     for (int i = 0; i < m; i++) {
         float *row = c + (size_t)i * ldc;

@@ -119,6 +119,9 @@ int yd_winograd_supported(const yd_conv_shape *shape);
 int yd_winograd_chosen(const yd_conv_shape *shape, int cb);
 
 size_t yd_winograd_packed_floats(const yd_conv_shape *shape, int cb);
+/* Transforms one 3x3 kernel g (row major) to U = G g G^T, 6 x 6 row major. */
+void yd_winograd_transform_kernel(const double g[9], double u[YD_WINOGRAD_POSITIONS]);
+
 void yd_winograd_pack(const yd_conv_shape *shape, int cb, const float *weight, const float *bias,
                       float *packed);
 

@@ -39,6 +39,20 @@ static const double winograd_g[6][3] = {
     {0, 0, 1},
 };
 
+void yd_winograd_transform_kernel(const double g[9], double u[YD_WINOGRAD_POSITIONS])
+{
+    double gg[6][3];
+
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 3; j++)
+            gg[i][j] = winograd_g[i][0] * g[j] + winograd_g[i][1] * g[3 + j] +
+                       winograd_g[i][2] * g[6 + j];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++)
+            u[i * 6 + j] = gg[i][0] * winograd_g[j][0] + gg[i][1] * winograd_g[j][1] +
+                           gg[i][2] * winograd_g[j][2];
+}
+
 static inline int blocks(int c, int cb)
 {
     return (c + cb - 1) / cb;
@@ -85,22 +99,16 @@ void yd_winograd_pack(const yd_conv_shape *s, int cb, const float *weight, const
     for (int oc = 0; oc < s->out_c; oc++) {
         for (int ic = 0; ic < s->in_c; ic++) {
             const float *g = weight + ((size_t)oc * s->in_c + ic) * 9;
-            double gg[6][3], ggg[6][6];
+            double wide[9], transformed[YD_WINOGRAD_POSITIONS];
 
-            /* G g, then (G g) G^T, in double so only the final store rounds. */
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 3; j++)
-                    gg[i][j] = winograd_g[i][0] * g[j] + winograd_g[i][1] * g[3 + j] +
-                               winograd_g[i][2] * g[6 + j];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++)
-                    ggg[i][j] = gg[i][0] * winograd_g[j][0] + gg[i][1] * winograd_g[j][1] +
-                                gg[i][2] * winograd_g[j][2];
-
+            /* In double, so only the final store rounds. */
+            for (int k = 0; k < 9; k++)
+                wide[k] = g[k];
+            yd_winograd_transform_kernel(wide, transformed);
             for (int p = 0; p < YD_WINOGRAD_POSITIONS; p++) {
                 size_t at = (((size_t)p * nob + oc / cb) * s->in_c + ic) * cb + oc % cb;
 
-                u[at] = (float)ggg[p / 6][p % 6];
+                u[at] = (float)transformed[p];
             }
         }
     }

@@ -19,16 +19,6 @@ static const int winograd_bt[6][6] = {
     {0, 4, 0, -5, 0, 1},
 };
 
-/* G of F(4x4, 3x3), 6 x 3, for the same points. */
-static const double winograd_g[6][3] = {
-    {1.0 / 4, 0, 0},
-    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-    {1.0 / 24, 1.0 / 12, 1.0 / 6},
-    {1.0 / 24, -1.0 / 12, 1.0 / 6},
-    {0, 0, 1},
-};
-
 static inline int blocks16(int c)
 {
     return (c + YD_QCB - 1) / YD_QCB;
@@ -154,17 +144,13 @@ int yd_qconv_pack_winograd(const yd_conv_shape *s, const int8_t *qweight,
          * (about 1e-16 relative) is negligible beside the int16 rounding. */
         for (int ic = 0; ic < s->in_c; ic++) {
             const int8_t *g = qweight + ((size_t)oc * s->in_c + ic) * 9;
-            double gg[6][3];
+            double wide[9], transformed[YD_WINOGRAD_POSITIONS];
 
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 3; j++)
-                    gg[i][j] = winograd_g[i][0] * g[j] + winograd_g[i][1] * g[3 + j] +
-                               winograd_g[i][2] * g[6 + j];
-            for (int p = 0; p < YD_WINOGRAD_POSITIONS; p++) {
-                const double *row = gg[p / 6], *col = winograd_g[p % 6];
-
-                t[(size_t)p * s->in_c + ic] = row[0] * col[0] + row[1] * col[1] + row[2] * col[2];
-            }
+            for (int k = 0; k < 9; k++)
+                wide[k] = g[k];
+            yd_winograd_transform_kernel(wide, transformed);
+            for (int p = 0; p < YD_WINOGRAD_POSITIONS; p++)
+                t[(size_t)p * s->in_c + ic] = transformed[p];
         }
 
         for (int p = 0; p < YD_WINOGRAD_POSITIONS; p++) {

@@ -1,8 +1,8 @@
 /*
- * Distillation: the trainer's backward pass matches finite differences of
- * its loss on a tiny graph that contains every operation it supports, its GEMM
- * matches a plain triple loop in all four transpose cases, and training a
- * damaged copy of yolov8n against the original lowers the loss.
+ * Distillation tests. The trainer's backward pass matches finite differences
+ * of its loss on a tiny graph with every operation it supports. Its GEMM
+ * matches a triple loop in all four transpose cases. Training a damaged copy
+ * of yolov8n against the original lowers the loss.
  */
 #include <stdlib.h>
 #include <string.h>
