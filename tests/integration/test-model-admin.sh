@@ -156,10 +156,14 @@ else
     fail "every version found the objects in bus.jpg" "$(awk '$4 < 4' "$WORK"/stream*.txt | head -3)"
 fi
 
-# Both workers drop the replaced versions on their next job or prune.
-detect_pairs 2
-sleep 1
-rss_after=$(rss_kb)
+# Both workers drop the replaced versions on their next job or prune. Two
+# requests sent together can land on one worker, so try a few rounds.
+for round in 1 2 3 4 5; do
+    detect_pairs 2
+    sleep 1
+    rss_after=$(rss_kb)
+    [ $((rss_after * 10)) -le $((rss_before * 11)) ] && break
+done
 if [ $((rss_after * 10)) -le $((rss_before * 11)) ]; then
     ok "RSS after 20 swaps within 10% ($rss_before kB -> $rss_after kB)"
 else
