@@ -200,13 +200,16 @@ static int reconstruct_variant(yd_model *model, const struct compress_options *o
 
 static void distillation_progress(const yd_distill_epoch *e, void *user)
 {
-    if (isnan(e->holdout))
-        fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f), %.0f s\n",
-                e->epoch, e->epochs, e->loss, e->loss_cls, e->loss_box, e->elapsed_ms / 1000);
-    else
-        fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f), "
-                "held out %.4f (%.4f, %.4f), %.0f s\n", e->epoch, e->epochs, e->loss, e->loss_cls,
-                e->loss_box, e->holdout, e->holdout_cls, e->holdout_box, e->elapsed_ms / 1000);
+    if (e->epoch == 0) {
+        fprintf(stderr, "distilling: before training, held out: loss %.4f, agreement %.4f\n",
+                e->holdout, e->agreement);
+        return;
+    }
+    fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f)", e->epoch,
+            e->epochs, e->loss, e->loss_cls, e->loss_box);
+    if (!isnan(e->holdout))
+        fprintf(stderr, ", held out: loss %.4f, agreement %.4f", e->holdout, e->agreement);
+    fprintf(stderr, ", %.0f s\n", e->elapsed_ms / 1000);
 }
 
 /*
@@ -225,10 +228,18 @@ static int distill_variant(yd_model *model, const struct compress_options *optio
     yd_model *teacher = NULL;
     int rc = yd_model_load(options->model_path, NULL, &teacher, err);
 
+
     if (rc != YD_OK)
         return rc;
     rc = yd_distill(model, teacher, images, count, &d, &report, err);
     yd_model_release(teacher);
+    if (rc == YD_OK && d.holdout > 0 && report.best_epoch == 0)
+        fprintf(stderr, "distilling: no epoch agreed with the teacher on the held-out images "
+                "better than before (%.4f); kept the weights from before distillation\n",
+                report.agreement_before);
+    else if (rc == YD_OK && d.holdout > 0)
+        fprintf(stderr, "distilling: kept epoch %d, held-out agreement %.4f (%.4f before)\n",
+                report.best_epoch, report.agreement_best, report.agreement_before);
     return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coco_eval.h"
 #include "distill.h"
 #include "engine.h"
 #include "kernels/gemm.h"
@@ -788,11 +789,140 @@ static void adam_update(yd_distill_net *net, yd_graph *g, adam_state *state, dou
     }
 }
 
-/* Measures the student's mean loss on `count` held-out frames into e->holdout*. */
-static void holdout_loss(yd_distill_net *net, yd_session *ts, const uint8_t *frames, int count,
-                         int width, int height, float *input, yd_distill_epoch *e)
+/* Copies the trained convolutions' weights and biases into `saved` (one
+ * buffer per node, as the Adam moments), or back when `restore` is set. */
+static void copy_params(const yd_distill_net *net, yd_graph *g, float **saved, int restore)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_conv_params *c = &g->nodes[i].conv;
+        size_t nw = (size_t)c->out_c * c->in_c * c->kernel_h * c->kernel_w;
+
+        if (!saved[i] || net->frozen[i])
+            continue;
+        if (restore) {
+            memcpy(c->weight, saved[i], nw * sizeof(float));
+            memcpy(c->bias, saved[i] + nw, (size_t)c->out_c * sizeof(float));
+        } else {
+            memcpy(saved[i], c->weight, nw * sizeof(float));
+            memcpy(saved[i] + nw, c->bias, (size_t)c->out_c * sizeof(float));
+        }
+    }
+}
+
+/*
+ * Held-out agreement. The teacher's detections on the held-out images
+ * (confidence above 0.25, as a user would see them) are the ground truth.
+ * The student's detections at evaluation settings (confidence 0.001, every
+ * class above it per anchor) are scored against them by COCO mAP50-95.
+ * Unlike the loss, which background anchors dominate, this drops when the
+ * student misses or misplaces the teacher's objects.
+ */
+typedef struct agreement {
+    yd_coco_dataset truth;
+    yd_coco_detection *found;
+    yd_detection *detections;
+    yd_head_scratch *scratch;
+    int cap;
+} agreement;
+
+static void agreement_free(agreement *a)
+{
+    free(a->truth.images);
+    free(a->truth.categories);
+    free(a->truth.annotations);
+    free(a->found);
+    free(a->detections);
+    yd_head_scratch_destroy(a->scratch);
+}
+
+/* The student's head maps, which the planar trainer keeps in the head's layout. */
+static yd_head_maps student_maps(const yd_distill_net *net, const yd_head_maps *teacher)
+{
+    const yd_graph *g = net->graph;
+    yd_head_maps maps = *teacher;
+
+    for (int l = 0; l < g->nlevels; l++) {
+        maps.level[l].box = net->act[g->head_box[l]];
+        maps.level[l].cls = net->act[g->head_cls[l]];
+    }
+    return maps;
+}
+
+/* Runs the teacher on the `count` held-out frames and keeps its detections. */
+static int agreement_create(agreement *a, yd_session *ts, const uint8_t *frames, int count,
+                            int width, int height, float *input, yd_error *err)
 {
     size_t frame = (size_t)width * height * 3;
+    yd_detect_params user;
+    int nc = ts->maps.nc, anchors = yd_head_anchor_count(&ts->maps);
+
+    memset(a, 0, sizeof *a);
+    yd_detect_params_default(&user);
+    a->cap = 300;
+    a->truth.image_count = (size_t)count;
+    a->truth.category_count = (size_t)nc;
+    a->truth.images = calloc((size_t)count, sizeof *a->truth.images);
+    a->truth.categories = calloc((size_t)nc, sizeof *a->truth.categories);
+    a->truth.annotations = malloc((size_t)count * a->cap * sizeof *a->truth.annotations);
+    a->found = malloc((size_t)count * a->cap * sizeof *a->found);
+    a->detections = malloc((size_t)a->cap * sizeof *a->detections);
+    a->scratch = yd_head_scratch_create(nc, anchors);
+    if (!a->truth.images || !a->truth.categories || !a->truth.annotations || !a->found ||
+        !a->detections || !a->scratch)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
+    for (int c = 0; c < nc; c++)
+        a->truth.categories[c].id = c;
+    for (int i = 0; i < count; i++) {
+        int n;
+
+        a->truth.images[i].id = i;
+        to_planar(frames + frame * i, width, height, 0, input);
+        yd_session_run_planar(ts, input);
+        n = yd_head_detect(&ts->maps, &user, a->scratch, a->detections, a->cap);
+        for (int k = 0; k < n; k++) {
+            const yd_box *b = &a->detections[k].box;
+            yd_coco_annotation *t = &a->truth.annotations[a->truth.annotation_count];
+
+            *t = (yd_coco_annotation){.id = (int64_t)a->truth.annotation_count + 1, .image_id = i,
+                                      .category_id = a->detections[k].class_id,
+                                      .bbox = {b->x1, b->y1, b->x2 - b->x1, b->y2 - b->y1},
+                                      .area = (double)(b->x2 - b->x1) * (b->y2 - b->y1)};
+            a->truth.annotation_count++;
+        }
+    }
+    return YD_OK;
+}
+
+/* Adds the student's detections on held-out image `image`, from its last forward pass. */
+static size_t add_found(agreement *a, const yd_distill_net *net, const yd_head_maps *teacher,
+                        int image, size_t found)
+{
+    yd_detect_params eval = {.conf = 0.001f, .iou = 0.7f, .max_det = a->cap, .multi_label = true};
+    yd_head_maps maps = student_maps(net, teacher);
+    int n = yd_head_detect(&maps, &eval, a->scratch, a->detections, a->cap);
+
+    for (int k = 0; k < n; k++) {
+        const yd_box *b = &a->detections[k].box;
+
+        a->found[found++] = (yd_coco_detection){
+            .image_id = image, .category_id = a->detections[k].class_id,
+            .bbox = {b->x1, b->y1, b->x2 - b->x1, b->y2 - b->y1},
+            .score = a->detections[k].confidence};
+    }
+    return found;
+}
+
+/* Measures the student on the held-out frames: its mean loss into
+ * e->holdout* and its agreement with the teacher into e->agreement (NaN
+ * when the teacher found nothing to score against). */
+static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *a,
+                            const uint8_t *frames, int width, int height, float *input,
+                            yd_distill_epoch *e)
+{
+    int count = (int)a->truth.image_count;
+    size_t frame = (size_t)width * height * 3, found = 0;
+    double stats[YD_COCO_STAT_COUNT];
+    yd_error err;
 
     e->holdout = e->holdout_cls = e->holdout_box = 0;
     for (int i = 0; i < count; i++) {
@@ -801,7 +931,22 @@ static void holdout_loss(yd_distill_net *net, yd_session *ts, const uint8_t *fra
         e->holdout += yd_distill_net_step(net, input, &ts->maps, 0, 0) / count;
         e->holdout_cls += net->loss_cls / count;
         e->holdout_box += net->loss_box / count;
+        found = add_found(a, net, &ts->maps, i, found);
     }
+    /* A student whose scores are not finite numbers agrees with nothing. */
+    e->agreement = NAN;
+    if (a->truth.annotation_count > 0)
+        e->agreement = yd_coco_evaluate(&a->truth, a->found, found, stats, &err) == YD_OK
+                           ? stats[YD_COCO_AP] : 0;
+}
+
+/* Score that ranks epochs on the held-out images: the agreement, or minus
+ * the loss when the teacher found nothing there. */
+static double held_out_score(const yd_distill_epoch *e)
+{
+    if (!isnan(e->agreement))
+        return e->agreement;
+    return isnan(e->holdout) ? -INFINITY : -e->holdout;
 }
 
 static int check_pair(const yd_graph *s, const yd_graph *t, yd_error *err)
@@ -837,8 +982,10 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     yd_session *ts = NULL;
     adam_state *state = NULL;
     uint8_t *frames = NULL;
-    float *input = NULL;
+    float *input = NULL, **best = NULL;
     int *order = NULL;
+    double best_score = -INFINITY;
+    agreement held_out = {0};
 
     memset(report, 0, sizeof *report);
     if (nimages - holdout < 1)
@@ -867,10 +1014,11 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
         goto done;
 
     state = calloc((size_t)g->nnodes, sizeof *state);
+    best = calloc((size_t)g->nnodes, sizeof *best);
     frames = malloc(frame * (nimages + holdout));
     input = malloc(frame * sizeof *input);
     order = malloc((size_t)nimages * sizeof *order);
-    if (!state || !frames || !input || !order)
+    if (!state || !best || !frames || !input || !order)
         goto no_memory;
     for (int i = 0; i < g->nnodes; i++) {
         const yd_conv_params *c = &g->nodes[i].conv;
@@ -882,6 +1030,8 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
         state[i].m = calloc(n, sizeof(float));
         state[i].v = calloc(n, sizeof(float));
         if (!state[i].m || !state[i].v)
+            goto no_memory;
+        if (holdout > 0 && !(best[i] = malloc(n * sizeof(float))))
             goto no_memory;
     }
     for (int i = 0; i < nimages + holdout; i++) {
@@ -898,17 +1048,25 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     total = steps_per_epoch * options->epochs;
     yd_distill_net_zero_gradients(net);
     report->holdout_before = report->holdout_first = report->holdout_last = NAN;
+    report->agreement_before = report->agreement_best = NAN;
     if (holdout > 0) {
         yd_distill_epoch e = {0};
 
-        holdout_loss(net, ts, frames + frame * nimages, holdout, width, height, input, &e);
+        rc = agreement_create(&held_out, ts, frames + frame * nimages, holdout, width, height,
+                              input, err);
+        if (rc != YD_OK)
+            goto done;
+        holdout_measure(net, ts, &held_out, frames + frame * nimages, width, height, input, &e);
         report->holdout_before = e.holdout;
+        report->agreement_before = report->agreement_best = e.agreement;
+        best_score = held_out_score(&e);
+        copy_params(net, g, best, 0);
         if (options->progress)
             options->progress(&e, options->progress_user);
     }
     for (int epoch = 0; epoch < options->epochs; epoch++) {
         yd_distill_epoch e = {.epoch = epoch + 1, .epochs = options->epochs, .holdout = NAN,
-                              .holdout_cls = NAN, .holdout_box = NAN};
+                              .holdout_cls = NAN, .holdout_box = NAN, .agreement = NAN};
 
         for (int i = nimages - 1; i > 0; i--) {
             int j = (int)(next_random(&random) % (uint64_t)(i + 1)), swap = order[i];
@@ -932,10 +1090,16 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
             }
         }
         if (holdout > 0) {
-            holdout_loss(net, ts, frames + frame * nimages, holdout, width, height, input, &e);
+            holdout_measure(net, ts, &held_out, frames + frame * nimages, width, height, input, &e);
             if (epoch == 0)
                 report->holdout_first = e.holdout;
             report->holdout_last = e.holdout;
+            if (held_out_score(&e) > best_score) {
+                best_score = held_out_score(&e);
+                report->best_epoch = epoch + 1;
+                report->agreement_best = e.agreement;
+                copy_params(net, g, best, 0);
+            }
         }
         if (epoch == 0)
             report->loss_first = e.loss;
@@ -946,12 +1110,15 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
             options->progress(&e, options->progress_user);
     }
     report->steps = step;
+    if (holdout > 0 && report->best_epoch < report->epochs)
+        copy_params(net, g, best, 1);
     rc = yd_model_repack(student, err);
     goto done;
 
 no_memory:
     rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
 done:
+    agreement_free(&held_out);
     yd_session_destroy(ts);
     yd_distill_net_destroy(net);
     if (state)
@@ -959,7 +1126,11 @@ done:
             free(state[i].m);
             free(state[i].v);
         }
+    if (best)
+        for (int i = 0; i < g->nnodes; i++)
+            free(best[i]);
     free(state);
+    free(best);
     free(frames);
     free(input);
     free(order);

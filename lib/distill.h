@@ -31,6 +31,10 @@ typedef struct yd_distill_epoch {
     int epoch, epochs;       /* epoch counts from 1 */
     double loss, loss_cls, loss_box;          /* training images, while the weights move */
     double holdout, holdout_cls, holdout_box; /* held-out images after the epoch; NaN without */
+    /* COCO mAP50-95 of the student's held-out detections against the
+     * teacher's (confidence above 0.25); NaN without held-out images or
+     * when the teacher found nothing on them. */
+    double agreement;
     double elapsed_ms;
 } yd_distill_epoch;
 
@@ -41,8 +45,11 @@ typedef struct yd_distill_options {
     int flip;                /* 1: flip each image horizontally with probability 1/2 */
     unsigned seed;           /* image order and flips */
     int threads;             /* OpenMP threads; 0 = all cores */
-    /* Images at the end of the list kept out of training; their loss is
-     * measured after every epoch (unflipped), to show overfitting. */
+    /* Images at the end of the list kept out of training. Before training
+     * and after every epoch the student's loss on them and its agreement
+     * with the teacher's detections on them are measured, and the weights
+     * of the epoch that agrees best are kept (see yd_distill_epoch), so that
+     * training that only fits the training images is undone. */
     int holdout;
     /* Biases learn this many times faster than weights (0 = 1). Adam moves
      * each parameter by about the learning rate per step, and the logits of
@@ -66,6 +73,11 @@ typedef struct yd_distill_report {
     double holdout_before;   /* held-out loss before training; NaN without held-out images */
     double holdout_first;    /* held-out loss after the first and the last epoch */
     double holdout_last;
+    /* With held-out images: the epoch whose weights were kept, the one with
+     * the highest agreement (the lowest loss when the teacher found nothing
+     * on them); 0: the weights from before training. */
+    int best_epoch;
+    double agreement_before, agreement_best;
 } yd_distill_report;
 
 /*

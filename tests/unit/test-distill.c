@@ -281,11 +281,96 @@ static void training_lowers_the_loss(void)
         yd_image_free(&images[i]);
 }
 
+/* Loads three calibration images and two copies of yolov8n, the student's
+ * biases moved away from the teacher's by up to 0.1 at random. */
+static void load_pair(yd_image images[3], yd_model **teacher, yd_model **student)
+{
+    const char *files[] = {CALIB "000000000009.jpg", CALIB "000000000025.jpg",
+                           CALIB "000000000030.jpg"};
+    yd_error err = {0};
+
+    rng = 2463534242u;
+    for (int i = 0; i < 3; i++)
+        if (yd_image_load(shared_path(files[i]), 0, &images[i], &err) != YD_OK) {
+            fprintf(stderr, "FATAL: %s: %s\n", files[i], err.message);
+            exit(2);
+        }
+    CHECK_OK(yd_model_load(shared_path("models/yolov8n.onnx"), NULL, teacher, &err));
+    CHECK_OK(yd_model_load(shared_path("models/yolov8n.onnx"), NULL, student, &err));
+    for (int i = 0; i < (*student)->graph->nnodes; i++) {
+        yd_conv_params *c = &(*student)->graph->nodes[i].conv;
+
+        if ((*student)->graph->nodes[i].op == YD_OP_CONV && !(*student)->graph->nodes[i].dead)
+            for (int o = 0; o < c->out_c; o++)
+                c->bias[o] += uniform(0.1f);
+    }
+}
+
+/* Sum of every conv bias, to tell whether training's weights were kept. */
+static double bias_sum(const yd_model *model)
+{
+    double sum = 0;
+
+    for (int i = 0; i < model->graph->nnodes; i++) {
+        const yd_conv_params *c = &model->graph->nodes[i].conv;
+
+        if (model->graph->nodes[i].op == YD_OP_CONV && !model->graph->nodes[i].dead)
+            for (int o = 0; o < c->out_c; o++)
+                sum += c->bias[o];
+    }
+    return sum;
+}
+
+/*
+ * With an image held out, distillation keeps the epoch whose detections
+ * agree best with the teacher's. A gentle run keeps its trained weights.
+ * A learning rate that wrecks the model gives back the weights from before.
+ */
+static void held_out_agreement_picks_the_weights(void)
+{
+    yd_model *teacher, *student;
+    yd_image images[3];
+    yd_distill_options options = {.epochs = 2, .learning_rate = 1e-4, .batch = 1, .threads = 2,
+                                  .holdout = 1};
+    yd_distill_report report;
+    yd_error err = {0};
+    double before;
+
+    load_pair(images, &teacher, &student);
+    CHECK_OK(yd_distill(student, teacher, images, 3, &options, &report, &err));
+    printf("  gentle: agreement %.4f before, %.4f kept (epoch %d)\n", report.agreement_before,
+           report.agreement_best, report.best_epoch);
+    CHECK(report.agreement_before > 0);
+    CHECK(report.agreement_before < 1);
+    CHECK(report.best_epoch >= 1);
+    CHECK(report.agreement_best > report.agreement_before);
+    yd_model_release(student);
+    yd_model_release(teacher);
+    for (int i = 0; i < 3; i++)
+        yd_image_free(&images[i]);
+
+    load_pair(images, &teacher, &student);
+    before = bias_sum(student);
+    options.epochs = 1;
+    options.learning_rate = 0.5;
+    CHECK_OK(yd_distill(student, teacher, images, 3, &options, &report, &err));
+    printf("  wrecking: agreement %.4f before, kept epoch %d, loss %.4f to %.4f\n",
+           report.agreement_before, report.best_epoch, report.loss_first, report.loss_last);
+    CHECK(report.best_epoch == 0);
+    CHECK(report.agreement_best == report.agreement_before);
+    CHECK(bias_sum(student) == before);
+    yd_model_release(student);
+    yd_model_release(teacher);
+    for (int i = 0; i < 3; i++)
+        yd_image_free(&images[i]);
+}
+
 int main(void)
 {
     RUN(gemm_matches_reference);
     RUN(backward_matches_finite_differences);
     RUN(frozen_layers_get_no_gradient);
     RUN(training_lowers_the_loss);
+    RUN(held_out_agreement_picks_the_weights);
     return TEST_SUMMARY();
 }
