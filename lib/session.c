@@ -19,10 +19,12 @@ enum { INPUT_PLANAR, INPUT_LETTERBOX };
 /*
  * Quantized inputs live in QSLOTS slots of s->qinput, each the size of the
  * largest one. A slot contains the running convolution's input or one
- * written ahead for a later reader. The detection head interleaves its box and
- * class branches, so two inputs can wait at once.
+ * written ahead for a later reader. In a C2f block the input of the final
+ * 1x1 convolution fills up while its bottlenecks run, and the detection
+ * head interleaves its box and class branches, so several inputs wait at
+ * once. With 4 slots the plan for yolov8n dropped three of its feeds.
  */
-#define QSLOTS 4
+#define QSLOTS 6
 
 static float *value_ptr(const yd_session *s, int value)
 {
@@ -238,44 +240,225 @@ void yd_session_destroy(yd_session *s)
     free(s);
 }
 
+/* A quantized output of an int8 convolution: part of a later one's input. */
+typedef struct qtarget {
+    int reader;      /* the convolution whose input slot it writes */
+    int first_block; /* the writer's output channel blocks it takes */
+    int nblocks;
+    int out_block;   /* the block of the reader's input they go to */
+} qtarget;
+
 /* How one node takes part in int8 execution (see quantized_plan). */
 typedef struct qstep {
-    int reader;  /* the node this int8 conv quantizes its output for, or -1 */
-    int slot;    /* int8 conv: the slot holding its quantized input */
-    int ready;   /* 1 when an earlier step already wrote that input */
-    int lanes;   /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
+    int slot;      /* int8 conv: the slot holding its quantized input */
+    int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
+    int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
+    int float_out; /* 0 when only its quantized outputs are read */
+    int ntargets;
+    qtarget targets[YD_QCONV_MAX_OUTPUTS];
 } qstep;
 
+/* A candidate for an int8 convolution whose producers write its input. */
+typedef struct qfeed {
+    int reader;
+    int first;                  /* the earliest producer: the slot is held from there */
+    int nproducers;
+    int producer[YD_MAX_INPUTS];
+    int first_block[YD_MAX_INPUTS]; /* see qtarget */
+    int nblocks[YD_MAX_INPUTS];
+    int out_block[YD_MAX_INPUTS];
+} qfeed;
+
+static int is_int8_conv(const yd_node *node)
+{
+    return !node->dead && node->op == YD_OP_CONV && node->conv.precision == YD_PREC_INT8;
+}
+
 /*
- * Plans which int8 convolutions write their output already quantized for
- * the next int8 convolution instead of as floats. These are the ones whose
- * output only that convolution reads (head outputs count as read), when no
- * hook or stop point needs float values and a slot is free until the
- * reader runs. When
- * the first int8 convolution alone reads the network input, the image is
- * quantized straight into its slot. Returns nnodes steps (NULL: plain
- * execution, also when out of memory); the caller frees them.
+ * Finds the nodes that write the float channels int8 convolution `reader`
+ * quantizes. The feed is possible when each is an int8 convolution whose
+ * output lies whole inside that channel range at a multiple of YD_QCB, so
+ * it can quantize its own blocks into the reader's slot. Returns 1 and
+ * fills *feed, or 0.
+ */
+static int find_feed(const yd_graph *g, int reader, qfeed *feed)
+{
+    const yd_node *c = &g->nodes[reader];
+    const int in_c = g->values[c->inputs[0]].c;
+    int co, covered = 0;
+    const int root = yd_graph_storage_root(g, c->inputs[0], &co);
+
+    if (root == g->input)
+        return 0;
+    *feed = (qfeed){.reader = reader, .first = reader};
+    for (int n = 0; n < reader; n++) {
+        const yd_node *node = &g->nodes[n];
+        const yd_value *out = &g->values[node->output];
+        int o;
+
+        if (node->dead || node->op == YD_OP_INPUT || yd_graph_storage_root(g, node->output, &o) != root)
+            continue;
+        if (o + out->c <= co || o >= co + in_c)
+            continue;
+        /* Views and in-place concatenations write nothing. */
+        if ((node->op == YD_OP_SLICE && !node->copies) ||
+            (node->op == YD_OP_CONCAT && node->copy_inputs == 0))
+            continue;
+        /* The channels [lo, hi) that it writes and the reader reads must
+         * be whole blocks of both, but for the last ones of both. */
+        const int lo = o > co ? o : co;
+        const int hi = o + out->c < co + in_c ? o + out->c : co + in_c;
+
+        if (!is_int8_conv(node) || (lo - o) % YD_QCB != 0 || (lo - co) % YD_QCB != 0 ||
+            ((hi - lo) % YD_QCB != 0 && !(hi == o + out->c && hi == co + in_c)) ||
+            feed->nproducers == YD_MAX_INPUTS)
+            return 0;
+        feed->producer[feed->nproducers] = n;
+        feed->first_block[feed->nproducers] = (lo - o) / YD_QCB;
+        feed->nblocks[feed->nproducers] = (hi - lo + YD_QCB - 1) / YD_QCB;
+        feed->out_block[feed->nproducers] = (lo - co) / YD_QCB;
+        feed->nproducers++;
+        feed->first = n < feed->first ? n : feed->first;
+        covered += hi - lo;
+    }
+    if (feed->nproducers == 0 || covered != in_c)
+        return 0;
+    return 1;
+}
+
+/*
+ * Marks `value`'s channels in its root buffer as read as floats: flags
+ * from first[root], one per channel of the root.
+ */
+static void mark_float_range(const yd_graph *g, int value, const size_t *first, char *float_read)
+{
+    int channel;
+    const int root = yd_graph_storage_root(g, value, &channel);
+
+    memset(float_read + first[root] + channel, 1, (size_t)g->values[value].c);
+}
+
+/* 1 when the node's only quantized output takes all its blocks, to block 0. */
+static int whole_target(const yd_graph *g, const yd_node *node, const qstep *step)
+{
+    const int nob = (g->values[node->output].c + YD_QCB - 1) / YD_QCB;
+
+    return step->ntargets == 1 && step->targets[0].first_block == 0 &&
+           step->targets[0].nblocks == nob && step->targets[0].out_block == 0;
+}
+
+/*
+ * Clears float_out of the int8 convolutions with quantized outputs whose
+ * float channels nothing reads: every reader is fed by the plan, and no
+ * residual, float layer, copy or head map reads them.
+ */
+static void mark_float_readers(const yd_graph *g, qstep *plan)
+{
+    size_t *first = malloc(((size_t)g->nvalues + 1) * sizeof *first);
+    char *float_read;
+
+    if (!first)
+        return;
+    first[0] = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        first[v + 1] = first[v] + (size_t)g->values[v].c;
+    float_read = calloc(first[g->nvalues], 1);
+    if (!float_read) {
+        free(first);
+        return;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+
+        if (node->dead || (node->op == YD_OP_SLICE && !node->copies))
+            continue;
+        for (int k = 0; k < node->ninputs; k++) {
+            if (node->op == YD_OP_CONCAT && !(node->copy_inputs & (1u << k)))
+                continue;
+            if (k == 0 && is_int8_conv(node) && plan[i].ready)
+                continue;
+            mark_float_range(g, node->inputs[k], first, float_read);
+        }
+        if (node->residual >= 0)
+            mark_float_range(g, node->residual, first, float_read);
+    }
+    for (int l = 0; l < g->nlevels; l++) {
+        mark_float_range(g, g->head_box[l], first, float_read);
+        mark_float_range(g, g->head_cls[l], first, float_read);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        int channel, root;
+
+        if (plan[i].ntargets == 0)
+            continue;
+        root = yd_graph_storage_root(g, node->output, &channel);
+        plan[i].float_out = memchr(float_read + first[root] + channel, 1,
+                                   (size_t)g->values[node->output].c) != NULL;
+        /* The Winograd kernel quantizes from its float output, but for a
+         * single output that takes every block. */
+        if (node->conv.qpacked->winograd_u && !whole_target(g, node, &plan[i]))
+            plan[i].float_out = 1;
+    }
+    free(first);
+    free(float_read);
+}
+
+/* Takes a slot that is free at node `now` and keeps it until node `until`. */
+static void take_slot(int slot_end[QSLOTS], int now, int until, int *slot)
+{
+    int k = 0;
+
+    while (k < QSLOTS && slot_end[k] >= now)
+        k++;
+    assert(k < QSLOTS);
+    slot_end[k] = until;
+    *slot = k;
+}
+
+/*
+ * Plans which int8 convolutions write their outputs already quantized
+ * into the input slot of later int8 convolutions, so those need not
+ * quantize a float tensor (a pass over it and a barrier). A reader is fed
+ * when every channel it reads comes from int8 convolutions (see
+ * find_feed), and a producer writes no floats when nothing reads them
+ * (see mark_float_readers). A fed reader's slot is held from its first
+ * producer until it runs. The planner takes the shortest such spans first
+ * while no node would need more than QSLOTS slots, counting one for each
+ * convolution that still quantizes its own input. No feed is planned
+ * while a hook or stop point needs float values. When the first int8
+ * convolution alone reads the network input, the image is quantized
+ * straight into its slot. Returns nnodes steps (NULL: plain execution,
+ * also when out of memory); the caller frees them.
  */
 static qstep *quantized_plan(const yd_session *s, int *first)
 {
     const yd_graph *g = s->model->graph;
-    int owner[QSLOTS]; /* the node whose input a slot holds, or -1 */
+    const int feeds_possible = yd_qconv_multi_of(s->model->kernels) != NULL;
     qstep *plan;
-    int *count;
+    qfeed *feeds;
+    int *count, *load;
+    int slot_end[QSLOTS];
+    int nfeeds = 0;
 
     *first = -1;
     if (s->observe || s->stop_after >= 0 || !s->qinput)
         return NULL;
     plan = malloc((size_t)g->nnodes * sizeof *plan);
+    feeds = malloc((size_t)g->nnodes * sizeof *feeds);
     count = calloc((size_t)g->nvalues, sizeof *count);
-    if (!plan || !count) {
+    load = calloc((size_t)g->nnodes, sizeof *load);
+    if (!plan || !feeds || !count || !load) {
         free(plan);
+        free(feeds);
         free(count);
+        free(load);
         return NULL;
     }
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
 
+        plan[i] = (qstep){.lanes = YD_QCB, .float_out = 1};
         if (node->dead)
             continue;
         for (int k = 0; k < node->ninputs; k++)
@@ -287,70 +470,156 @@ static qstep *quantized_plan(const yd_session *s, int *first)
         count[g->head_box[l]]++;
         count[g->head_cls[l]]++;
     }
-    for (int k = 0; k < QSLOTS; k++)
-        owner[k] = -1;
-    for (int i = 0; i < g->nnodes; i++)
-        plan[i] = (qstep){.reader = -1, .lanes = YD_QCB};
 
+    /* Every int8 convolution needs a slot while it runs. */
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
-        qstep *step = &plan[i];
-        int waiting = 0, j = i + 1, k = 0;
 
-        if (node->dead || node->op != YD_OP_CONV || node->conv.precision != YD_PREC_INT8)
+        if (!is_int8_conv(node))
             continue;
+        load[i] = 1;
         if (*first == -1) {
             int alone = node->inputs[0] == g->input && count[g->input] == 1;
 
             *first = alone && node->conv.in_c == 3 ? i : -2;
-            step->ready = *first == i;
+            plan[i].ready = *first == i;
+        } else if (feeds_possible && find_feed(g, i, &feeds[nfeeds])) {
+            nfeeds++;
         }
-        if (!step->ready) {
-            /* It quantizes its own input into a slot no reader waits on. */
-            while (owner[k] >= 0)
-                k++;
-            step->slot = k;
-        }
-        owner[step->slot] = i;
-        for (k = 0; k < QSLOTS; k++)
-            waiting += owner[k] >= 0 && owner[k] != i;
-        /* Keep one slot free for the convolutions that run in between. */
-        if (yd_qconv_u8_of(s->model->kernels) && count[node->output] == 1 &&
-            g->values[node->output].storage == node->output && waiting + 2 < QSLOTS) {
-            while (j < g->nnodes && (g->nodes[j].dead || g->nodes[j].ninputs == 0 ||
-                                     g->nodes[j].inputs[0] != node->output))
-                j++;
-            for (k = 0; owner[k] >= 0; k++)
-                ;
-            if (j < g->nnodes && g->nodes[j].op == YD_OP_CONV &&
-                g->nodes[j].conv.precision == YD_PREC_INT8) {
-                step->reader = j;
-                plan[j].slot = k;
-                plan[j].ready = 1;
-                owner[k] = j;
-                /* Only the quantizing kernel reads the compact layout. */
-                if (*first == i)
-                    step->lanes = 4;
-            }
-        }
-        owner[step->slot] = -1;
     }
+
+    /* Shortest spans first: insertion sort, a few dozen feeds at most. */
+    for (int a = 1; a < nfeeds; a++) {
+        qfeed f = feeds[a];
+        int b = a - 1;
+
+        while (b >= 0 && feeds[b].reader - feeds[b].first > f.reader - f.first) {
+            feeds[b + 1] = feeds[b];
+            b--;
+        }
+        feeds[b + 1] = f;
+    }
+    for (int a = 0; a < nfeeds; a++) {
+        const qfeed *f = &feeds[a];
+        int fits = 1;
+
+        /* The reader's own slot is counted in load[reader] already. */
+        for (int t = f->first; t < f->reader && fits; t++)
+            fits = load[t] < QSLOTS;
+        for (int p = 0; p < f->nproducers && fits; p++)
+            fits = plan[f->producer[p]].ntargets < YD_QCONV_MAX_OUTPUTS;
+        if (!fits)
+            continue;
+        for (int t = f->first; t < f->reader; t++)
+            load[t]++;
+        for (int p = 0; p < f->nproducers; p++) {
+            qstep *step = &plan[f->producer[p]];
+
+            step->targets[step->ntargets++] = (qtarget){
+                .reader = f->reader,
+                .first_block = f->first_block[p],
+                .nblocks = f->nblocks[p],
+                .out_block = f->out_block[p],
+            };
+        }
+        plan[f->reader].ready = 1;
+    }
+
+    mark_float_readers(g, plan);
+
+    /* Slots by a sweep in node order: a fed reader's slot is taken at
+     * its first producer, any other's when it runs, and each is free
+     * again after its reader runs. The loads above keep the sweep within
+     * QSLOTS, because each slot's use is one span of nodes. */
+    for (int k = 0; k < QSLOTS; k++)
+        slot_end[k] = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        plan[i].slot = -1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qstep *step = &plan[i];
+
+        if (is_int8_conv(&g->nodes[i]) && step->slot < 0)
+            take_slot(slot_end, i, i, &plan[i].slot);
+        for (int t = 0; t < step->ntargets; t++) {
+            const int reader = step->targets[t].reader;
+
+            if (plan[reader].slot < 0)
+                take_slot(slot_end, i, reader, &plan[reader].slot);
+        }
+    }
+    /* Only the direct kernel's quantizing variants read the compact layout. */
+    if (*first >= 0 && plan[*first].ntargets > 0 && !g->nodes[*first].conv.qpacked->winograd_u)
+        plan[*first].lanes = 4;
+
+    free(feeds);
     free(count);
+    free(load);
     return plan;
 }
 
 /*
- * Runs an int8 layer packed for Winograd: float output to `out`, or with
- * `next` the next int8 layer's quantized input.
+ * Runs an int8 layer packed for Winograd: float output to `out` (or NULL)
+ * and quantized outputs to next[0..nnext).
  */
 static void run_qwinograd(const yd_session *s, const yd_conv_shape *shape, const yd_qconv *q,
                           const uint8_t *qin, const float *residual, float *out,
-                          const yd_qconv_u8_out *next)
+                          const yd_qconv_u8_out *next, int nnext)
 {
     /* winograd_floats() sized the scratch for every layer that can be chosen. */
     assert(s->winograd_floats >= yd_winograd_scratch_floats(shape, YD_QCB));
-    s->model->kernels->qwinograd(shape, q, qin, residual, out, next, s->winograd_scratch,
+    s->model->kernels->qwinograd(shape, q, qin, residual, out, next, nnext, s->winograd_scratch,
                                  s->winograd_floats);
+}
+
+/*
+ * Runs an int8 convolution with its step of the int8 plan, or with none:
+ * it quantizes its input unless producers wrote it, and writes floats,
+ * quantized outputs for later convolutions, or both.
+ */
+static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *shape,
+                      const qstep *step, size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_kernel_table *k = s->model->kernels;
+    const yd_value *in0 = &g->values[node->inputs[0]];
+    const yd_qconv *q = node->conv.qpacked;
+    uint8_t *qin = s->qinput + (size_t)(step ? step->slot : 0) * slot_bytes;
+    const float *residual = node->residual >= 0 ? value_ptr(s, node->residual) : NULL;
+    float *out = step && !step->float_out ? NULL : value_ptr(s, node->output);
+    yd_qconv_u8_out next[YD_QCONV_MAX_OUTPUTS];
+    const int nnext = step ? step->ntargets : 0;
+
+    if (!step || !step->ready)
+        k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, g->cb,
+                    node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
+                    node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, qin);
+    for (int t = 0; t < nnext; t++) {
+        const qtarget *target = &step->targets[t];
+        const qstep *to = step + (target->reader - (node - g->nodes));
+        const yd_conv_params *reader = &g->nodes[target->reader].conv;
+
+        next[t] = (yd_qconv_u8_out){
+            .out = s->qinput + (size_t)to->slot * slot_bytes,
+            .scale = reader->input_scale,
+            .zero = reader->input_zero,
+            .pad_top = reader->pad_top,
+            .pad_left = reader->pad_left,
+            .pad_bottom = reader->pad_bottom,
+            .pad_right = reader->pad_right,
+            .first_block = target->first_block,
+            .nblocks = target->nblocks,
+            .out_block = target->out_block,
+        };
+    }
+
+    if (q->winograd_u) {
+        assert(!step || step->lanes == YD_QCB);
+        run_qwinograd(s, shape, q, qin, residual, out, next, nnext);
+    } else if (nnext > 0) {
+        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, next, nnext);
+    } else {
+        k->qconv(shape, q, qin, residual, out, g->cb);
+    }
 }
 
 /*
@@ -373,41 +642,7 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
 
         yd_conv_shape_of(g, node, &shape);
         if (node->conv.precision == YD_PREC_INT8) {
-            const yd_kernel_table *k = s->model->kernels;
-            uint8_t *qin = s->qinput + (size_t)(step ? step->slot : 0) * slot_bytes;
-            const float *residual = node->residual >= 0 ? value_ptr(s, node->residual) : NULL;
-
-            if (!step || !step->ready)
-                k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, cb,
-                            node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
-                            node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, qin);
-            if (step && step->reader >= 0) {
-                const qstep *to = step + (step->reader - (node - g->nodes));
-                const yd_conv_params *next = &g->nodes[step->reader].conv;
-                yd_qconv_u8_out q = {
-                    .out = s->qinput + (size_t)to->slot * slot_bytes,
-                    .scale = next->input_scale,
-                    .zero = next->input_zero,
-                    .pad_top = next->pad_top,
-                    .pad_left = next->pad_left,
-                    .pad_bottom = next->pad_bottom,
-                    .pad_right = next->pad_right,
-                };
-
-                if (node->conv.qpacked->winograd_u) {
-                    assert(step->lanes == YD_QCB);
-                    run_qwinograd(s, &shape, node->conv.qpacked, qin, residual, NULL, &q);
-                    break;
-                }
-                yd_qconv_u8_of(k)(&shape, node->conv.qpacked, qin, step->lanes, residual, &q);
-                break;
-            }
-            if (node->conv.qpacked->winograd_u) {
-                run_qwinograd(s, &shape, node->conv.qpacked, qin, residual,
-                              value_ptr(s, node->output), NULL);
-                break;
-            }
-            k->qconv(&shape, node->conv.qpacked, qin, residual, value_ptr(s, node->output), cb);
+            run_qconv(s, node, &shape, step, slot_bytes);
             break;
         }
         if (node->conv.winograd) {

@@ -69,7 +69,8 @@ typedef struct yd_kernel_table {
     /* int8 Winograd (see yd_qwinograd_fn); NULL: int8 layers run qconv */
     void (*qwinograd)(const struct yd_conv_shape *shape, const struct yd_qconv *q,
                       const uint8_t *in, const float *residual, float *out,
-                      const struct yd_qconv_u8_out *next, float *scratch, size_t scratch_floats);
+                      const struct yd_qconv_u8_out *next, int nnext, float *scratch,
+                      size_t scratch_floats);
 } yd_kernel_table;
 
 /*
@@ -232,7 +233,15 @@ typedef struct yd_qconv_u8_out {
     float scale;
     int zero;
     int pad_top, pad_left, pad_bottom, pad_right;
+    /* Output channel blocks [first_block, first_block + nblocks) go to
+     * blocks [out_block, ...) of `out`, so several convolutions can fill
+     * one reader's input, as for a concatenation. nblocks 0 means every
+     * block, to block 0. */
+    int first_block, nblocks, out_block;
 } yd_qconv_u8_out;
+
+/* The maximum number of quantized outputs of one convolution call. */
+#define YD_QCONV_MAX_OUTPUTS 4
 
 /*
  * `in_lanes` is the input's bytes per pixel: YD_QCB as above, or 4 when
@@ -244,6 +253,18 @@ typedef void (*yd_qconv_u8_fn)(const yd_conv_shape *shape, const yd_qconv *q, co
 
 /* The quantizing variant of table->qconv, or NULL when it has none. */
 yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table);
+
+/*
+ * Writes the float output to `out` (NULL: none) and the quantized bytes to
+ * each of next[0..nnext), nnext <= YD_QCONV_MAX_OUTPUTS. The bytes of each
+ * are those of yd_qconv_u8_fn with that target.
+ */
+typedef void (*yd_qconv_multi_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                  int in_lanes, const float *residual, float *out,
+                                  const yd_qconv_u8_out *next, int nnext);
+
+/* The variant of table->qconv with several outputs, or NULL when it has none. */
+yd_qconv_multi_fn yd_qconv_multi_of(const yd_kernel_table *table);
 
 /*
  * Quantizes an RGB8 HWC image (width x height) straight into the padded
@@ -297,19 +318,19 @@ int yd_qconv_pack_winograd(const yd_conv_shape *shape, const int8_t *qweight,
                            const float *weight_scale, yd_qconv *q);
 
 /*
- * Runs a layer packed by yd_qconv_pack_winograd(). With next NULL it
- * writes float output like yd_s8_conv_nchwc16__avx512vnni; otherwise it
- * writes next->out like yd_s8_conv_u8_nchwc16__avx512vnni and ignores
- * `out`. Scratch as for yd_winograd_fn, yd_winograd_scratch_floats(shape,
- * 16) floats per thread.
+ * Runs a layer packed by yd_qconv_pack_winograd(). It writes float output
+ * to `out` (NULL: none) like yd_s8_conv_nchwc16__avx512vnni, and quantized
+ * bytes to each of next[0..nnext) like yd_s8_conv_u8_nchwc16__avx512vnni.
+ * Scratch as for yd_winograd_fn, yd_winograd_scratch_floats(shape, 16)
+ * floats per thread.
  */
 typedef void (*yd_qwinograd_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                                 const float *residual, float *out, const yd_qconv_u8_out *next,
-                                float *scratch, size_t scratch_floats);
+                                int nnext, float *scratch, size_t scratch_floats);
 
 void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                         const uint8_t *in, const float *residual, float *out,
-                                        const yd_qconv_u8_out *next, float *scratch,
+                                        const yd_qconv_u8_out *next, int nnext, float *scratch,
                                         size_t scratch_floats);
 
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
@@ -325,3 +346,6 @@ void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *
 void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                        const uint8_t *in, int in_lanes, const float *residual,
                                        const yd_qconv_u8_out *next);
+void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                          const uint8_t *in, int in_lanes, const float *residual,
+                                          float *out, const yd_qconv_u8_out *next, int nnext);

@@ -542,6 +542,68 @@ static int qconv_u8_case(const yd_kernel_table *table, const yd_conv_shape *s, c
     return ok;
 }
 
+/*
+ * Several quantized outputs beside the float output, from the direct
+ * kernel's multi variant (scratch NULL) or the int8 Winograd kernel. One
+ * target takes every block. Another takes blocks [1, nob), or all when nob
+ * is 1, and places them from block 1 of a buffer one block larger, as
+ * producers of a concatenation do. The bytes must equal the table's
+ * quantizer on `got`, the float output of the same layer. Block 0 of the
+ * second buffer must stay unwritten, and the floats must equal `got`.
+ */
+static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
+                             const uint8_t *qin, const float *res, const float *got, float *scratch,
+                             size_t scratch_floats, int threads)
+{
+    const int nob = (s->out_c + YD_QCB - 1) / YD_QCB;
+    const int first = nob > 1 ? 1 : 0;
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, table->cb);
+    yd_qconv_u8_out next[2] = {
+        {.scale = 0.5f / 255 + 8.0f / 255 * (random_float() + 1.0f), .zero = random_int(0, 255),
+         .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1},
+    };
+    yd_conv_shape next_shape = {.in_c = s->out_c, .in_h = s->out_h, .in_w = s->out_w,
+                                .pad_top = 1, .pad_left = 1};
+    size_t nn = yd_qconv_input_bytes(&next_shape, 1, 1), block = nn / (size_t)nob;
+    uint8_t *want = yd_aligned_alloc(nn);
+    float *floats = yd_aligned_alloc(on * sizeof(float));
+    int ok = 1;
+
+    next[1] = next[0];
+    next[1].zero = random_int(0, 255);
+    next[1].first_block = first;
+    next[1].nblocks = nob - first;
+    next[1].out_block = 1;
+    next[0].out = yd_aligned_alloc(nn);
+    next[1].out = yd_aligned_alloc(nn + block);
+    memset(next[0].out, 0xa5, nn);
+    memset(next[1].out, 0xa5, nn + block);
+    if (scratch) {
+#pragma omp parallel num_threads(threads)
+        table->qwinograd(s, q, qin, res, floats, next, 2, scratch, scratch_floats);
+    } else {
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, next, 2);
+    }
+
+    ok &= memcmp(floats, got, on * sizeof(float)) == 0;
+    table->quantize(got, s->out_c, s->out_h, s->out_w, table->cb, next[0].scale, next[0].zero, 1, 1, 1,
+                    1, want);
+    ok &= memcmp(want, next[0].out, nn) == 0;
+    table->quantize(got, s->out_c, s->out_h, s->out_w, table->cb, next[1].scale, next[1].zero, 1, 1, 1,
+                    1, want);
+    ok &= memcmp(want + (size_t)first * block, next[1].out + block, (size_t)(nob - first) * block) == 0;
+    for (size_t i = 0; i < block; i++)
+        ok &= next[1].out[i] == 0xa5;
+    if (!ok)
+        fprintf(stderr, "  %s int8 %s with several outputs differs (in_c %d, out %dx%dx%d)\n",
+                table->name, scratch ? "Winograd" : "conv", s->in_c, s->out_c, s->out_h, s->out_w);
+    free(want);
+    free(floats);
+    free(next[0].out);
+    free(next[1].out);
+    return ok;
+}
+
 /* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
 static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
 {
@@ -586,6 +648,8 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
                 s->pad_top, diff);
     }
     ok &= qconv_u8_case(table, s, &q, qin_ref, res, got);
+    if (yd_qconv_multi_of(table))
+        ok &= multi_output_case(table, s, &q, qin_ref, res, got, NULL, 0, 1);
     yd_qconv_free(&q);
     free(qweight);
     free(wscale);
@@ -758,7 +822,7 @@ static double qwinograd_case(const yd_kernel_table *table, yd_conv_shape *s, int
         got[i] = guard;
     yd_s8_conv__scalar(s, &q, qin, res, want, cb);
 #pragma omp parallel num_threads(threads)
-    table->qwinograd(s, &q, qin, res, got, NULL, scratch, scratch_floats);
+    table->qwinograd(s, &q, qin, res, got, NULL, 0, scratch, scratch_floats);
 
     for (int oc = 0; oc < s->out_c; oc++)
         for (int i = 0; i < s->out_h * s->out_w; i++) {
@@ -793,7 +857,9 @@ static double qwinograd_case(const yd_kernel_table *table, yd_conv_shape *s, int
     table->quantize(got, s->out_c, s->out_h, s->out_w, cb, next.scale, next.zero, next.pad_top,
                     next.pad_left, next.pad_bottom, next.pad_right, want_bytes);
 #pragma omp parallel num_threads(threads)
-    table->qwinograd(s, &q, qin, res, NULL, &next, scratch, scratch_floats);
+    table->qwinograd(s, &q, qin, res, NULL, &next, 1, scratch, scratch_floats);
+    if (!multi_output_case(table, s, &q, qin, res, got, scratch, scratch_floats, threads))
+        worst = -1;
     if (memcmp(want_bytes, next.out, nn) != 0) {
         fprintf(stderr, "  %s int8 Winograd uint8 output differs from its float output quantized\n",
                 table->name);
