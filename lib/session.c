@@ -240,12 +240,16 @@ void yd_session_destroy(yd_session *s)
     free(s);
 }
 
-/* A quantized output of an int8 convolution: part of a later one's input. */
+/*
+ * A quantized output of an int8 convolution, max pooling or upsampling:
+ * part of a later int8 convolution's input.
+ */
 typedef struct qtarget {
     int reader;      /* the convolution whose input slot it writes */
     int first_block; /* the writer's output channel blocks it takes */
     int nblocks;
     int out_block;   /* the block of the reader's input they go to */
+    int in_block;    /* max pooling: the block of that input it reads */
 } qtarget;
 
 /* How one node takes part in int8 execution (see quantized_plan). */
@@ -254,6 +258,7 @@ typedef struct qstep {
     int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
     int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int float_out; /* 0 when only its quantized outputs are read */
+    int nowait;    /* max pooling: the next node pools its output, no barrier between */
     int ntargets;
     qtarget targets[YD_QCONV_MAX_OUTPUTS];
 } qstep;
@@ -267,6 +272,7 @@ typedef struct qfeed {
     int first_block[YD_MAX_INPUTS]; /* see qtarget */
     int nblocks[YD_MAX_INPUTS];
     int out_block[YD_MAX_INPUTS];
+    int in_block[YD_MAX_INPUTS];
 } qfeed;
 
 static int is_int8_conv(const yd_node *node)
@@ -275,10 +281,40 @@ static int is_int8_conv(const yd_node *node)
 }
 
 /*
+ * Checks a max pooling or upsampling node that writes channels [o, o + c)
+ * of the reader's input, [co, co + in_c): the whole output must lie there
+ * at a multiple of YD_QCB. Max pooling must keep the map size and read
+ * whole blocks of the same input, which its own producers write first.
+ * Returns 1 and sets *in_block (the block it reads), or 0.
+ */
+static int feeds_whole(const yd_graph *g, const yd_node *node, int co, int in_c, int root,
+                       int *in_block)
+{
+    const yd_value *out = &g->values[node->output];
+    int o, oi;
+
+    yd_graph_storage_root(g, node->output, &o);
+    if (o < co || o + out->c > co + in_c || (o - co) % YD_QCB != 0 ||
+        (out->c % YD_QCB != 0 && o + out->c != co + in_c))
+        return 0;
+    *in_block = 0;
+    if (node->op == YD_OP_UPSAMPLE)
+        return 1;
+    if (node->op != YD_OP_MAXPOOL || node->pool_stride != 1 ||
+        g->values[node->inputs[0]].h != out->h || g->values[node->inputs[0]].w != out->w ||
+        out->w > 1024 || yd_graph_storage_root(g, node->inputs[0], &oi) != root)
+        return 0;
+    if (oi < co || oi + out->c > co + in_c || (oi - co) % YD_QCB != 0)
+        return 0;
+    *in_block = (oi - co) / YD_QCB;
+    return 1;
+}
+
+/*
  * Finds the nodes that write the float channels int8 convolution `reader`
- * quantizes. The feed is possible when each is an int8 convolution whose
- * output lies whole inside that channel range at a multiple of YD_QCB, so
- * it can quantize its own blocks into the reader's slot. Returns 1 and
+ * quantizes. The feed is possible when each can write them quantized into
+ * the reader's slot: int8 convolutions whose outputs there are whole
+ * blocks, and max pooling and upsampling (see feeds_whole). Returns 1 and
  * fills *feed, or 0.
  */
 static int find_feed(const yd_graph *g, int reader, qfeed *feed)
@@ -308,15 +344,19 @@ static int find_feed(const yd_graph *g, int reader, qfeed *feed)
          * be whole blocks of both, but for the last ones of both. */
         const int lo = o > co ? o : co;
         const int hi = o + out->c < co + in_c ? o + out->c : co + in_c;
+        const int p = feed->nproducers;
 
-        if (!is_int8_conv(node) || (lo - o) % YD_QCB != 0 || (lo - co) % YD_QCB != 0 ||
-            ((hi - lo) % YD_QCB != 0 && !(hi == o + out->c && hi == co + in_c)) ||
-            feed->nproducers == YD_MAX_INPUTS)
+        if (p == YD_MAX_INPUTS)
             return 0;
-        feed->producer[feed->nproducers] = n;
-        feed->first_block[feed->nproducers] = (lo - o) / YD_QCB;
-        feed->nblocks[feed->nproducers] = (hi - lo + YD_QCB - 1) / YD_QCB;
-        feed->out_block[feed->nproducers] = (lo - co) / YD_QCB;
+        if (!is_int8_conv(node) && !feeds_whole(g, node, co, in_c, root, &feed->in_block[p]))
+            return 0;
+        if ((lo - o) % YD_QCB != 0 || (lo - co) % YD_QCB != 0 ||
+            ((hi - lo) % YD_QCB != 0 && !(hi == o + out->c && hi == co + in_c)))
+            return 0;
+        feed->producer[p] = n;
+        feed->first_block[p] = (lo - o) / YD_QCB;
+        feed->nblocks[p] = (hi - lo + YD_QCB - 1) / YD_QCB;
+        feed->out_block[p] = (lo - co) / YD_QCB;
         feed->nproducers++;
         feed->first = n < feed->first ? n : feed->first;
         covered += hi - lo;
@@ -348,9 +388,12 @@ static int whole_target(const yd_graph *g, const yd_node *node, const qstep *ste
 }
 
 /*
- * Clears float_out of the int8 convolutions with quantized outputs whose
- * float channels nothing reads: every reader is fed by the plan, and no
- * residual, float layer, copy or head map reads them.
+ * Clears float_out of the nodes with quantized outputs whose float
+ * channels nothing reads: every reader is fed by the plan, and no
+ * residual, float layer, copy or head map reads them. Nodes go in reverse
+ * order, so a node's readers are marked before it decides whether it
+ * reads floats itself (max pooling that writes only quantized bytes reads
+ * quantized ones).
  */
 static void mark_float_readers(const yd_graph *g, qstep *plan)
 {
@@ -367,41 +410,63 @@ static void mark_float_readers(const yd_graph *g, qstep *plan)
         free(first);
         return;
     }
-    for (int i = 0; i < g->nnodes; i++) {
+    for (int l = 0; l < g->nlevels; l++) {
+        mark_float_range(g, g->head_box[l], first, float_read);
+        mark_float_range(g, g->head_cls[l], first, float_read);
+    }
+    for (int i = g->nnodes - 1; i >= 0; i--) {
         const yd_node *node = &g->nodes[i];
+        int channel, root;
 
         if (node->dead || (node->op == YD_OP_SLICE && !node->copies))
             continue;
+        if (plan[i].ntargets > 0) {
+            root = yd_graph_storage_root(g, node->output, &channel);
+            plan[i].float_out = memchr(float_read + first[root] + channel, 1,
+                                       (size_t)g->values[node->output].c) != NULL;
+            /* The Winograd kernel quantizes from its float output, but for a
+             * single output that takes every block. */
+            if (node->op == YD_OP_CONV && node->conv.qpacked->winograd_u &&
+                !whole_target(g, node, &plan[i]))
+                plan[i].float_out = 1;
+        }
         for (int k = 0; k < node->ninputs; k++) {
             if (node->op == YD_OP_CONCAT && !(node->copy_inputs & (1u << k)))
                 continue;
             if (k == 0 && is_int8_conv(node) && plan[i].ready)
+                continue;
+            if (node->op == YD_OP_MAXPOOL && plan[i].ntargets > 0 && !plan[i].float_out)
                 continue;
             mark_float_range(g, node->inputs[k], first, float_read);
         }
         if (node->residual >= 0)
             mark_float_range(g, node->residual, first, float_read);
     }
-    for (int l = 0; l < g->nlevels; l++) {
-        mark_float_range(g, g->head_box[l], first, float_read);
-        mark_float_range(g, g->head_cls[l], first, float_read);
-    }
-    for (int i = 0; i < g->nnodes; i++) {
-        const yd_node *node = &g->nodes[i];
-        int channel, root;
-
-        if (plan[i].ntargets == 0)
-            continue;
-        root = yd_graph_storage_root(g, node->output, &channel);
-        plan[i].float_out = memchr(float_read + first[root] + channel, 1,
-                                   (size_t)g->values[node->output].c) != NULL;
-        /* The Winograd kernel quantizes from its float output, but for a
-         * single output that takes every block. */
-        if (node->conv.qpacked->winograd_u && !whole_target(g, node, &plan[i]))
-            plan[i].float_out = 1;
-    }
     free(first);
     free(float_read);
+}
+
+/*
+ * Sets nowait on quantized max pooling that the next node pools again
+ * from the same blocks of the same slot: the thread that wrote a block
+ * reads it (see yd_u8_maxpool), so no barrier is needed between them.
+ */
+static void chain_pooling(const yd_graph *g, qstep *plan)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        const qtarget *t = &plan[i].targets[0];
+        int j = i + 1;
+
+        if (g->nodes[i].dead || g->nodes[i].op != YD_OP_MAXPOOL || plan[i].ntargets != 1)
+            continue;
+        while (j < g->nnodes && g->nodes[j].dead)
+            j++;
+        if (j == g->nnodes || g->nodes[j].op != YD_OP_MAXPOOL || plan[j].ntargets != 1)
+            continue;
+        plan[i].nowait = plan[j].targets[0].reader == t->reader &&
+                         plan[j].targets[0].in_block == t->out_block &&
+                         plan[j].targets[0].nblocks == t->nblocks;
+    }
 }
 
 /* Takes a slot that is free at node `now` and keeps it until node `until`. */
@@ -520,6 +585,7 @@ static qstep *quantized_plan(const yd_session *s, int *first)
                 .first_block = f->first_block[p],
                 .nblocks = f->nblocks[p],
                 .out_block = f->out_block[p],
+                .in_block = f->in_block[p],
             };
         }
         plan[f->reader].ready = 1;
@@ -547,6 +613,8 @@ static qstep *quantized_plan(const yd_session *s, int *first)
                 take_slot(slot_end, i, reader, &plan[reader].slot);
         }
     }
+    chain_pooling(g, plan);
+
     /* Only the direct kernel's quantizing variants read the compact layout. */
     if (*first >= 0 && plan[*first].ntargets > 0 && !g->nodes[*first].conv.qpacked->winograd_u)
         plan[*first].lanes = 4;
@@ -622,6 +690,53 @@ static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *s
     }
 }
 
+/* The slot of int8 convolution `reader` as a uint8 layout. */
+static yd_u8_layout reader_layout(const yd_session *s, const qstep *plan_at_reader, int reader,
+                                  size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_node *node = &g->nodes[reader];
+    const yd_value *in = &g->values[node->inputs[0]];
+    const yd_conv_params *c = &node->conv;
+
+    return (yd_u8_layout){
+        .data = s->qinput + (size_t)plan_at_reader->slot * slot_bytes,
+        .zero = c->input_zero,
+        .hq = in->h + c->pad_top + c->pad_bottom,
+        .wq = in->w + c->pad_left + c->pad_right,
+        .pad_top = c->pad_top,
+        .pad_left = c->pad_left,
+        .pad_bottom = c->pad_bottom,
+        .pad_right = c->pad_right,
+    };
+}
+
+/*
+ * Runs a max pooling or upsampling node that writes quantized outputs
+ * (step->ntargets > 0): pooling reads the quantized bytes its producers
+ * wrote into the same slot, upsampling quantizes its float input.
+ */
+static void run_quantized_op(yd_session *s, const yd_node *node, const qstep *step,
+                             size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_value *in = &g->values[node->inputs[0]];
+
+    for (int t = 0; t < step->ntargets; t++) {
+        const qtarget *target = &step->targets[t];
+        const qstep *to = step + (target->reader - (node - g->nodes));
+        const yd_u8_layout layout = reader_layout(s, to, target->reader, slot_bytes);
+
+        if (node->op == YD_OP_MAXPOOL)
+            yd_u8_maxpool(&layout, target->in_block, target->out_block, target->nblocks, in->h,
+                          in->w, node->pool_kernel, node->pool_pad, !step->nowait);
+        else
+            yd_u8_upsample_quantize(value_ptr(s, node->inputs[0]), target->nblocks, in->h, in->w,
+                                    node->scale, g->nodes[target->reader].conv.input_scale, &layout,
+                                    target->out_block);
+    }
+}
+
 /*
  * Runs one node; called by every thread of the team. `step` is the node's
  * entry in the int8 plan, or NULL to run it plainly.
@@ -662,11 +777,19 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
         break;
     }
     case YD_OP_MAXPOOL:
+        if (step && step->ntargets > 0)
+            run_quantized_op(s, node, step, slot_bytes);
+        if (step && !step->float_out)
+            break;
         yd_f32_maxpool(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->pool_kernel,
                        node->pool_stride, node->pool_pad, value_ptr(s, node->output), out->h, out->w,
                        cb);
         break;
     case YD_OP_UPSAMPLE:
+        if (step && step->ntargets > 0)
+            run_quantized_op(s, node, step, slot_bytes);
+        if (step && !step->float_out)
+            break;
         yd_f32_upsample_nearest(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->scale,
                                 value_ptr(s, node->output), cb);
         break;

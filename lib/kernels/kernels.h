@@ -333,6 +333,34 @@ void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qco
                                         const yd_qconv_u8_out *next, int nnext, float *scratch,
                                         size_t scratch_floats);
 
+/* The padded uint8 input of an int8 convolution, its first block at `data`. */
+typedef struct yd_u8_layout {
+    uint8_t *data;
+    int zero;                   /* the zero point, also in the padding */
+    int hq, wq;                 /* padded height and width */
+    int pad_top, pad_left, pad_bottom, pad_right;
+} yd_u8_layout;
+
+/*
+ * Max pooling, kernel x kernel with stride 1 and `pad` on each side
+ * (padding taps skipped), from blocks [in_block, +nblocks) of `layout` to
+ * blocks [out_block, +nblocks) of the same layout, padding included. The
+ * bytes equal the float layer's output quantized with the layout's scale.
+ * Each thread takes whole blocks (a static schedule), so with wait 0 a
+ * pooling of this output with the same nblocks may follow without a
+ * barrier. Maps at most 1024 pixels wide.
+ */
+void yd_u8_maxpool(const yd_u8_layout *layout, int in_block, int out_block, int nblocks, int h,
+                   int w, int kernel, int pad, int wait);
+
+/*
+ * Nearest upsampling by `scale` of nblocks blocks of 16 floats (h x w,
+ * padding lanes zero), quantized with scale qscale and the layout's zero
+ * point, into blocks [out_block, +nblocks) of `layout`, padding included.
+ */
+void yd_u8_upsample_quantize(const float *in, int nblocks, int h, int w, int scale, float qscale,
+                             const yd_u8_layout *layout, int out_block);
+
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
 void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float scale, int zero,

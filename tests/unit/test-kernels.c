@@ -454,6 +454,55 @@ static void pack_unpack_round_trip(void)
     free(back);
 }
 
+/*
+ * Quantized max pooling and upsampling against the float layers followed
+ * by the quantizer, in a slot of 4 blocks with padding 1. The pooling
+ * reads blocks 0 and 1 and writes 2 and 3, and the upsampling writes 1
+ * and 2. Blocks the layer does not write must stay unwritten.
+ */
+static void u8_pool_upsample_match_float(void)
+{
+    const int c = 32, h = 7, w = 9, cb = 16, nblocks = 2;
+    const float scale = 3.0f / 255;
+    float *in = random_blocked(c, h, w, cb);
+    float *pooled = yd_aligned_alloc(yd_blocked_floats(c, h, w, cb) * sizeof(float));
+    float *upsampled = yd_aligned_alloc(yd_blocked_floats(c, 2 * h, 2 * w, cb) * sizeof(float));
+    yd_conv_shape small = {.in_c = c, .in_h = h, .in_w = w, .pad_top = 1, .pad_left = 1};
+    yd_conv_shape large = {.in_c = c, .in_h = 2 * h, .in_w = 2 * w, .pad_top = 1, .pad_left = 1};
+    size_t small_bytes = yd_qconv_input_bytes(&small, 1, 1);
+    size_t large_bytes = yd_qconv_input_bytes(&large, 1, 1);
+    uint8_t *want = yd_aligned_alloc(large_bytes);
+    uint8_t *slot = yd_aligned_alloc(4 * large_bytes);
+    yd_u8_layout layout = {.data = slot, .zero = 100, .hq = h + 2, .wq = w + 2,
+                           .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1};
+
+    memset(slot, 0xa5, 4 * large_bytes);
+    yd_u8_quantize__scalar(in, c, h, w, cb, scale, layout.zero, 1, 1, 1, 1, slot);
+    yd_u8_maxpool(&layout, 0, 2, nblocks, h, w, 5, 2, 1);
+    yd_f32_maxpool(in, c, h, w, 5, 1, 2, pooled, h, w, cb);
+    yd_u8_quantize__scalar(pooled, c, h, w, cb, scale, layout.zero, 1, 1, 1, 1, want);
+    CHECK(memcmp(want, slot + small_bytes, small_bytes) == 0);
+    CHECK(slot[2 * small_bytes] == 0xa5);
+
+    /* Upsampling reads floats whose padding lanes are zero, as layers keep them. */
+    for (size_t i = 0; i < yd_blocked_floats(c, h, w, cb); i++)
+        in[i] = in[i] * 4.0f;
+    layout.hq = 2 * h + 2;
+    layout.wq = 2 * w + 2;
+    memset(slot, 0xa5, 4 * large_bytes);
+    yd_u8_upsample_quantize(in, nblocks, h, w, 2, scale, &layout, 1);
+    yd_f32_upsample_nearest(in, c, h, w, 2, upsampled, cb);
+    yd_u8_quantize__scalar(upsampled, c, 2 * h, 2 * w, cb, scale, layout.zero, 1, 1, 1, 1, want);
+    CHECK(memcmp(want, slot + large_bytes / nblocks, large_bytes) == 0);
+    CHECK(slot[0] == 0xa5);
+    CHECK(slot[3 * large_bytes / nblocks] == 0xa5);
+    free(in);
+    free(pooled);
+    free(upsampled);
+    free(want);
+    free(slot);
+}
+
 static void maxpool_matches_loops(void)
 {
     int c = 10, h = 7, w = 6, cb = 8, k = 5, pad = 2;
@@ -1006,5 +1055,6 @@ int main(void)
     RUN(copy_channels_unaligned);
     RUN(pack_unpack_round_trip);
     RUN(maxpool_matches_loops);
+    RUN(u8_pool_upsample_match_float);
     return TEST_SUMMARY();
 }
