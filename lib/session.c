@@ -943,10 +943,12 @@ static void run(yd_session *s, int kind, const float *planar)
             const yd_value *box = &g->values[g->head_box[l]];
             const yd_value *cls = &g->values[g->head_cls[l]];
 
-            yd_f32_unpack_planar(value_ptr(s, g->head_box[l]), box->c, box->h, box->w, g->cb,
-                                 (float *)s->maps.level[l].box);
-            yd_f32_unpack_planar(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w, g->cb,
-                                 (float *)s->maps.level[l].cls);
+            /* The barrier at the end of the parallel region orders these
+             * with the head decode. */
+            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                                        g->cb, (float *)s->maps.level[l].box);
+            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                                        g->cb, (float *)s->maps.level[l].cls);
         }
         if (s->node_ms) {
 #pragma omp barrier

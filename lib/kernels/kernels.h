@@ -158,6 +158,12 @@ void yd_f32_pack_rgb8(const uint8_t *rgb, int width, int height, int cb, float *
 /* Blocked to planar [c][h][w]. */
 void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *out);
 
+/*
+ * The same without the barrier at the end: the caller synchronizes the
+ * team before anyone reads `out`.
+ */
+void yd_f32_unpack_planar_nowait(const float *in, int c, int h, int w, int cb, float *out);
+
 /* Planar [c][h][w] to blocked, padding lanes zeroed. */
 void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out);
 
