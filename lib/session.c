@@ -258,7 +258,7 @@ typedef struct qstep {
     int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
     int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int float_out; /* 0 when only its quantized outputs are read */
-    int nowait;    /* max pooling: the next node pools its output, no barrier between */
+    int nowait;    /* no barrier after it: see chain_pooling and group_convolutions */
     int ntargets;
     qtarget targets[YD_QCONV_MAX_OUTPUTS];
 } qstep;
@@ -469,16 +469,131 @@ static void chain_pooling(const yd_graph *g, qstep *plan)
     }
 }
 
-/* Takes a slot that is free at node `now` and keeps it until node `until`. */
+/* Floats [first, end) of the arena. */
+typedef struct span {
+    size_t first, end;
+} span;
+
+static span value_span(const yd_graph *g, int value)
+{
+    const yd_value *v = &g->values[value];
+    const size_t first = yd_graph_value_offset(g, value);
+
+    return (span){first, first + yd_blocked_floats(v->c, v->h, v->w, g->cb)};
+}
+
+static int spans_overlap(span a, span b)
+{
+    return a.first < b.end && b.first < a.end;
+}
+
+/* What an int8 convolution reads and writes while it runs, for group_convolutions. */
+typedef struct qaccess {
+    span reads[2], writes;
+    int nreads, has_writes;
+    int slot_read;                          /* its input slot */
+    int slot_writes[YD_QCONV_MAX_OUTPUTS + 1];
+    int nslot_writes;
+} qaccess;
+
+static qaccess access_of(const yd_graph *g, const qstep *plan, int i)
+{
+    const yd_node *node = &g->nodes[i];
+    const qstep *step = &plan[i];
+    qaccess a = {.slot_read = step->slot};
+
+    if (!step->ready) {
+        a.reads[a.nreads++] = value_span(g, node->inputs[0]);
+        a.slot_writes[a.nslot_writes++] = step->slot;
+    }
+    if (node->residual >= 0)
+        a.reads[a.nreads++] = value_span(g, node->residual);
+    if (step->float_out) {
+        a.writes = value_span(g, node->output);
+        a.has_writes = 1;
+    }
+    for (int t = 0; t < step->ntargets; t++)
+        a.slot_writes[a.nslot_writes++] = plan[step->targets[t].reader].slot;
+    return a;
+}
+
+/*
+ * 1 when `later` can run while `earlier` still runs on other threads: no
+ * float memory or slot that one writes is read or written by the other.
+ * Two writes to one slot are two producers of one reader's input, which
+ * write different blocks.
+ */
+static int accesses_independent(const qaccess *earlier, const qaccess *later)
+{
+    for (int k = 0; k < later->nslot_writes; k++)
+        if (later->slot_writes[k] == earlier->slot_read)
+            return 0;
+    for (int k = 0; k < earlier->nslot_writes; k++)
+        if (earlier->slot_writes[k] == later->slot_read)
+            return 0;
+    for (int k = 0; k < earlier->nreads && later->has_writes; k++)
+        if (spans_overlap(earlier->reads[k], later->writes))
+            return 0;
+    for (int k = 0; k < later->nreads && earlier->has_writes; k++)
+        if (spans_overlap(later->reads[k], earlier->writes))
+            return 0;
+    return !(earlier->has_writes && later->has_writes && spans_overlap(earlier->writes, later->writes));
+}
+
+/*
+ * Sets nowait on int8 convolutions whose next layer shares no data with
+ * them, nor with the others of the group still running. Threads that
+ * finish one layer then start the next at once, as in the box and class
+ * branches of the detection head and the neck layers beside them. Layers
+ * that do nothing at run time (views, in-place concatenations) are
+ * skipped, and any other layer ends the group. A group has at most 8
+ * layers.
+ */
+static void group_convolutions(const yd_graph *g, qstep *plan)
+{
+    enum { GROUP_MAX = 8 };
+    qaccess group[GROUP_MAX];
+    int members = 0, previous = -1;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        int joins = members > 0 && members < GROUP_MAX && is_int8_conv(node) && plan[i].ready;
+
+        if (node->dead || (node->op == YD_OP_SLICE && !node->copies) ||
+            (node->op == YD_OP_CONCAT && node->copy_inputs == 0))
+            continue;
+        if (joins) {
+            const qaccess a = access_of(g, plan, i);
+
+            for (int k = 0; k < members && joins; k++)
+                joins = accesses_independent(&group[k], &a);
+        }
+        if (joins) {
+            plan[previous].nowait = 1;
+        } else {
+            members = 0;
+        }
+        if (is_int8_conv(node) && plan[i].ready)
+            group[members++] = access_of(g, plan, i);
+        previous = i;
+    }
+}
+
+/*
+ * Takes a slot that is free at node `now` and keeps it until node `until`:
+ * the one free for longest, so layers next to each other tend to use
+ * different slots and group_convolutions can run them together.
+ */
 static void take_slot(int slot_end[QSLOTS], int now, int until, int *slot)
 {
-    int k = 0;
+    int best = -1;
 
-    while (k < QSLOTS && slot_end[k] >= now)
-        k++;
-    assert(k < QSLOTS);
-    slot_end[k] = until;
-    *slot = k;
+    for (int k = 0; k < QSLOTS; k++)
+        if (slot_end[k] < now && (best < 0 || slot_end[k] < slot_end[best]))
+            best = k;
+    assert(best >= 0);
+    slot_end[best] = until;
+    *slot = best;
 }
 
 /*
@@ -614,6 +729,7 @@ static qstep *quantized_plan(const yd_session *s, int *first)
         }
     }
     chain_pooling(g, plan);
+    group_convolutions(g, plan);
 
     /* Only the direct kernel's quantizing variants read the compact layout. */
     if (*first >= 0 && plan[*first].ntargets > 0 && !g->nodes[*first].conv.qpacked->winograd_u)
@@ -656,6 +772,10 @@ static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *s
     float *out = step && !step->float_out ? NULL : value_ptr(s, node->output);
     yd_qconv_u8_out next[YD_QCONV_MAX_OUTPUTS];
     const int nnext = step ? step->ntargets : 0;
+    yd_conv_shape grouped = *shape;
+
+    grouped.nowait = step && step->nowait;
+    shape = &grouped;
 
     if (!step || !step->ready)
         k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, g->cb,

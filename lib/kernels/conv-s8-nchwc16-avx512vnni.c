@@ -45,7 +45,7 @@ typedef struct qctx {
 /*
  * Packs four vectors of 16 int32 values to 64 bytes, q[0]'s 16 first,
  * saturating to [0, 255]. The packs work within 128-bit lanes, so lane i
- * then holds values 4i..4i+3 of q[0], q[1], q[2] and q[3], and a dword
+ * then contains values 4i..4i+3 of q[0], q[1], q[2] and q[3], and a dword
  * permutation puts them in order.
  */
 static inline __m512i pack_4(const __m512i q[4])
@@ -215,35 +215,53 @@ static void fill_border(const qctx *c, int ob0, int count, int oy)
     }
 }
 
+/* Computes output row oy of output blocks [ob0, ob0 + count). */
+static void run_row(qctx *c, int ob0, int count, int oy, const uint8_t *in, const float *residual,
+                    float *out)
+{
+    const yd_conv_shape *s = c->s;
+
+    if (c->ntargets > 0)
+        fill_border(c, ob0, count, oy);
+    for (int ox = 0; ox < s->out_w;) {
+        int np = s->out_w - ox < np_for[count] ? s->out_w - ox : np_for[count];
+
+        switch (count) {
+        case 1: qrow_1(c, ob0, oy, ox, np, in, residual, out); break;
+        case 2: qrow_2(c, ob0, oy, ox, np, in, residual, out); break;
+        case 3: qrow_3(c, ob0, oy, ox, np, in, residual, out); break;
+        default: qrow_4(c, ob0, oy, ox, np, in, residual, out); break;
+        }
+        ox += np;
+    }
+}
+
 static void run(qctx *c, const uint8_t *in, const float *residual, float *out)
 {
     const yd_conv_shape *s = c->s;
     const int nob = (s->out_c + YD_QCB - 1) / YD_QCB;
     const int ngroups = (nob + OB_MAX - 1) / OB_MAX;
     const int group = (nob + ngroups - 1) / ngroups;
+    const int items = ngroups * s->out_h;
     int last = s->in_c - (c->nicb - 1) * YD_QCB;
 
     c->groups_last = (last + 3) / 4;
     c->w_block = (size_t)c->nicb * s->kernel_h * s->kernel_w * YD_QCB * YD_QCB;
 
+    /* Items are (output group, row) pairs. */
+    if (s->nowait) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int item = 0; item < items; item++) {
+            const int ob0 = item / s->out_h * group;
+
+            run_row(c, ob0, nob - ob0 < group ? nob - ob0 : group, item % s->out_h, in, residual, out);
+        }
+    } else {
 #pragma omp for schedule(dynamic, 1)
-    for (int item = 0; item < ngroups * s->out_h; item++) {
-        const int g = item / s->out_h, oy = item % s->out_h;
-        const int ob0 = g * group;
-        const int count = nob - ob0 < group ? nob - ob0 : group;
+        for (int item = 0; item < items; item++) {
+            const int ob0 = item / s->out_h * group;
 
-        if (c->ntargets > 0)
-            fill_border(c, ob0, count, oy);
-        for (int ox = 0; ox < s->out_w;) {
-            int np = s->out_w - ox < np_for[count] ? s->out_w - ox : np_for[count];
-
-            switch (count) {
-            case 1: qrow_1(c, ob0, oy, ox, np, in, residual, out); break;
-            case 2: qrow_2(c, ob0, oy, ox, np, in, residual, out); break;
-            case 3: qrow_3(c, ob0, oy, ox, np, in, residual, out); break;
-            default: qrow_4(c, ob0, oy, ox, np, in, residual, out); break;
-            }
-            ox += np;
+            run_row(c, ob0, nob - ob0 < group ? nob - ob0 : group, item % s->out_h, in, residual, out);
         }
     }
 }

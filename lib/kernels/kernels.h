@@ -28,6 +28,10 @@ typedef struct yd_conv_shape {
      * an input of at most 4 channels stored [in_h][in_w][4], so the network
      * input needs no 16-float pixels for its 3 channels. */
     int in_pixel;
+    /* 1: the int8 kernels skip the barrier after their work-sharing loop,
+     * so the team can start a next layer that shares no data with this
+     * one (the caller checks that). */
+    int nowait;
 } yd_conv_shape;
 
 /*

@@ -160,6 +160,7 @@ static void fill_shape(yd_conv_shape *s, int in_c, int h, int w, int out_c, int 
     s->out_w = (w + 2 * pad - k) / stride + 1;
     s->silu = silu;
     s->in_pixel = 0;
+    s->nowait = 0;
 }
 
 static void check_table(const char *name)
