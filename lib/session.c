@@ -1003,6 +1003,7 @@ static void run(yd_session *s, int kind, const float *planar)
     plan = quantized_plan(s, &first_index);
     const yd_node *first = plan && first_index >= 0 ? &g->nodes[first_index] : NULL;
     int pixel = g->cb; /* floats per pixel of the float network input */
+    void (*const unpack)(const float *, int, int, int, float *) = s->model->kernels->unpack_planar;
 
     s->compact_node = first ? -1 : compact_input_node(s);
     if (s->compact_node >= 0)
@@ -1065,6 +1066,13 @@ static void run(yd_session *s, int kind, const float *planar)
 
             /* The barrier at the end of the parallel region orders these
              * with the head decode. */
+            if (unpack) {
+                unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                       (float *)s->maps.level[l].box);
+                unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                       (float *)s->maps.level[l].cls);
+                continue;
+            }
             yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
                                         g->cb, (float *)s->maps.level[l].box);
             yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,

@@ -75,6 +75,8 @@ typedef struct yd_kernel_table {
                       const uint8_t *in, const float *residual, float *out,
                       const struct yd_qconv_u8_out *next, int nnext, float *scratch,
                       size_t scratch_floats);
+    /* yd_f32_unpack_planar_nowait for this table's cb; NULL: use that one */
+    void (*unpack_planar)(const float *in, int c, int h, int w, float *out);
 } yd_kernel_table;
 
 /*
@@ -167,6 +169,7 @@ void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *o
  * team before anyone reads `out`.
  */
 void yd_f32_unpack_planar_nowait(const float *in, int c, int h, int w, int cb, float *out);
+void yd_f32_unpack_planar_nchwc16__avx512(const float *in, int c, int h, int w, float *out);
 
 /* Planar [c][h][w] to blocked, padding lanes zeroed. */
 void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out);

@@ -504,6 +504,30 @@ static void u8_pool_upsample_match_float(void)
     free(slot);
 }
 
+/* The AVX-512 unpack against the generic one, with a partial block and a plane that is not a multiple of 16. */
+static void unpack_avx512_matches_generic(void)
+{
+    static const int shapes[][3] = {{64, 8, 10}, {21, 5, 7}, {80, 4, 4}};
+
+    if (!yd_kernels_get("avx512")) {
+        printf("  (this CPU does not run the avx512 kernels)\n");
+        return;
+    }
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int c = shapes[k][0], h = shapes[k][1], w = shapes[k][2];
+        float *blocked = random_blocked(c, h, w, 16);
+        float *want = malloc((size_t)c * h * w * sizeof(float));
+        float *got = malloc((size_t)c * h * w * sizeof(float));
+
+        yd_f32_unpack_planar(blocked, c, h, w, 16, want);
+        yd_f32_unpack_planar_nchwc16__avx512(blocked, c, h, w, got);
+        CHECK(memcmp(want, got, (size_t)c * h * w * sizeof(float)) == 0);
+        free(blocked);
+        free(want);
+        free(got);
+    }
+}
+
 static void maxpool_matches_loops(void)
 {
     int c = 10, h = 7, w = 6, cb = 8, k = 5, pad = 2;
@@ -1056,6 +1080,7 @@ int main(void)
     RUN(copy_channels_unaligned);
     RUN(pack_unpack_round_trip);
     RUN(maxpool_matches_loops);
+    RUN(unpack_avx512_matches_generic);
     RUN(u8_pool_upsample_match_float);
     return TEST_SUMMARY();
 }
