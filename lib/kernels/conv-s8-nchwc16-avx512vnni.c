@@ -42,21 +42,6 @@ typedef struct qctx {
     u8_target targets[YD_QCONV_MAX_OUTPUTS];
 } qctx;
 
-/*
- * Packs four vectors of 16 int32 values to 64 bytes, q[0]'s 16 first,
- * saturating to [0, 255]. The packs work within 128-bit lanes, so lane i
- * then contains values 4i..4i+3 of q[0], q[1], q[2] and q[3], and a dword
- * permutation puts them in order.
- */
-static inline __m512i pack_4(const __m512i q[4])
-{
-    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-    const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]),
-                                              _mm512_packs_epi32(q[2], q[3]));
-
-    return _mm512_permutexvar_epi32(order, bytes);
-}
-
 TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy, int ox,
                      const uint8_t *in, const float *residual, float *out)
 {
@@ -149,7 +134,7 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
                 for (int j = 0; j < 4; j++)
                     q[j] = _mm512_add_epi32(
                         _mm512_cvtps_epi32(_mm512_mul_ps(value[p + j], inverse)), z);
-                _mm512_storeu_si512((void *)(qrow + (size_t)p * YD_QCB), pack_4(q));
+                _mm512_storeu_si512((void *)(qrow + (size_t)p * YD_QCB), pack_u8x4_avx512(q));
             }
             for (; p < NP; p++) {
                 __m512i qv = _mm512_cvtps_epi32(_mm512_mul_ps(value[p], inverse));

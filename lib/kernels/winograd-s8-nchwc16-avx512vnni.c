@@ -311,36 +311,50 @@ static void multiply(const winograd_ctx *c, const float *scratch, int ob0, int c
     }
 }
 
-TILE_ATTR void store_pixel(const winograd_ctx *c, float *out, size_t base, int ob, int oy, int ox,
-                           VEC value)
+TILE_ATTR void store_pixels(const winograd_ctx *c, float *out, size_t base, int ob, int oy, int ox0,
+                            const VEC values[4], const int cols)
 {
     if (!c->u8_out) {
-        VSTORE(out + base, value);
+        for (int x = 0; x < cols; x++)
+            VSTORE(out + base + (size_t)x * CB, values[x]);
         return;
     }
 
     /* The operations of yd_u8_quantize__avx512 and of the direct kernel's
      * quantizing epilogue, so the bytes are the same for the same float. */
     const int oc0 = ob * YD_QCB;
+    const __m512 inverse = _mm512_set1_ps(c->inverse);
     const __m512i z = _mm512_set1_epi32(c->u8_zero);
     /* Lanes past out_c hold the zero point, as the quantizer leaves them. */
     const __mmask16 real = oc0 + YD_QCB <= c->s->out_c
                                ? 0xffff
                                : (__mmask16)((1u << (c->s->out_c - oc0)) - 1);
-    const size_t at = (((size_t)ob * c->hq + (size_t)(oy + c->u8_top)) * c->wq +
-                       (size_t)(ox + c->u8_left)) * YD_QCB;
-    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(value, _mm512_set1_ps(c->inverse)));
+    uint8_t *at = c->u8_out + (((size_t)ob * c->hq + (size_t)(oy + c->u8_top)) * c->wq +
+                               (size_t)(ox0 + c->u8_left)) * YD_QCB;
 
-    q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), _mm512_setzero_si512()),
-                         _mm512_set1_epi32(255));
-    q = _mm512_mask_blend_epi32(real, z, q);
-    _mm_store_si128((__m128i *)(c->u8_out + at), _mm512_cvtepi32_epi8(q));
+    /* A whole tile row at once: the saturating packs clamp as min and max do. */
+    if (cols == 4 && real == 0xffff) {
+        __m512i q[4];
+
+        for (int x = 0; x < 4; x++)
+            q[x] = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(values[x], inverse)), z);
+        _mm512_storeu_si512((void *)at, pack_u8x4_avx512(q));
+        return;
+    }
+    for (int x = 0; x < cols; x++) {
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(values[x], inverse));
+
+        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), _mm512_setzero_si512()),
+                             _mm512_set1_epi32(255));
+        q = _mm512_mask_blend_epi32(real, z, q);
+        _mm_store_si128((__m128i *)(at + (size_t)x * YD_QCB), _mm512_cvtepi32_epi8(q));
+    }
 }
 
 /*
  * Quantizes the float output of tiles [t0, t0 + nt) and blocks [ob0, ob0 +
  * count) into every target that takes those blocks, with the operations of
- * store_pixel. Quantizing in store_pixel for any number of targets made
+ * store_pixels. Quantizing in store_pixels for any number of targets made
  * the kernel about 10% slower even with none, so several targets take
  * this pass over floats still in cache instead.
  */
