@@ -84,6 +84,7 @@ static inline void yd_conv_shape_of(const yd_graph *g, const yd_node *node, yd_c
     shape->pad_left = node->conv.pad_left;
     shape->silu = node->conv.act == YD_ACT_SILU;
     shape->in_pixel = 0;
+    shape->nowait = 0;
 }
 
 /*

@@ -250,6 +250,11 @@ static int resolve(const yd_graph *graph, int value, int *channel)
     return value;
 }
 
+int yd_graph_storage_root(const yd_graph *graph, int value, int *channel)
+{
+    return resolve(graph, value, channel);
+}
+
 size_t yd_graph_value_offset(const yd_graph *graph, int value)
 {
     int channel;

@@ -135,6 +135,9 @@ void yd_graph_fuse(yd_graph *graph);
  */
 int yd_graph_plan(yd_graph *graph, int cb, yd_error *err);
 
+/* The root value whose buffer stores `value`, and the channel at which it starts there. */
+int yd_graph_storage_root(const yd_graph *graph, int value, int *channel);
+
 /* Floats from the start of the arena to the value's first block. */
 size_t yd_graph_value_offset(const yd_graph *graph, int value);
 

@@ -19,10 +19,12 @@ enum { INPUT_PLANAR, INPUT_LETTERBOX };
 /*
  * Quantized inputs live in QSLOTS slots of s->qinput, each the size of the
  * largest one. A slot contains the running convolution's input or one
- * written ahead for a later reader. The detection head interleaves its box and
- * class branches, so two inputs can wait at once.
+ * written ahead for a later reader. In a C2f block the input of the final
+ * 1x1 convolution fills up while its bottlenecks run, and the detection
+ * head interleaves its box and class branches, so several inputs wait at
+ * once. With 4 slots the plan for yolov8n dropped three of its feeds.
  */
-#define QSLOTS 4
+#define QSLOTS 6
 
 static float *value_ptr(const yd_session *s, int value)
 {
@@ -238,44 +240,405 @@ void yd_session_destroy(yd_session *s)
     free(s);
 }
 
+/*
+ * A quantized output of an int8 convolution, max pooling or upsampling:
+ * part of a later int8 convolution's input.
+ */
+typedef struct qtarget {
+    int reader;      /* the convolution whose input slot it writes */
+    int first_block; /* the writer's output channel blocks it takes */
+    int nblocks;
+    int out_block;   /* the block of the reader's input they go to */
+    int in_block;    /* max pooling: the block of that input it reads */
+} qtarget;
+
 /* How one node takes part in int8 execution (see quantized_plan). */
 typedef struct qstep {
-    int reader;  /* the node this int8 conv quantizes its output for, or -1 */
-    int slot;    /* int8 conv: the slot holding its quantized input */
-    int ready;   /* 1 when an earlier step already wrote that input */
-    int lanes;   /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
+    int slot;      /* int8 conv: the slot holding its quantized input */
+    int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
+    int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
+    int float_out; /* 0 when only its quantized outputs are read */
+    int nowait;    /* no barrier after it: see chain_pooling and group_convolutions */
+    int ntargets;
+    qtarget targets[YD_QCONV_MAX_OUTPUTS];
 } qstep;
 
+/* A candidate for an int8 convolution whose producers write its input. */
+typedef struct qfeed {
+    int reader;
+    int first;                  /* the earliest producer: the slot is held from there */
+    int nproducers;
+    int producer[YD_MAX_INPUTS];
+    int first_block[YD_MAX_INPUTS]; /* see qtarget */
+    int nblocks[YD_MAX_INPUTS];
+    int out_block[YD_MAX_INPUTS];
+    int in_block[YD_MAX_INPUTS];
+} qfeed;
+
+static int is_int8_conv(const yd_node *node)
+{
+    return !node->dead && node->op == YD_OP_CONV && node->conv.precision == YD_PREC_INT8;
+}
+
 /*
- * Plans which int8 convolutions write their output already quantized for
- * the next int8 convolution instead of as floats. These are the ones whose
- * output only that convolution reads (head outputs count as read), when no
- * hook or stop point needs float values and a slot is free until the
- * reader runs. When
- * the first int8 convolution alone reads the network input, the image is
- * quantized straight into its slot. Returns nnodes steps (NULL: plain
- * execution, also when out of memory); the caller frees them.
+ * Checks a max pooling or upsampling node that writes channels [o, o + c)
+ * of the reader's input, [co, co + in_c): the whole output must lie there
+ * at a multiple of YD_QCB. Max pooling must keep the map size and read
+ * whole blocks of the same input, which its own producers write first.
+ * Returns 1 and sets *in_block (the block it reads), or 0.
+ */
+static int feeds_whole(const yd_graph *g, const yd_node *node, int co, int in_c, int root,
+                       int *in_block)
+{
+    const yd_value *out = &g->values[node->output];
+    int o, oi;
+
+    yd_graph_storage_root(g, node->output, &o);
+    if (o < co || o + out->c > co + in_c || (o - co) % YD_QCB != 0 ||
+        (out->c % YD_QCB != 0 && o + out->c != co + in_c))
+        return 0;
+    *in_block = 0;
+    if (node->op == YD_OP_UPSAMPLE)
+        return 1;
+    if (node->op != YD_OP_MAXPOOL || node->pool_stride != 1 ||
+        g->values[node->inputs[0]].h != out->h || g->values[node->inputs[0]].w != out->w ||
+        out->w > 1024 || yd_graph_storage_root(g, node->inputs[0], &oi) != root)
+        return 0;
+    if (oi < co || oi + out->c > co + in_c || (oi - co) % YD_QCB != 0)
+        return 0;
+    *in_block = (oi - co) / YD_QCB;
+    return 1;
+}
+
+/*
+ * Finds the nodes that write the float channels int8 convolution `reader`
+ * quantizes. The feed is possible when each can write them quantized into
+ * the reader's slot: int8 convolutions whose outputs there are whole
+ * blocks, and max pooling and upsampling (see feeds_whole). Returns 1 and
+ * fills *feed, or 0.
+ */
+static int find_feed(const yd_graph *g, int reader, qfeed *feed)
+{
+    const yd_node *c = &g->nodes[reader];
+    const int in_c = g->values[c->inputs[0]].c;
+    int co, covered = 0;
+    const int root = yd_graph_storage_root(g, c->inputs[0], &co);
+
+    if (root == g->input)
+        return 0;
+    *feed = (qfeed){.reader = reader, .first = reader};
+    for (int n = 0; n < reader; n++) {
+        const yd_node *node = &g->nodes[n];
+        const yd_value *out = &g->values[node->output];
+        int o;
+
+        if (node->dead || node->op == YD_OP_INPUT || yd_graph_storage_root(g, node->output, &o) != root)
+            continue;
+        if (o + out->c <= co || o >= co + in_c)
+            continue;
+        /* Views and in-place concatenations write nothing. */
+        if ((node->op == YD_OP_SLICE && !node->copies) ||
+            (node->op == YD_OP_CONCAT && node->copy_inputs == 0))
+            continue;
+        /* The channels [lo, hi) that it writes and the reader reads must
+         * be whole blocks of both, but for the last ones of both. */
+        const int lo = o > co ? o : co;
+        const int hi = o + out->c < co + in_c ? o + out->c : co + in_c;
+        const int p = feed->nproducers;
+
+        if (p == YD_MAX_INPUTS)
+            return 0;
+        if (!is_int8_conv(node) && !feeds_whole(g, node, co, in_c, root, &feed->in_block[p]))
+            return 0;
+        if ((lo - o) % YD_QCB != 0 || (lo - co) % YD_QCB != 0 ||
+            ((hi - lo) % YD_QCB != 0 && !(hi == o + out->c && hi == co + in_c)))
+            return 0;
+        feed->producer[p] = n;
+        feed->first_block[p] = (lo - o) / YD_QCB;
+        feed->nblocks[p] = (hi - lo + YD_QCB - 1) / YD_QCB;
+        feed->out_block[p] = (lo - co) / YD_QCB;
+        feed->nproducers++;
+        feed->first = n < feed->first ? n : feed->first;
+        covered += hi - lo;
+    }
+    if (feed->nproducers == 0 || covered != in_c)
+        return 0;
+    return 1;
+}
+
+/*
+ * Marks `value`'s channels in its root buffer as read as floats: flags
+ * from first[root], one per channel of the root.
+ */
+static void mark_float_range(const yd_graph *g, int value, const size_t *first, char *float_read)
+{
+    int channel;
+    const int root = yd_graph_storage_root(g, value, &channel);
+
+    memset(float_read + first[root] + channel, 1, (size_t)g->values[value].c);
+}
+
+/* 1 when the node's only quantized output takes all its blocks, to block 0. */
+static int whole_target(const yd_graph *g, const yd_node *node, const qstep *step)
+{
+    const int nob = (g->values[node->output].c + YD_QCB - 1) / YD_QCB;
+
+    return step->ntargets == 1 && step->targets[0].first_block == 0 &&
+           step->targets[0].nblocks == nob && step->targets[0].out_block == 0;
+}
+
+/*
+ * Clears float_out of the nodes with quantized outputs whose float
+ * channels nothing reads: every reader is fed by the plan, and no
+ * residual, float layer, copy or head map reads them. Nodes go in reverse
+ * order, so a node's readers are marked before it decides whether it
+ * reads floats itself (max pooling that writes only quantized bytes reads
+ * quantized ones).
+ */
+static void mark_float_readers(const yd_graph *g, qstep *plan)
+{
+    size_t *first = malloc(((size_t)g->nvalues + 1) * sizeof *first);
+    char *float_read;
+
+    if (!first)
+        return;
+    first[0] = 0;
+    for (int v = 0; v < g->nvalues; v++)
+        first[v + 1] = first[v] + (size_t)g->values[v].c;
+    float_read = calloc(first[g->nvalues], 1);
+    if (!float_read) {
+        free(first);
+        return;
+    }
+    for (int l = 0; l < g->nlevels; l++) {
+        mark_float_range(g, g->head_box[l], first, float_read);
+        mark_float_range(g, g->head_cls[l], first, float_read);
+    }
+    for (int i = g->nnodes - 1; i >= 0; i--) {
+        const yd_node *node = &g->nodes[i];
+        int channel, root;
+
+        if (node->dead || (node->op == YD_OP_SLICE && !node->copies))
+            continue;
+        if (plan[i].ntargets > 0) {
+            root = yd_graph_storage_root(g, node->output, &channel);
+            plan[i].float_out = memchr(float_read + first[root] + channel, 1,
+                                       (size_t)g->values[node->output].c) != NULL;
+            /* The Winograd kernel quantizes from its float output, but for a
+             * single output that takes every block. */
+            if (node->op == YD_OP_CONV && node->conv.qpacked->winograd_u &&
+                !whole_target(g, node, &plan[i]))
+                plan[i].float_out = 1;
+        }
+        for (int k = 0; k < node->ninputs; k++) {
+            if (node->op == YD_OP_CONCAT && !(node->copy_inputs & (1u << k)))
+                continue;
+            if (k == 0 && is_int8_conv(node) && plan[i].ready)
+                continue;
+            if (node->op == YD_OP_MAXPOOL && plan[i].ntargets > 0 && !plan[i].float_out)
+                continue;
+            mark_float_range(g, node->inputs[k], first, float_read);
+        }
+        if (node->residual >= 0)
+            mark_float_range(g, node->residual, first, float_read);
+    }
+    free(first);
+    free(float_read);
+}
+
+/*
+ * Sets nowait on quantized max pooling that the next node pools again
+ * from the same blocks of the same slot: the thread that wrote a block
+ * reads it (see yd_u8_maxpool), so no barrier is needed between them.
+ */
+static void chain_pooling(const yd_graph *g, qstep *plan)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        const qtarget *t = &plan[i].targets[0];
+        int j = i + 1;
+
+        if (g->nodes[i].dead || g->nodes[i].op != YD_OP_MAXPOOL || plan[i].ntargets != 1)
+            continue;
+        while (j < g->nnodes && g->nodes[j].dead)
+            j++;
+        if (j == g->nnodes || g->nodes[j].op != YD_OP_MAXPOOL || plan[j].ntargets != 1)
+            continue;
+        plan[i].nowait = plan[j].targets[0].reader == t->reader &&
+                         plan[j].targets[0].in_block == t->out_block &&
+                         plan[j].targets[0].nblocks == t->nblocks;
+    }
+}
+
+/* Floats [first, end) of the arena. */
+typedef struct span {
+    size_t first, end;
+} span;
+
+static span value_span(const yd_graph *g, int value)
+{
+    const yd_value *v = &g->values[value];
+    const size_t first = yd_graph_value_offset(g, value);
+
+    return (span){first, first + yd_blocked_floats(v->c, v->h, v->w, g->cb)};
+}
+
+static int spans_overlap(span a, span b)
+{
+    return a.first < b.end && b.first < a.end;
+}
+
+/* What an int8 convolution reads and writes while it runs, for group_convolutions. */
+typedef struct qaccess {
+    span reads[2], writes;
+    int nreads, has_writes;
+    int slot_read;                          /* its input slot */
+    int slot_writes[YD_QCONV_MAX_OUTPUTS + 1];
+    int nslot_writes;
+} qaccess;
+
+static qaccess access_of(const yd_graph *g, const qstep *plan, int i)
+{
+    const yd_node *node = &g->nodes[i];
+    const qstep *step = &plan[i];
+    qaccess a = {.slot_read = step->slot};
+
+    if (!step->ready) {
+        a.reads[a.nreads++] = value_span(g, node->inputs[0]);
+        a.slot_writes[a.nslot_writes++] = step->slot;
+    }
+    if (node->residual >= 0)
+        a.reads[a.nreads++] = value_span(g, node->residual);
+    if (step->float_out) {
+        a.writes = value_span(g, node->output);
+        a.has_writes = 1;
+    }
+    for (int t = 0; t < step->ntargets; t++)
+        a.slot_writes[a.nslot_writes++] = plan[step->targets[t].reader].slot;
+    return a;
+}
+
+/*
+ * 1 when `later` can run while `earlier` still runs on other threads: no
+ * float memory or slot that one writes is read or written by the other.
+ * Two writes to one slot are two producers of one reader's input, which
+ * write different blocks.
+ */
+static int accesses_independent(const qaccess *earlier, const qaccess *later)
+{
+    for (int k = 0; k < later->nslot_writes; k++)
+        if (later->slot_writes[k] == earlier->slot_read)
+            return 0;
+    for (int k = 0; k < earlier->nslot_writes; k++)
+        if (earlier->slot_writes[k] == later->slot_read)
+            return 0;
+    for (int k = 0; k < earlier->nreads && later->has_writes; k++)
+        if (spans_overlap(earlier->reads[k], later->writes))
+            return 0;
+    for (int k = 0; k < later->nreads && earlier->has_writes; k++)
+        if (spans_overlap(later->reads[k], earlier->writes))
+            return 0;
+    return !(earlier->has_writes && later->has_writes && spans_overlap(earlier->writes, later->writes));
+}
+
+/*
+ * Sets nowait on int8 convolutions whose next layer shares no data with
+ * them, nor with the others of the group still running. Threads that
+ * finish one layer then start the next at once, as in the box and class
+ * branches of the detection head and the neck layers beside them. Layers
+ * that do nothing at run time (views, in-place concatenations) are
+ * skipped, and any other layer ends the group. A group has at most 8
+ * layers.
+ */
+static void group_convolutions(const yd_graph *g, qstep *plan)
+{
+    enum { GROUP_MAX = 8 };
+    qaccess group[GROUP_MAX];
+    int members = 0, previous = -1;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+        int joins = members > 0 && members < GROUP_MAX && is_int8_conv(node) && plan[i].ready;
+
+        if (node->dead || (node->op == YD_OP_SLICE && !node->copies) ||
+            (node->op == YD_OP_CONCAT && node->copy_inputs == 0))
+            continue;
+        if (joins) {
+            const qaccess a = access_of(g, plan, i);
+
+            for (int k = 0; k < members && joins; k++)
+                joins = accesses_independent(&group[k], &a);
+        }
+        if (joins) {
+            plan[previous].nowait = 1;
+        } else {
+            members = 0;
+        }
+        if (is_int8_conv(node) && plan[i].ready)
+            group[members++] = access_of(g, plan, i);
+        previous = i;
+    }
+}
+
+/*
+ * Takes a slot that is free at node `now` and keeps it until node `until`:
+ * the one free for longest, so layers next to each other tend to use
+ * different slots and group_convolutions can run them together.
+ */
+static void take_slot(int slot_end[QSLOTS], int now, int until, int *slot)
+{
+    int best = -1;
+
+    for (int k = 0; k < QSLOTS; k++)
+        if (slot_end[k] < now && (best < 0 || slot_end[k] < slot_end[best]))
+            best = k;
+    assert(best >= 0);
+    slot_end[best] = until;
+    *slot = best;
+}
+
+/*
+ * Plans which int8 convolutions write their outputs already quantized
+ * into the input slot of later int8 convolutions, so those need not
+ * quantize a float tensor (a pass over it and a barrier). A reader is fed
+ * when every channel it reads comes from int8 convolutions (see
+ * find_feed), and a producer writes no floats when nothing reads them
+ * (see mark_float_readers). A fed reader's slot is held from its first
+ * producer until it runs. The planner takes the shortest such spans first
+ * while no node would need more than QSLOTS slots, counting one for each
+ * convolution that still quantizes its own input. No feed is planned
+ * while a hook or stop point needs float values. When the first int8
+ * convolution alone reads the network input, the image is quantized
+ * straight into its slot. Returns nnodes steps (NULL: plain execution,
+ * also when out of memory); the caller frees them.
  */
 static qstep *quantized_plan(const yd_session *s, int *first)
 {
     const yd_graph *g = s->model->graph;
-    int owner[QSLOTS]; /* the node whose input a slot holds, or -1 */
+    const int feeds_possible = yd_qconv_multi_of(s->model->kernels) != NULL;
     qstep *plan;
-    int *count;
+    qfeed *feeds;
+    int *count, *load;
+    int slot_end[QSLOTS];
+    int nfeeds = 0;
 
     *first = -1;
     if (s->observe || s->stop_after >= 0 || !s->qinput)
         return NULL;
     plan = malloc((size_t)g->nnodes * sizeof *plan);
+    feeds = malloc((size_t)g->nnodes * sizeof *feeds);
     count = calloc((size_t)g->nvalues, sizeof *count);
-    if (!plan || !count) {
+    load = calloc((size_t)g->nnodes, sizeof *load);
+    if (!plan || !feeds || !count || !load) {
         free(plan);
+        free(feeds);
         free(count);
+        free(load);
         return NULL;
     }
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
 
+        plan[i] = (qstep){.lanes = YD_QCB, .float_out = 1};
         if (node->dead)
             continue;
         for (int k = 0; k < node->ninputs; k++)
@@ -287,70 +650,211 @@ static qstep *quantized_plan(const yd_session *s, int *first)
         count[g->head_box[l]]++;
         count[g->head_cls[l]]++;
     }
-    for (int k = 0; k < QSLOTS; k++)
-        owner[k] = -1;
-    for (int i = 0; i < g->nnodes; i++)
-        plan[i] = (qstep){.reader = -1, .lanes = YD_QCB};
 
+    /* Every int8 convolution needs a slot while it runs. */
     for (int i = 0; i < g->nnodes; i++) {
         const yd_node *node = &g->nodes[i];
-        qstep *step = &plan[i];
-        int waiting = 0, j = i + 1, k = 0;
 
-        if (node->dead || node->op != YD_OP_CONV || node->conv.precision != YD_PREC_INT8)
+        if (!is_int8_conv(node))
             continue;
+        load[i] = 1;
         if (*first == -1) {
             int alone = node->inputs[0] == g->input && count[g->input] == 1;
 
             *first = alone && node->conv.in_c == 3 ? i : -2;
-            step->ready = *first == i;
+            plan[i].ready = *first == i;
+        } else if (feeds_possible && find_feed(g, i, &feeds[nfeeds])) {
+            nfeeds++;
         }
-        if (!step->ready) {
-            /* It quantizes its own input into a slot no reader waits on. */
-            while (owner[k] >= 0)
-                k++;
-            step->slot = k;
-        }
-        owner[step->slot] = i;
-        for (k = 0; k < QSLOTS; k++)
-            waiting += owner[k] >= 0 && owner[k] != i;
-        /* Keep one slot free for the convolutions that run in between. */
-        if (yd_qconv_u8_of(s->model->kernels) && count[node->output] == 1 &&
-            g->values[node->output].storage == node->output && waiting + 2 < QSLOTS) {
-            while (j < g->nnodes && (g->nodes[j].dead || g->nodes[j].ninputs == 0 ||
-                                     g->nodes[j].inputs[0] != node->output))
-                j++;
-            for (k = 0; owner[k] >= 0; k++)
-                ;
-            if (j < g->nnodes && g->nodes[j].op == YD_OP_CONV &&
-                g->nodes[j].conv.precision == YD_PREC_INT8) {
-                step->reader = j;
-                plan[j].slot = k;
-                plan[j].ready = 1;
-                owner[k] = j;
-                /* Only the quantizing kernel reads the compact layout. */
-                if (*first == i)
-                    step->lanes = 4;
-            }
-        }
-        owner[step->slot] = -1;
     }
+
+    /* Shortest spans first: insertion sort, a few dozen feeds at most. */
+    for (int a = 1; a < nfeeds; a++) {
+        qfeed f = feeds[a];
+        int b = a - 1;
+
+        while (b >= 0 && feeds[b].reader - feeds[b].first > f.reader - f.first) {
+            feeds[b + 1] = feeds[b];
+            b--;
+        }
+        feeds[b + 1] = f;
+    }
+    for (int a = 0; a < nfeeds; a++) {
+        const qfeed *f = &feeds[a];
+        int fits = 1;
+
+        /* The reader's own slot is counted in load[reader] already. */
+        for (int t = f->first; t < f->reader && fits; t++)
+            fits = load[t] < QSLOTS;
+        for (int p = 0; p < f->nproducers && fits; p++)
+            fits = plan[f->producer[p]].ntargets < YD_QCONV_MAX_OUTPUTS;
+        if (!fits)
+            continue;
+        for (int t = f->first; t < f->reader; t++)
+            load[t]++;
+        for (int p = 0; p < f->nproducers; p++) {
+            qstep *step = &plan[f->producer[p]];
+
+            step->targets[step->ntargets++] = (qtarget){
+                .reader = f->reader,
+                .first_block = f->first_block[p],
+                .nblocks = f->nblocks[p],
+                .out_block = f->out_block[p],
+                .in_block = f->in_block[p],
+            };
+        }
+        plan[f->reader].ready = 1;
+    }
+
+    mark_float_readers(g, plan);
+
+    /* Slots by a sweep in node order: a fed reader's slot is taken at
+     * its first producer, any other's when it runs, and each is free
+     * again after its reader runs. The loads above keep the sweep within
+     * QSLOTS, because each slot's use is one span of nodes. */
+    for (int k = 0; k < QSLOTS; k++)
+        slot_end[k] = -1;
+    for (int i = 0; i < g->nnodes; i++)
+        plan[i].slot = -1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const qstep *step = &plan[i];
+
+        if (is_int8_conv(&g->nodes[i]) && step->slot < 0)
+            take_slot(slot_end, i, i, &plan[i].slot);
+        for (int t = 0; t < step->ntargets; t++) {
+            const int reader = step->targets[t].reader;
+
+            if (plan[reader].slot < 0)
+                take_slot(slot_end, i, reader, &plan[reader].slot);
+        }
+    }
+    chain_pooling(g, plan);
+    group_convolutions(g, plan);
+
+    /* Only the direct kernel's quantizing variants read the compact layout. */
+    if (*first >= 0 && plan[*first].ntargets > 0 && !g->nodes[*first].conv.qpacked->winograd_u)
+        plan[*first].lanes = 4;
+
+    free(feeds);
     free(count);
+    free(load);
     return plan;
 }
 
 /*
- * Runs an int8 layer packed for Winograd: float output to `out`, or with
- * `next` the next int8 layer's quantized input.
+ * Runs an int8 layer packed for Winograd: float output to `out` (or NULL)
+ * and quantized outputs to next[0..nnext).
  */
 static void run_qwinograd(const yd_session *s, const yd_conv_shape *shape, const yd_qconv *q,
                           const uint8_t *qin, const float *residual, float *out,
-                          const yd_qconv_u8_out *next)
+                          const yd_qconv_u8_out *next, int nnext)
 {
     /* winograd_floats() sized the scratch for every layer that can be chosen. */
     assert(s->winograd_floats >= yd_winograd_scratch_floats(shape, YD_QCB));
-    s->model->kernels->qwinograd(shape, q, qin, residual, out, next, s->winograd_scratch,
+    s->model->kernels->qwinograd(shape, q, qin, residual, out, next, nnext, s->winograd_scratch,
                                  s->winograd_floats);
+}
+
+/*
+ * Runs an int8 convolution with its step of the int8 plan, or with none:
+ * it quantizes its input unless producers wrote it, and writes floats,
+ * quantized outputs for later convolutions, or both.
+ */
+static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *shape,
+                      const qstep *step, size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_kernel_table *k = s->model->kernels;
+    const yd_value *in0 = &g->values[node->inputs[0]];
+    const yd_qconv *q = node->conv.qpacked;
+    uint8_t *qin = s->qinput + (size_t)(step ? step->slot : 0) * slot_bytes;
+    const float *residual = node->residual >= 0 ? value_ptr(s, node->residual) : NULL;
+    float *out = step && !step->float_out ? NULL : value_ptr(s, node->output);
+    yd_qconv_u8_out next[YD_QCONV_MAX_OUTPUTS];
+    const int nnext = step ? step->ntargets : 0;
+    yd_conv_shape grouped = *shape;
+
+    grouped.nowait = step && step->nowait;
+    shape = &grouped;
+
+    if (!step || !step->ready)
+        k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, g->cb,
+                    node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
+                    node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, qin);
+    for (int t = 0; t < nnext; t++) {
+        const qtarget *target = &step->targets[t];
+        const qstep *to = step + (target->reader - (node - g->nodes));
+        const yd_conv_params *reader = &g->nodes[target->reader].conv;
+
+        next[t] = (yd_qconv_u8_out){
+            .out = s->qinput + (size_t)to->slot * slot_bytes,
+            .scale = reader->input_scale,
+            .zero = reader->input_zero,
+            .pad_top = reader->pad_top,
+            .pad_left = reader->pad_left,
+            .pad_bottom = reader->pad_bottom,
+            .pad_right = reader->pad_right,
+            .first_block = target->first_block,
+            .nblocks = target->nblocks,
+            .out_block = target->out_block,
+        };
+    }
+
+    if (q->winograd_u) {
+        assert(!step || step->lanes == YD_QCB);
+        run_qwinograd(s, shape, q, qin, residual, out, next, nnext);
+    } else if (nnext > 0) {
+        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, next, nnext);
+    } else {
+        k->qconv(shape, q, qin, residual, out, g->cb);
+    }
+}
+
+/* The slot of int8 convolution `reader` as a uint8 layout. */
+static yd_u8_layout reader_layout(const yd_session *s, const qstep *plan_at_reader, int reader,
+                                  size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_node *node = &g->nodes[reader];
+    const yd_value *in = &g->values[node->inputs[0]];
+    const yd_conv_params *c = &node->conv;
+
+    return (yd_u8_layout){
+        .data = s->qinput + (size_t)plan_at_reader->slot * slot_bytes,
+        .zero = c->input_zero,
+        .hq = in->h + c->pad_top + c->pad_bottom,
+        .wq = in->w + c->pad_left + c->pad_right,
+        .pad_top = c->pad_top,
+        .pad_left = c->pad_left,
+        .pad_bottom = c->pad_bottom,
+        .pad_right = c->pad_right,
+    };
+}
+
+/*
+ * Runs a max pooling or upsampling node that writes quantized outputs
+ * (step->ntargets > 0): pooling reads the quantized bytes its producers
+ * wrote into the same slot, upsampling quantizes its float input.
+ */
+static void run_quantized_op(yd_session *s, const yd_node *node, const qstep *step,
+                             size_t slot_bytes)
+{
+    const yd_graph *g = s->model->graph;
+    const yd_value *in = &g->values[node->inputs[0]];
+
+    for (int t = 0; t < step->ntargets; t++) {
+        const qtarget *target = &step->targets[t];
+        const qstep *to = step + (target->reader - (node - g->nodes));
+        const yd_u8_layout layout = reader_layout(s, to, target->reader, slot_bytes);
+
+        if (node->op == YD_OP_MAXPOOL)
+            yd_u8_maxpool(&layout, target->in_block, target->out_block, target->nblocks, in->h,
+                          in->w, node->pool_kernel, node->pool_pad, !step->nowait);
+        else
+            yd_u8_upsample_quantize(value_ptr(s, node->inputs[0]), target->nblocks, in->h, in->w,
+                                    node->scale, g->nodes[target->reader].conv.input_scale, &layout,
+                                    target->out_block);
+    }
 }
 
 /*
@@ -373,41 +877,7 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
 
         yd_conv_shape_of(g, node, &shape);
         if (node->conv.precision == YD_PREC_INT8) {
-            const yd_kernel_table *k = s->model->kernels;
-            uint8_t *qin = s->qinput + (size_t)(step ? step->slot : 0) * slot_bytes;
-            const float *residual = node->residual >= 0 ? value_ptr(s, node->residual) : NULL;
-
-            if (!step || !step->ready)
-                k->quantize(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, cb,
-                            node->conv.input_scale, node->conv.input_zero, node->conv.pad_top,
-                            node->conv.pad_left, node->conv.pad_bottom, node->conv.pad_right, qin);
-            if (step && step->reader >= 0) {
-                const qstep *to = step + (step->reader - (node - g->nodes));
-                const yd_conv_params *next = &g->nodes[step->reader].conv;
-                yd_qconv_u8_out q = {
-                    .out = s->qinput + (size_t)to->slot * slot_bytes,
-                    .scale = next->input_scale,
-                    .zero = next->input_zero,
-                    .pad_top = next->pad_top,
-                    .pad_left = next->pad_left,
-                    .pad_bottom = next->pad_bottom,
-                    .pad_right = next->pad_right,
-                };
-
-                if (node->conv.qpacked->winograd_u) {
-                    assert(step->lanes == YD_QCB);
-                    run_qwinograd(s, &shape, node->conv.qpacked, qin, residual, NULL, &q);
-                    break;
-                }
-                yd_qconv_u8_of(k)(&shape, node->conv.qpacked, qin, step->lanes, residual, &q);
-                break;
-            }
-            if (node->conv.qpacked->winograd_u) {
-                run_qwinograd(s, &shape, node->conv.qpacked, qin, residual,
-                              value_ptr(s, node->output), NULL);
-                break;
-            }
-            k->qconv(&shape, node->conv.qpacked, qin, residual, value_ptr(s, node->output), cb);
+            run_qconv(s, node, &shape, step, slot_bytes);
             break;
         }
         if (node->conv.winograd) {
@@ -427,11 +897,19 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
         break;
     }
     case YD_OP_MAXPOOL:
+        if (step && step->ntargets > 0)
+            run_quantized_op(s, node, step, slot_bytes);
+        if (step && !step->float_out)
+            break;
         yd_f32_maxpool(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->pool_kernel,
                        node->pool_stride, node->pool_pad, value_ptr(s, node->output), out->h, out->w,
                        cb);
         break;
     case YD_OP_UPSAMPLE:
+        if (step && step->ntargets > 0)
+            run_quantized_op(s, node, step, slot_bytes);
+        if (step && !step->float_out)
+            break;
         yd_f32_upsample_nearest(value_ptr(s, node->inputs[0]), in0->c, in0->h, in0->w, node->scale,
                                 value_ptr(s, node->output), cb);
         break;
@@ -525,6 +1003,7 @@ static void run(yd_session *s, int kind, const float *planar)
     plan = quantized_plan(s, &first_index);
     const yd_node *first = plan && first_index >= 0 ? &g->nodes[first_index] : NULL;
     int pixel = g->cb; /* floats per pixel of the float network input */
+    void (*const unpack)(const float *, int, int, int, float *) = s->model->kernels->unpack_planar;
 
     s->compact_node = first ? -1 : compact_input_node(s);
     if (s->compact_node >= 0)
@@ -585,10 +1064,19 @@ static void run(yd_session *s, int kind, const float *planar)
             const yd_value *box = &g->values[g->head_box[l]];
             const yd_value *cls = &g->values[g->head_cls[l]];
 
-            yd_f32_unpack_planar(value_ptr(s, g->head_box[l]), box->c, box->h, box->w, g->cb,
-                                 (float *)s->maps.level[l].box);
-            yd_f32_unpack_planar(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w, g->cb,
-                                 (float *)s->maps.level[l].cls);
+            /* The barrier at the end of the parallel region orders these
+             * with the head decode. */
+            if (unpack) {
+                unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                       (float *)s->maps.level[l].box);
+                unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                       (float *)s->maps.level[l].cls);
+                continue;
+            }
+            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                                        g->cb, (float *)s->maps.level[l].box);
+            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                                        g->cb, (float *)s->maps.level[l].cls);
         }
         if (s->node_ms) {
 #pragma omp barrier

@@ -4,8 +4,9 @@
  * 64 multiply-adds. Tiles of up to 4 output blocks x 6 pixels keep 24 zmm
  * accumulators; the input is pre-padded (see kernels.h), so no tap is
  * clipped. The epilogue converts to float, applies scale, bias, SiLU and
- * the residual, and stores 16-float blocks (cb must be 16), or quantizes
- * them for the next int8 convolution (yd_s8_conv_u8_nchwc16__avx512vnni).
+ * the residual, and stores 16-float blocks (cb must be 16), quantizes
+ * them for the next int8 convolutions (yd_s8_conv_u8_nchwc16__avx512vnni),
+ * or both (yd_s8_conv_multi_nchwc16__avx512vnni).
  */
 #include <assert.h>
 #include <immintrin.h>
@@ -18,6 +19,17 @@
 #define OB_MAX 4
 #define NP_MAX 12
 
+/* One quantized output (yd_qconv_u8_out) with the sizes the epilogue needs. */
+typedef struct u8_target {
+    uint8_t *out;
+    float inverse;          /* 1 / scale */
+    int zero;
+    int pad_top, pad_left, pad_bottom, pad_right;
+    int first_block, end_block; /* the output blocks it takes */
+    int out_block;          /* the block of `out` that first_block goes to */
+    int hq, wq;             /* padded size of `out` */
+} u8_target;
+
 typedef struct qctx {
     const yd_conv_shape *s;
     const yd_qconv *q;
@@ -25,8 +37,9 @@ typedef struct qctx {
     int hp, wp;       /* padded input size */
     int lanes;        /* input bytes per pixel: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int nicb, groups_last;
-    const yd_qconv_u8_out *next; /* NULL: float output */
-    int hq, wq;                  /* next->out's padded size */
+    int float_out;    /* 1 when the float output is stored */
+    int ntargets;
+    u8_target targets[YD_QCONV_MAX_OUTPUTS];
 } qctx;
 
 TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy, int ox,
@@ -72,49 +85,13 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
         }
     }
 
-    if (c->next) {
-        /* The same operations as yd_u8_quantize__avx512, so the bytes match
-         * a float output quantized by the next layer. */
-        const __m512 inverse = _mm512_set1_ps(1.0f / c->next->scale);
-        const __m512i z = _mm512_set1_epi32(c->next->zero);
-        const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
-
-        for (int b = 0; b < OB; b++) {
-            const int oc0 = (ob0 + b) * YD_QCB;
-            const __m512 scale = _mm512_load_ps(c->q->scale + oc0);
-            const __m512 bias = _mm512_load_ps(c->q->bias + oc0);
-            const __m512i corr = _mm512_load_si512((const void *)(c->q->correction + oc0));
-            size_t base = (size_t)(ob0 + b) * s->out_h * s->out_w * 16 + ((size_t)oy * s->out_w + ox) * 16;
-            const size_t qy = (size_t)(ob0 + b) * c->hq + (size_t)(oy + c->next->pad_top);
-            uint8_t *qrow = c->next->out + (qy * c->wq + (size_t)(ox + c->next->pad_left)) * YD_QCB;
-            /* Lanes past out_c hold the zero point, as the quantizer leaves them. */
-            const __mmask16 real =
-                oc0 + YD_QCB <= s->out_c ? 0xffff : (__mmask16)((1u << (s->out_c - oc0)) - 1);
-
-            for (int p = 0; p < NP; p++) {
-                __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[b][p], corr));
-                __m512i qv;
-
-                v = _mm512_fmadd_ps(v, scale, bias);
-                if (s->silu)
-                    v = silu_int8_avx512(v);
-                if (residual)
-                    v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
-                qv = _mm512_cvtps_epi32(_mm512_mul_ps(v, inverse));
-                qv = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(qv, z), lo), hi);
-                qv = _mm512_mask_blend_epi32(real, z, qv);
-                _mm_store_si128((__m128i *)(qrow + (size_t)p * YD_QCB), _mm512_cvtepi32_epi8(qv));
-            }
-        }
-        return;
-    }
-
     for (int b = 0; b < OB; b++) {
-        const int oc0 = (ob0 + b) * YD_QCB;
+        const int ob = ob0 + b, oc0 = ob * YD_QCB;
         const __m512 scale = _mm512_load_ps(c->q->scale + oc0);
         const __m512 bias = _mm512_load_ps(c->q->bias + oc0);
         const __m512i corr = _mm512_load_si512((const void *)(c->q->correction + oc0));
-        size_t base = (size_t)(ob0 + b) * s->out_h * s->out_w * 16 + ((size_t)oy * s->out_w + ox) * 16;
+        const size_t base = (size_t)ob * s->out_h * s->out_w * 16 + ((size_t)oy * s->out_w + ox) * 16;
+        __m512 value[NP_MAX];
 
         for (int p = 0; p < NP; p++) {
             __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[b][p], corr));
@@ -124,7 +101,48 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
                 v = silu_int8_avx512(v);
             if (residual)
                 v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
-            _mm512_store_ps(out + base + (size_t)p * 16, v);
+            if (c->float_out)
+                _mm512_store_ps(out + base + (size_t)p * 16, v);
+            value[p] = v;
+        }
+
+        for (int k = 0; k < c->ntargets; k++) {
+            const u8_target *t = &c->targets[k];
+
+            if (ob < t->first_block || ob >= t->end_block)
+                continue;
+
+            /* The same operations as yd_u8_quantize__avx512, so the bytes
+             * match a float output quantized by the next layer. */
+            const __m512 inverse = _mm512_set1_ps(t->inverse);
+            const __m512i z = _mm512_set1_epi32(t->zero);
+            const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+            const size_t qy = (size_t)(t->out_block + ob - t->first_block) * t->hq +
+                              (size_t)(oy + t->pad_top);
+            uint8_t *qrow = t->out + (qy * t->wq + (size_t)(ox + t->pad_left)) * YD_QCB;
+            /* Lanes past out_c hold the zero point, as the quantizer leaves them. */
+            const __mmask16 real =
+                oc0 + YD_QCB <= s->out_c ? 0xffff : (__mmask16)((1u << (s->out_c - oc0)) - 1);
+
+            int p = 0;
+
+            /* Four pixels at a time when every lane is a channel: the
+             * saturating packs clamp to [0, 255] as min and max do. */
+            for (; real == 0xffff && p + 4 <= NP; p += 4) {
+                __m512i q[4];
+
+                for (int j = 0; j < 4; j++)
+                    q[j] = _mm512_add_epi32(
+                        _mm512_cvtps_epi32(_mm512_mul_ps(value[p + j], inverse)), z);
+                _mm512_storeu_si512((void *)(qrow + (size_t)p * YD_QCB), pack_u8x4_avx512(q));
+            }
+            for (; p < NP; p++) {
+                __m512i qv = _mm512_cvtps_epi32(_mm512_mul_ps(value[p], inverse));
+
+                qv = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(qv, z), lo), hi);
+                qv = _mm512_mask_blend_epi32(real, z, qv);
+                _mm_store_si128((__m128i *)(qrow + (size_t)p * YD_QCB), _mm512_cvtepi32_epi8(qv));
+            }
         }
     }
 }
@@ -152,27 +170,54 @@ static const int np_for[5] = {0, 12, 12, 8, 6};
 
 /*
  * Sets the padding around output row oy of blocks [ob0, ob0 + count) in
- * next->out to the zero point: the row's left and right padding, and the
- * top (bottom) padding rows along with the first (last) row.
+ * every quantized output to its zero point: the row's left and right
+ * padding, and the top (bottom) padding rows along with the first (last)
+ * row.
  */
 static void fill_border(const qctx *c, int ob0, int count, int oy)
 {
     const yd_conv_shape *s = c->s;
-    const yd_qconv_u8_out *n = c->next;
-    const size_t row_bytes = (size_t)c->wq * YD_QCB;
 
-    for (int ob = ob0; ob < ob0 + count; ob++) {
-        uint8_t *block = n->out + (size_t)ob * c->hq * row_bytes;
-        uint8_t *row = block + (size_t)(oy + n->pad_top) * row_bytes;
+    for (int k = 0; k < c->ntargets; k++) {
+        const u8_target *t = &c->targets[k];
+        const size_t row_bytes = (size_t)t->wq * YD_QCB;
+        const int first = ob0 > t->first_block ? ob0 : t->first_block;
+        const int end = ob0 + count < t->end_block ? ob0 + count : t->end_block;
 
-        memset(row, n->zero, (size_t)n->pad_left * YD_QCB);
-        memset(row + (size_t)(n->pad_left + s->out_w) * YD_QCB, n->zero,
-               (size_t)n->pad_right * YD_QCB);
-        if (oy == 0)
-            memset(block, n->zero, (size_t)n->pad_top * row_bytes);
-        if (oy == s->out_h - 1)
-            memset(block + (size_t)(n->pad_top + s->out_h) * row_bytes, n->zero,
-                   (size_t)n->pad_bottom * row_bytes);
+        for (int ob = first; ob < end; ob++) {
+            uint8_t *block = t->out + (size_t)(t->out_block + ob - t->first_block) * t->hq * row_bytes;
+            uint8_t *row = block + (size_t)(oy + t->pad_top) * row_bytes;
+
+            memset(row, t->zero, (size_t)t->pad_left * YD_QCB);
+            memset(row + (size_t)(t->pad_left + s->out_w) * YD_QCB, t->zero,
+                   (size_t)t->pad_right * YD_QCB);
+            if (oy == 0)
+                memset(block, t->zero, (size_t)t->pad_top * row_bytes);
+            if (oy == s->out_h - 1)
+                memset(block + (size_t)(t->pad_top + s->out_h) * row_bytes, t->zero,
+                       (size_t)t->pad_bottom * row_bytes);
+        }
+    }
+}
+
+/* Computes output row oy of output blocks [ob0, ob0 + count). */
+static void run_row(qctx *c, int ob0, int count, int oy, const uint8_t *in, const float *residual,
+                    float *out)
+{
+    const yd_conv_shape *s = c->s;
+
+    if (c->ntargets > 0)
+        fill_border(c, ob0, count, oy);
+    for (int ox = 0; ox < s->out_w;) {
+        int np = s->out_w - ox < np_for[count] ? s->out_w - ox : np_for[count];
+
+        switch (count) {
+        case 1: qrow_1(c, ob0, oy, ox, np, in, residual, out); break;
+        case 2: qrow_2(c, ob0, oy, ox, np, in, residual, out); break;
+        case 3: qrow_3(c, ob0, oy, ox, np, in, residual, out); break;
+        default: qrow_4(c, ob0, oy, ox, np, in, residual, out); break;
+        }
+        ox += np;
     }
 }
 
@@ -182,46 +227,83 @@ static void run(qctx *c, const uint8_t *in, const float *residual, float *out)
     const int nob = (s->out_c + YD_QCB - 1) / YD_QCB;
     const int ngroups = (nob + OB_MAX - 1) / OB_MAX;
     const int group = (nob + ngroups - 1) / ngroups;
+    const int items = ngroups * s->out_h;
     int last = s->in_c - (c->nicb - 1) * YD_QCB;
 
     c->groups_last = (last + 3) / 4;
     c->w_block = (size_t)c->nicb * s->kernel_h * s->kernel_w * YD_QCB * YD_QCB;
 
+    /* Items are (output group, row) pairs. */
+    if (s->nowait) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int item = 0; item < items; item++) {
+            const int ob0 = item / s->out_h * group;
+
+            run_row(c, ob0, nob - ob0 < group ? nob - ob0 : group, item % s->out_h, in, residual, out);
+        }
+    } else {
 #pragma omp for schedule(dynamic, 1)
-    for (int item = 0; item < ngroups * s->out_h; item++) {
-        const int g = item / s->out_h, oy = item % s->out_h;
-        const int ob0 = g * group;
-        const int count = nob - ob0 < group ? nob - ob0 : group;
+        for (int item = 0; item < items; item++) {
+            const int ob0 = item / s->out_h * group;
 
-        if (c->next)
-            fill_border(c, ob0, count, oy);
-        for (int ox = 0; ox < s->out_w;) {
-            int np = s->out_w - ox < np_for[count] ? s->out_w - ox : np_for[count];
-
-            switch (count) {
-            case 1: qrow_1(c, ob0, oy, ox, np, in, residual, out); break;
-            case 2: qrow_2(c, ob0, oy, ox, np, in, residual, out); break;
-            case 3: qrow_3(c, ob0, oy, ox, np, in, residual, out); break;
-            default: qrow_4(c, ob0, oy, ox, np, in, residual, out); break;
-            }
-            ox += np;
+            run_row(c, ob0, nob - ob0 < group ? nob - ob0 : group, item % s->out_h, in, residual, out);
         }
     }
 }
 
-void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q, const uint8_t *in,
-                                    const float *residual, float *out, int cb)
+/* Fills c's geometry for the layer and q. */
+static void init_ctx(qctx *c, const yd_conv_shape *s, const yd_qconv *q, int in_lanes)
 {
-    qctx c = {
+    *c = (qctx){
         .s = s,
         .q = q,
         .hp = s->in_h + s->pad_top + q->pad_bottom,
         .wp = s->in_w + s->pad_left + q->pad_right,
         .nicb = (s->in_c + YD_QCB - 1) / YD_QCB,
-        .lanes = YD_QCB,
+        .lanes = in_lanes,
     };
+}
+
+/* Adds the quantized outputs next[0..nnext) to c. */
+static void add_targets(qctx *c, const yd_qconv_u8_out *next, int nnext)
+{
+    const yd_conv_shape *s = c->s;
+    const int nob = (s->out_c + YD_QCB - 1) / YD_QCB;
+
+    assert(nnext >= 0);
+    assert(nnext <= YD_QCONV_MAX_OUTPUTS);
+    for (int k = 0; k < nnext; k++) {
+        const yd_qconv_u8_out *n = &next[k];
+        const int nblocks = n->nblocks > 0 ? n->nblocks : nob;
+
+        assert(n->first_block >= 0);
+        assert(n->first_block + nblocks <= nob);
+        c->targets[k] = (u8_target){
+            .out = n->out,
+            .inverse = 1.0f / n->scale,
+            .zero = n->zero,
+            .pad_top = n->pad_top,
+            .pad_left = n->pad_left,
+            .pad_bottom = n->pad_bottom,
+            .pad_right = n->pad_right,
+            .first_block = n->nblocks > 0 ? n->first_block : 0,
+            .end_block = n->nblocks > 0 ? n->first_block + nblocks : nob,
+            .out_block = n->nblocks > 0 ? n->out_block : 0,
+            .hq = s->out_h + n->pad_top + n->pad_bottom,
+            .wq = s->out_w + n->pad_left + n->pad_right,
+        };
+    }
+    c->ntargets = nnext;
+}
+
+void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q, const uint8_t *in,
+                                    const float *residual, float *out, int cb)
+{
+    qctx c;
 
     assert(cb == 16);
+    init_ctx(&c, s, q, YD_QCB);
+    c.float_out = 1;
     run(&c, in, residual, out);
 }
 
@@ -229,20 +311,21 @@ void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q
                                        const uint8_t *in, int in_lanes, const float *residual,
                                        const yd_qconv_u8_out *next)
 {
-    qctx c = {
-        .s = s,
-        .q = q,
-        .hp = s->in_h + s->pad_top + q->pad_bottom,
-        .wp = s->in_w + s->pad_left + q->pad_right,
-        .nicb = (s->in_c + YD_QCB - 1) / YD_QCB,
-        .lanes = in_lanes,
-        .next = next,
-        .hq = s->out_h + next->pad_top + next->pad_bottom,
-        .wq = s->out_w + next->pad_left + next->pad_right,
-    };
+    yd_s8_conv_multi_nchwc16__avx512vnni(s, q, in, in_lanes, residual, NULL, next, 1);
+}
+
+void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q,
+                                          const uint8_t *in, int in_lanes, const float *residual,
+                                          float *out, const yd_qconv_u8_out *next, int nnext)
+{
+    qctx c;
 
     assert(in_lanes == YD_QCB || (in_lanes == 4 && s->in_c <= 4));
-    run(&c, in, residual, NULL);
+    assert(out || nnext > 0);
+    init_ctx(&c, s, q, in_lanes);
+    c.float_out = out != NULL;
+    add_targets(&c, next, nnext);
+    run(&c, in, residual, out);
 }
 
 /* Quantizes a 16-float blocked tensor into the padded uint8 layout. */

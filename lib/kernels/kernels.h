@@ -28,6 +28,10 @@ typedef struct yd_conv_shape {
      * an input of at most 4 channels stored [in_h][in_w][4], so the network
      * input needs no 16-float pixels for its 3 channels. */
     int in_pixel;
+    /* 1: the int8 kernels skip the barrier after their work-sharing loop,
+     * so the team can start a next layer that shares no data with this
+     * one (the caller checks that). */
+    int nowait;
 } yd_conv_shape;
 
 /*
@@ -69,7 +73,10 @@ typedef struct yd_kernel_table {
     /* int8 Winograd (see yd_qwinograd_fn); NULL: int8 layers run qconv */
     void (*qwinograd)(const struct yd_conv_shape *shape, const struct yd_qconv *q,
                       const uint8_t *in, const float *residual, float *out,
-                      const struct yd_qconv_u8_out *next, float *scratch, size_t scratch_floats);
+                      const struct yd_qconv_u8_out *next, int nnext, float *scratch,
+                      size_t scratch_floats);
+    /* yd_f32_unpack_planar_nowait for this table's cb; NULL: use that one */
+    void (*unpack_planar)(const float *in, int c, int h, int w, float *out);
 } yd_kernel_table;
 
 /*
@@ -157,6 +164,13 @@ void yd_f32_pack_rgb8(const uint8_t *rgb, int width, int height, int cb, float *
 /* Blocked to planar [c][h][w]. */
 void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *out);
 
+/*
+ * The same without the barrier at the end: the caller synchronizes the
+ * team before anyone reads `out`.
+ */
+void yd_f32_unpack_planar_nowait(const float *in, int c, int h, int w, int cb, float *out);
+void yd_f32_unpack_planar_nchwc16__avx512(const float *in, int c, int h, int w, float *out);
+
 /* Planar [c][h][w] to blocked, padding lanes zeroed. */
 void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out);
 
@@ -232,7 +246,15 @@ typedef struct yd_qconv_u8_out {
     float scale;
     int zero;
     int pad_top, pad_left, pad_bottom, pad_right;
+    /* Output channel blocks [first_block, first_block + nblocks) go to
+     * blocks [out_block, ...) of `out`, so several convolutions can fill
+     * one reader's input, as for a concatenation. nblocks 0 means every
+     * block, to block 0. */
+    int first_block, nblocks, out_block;
 } yd_qconv_u8_out;
+
+/* The maximum number of quantized outputs of one convolution call. */
+#define YD_QCONV_MAX_OUTPUTS 4
 
 /*
  * `in_lanes` is the input's bytes per pixel: YD_QCB as above, or 4 when
@@ -244,6 +266,18 @@ typedef void (*yd_qconv_u8_fn)(const yd_conv_shape *shape, const yd_qconv *q, co
 
 /* The quantizing variant of table->qconv, or NULL when it has none. */
 yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table);
+
+/*
+ * Writes the float output to `out` (NULL: none) and the quantized bytes to
+ * each of next[0..nnext), nnext <= YD_QCONV_MAX_OUTPUTS. The bytes of each
+ * are those of yd_qconv_u8_fn with that target.
+ */
+typedef void (*yd_qconv_multi_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                  int in_lanes, const float *residual, float *out,
+                                  const yd_qconv_u8_out *next, int nnext);
+
+/* The variant of table->qconv with several outputs, or NULL when it has none. */
+yd_qconv_multi_fn yd_qconv_multi_of(const yd_kernel_table *table);
 
 /*
  * Quantizes an RGB8 HWC image (width x height) straight into the padded
@@ -297,20 +331,48 @@ int yd_qconv_pack_winograd(const yd_conv_shape *shape, const int8_t *qweight,
                            const float *weight_scale, yd_qconv *q);
 
 /*
- * Runs a layer packed by yd_qconv_pack_winograd(). With next NULL it
- * writes float output like yd_s8_conv_nchwc16__avx512vnni; otherwise it
- * writes next->out like yd_s8_conv_u8_nchwc16__avx512vnni and ignores
- * `out`. Scratch as for yd_winograd_fn, yd_winograd_scratch_floats(shape,
- * 16) floats per thread.
+ * Runs a layer packed by yd_qconv_pack_winograd(). It writes float output
+ * to `out` (NULL: none) like yd_s8_conv_nchwc16__avx512vnni, and quantized
+ * bytes to each of next[0..nnext) like yd_s8_conv_u8_nchwc16__avx512vnni.
+ * Scratch as for yd_winograd_fn, yd_winograd_scratch_floats(shape, 16)
+ * floats per thread.
  */
 typedef void (*yd_qwinograd_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                                 const float *residual, float *out, const yd_qconv_u8_out *next,
-                                float *scratch, size_t scratch_floats);
+                                int nnext, float *scratch, size_t scratch_floats);
 
 void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                         const uint8_t *in, const float *residual, float *out,
-                                        const yd_qconv_u8_out *next, float *scratch,
+                                        const yd_qconv_u8_out *next, int nnext, float *scratch,
                                         size_t scratch_floats);
+
+/* The padded uint8 input of an int8 convolution, its first block at `data`. */
+typedef struct yd_u8_layout {
+    uint8_t *data;
+    int zero;                   /* the zero point, also in the padding */
+    int hq, wq;                 /* padded height and width */
+    int pad_top, pad_left, pad_bottom, pad_right;
+} yd_u8_layout;
+
+/*
+ * Max pooling, kernel x kernel with stride 1 and `pad` on each side
+ * (padding taps skipped), from blocks [in_block, +nblocks) of `layout` to
+ * blocks [out_block, +nblocks) of the same layout, padding included. The
+ * bytes equal the float layer's output quantized with the layout's scale.
+ * Each thread takes whole blocks (a static schedule), so with wait 0 a
+ * pooling of this output with the same nblocks may follow without a
+ * barrier. Maps at most 1024 pixels wide.
+ */
+void yd_u8_maxpool(const yd_u8_layout *layout, int in_block, int out_block, int nblocks, int h,
+                   int w, int kernel, int pad, int wait);
+
+/*
+ * Nearest upsampling by `scale` of nblocks blocks of 16 floats (h x w,
+ * padding lanes zero), quantized with scale qscale and the layout's zero
+ * point, into blocks [out_block, +nblocks) of `layout`, padding included.
+ */
+void yd_u8_upsample_quantize(const float *in, int nblocks, int h, int w, int scale, float qscale,
+                             const yd_u8_layout *layout, int out_block);
 
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
@@ -325,3 +387,6 @@ void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *
 void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                        const uint8_t *in, int in_lanes, const float *residual,
                                        const yd_qconv_u8_out *next);
+void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                          const uint8_t *in, int in_lanes, const float *residual,
+                                          float *out, const yd_qconv_u8_out *next, int nnext);

@@ -1,5 +1,6 @@
 /*
- * Vector math for the AVX-512 kernels: exp and SiLU.
+ * Vector math for the AVX-512 kernels: exp, SiLU, and packing quantized
+ * values to bytes.
  */
 #ifndef YOLOD_MATH_AVX512_H
 #define YOLOD_MATH_AVX512_H
@@ -56,6 +57,21 @@ static inline __m512 silu_int8_avx512(__m512 v)
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931218159e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.999992614e-1f));
     return _mm512_div_ps(v, _mm512_add_ps(_mm512_scalef_ps(p, n), _mm512_set1_ps(1.0f)));
+}
+
+/*
+ * Packs four vectors of 16 int32 values to 64 bytes, q[0]'s 16 first,
+ * saturating to [0, 255]. The packs work within 128-bit lanes, so lane i
+ * then contains values 4i..4i+3 of q[0], q[1], q[2] and q[3], and a dword
+ * permutation puts them in order.
+ */
+static inline __m512i pack_u8x4_avx512(const __m512i q[4])
+{
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m512i bytes = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]),
+                                              _mm512_packs_epi32(q[2], q[3]));
+
+    return _mm512_permutexvar_epi32(order, bytes);
 }
 
 #endif /* YOLOD_MATH_AVX512_H */

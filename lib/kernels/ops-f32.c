@@ -30,28 +30,46 @@ void yd_f32_pack_rgb8(const uint8_t *rgb, int width, int height, int cb, float *
     }
 }
 
+/* Copies run `item` of yd_f32_unpack_planar's loop. */
+static inline void unpack_run(const float *in, int c, long plane, long runs, long run_pixels,
+                              int cb, long item, float *out)
+{
+    const int b = (int)(item / runs);
+    const int lanes = c - b * cb < cb ? c - b * cb : cb;
+    const long first = item % runs * run_pixels;
+    const long end = first + run_pixels < plane ? first + run_pixels : plane;
+    const float *src = in + (size_t)b * plane * cb;
+
+    for (int lane = 0; lane < lanes; lane++) {
+        float *dst = out + (size_t)(b * cb + lane) * plane;
+
+        for (long i = first; i < end; i++)
+            dst[i] = src[i * cb + lane];
+    }
+}
+
+/* Copies runs of 64 pixels, so a run's block (4 KiB with AVX-512) stays in
+ * L1 while each of its channels is copied out. */
+enum { UNPACK_RUN = 64 };
+
 void yd_f32_unpack_planar(const float *in, int c, int h, int w, int cb, float *out)
 {
-    /* Copies runs of 64 pixels, so a run's block (4 KiB with AVX-512) stays
-     * in L1 while each of its channels is copied out. */
-    enum { RUN = 64 };
-    const long plane = (long)h * w, runs = (plane + RUN - 1) / RUN;
+    const long plane = (long)h * w, runs = (plane + UNPACK_RUN - 1) / UNPACK_RUN;
     const int nblocks = (c + cb - 1) / cb;
 
 #pragma omp for schedule(static)
-    for (long item = 0; item < nblocks * runs; item++) {
-        const int b = (int)(item / runs);
-        const int lanes = c - b * cb < cb ? c - b * cb : cb;
-        const long first = item % runs * RUN, end = first + RUN < plane ? first + RUN : plane;
-        const float *src = in + (size_t)b * plane * cb;
+    for (long item = 0; item < nblocks * runs; item++)
+        unpack_run(in, c, plane, runs, UNPACK_RUN, cb, item, out);
+}
 
-        for (int lane = 0; lane < lanes; lane++) {
-            float *dst = out + (size_t)(b * cb + lane) * plane;
+void yd_f32_unpack_planar_nowait(const float *in, int c, int h, int w, int cb, float *out)
+{
+    const long plane = (long)h * w, runs = (plane + UNPACK_RUN - 1) / UNPACK_RUN;
+    const int nblocks = (c + cb - 1) / cb;
 
-            for (long i = first; i < end; i++)
-                dst[i] = src[i * cb + lane];
-        }
-    }
+#pragma omp for schedule(static) nowait
+    for (long item = 0; item < nblocks * runs; item++)
+        unpack_run(in, c, plane, runs, UNPACK_RUN, cb, item, out);
 }
 
 void yd_f32_pack_planar(const float *in, int c, int h, int w, int cb, float *out)

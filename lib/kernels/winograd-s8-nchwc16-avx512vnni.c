@@ -9,8 +9,9 @@
  * Its register tiles of up to 4 output blocks x 6 tiles are those of the
  * float kernel, and it scales each int32 sum to float by the factor of
  * its tile position and output channel. The float output transform, bias,
- * SiLU and residual are the float kernel's. The result is stored as floats
- * or quantized for the next int8 convolution as the direct kernel does.
+ * SiLU and residual are the float kernel's. The result is stored as floats,
+ * quantized for the next int8 convolution as the direct kernel does, or
+ * stored as floats and then quantized for several.
  */
 #include <immintrin.h>
 #include <string.h>
@@ -33,6 +34,17 @@
 
 typedef int32_t i32x16 __attribute__((vector_size(64)));
 
+/* One quantized output (yd_qconv_u8_out) with the sizes the stores need. */
+typedef struct u8_target {
+    uint8_t *out;
+    float inverse;              /* 1 / scale */
+    int zero;
+    int pad_top, pad_left, pad_bottom, pad_right;
+    int first_block, end_block; /* the output blocks it takes */
+    int out_block;              /* the block of `out` that first_block goes to */
+    int hq, wq;                 /* padded size of `out` */
+} u8_target;
+
 #define WINOGRAD_CTX_FIELDS                                                           \
     const int16_t *u;          /* [36][output blocks][pairs][16 lanes][2] */          \
     const float *scale;        /* [36][output blocks][16]: float value of one M unit */ \
@@ -40,12 +52,15 @@ typedef int32_t i32x16 __attribute__((vector_size(64)));
     int hp, wp;                /* padded input size */                              \
     int zero;                  /* input zero point */                               \
     int pairs;                 /* input channel pairs: ceil(in_c / 2) */            \
-    const yd_qconv_u8_out *next; /* NULL: float output */                           \
-    /* next's members, copied so that stores do not force rereads */                  \
-    uint8_t *u8_out;           /* next->out, or NULL */                             \
+    /* The output quantized as it is stored, when it is the only one: its   \
+     * members, copied so that stores do not force rereads. */                      \
+    uint8_t *u8_out;           /* its out, or NULL */                               \
     int u8_zero, u8_top, u8_left;                                                  \
-    int hq, wq;                /* next->out's padded size */                        \
-    float inverse;             /* 1 / next->scale */
+    int hq, wq;                /* its padded size */                                \
+    float inverse;             /* 1 / its scale */                                  \
+    /* Quantized from the float output after each work item (finish_output). */    \
+    int ntargets;                                                                  \
+    const u8_target *targets;
 
 #include "winograd-nchwc.inc"
 
@@ -296,59 +311,126 @@ static void multiply(const winograd_ctx *c, const float *scratch, int ob0, int c
     }
 }
 
-TILE_ATTR void store_pixel(const winograd_ctx *c, float *out, size_t base, int ob, int oy, int ox,
-                           VEC value)
+TILE_ATTR void store_pixels(const winograd_ctx *c, float *out, size_t base, int ob, int oy, int ox0,
+                            const VEC values[4], const int cols)
 {
     if (!c->u8_out) {
-        VSTORE(out + base, value);
+        for (int x = 0; x < cols; x++)
+            VSTORE(out + base + (size_t)x * CB, values[x]);
         return;
     }
 
     /* The operations of yd_u8_quantize__avx512 and of the direct kernel's
      * quantizing epilogue, so the bytes are the same for the same float. */
     const int oc0 = ob * YD_QCB;
+    const __m512 inverse = _mm512_set1_ps(c->inverse);
     const __m512i z = _mm512_set1_epi32(c->u8_zero);
     /* Lanes past out_c hold the zero point, as the quantizer leaves them. */
     const __mmask16 real = oc0 + YD_QCB <= c->s->out_c
                                ? 0xffff
                                : (__mmask16)((1u << (c->s->out_c - oc0)) - 1);
-    const size_t at = (((size_t)ob * c->hq + (size_t)(oy + c->u8_top)) * c->wq +
-                       (size_t)(ox + c->u8_left)) * YD_QCB;
-    __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(value, _mm512_set1_ps(c->inverse)));
+    uint8_t *at = c->u8_out + (((size_t)ob * c->hq + (size_t)(oy + c->u8_top)) * c->wq +
+                               (size_t)(ox0 + c->u8_left)) * YD_QCB;
 
-    q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), _mm512_setzero_si512()),
-                         _mm512_set1_epi32(255));
-    q = _mm512_mask_blend_epi32(real, z, q);
-    _mm_store_si128((__m128i *)(c->u8_out + at), _mm512_cvtepi32_epi8(q));
+    /* A whole tile row at once: the saturating packs clamp as min and max do. */
+    if (cols == 4 && real == 0xffff) {
+        __m512i q[4];
+
+        for (int x = 0; x < 4; x++)
+            q[x] = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(values[x], inverse)), z);
+        _mm512_storeu_si512((void *)at, pack_u8x4_avx512(q));
+        return;
+    }
+    for (int x = 0; x < cols; x++) {
+        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(values[x], inverse));
+
+        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), _mm512_setzero_si512()),
+                             _mm512_set1_epi32(255));
+        q = _mm512_mask_blend_epi32(real, z, q);
+        _mm_store_si128((__m128i *)(at + (size_t)x * YD_QCB), _mm512_cvtepi32_epi8(q));
+    }
 }
 
-/* Sets every padding byte of next->out, the part the tiles do not write, to the zero point. */
-static void fill_borders(const winograd_ctx *c)
+/*
+ * Quantizes the float output of tiles [t0, t0 + nt) and blocks [ob0, ob0 +
+ * count) into every target that takes those blocks, with the operations of
+ * store_pixels. Quantizing in store_pixels for any number of targets made
+ * the kernel about 10% slower even with none, so several targets take
+ * this pass over floats still in cache instead.
+ */
+static void finish_output(const winograd_ctx *c, const float *out, int ob0, int count, int t0,
+                          int nt)
 {
-    const yd_qconv_u8_out *n = c->next;
-    const size_t row_bytes = (size_t)c->wq * YD_QCB;
+    const int out_h = c->s->out_h, out_w = c->s->out_w;
+
+    for (int k = 0; k < c->ntargets; k++) {
+        const u8_target *t = &c->targets[k];
+        const int first = ob0 > t->first_block ? ob0 : t->first_block;
+        const int end = ob0 + count < t->end_block ? ob0 + count : t->end_block;
+        const __m512 inverse = _mm512_set1_ps(t->inverse);
+        const __m512i z = _mm512_set1_epi32(t->zero);
+        const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+
+        for (int ob = first; ob < end; ob++) {
+            const int oc0 = ob * YD_QCB;
+            const __mmask16 real = oc0 + YD_QCB <= c->s->out_c
+                                       ? 0xffff
+                                       : (__mmask16)((1u << (c->s->out_c - oc0)) - 1);
+            const float *plane = out + (size_t)ob * c->out_plane;
+            uint8_t *block = t->out + (size_t)(t->out_block + ob - t->first_block) * t->hq * t->wq * YD_QCB;
+
+            for (int i = 0; i < nt; i++) {
+                const int tile = t0 + i;
+                const int oy0 = (tile / c->tiles_x) * 4, ox0 = (tile % c->tiles_x) * 4;
+                const int rows = out_h - oy0 < 4 ? out_h - oy0 : 4;
+                const int cols = out_w - ox0 < 4 ? out_w - ox0 : 4;
+
+                for (int y = oy0; y < oy0 + rows; y++) {
+                    const float *src = plane + ((size_t)y * out_w + (size_t)ox0) * CB;
+                    uint8_t *dst = block + ((size_t)(y + t->pad_top) * t->wq +
+                                            (size_t)(ox0 + t->pad_left)) * YD_QCB;
+
+                    for (int x = 0; x < cols; x++) {
+                        __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(VLOAD(src + (size_t)x * CB), inverse));
+
+                        q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, z), lo), hi);
+                        q = _mm512_mask_blend_epi32(real, z, q);
+                        _mm_store_si128((__m128i *)(dst + (size_t)x * YD_QCB), _mm512_cvtepi32_epi8(q));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Sets every padding byte of target t, the part the tiles do not write, to its zero point. */
+static void fill_borders(const winograd_ctx *c, const u8_target *t)
+{
+    const size_t row_bytes = (size_t)t->wq * YD_QCB;
+    const int nblocks = t->end_block - t->first_block;
 
 #pragma omp for schedule(static) nowait
-    for (int item = 0; item < c->nob * c->hq; item++) {
-        uint8_t *row = n->out + (size_t)item * row_bytes;
-        const int y = item % c->hq - n->pad_top;
+    for (int item = 0; item < nblocks * t->hq; item++) {
+        uint8_t *row = t->out + ((size_t)t->out_block * t->hq + (size_t)item) * row_bytes;
+        const int y = item % t->hq - t->pad_top;
 
         if (y < 0 || y >= c->s->out_h) {
-            memset(row, n->zero, row_bytes);
+            memset(row, t->zero, row_bytes);
             continue;
         }
-        memset(row, n->zero, (size_t)n->pad_left * YD_QCB);
-        memset(row + (size_t)(n->pad_left + c->s->out_w) * YD_QCB, n->zero,
-               (size_t)n->pad_right * YD_QCB);
+        memset(row, t->zero, (size_t)t->pad_left * YD_QCB);
+        memset(row + (size_t)(t->pad_left + c->s->out_w) * YD_QCB, t->zero,
+               (size_t)t->pad_right * YD_QCB);
     }
 }
 
 void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q,
                                         const uint8_t *in, const float *residual, float *out,
-                                        const yd_qconv_u8_out *next, float *scratch,
+                                        const yd_qconv_u8_out *next, int nnext, float *scratch,
                                         size_t scratch_floats)
 {
     const int nob = (s->out_c + CB - 1) / CB;
+    u8_target targets[YD_QCONV_MAX_OUTPUTS];
     winograd_ctx c = {
         .s = s,
         .bias = q->bias,
@@ -358,24 +440,53 @@ void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *
         .hp = s->in_h + s->pad_top + q->pad_bottom,
         .wp = s->in_w + s->pad_left + q->pad_right,
         .zero = q->input_zero,
-        .next = next,
+        .targets = targets,
     };
 
     assert(q->winograd_u);
     assert(q->winograd_scale);
+    assert(nnext >= 0);
+    assert(nnext <= YD_QCONV_MAX_OUTPUTS);
     c.in_block = (size_t)c.hp * c.wp * YD_QCB;
     c.u_block = (size_t)c.pairs * 2 * CB;
     c.u_position = (size_t)nob * c.u_block;
-    if (next) {
-        c.hq = s->out_h + next->pad_top + next->pad_bottom;
-        c.wq = s->out_w + next->pad_left + next->pad_right;
-        c.inverse = 1.0f / next->scale;
-        c.u8_out = next->out;
-        c.u8_zero = next->zero;
-        c.u8_top = next->pad_top;
-        c.u8_left = next->pad_left;
-        c.nob = nob;
-        fill_borders(&c);
+    for (int k = 0; k < nnext; k++) {
+        const yd_qconv_u8_out *n = &next[k];
+
+        assert(n->nblocks == 0 || (n->first_block >= 0 && n->first_block + n->nblocks <= nob));
+        targets[k] = (u8_target){
+            .out = n->out,
+            .inverse = 1.0f / n->scale,
+            .zero = n->zero,
+            .pad_top = n->pad_top,
+            .pad_left = n->pad_left,
+            .pad_bottom = n->pad_bottom,
+            .pad_right = n->pad_right,
+            .first_block = n->nblocks > 0 ? n->first_block : 0,
+            .end_block = n->nblocks > 0 ? n->first_block + n->nblocks : nob,
+            .out_block = n->nblocks > 0 ? n->out_block : 0,
+            .hq = s->out_h + n->pad_top + n->pad_bottom,
+            .wq = s->out_w + n->pad_left + n->pad_right,
+        };
+        fill_borders(&c, &targets[k]);
+    }
+    if (!out) {
+        const u8_target *t = &targets[0];
+
+        /* Quantized outputs other than a single whole one are read back from floats. */
+        assert(nnext == 1);
+        assert(t->first_block == 0 && t->out_block == 0);
+        assert(t->end_block == nob);
+
+        c.u8_out = t->out;
+        c.u8_zero = t->zero;
+        c.u8_top = t->pad_top;
+        c.u8_left = t->pad_left;
+        c.hq = t->hq;
+        c.wq = t->wq;
+        c.inverse = t->inverse;
+    } else {
+        c.ntargets = nnext;
     }
     run_batches(&c, in, residual, out, scratch, scratch_floats);
 }

@@ -160,6 +160,7 @@ static void fill_shape(yd_conv_shape *s, int in_c, int h, int w, int out_c, int 
     s->out_w = (w + 2 * pad - k) / stride + 1;
     s->silu = silu;
     s->in_pixel = 0;
+    s->nowait = 0;
 }
 
 static void check_table(const char *name)
@@ -454,6 +455,79 @@ static void pack_unpack_round_trip(void)
     free(back);
 }
 
+/*
+ * Quantized max pooling and upsampling against the float layers followed
+ * by the quantizer, in a slot of 4 blocks with padding 1. The pooling
+ * reads blocks 0 and 1 and writes 2 and 3, and the upsampling writes 1
+ * and 2. Blocks the layer does not write must stay unwritten.
+ */
+static void u8_pool_upsample_match_float(void)
+{
+    const int c = 32, h = 7, w = 9, cb = 16, nblocks = 2;
+    const float scale = 3.0f / 255;
+    float *in = random_blocked(c, h, w, cb);
+    float *pooled = yd_aligned_alloc(yd_blocked_floats(c, h, w, cb) * sizeof(float));
+    float *upsampled = yd_aligned_alloc(yd_blocked_floats(c, 2 * h, 2 * w, cb) * sizeof(float));
+    yd_conv_shape small = {.in_c = c, .in_h = h, .in_w = w, .pad_top = 1, .pad_left = 1};
+    yd_conv_shape large = {.in_c = c, .in_h = 2 * h, .in_w = 2 * w, .pad_top = 1, .pad_left = 1};
+    size_t small_bytes = yd_qconv_input_bytes(&small, 1, 1);
+    size_t large_bytes = yd_qconv_input_bytes(&large, 1, 1);
+    uint8_t *want = yd_aligned_alloc(large_bytes);
+    uint8_t *slot = yd_aligned_alloc(4 * large_bytes);
+    yd_u8_layout layout = {.data = slot, .zero = 100, .hq = h + 2, .wq = w + 2,
+                           .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1};
+
+    memset(slot, 0xa5, 4 * large_bytes);
+    yd_u8_quantize__scalar(in, c, h, w, cb, scale, layout.zero, 1, 1, 1, 1, slot);
+    yd_u8_maxpool(&layout, 0, 2, nblocks, h, w, 5, 2, 1);
+    yd_f32_maxpool(in, c, h, w, 5, 1, 2, pooled, h, w, cb);
+    yd_u8_quantize__scalar(pooled, c, h, w, cb, scale, layout.zero, 1, 1, 1, 1, want);
+    CHECK(memcmp(want, slot + small_bytes, small_bytes) == 0);
+    CHECK(slot[2 * small_bytes] == 0xa5);
+
+    /* Upsampling reads floats whose padding lanes are zero, as layers keep them. */
+    for (size_t i = 0; i < yd_blocked_floats(c, h, w, cb); i++)
+        in[i] = in[i] * 4.0f;
+    layout.hq = 2 * h + 2;
+    layout.wq = 2 * w + 2;
+    memset(slot, 0xa5, 4 * large_bytes);
+    yd_u8_upsample_quantize(in, nblocks, h, w, 2, scale, &layout, 1);
+    yd_f32_upsample_nearest(in, c, h, w, 2, upsampled, cb);
+    yd_u8_quantize__scalar(upsampled, c, 2 * h, 2 * w, cb, scale, layout.zero, 1, 1, 1, 1, want);
+    CHECK(memcmp(want, slot + large_bytes / nblocks, large_bytes) == 0);
+    CHECK(slot[0] == 0xa5);
+    CHECK(slot[3 * large_bytes / nblocks] == 0xa5);
+    free(in);
+    free(pooled);
+    free(upsampled);
+    free(want);
+    free(slot);
+}
+
+/* The AVX-512 unpack against the generic one, with a partial block and a plane that is not a multiple of 16. */
+static void unpack_avx512_matches_generic(void)
+{
+    static const int shapes[][3] = {{64, 8, 10}, {21, 5, 7}, {80, 4, 4}};
+
+    if (!yd_kernels_get("avx512")) {
+        printf("  (this CPU does not run the avx512 kernels)\n");
+        return;
+    }
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        const int c = shapes[k][0], h = shapes[k][1], w = shapes[k][2];
+        float *blocked = random_blocked(c, h, w, 16);
+        float *want = malloc((size_t)c * h * w * sizeof(float));
+        float *got = malloc((size_t)c * h * w * sizeof(float));
+
+        yd_f32_unpack_planar(blocked, c, h, w, 16, want);
+        yd_f32_unpack_planar_nchwc16__avx512(blocked, c, h, w, got);
+        CHECK(memcmp(want, got, (size_t)c * h * w * sizeof(float)) == 0);
+        free(blocked);
+        free(want);
+        free(got);
+    }
+}
+
 static void maxpool_matches_loops(void)
 {
     int c = 10, h = 7, w = 6, cb = 8, k = 5, pad = 2;
@@ -542,6 +616,68 @@ static int qconv_u8_case(const yd_kernel_table *table, const yd_conv_shape *s, c
     return ok;
 }
 
+/*
+ * Several quantized outputs beside the float output, from the direct
+ * kernel's multi variant (scratch NULL) or the int8 Winograd kernel. One
+ * target takes every block. Another takes blocks [1, nob), or all when nob
+ * is 1, and places them from block 1 of a buffer one block larger, as
+ * producers of a concatenation do. The bytes must equal the table's
+ * quantizer on `got`, the float output of the same layer. Block 0 of the
+ * second buffer must stay unwritten, and the floats must equal `got`.
+ */
+static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
+                             const uint8_t *qin, const float *res, const float *got, float *scratch,
+                             size_t scratch_floats, int threads)
+{
+    const int nob = (s->out_c + YD_QCB - 1) / YD_QCB;
+    const int first = nob > 1 ? 1 : 0;
+    size_t on = yd_blocked_floats(s->out_c, s->out_h, s->out_w, table->cb);
+    yd_qconv_u8_out next[2] = {
+        {.scale = 0.5f / 255 + 8.0f / 255 * (random_float() + 1.0f), .zero = random_int(0, 255),
+         .pad_top = 1, .pad_left = 1, .pad_bottom = 1, .pad_right = 1},
+    };
+    yd_conv_shape next_shape = {.in_c = s->out_c, .in_h = s->out_h, .in_w = s->out_w,
+                                .pad_top = 1, .pad_left = 1};
+    size_t nn = yd_qconv_input_bytes(&next_shape, 1, 1), block = nn / (size_t)nob;
+    uint8_t *want = yd_aligned_alloc(nn);
+    float *floats = yd_aligned_alloc(on * sizeof(float));
+    int ok = 1;
+
+    next[1] = next[0];
+    next[1].zero = random_int(0, 255);
+    next[1].first_block = first;
+    next[1].nblocks = nob - first;
+    next[1].out_block = 1;
+    next[0].out = yd_aligned_alloc(nn);
+    next[1].out = yd_aligned_alloc(nn + block);
+    memset(next[0].out, 0xa5, nn);
+    memset(next[1].out, 0xa5, nn + block);
+    if (scratch) {
+#pragma omp parallel num_threads(threads)
+        table->qwinograd(s, q, qin, res, floats, next, 2, scratch, scratch_floats);
+    } else {
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, next, 2);
+    }
+
+    ok &= memcmp(floats, got, on * sizeof(float)) == 0;
+    table->quantize(got, s->out_c, s->out_h, s->out_w, table->cb, next[0].scale, next[0].zero, 1, 1, 1,
+                    1, want);
+    ok &= memcmp(want, next[0].out, nn) == 0;
+    table->quantize(got, s->out_c, s->out_h, s->out_w, table->cb, next[1].scale, next[1].zero, 1, 1, 1,
+                    1, want);
+    ok &= memcmp(want + (size_t)first * block, next[1].out + block, (size_t)(nob - first) * block) == 0;
+    for (size_t i = 0; i < block; i++)
+        ok &= next[1].out[i] == 0xa5;
+    if (!ok)
+        fprintf(stderr, "  %s int8 %s with several outputs differs (in_c %d, out %dx%dx%d)\n",
+                table->name, scratch ? "Winograd" : "conv", s->in_c, s->out_c, s->out_h, s->out_w);
+    free(want);
+    free(floats);
+    free(next[0].out);
+    free(next[1].out);
+    return ok;
+}
+
 /* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
 static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
 {
@@ -586,6 +722,8 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
                 s->pad_top, diff);
     }
     ok &= qconv_u8_case(table, s, &q, qin_ref, res, got);
+    if (yd_qconv_multi_of(table))
+        ok &= multi_output_case(table, s, &q, qin_ref, res, got, NULL, 0, 1);
     yd_qconv_free(&q);
     free(qweight);
     free(wscale);
@@ -758,7 +896,7 @@ static double qwinograd_case(const yd_kernel_table *table, yd_conv_shape *s, int
         got[i] = guard;
     yd_s8_conv__scalar(s, &q, qin, res, want, cb);
 #pragma omp parallel num_threads(threads)
-    table->qwinograd(s, &q, qin, res, got, NULL, scratch, scratch_floats);
+    table->qwinograd(s, &q, qin, res, got, NULL, 0, scratch, scratch_floats);
 
     for (int oc = 0; oc < s->out_c; oc++)
         for (int i = 0; i < s->out_h * s->out_w; i++) {
@@ -793,7 +931,9 @@ static double qwinograd_case(const yd_kernel_table *table, yd_conv_shape *s, int
     table->quantize(got, s->out_c, s->out_h, s->out_w, cb, next.scale, next.zero, next.pad_top,
                     next.pad_left, next.pad_bottom, next.pad_right, want_bytes);
 #pragma omp parallel num_threads(threads)
-    table->qwinograd(s, &q, qin, res, NULL, &next, scratch, scratch_floats);
+    table->qwinograd(s, &q, qin, res, NULL, &next, 1, scratch, scratch_floats);
+    if (!multi_output_case(table, s, &q, qin, res, got, scratch, scratch_floats, threads))
+        worst = -1;
     if (memcmp(want_bytes, next.out, nn) != 0) {
         fprintf(stderr, "  %s int8 Winograd uint8 output differs from its float output quantized\n",
                 table->name);
@@ -940,5 +1080,7 @@ int main(void)
     RUN(copy_channels_unaligned);
     RUN(pack_unpack_round_trip);
     RUN(maxpool_matches_loops);
+    RUN(unpack_avx512_matches_generic);
+    RUN(u8_pool_upsample_match_float);
     return TEST_SUMMARY();
 }
