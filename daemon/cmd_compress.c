@@ -38,7 +38,7 @@ struct compress_options {
     int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance */
     int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
     double distill_lr;        /* peak learning rate of the distillation */
-    int distill_holdout;      /* calibration images distillation keeps out to measure overfitting */
+    int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };
 
@@ -52,6 +52,8 @@ struct compress_outcome {
     char settings[512];          /* "key=value" words stored in the file */
     double reconstruction_error; /* relative output error; NaN when the method has none */
     double error_before_reconstruction; /* the same before the refit */
+    int distill_holdout;         /* images distillation held out */
+    int distill_kept_epoch;      /* the epoch whose weights it kept; 0: those from before */
 };
 
 /*
@@ -217,11 +219,14 @@ static void distillation_progress(const yd_distill_epoch *e, void *user)
  * (loaded again from the source file) on the calibration images.
  */
 static int distill_variant(yd_model *model, const struct compress_options *options,
-                           const yd_image *images, int count, yd_error *err)
+                           const yd_image *images, int count, struct compress_outcome *outcome,
+                           yd_error *err)
 {
     yd_distill_options d = {.epochs = options->distill_epochs, .learning_rate = options->distill_lr,
                             .batch = 8, .flip = 1, .seed = 1, .threads = options->threads,
-                            .holdout = options->distill_holdout, .pruned_only = 1,
+                            .holdout = options->distill_holdout >= 0 ? options->distill_holdout
+                                                                     : count / 8,
+                            .pruned_only = 1,
                             .bias_lr_scale = 10,
                             .progress = distillation_progress};
     yd_distill_report report;
@@ -240,6 +245,8 @@ static int distill_variant(yd_model *model, const struct compress_options *optio
     else if (rc == YD_OK && d.holdout > 0)
         fprintf(stderr, "distilling: kept epoch %d, held-out agreement %.4f (%.4f before)\n",
                 report.best_epoch, report.agreement_best, report.agreement_before);
+    outcome->distill_holdout = d.holdout;
+    outcome->distill_kept_epoch = d.holdout > 0 ? report.best_epoch : report.epochs;
     return rc;
 }
 
@@ -358,7 +365,7 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
     if (rc == YD_OK && refit)
         rc = reconstruct_variant(model, options, images, count, outcome, err);
     if (rc == YD_OK && options->distill_epochs > 0)
-        rc = distill_variant(model, options, images, count, err);
+        rc = distill_variant(model, options, images, count, outcome, err);
     for (int i = 0; i < count; i++)
         yd_image_free(&images[i]);
     free(images);
@@ -373,11 +380,17 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
            report.removed_groups, report.groups);
     snprintf(outcome->settings, sizeof outcome->settings,
              "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
-             "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g%s",
+             "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g",
              options->sensitivity_images > 0 ? "measured-head-change" : "importance-per-flop", percent,
              100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no",
-             options->distill_epochs, options->distill_lr,
-             options->distill_epochs > 0 ? " distill-layers=pruned" : "");
+             options->distill_epochs, options->distill_lr);
+    if (options->distill_epochs > 0) {
+        size_t used = strlen(outcome->settings);
+
+        snprintf(outcome->settings + used, sizeof outcome->settings - used,
+                 " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
+                 outcome->distill_holdout, outcome->distill_kept_epoch);
+    }
     yd_prune_report_free(&report);
     return YD_OK;
 }
@@ -458,8 +471,11 @@ static const char compress_help[] =
     "  --distill-lr X           peak Adam learning rate of the distillation\n"
     "                           (default 3e-3)\n"
     "  --distill-holdout N      keep the last N calibration images out of the\n"
-    "                           distillation and print their loss after each epoch\n"
-    "                           (default 0)\n"
+    "                           distillation; after each epoch the student's\n"
+    "                           detections on them are scored against the float\n"
+    "                           model's, and the best epoch (or the weights from\n"
+    "                           before it) is kept (default: an eighth of the\n"
+    "                           images; 0 keeps the last epoch)\n"
     "  --threads N              OpenMP threads (default 0 = all cores)\n"
     "  --log-level LEVEL        debug, info, warn or error (default warn)\n"
     "\n"
@@ -817,6 +833,7 @@ int command_compress(int argc, char **argv)
     struct compress_options options = {.calib_method = "percentile", .calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
                                        .sensitivity_images = 4, .distill_epochs = -1,
+                                       .distill_holdout = -1,
                                        .distill_lr = 3e-3};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
     const struct compress_variant *variant;

@@ -146,6 +146,22 @@ expect_text "compress prune20 settings name the ranking" "$OUT" \
     '^settings +prune=channels ranking=measured-head-change bias-compensation=yes '
 expect_exit "detect prune20 exits 0" 0 "$YOLOD" detect --model "$PRUNED" "$IMAGES/bus.jpg"
 expect_text "detect prune20 finds a person" "$OUT" '"label":"person"'
+HELD=$WORK/prune20-held.yolod
+expect_exit "compress prune20 with a held-out image exits 0" 0 "$YOLOD" compress "$MODEL" \
+    --variant prune20 --calib "$CALIB" --calib-limit 4 --sensitivity-images 2 --reconstruct no \
+    --distill-epochs 2 --distill-holdout 1 -o "$HELD"
+expect_text "distillation scores the held-out image before training" "$ERR" \
+    '^distilling: before training, held out: loss [0-9.]+, agreement [0-9.]+$'
+expect_text "distillation scores the held-out image after each epoch" "$ERR" \
+    '^distilling: epoch 2 of 2, .*held out: loss [0-9.]+, agreement [0-9.]+'
+expect_text "distillation says which weights it kept" "$ERR" \
+    '^distilling: (kept epoch [12], held-out agreement|no epoch agreed with the teacher)'
+expect_text "compress settings record the held-out count and kept epoch" "$OUT" \
+    'distill-holdout=1 distill-kept-epoch=[0-2]'
+expect_exit "compress holding out every image exits 1" 1 "$YOLOD" compress "$MODEL" \
+    --variant prune20 --calib "$CALIB" --calib-limit 4 --sensitivity-images 2 --reconstruct no \
+    --distill-holdout 4 -o "$BAD"
+expect_text "compress holding out every image message" "$ERR" '4 held out of 4 calibration images'
 expect_exit "compress negative --sensitivity-images exits 2" 2 "$YOLOD" compress "$MODEL" \
     --variant prune20 --calib "$CALIB" --sensitivity-images -1 -o "$BAD"
 expect_text "compress negative --sensitivity-images message" "$ERR" "invalid --sensitivity-images '-1'"
