@@ -43,11 +43,12 @@ static inline __m512 silu_avx512(__m512 v)
 /*
  * SiLU for int8 epilogues, whose outputs are quantized to 8 bits: 2^f by a
  * degree-4 polynomial (relative error below 2.6e-6) instead of exp_avx512.
+ * There is no clamp: for x below about -88.7, 2^t overflows to +inf and
+ * x / inf is -0, the limit. x must be finite.
  */
 static inline __m512 silu_int8_avx512(__m512 v)
 {
-    const __m512 t = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f)),
-                                   _mm512_set1_ps(126.0f));
+    const __m512 t = _mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f));
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(9.570086169e-3f);
