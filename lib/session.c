@@ -742,6 +742,55 @@ static qstep *quantized_plan(const yd_session *s, int *first)
 }
 
 /*
+ * The head map that an int8 head convolution writes planar, straight from
+ * its epilogue, instead of blocked floats that run() unpacks afterwards;
+ * NULL when it does not. step is the node's plan entry (NULL: no plan).
+ */
+static float *planar_head_map(const yd_session *s, const yd_node *node, const qstep *step)
+{
+    const yd_graph *g = s->model->graph;
+    float *map = NULL;
+
+    if (!step || step->ntargets > 0 || node->op != YD_OP_CONV ||
+        node->conv.precision != YD_PREC_INT8 || node->residual >= 0 ||
+        node->conv.qpacked->winograd_u || !yd_qconv_planar_of(s->model->kernels))
+        return NULL;
+    for (int l = 0; l < g->nlevels; l++) {
+        if (node->output == g->head_box[l])
+            map = (float *)s->maps.level[l].box;
+        else if (node->output == g->head_cls[l])
+            map = (float *)s->maps.level[l].cls;
+    }
+    if (!map)
+        return NULL;
+
+    /* The blocked output is never written, so no node may read it. */
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *reader = &g->nodes[i];
+
+        if (reader->dead)
+            continue;
+        if (reader->residual == node->output)
+            return NULL;
+        for (int k = 0; k < reader->ninputs; k++)
+            if (reader->inputs[k] == node->output)
+                return NULL;
+    }
+    return map;
+}
+
+/* The head map that the producer of `value` writes planar, or NULL (see planar_head_map). */
+static float *planar_head_value(const yd_session *s, const qstep *plan, int value)
+{
+    const yd_graph *g = s->model->graph;
+
+    for (int i = 0; i < g->nnodes; i++)
+        if (!g->nodes[i].dead && g->nodes[i].output == value)
+            return planar_head_map(s, &g->nodes[i], plan ? &plan[i] : NULL);
+    return NULL;
+}
+
+/*
  * Runs an int8 layer packed for Winograd: float output to `out` (or NULL)
  * and quantized outputs to next[0..nnext).
  */
@@ -800,7 +849,11 @@ static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *s
         };
     }
 
-    if (q->winograd_u) {
+    float *planar = planar_head_map(s, node, step);
+
+    if (planar) {
+        yd_qconv_planar_of(k)(shape, q, qin, step->lanes, planar);
+    } else if (q->winograd_u) {
         assert(!step || step->lanes == YD_QCB);
         run_qwinograd(s, shape, q, qin, residual, out, next, nnext);
     } else if (nnext > 0) {
@@ -1066,17 +1119,22 @@ static void run(yd_session *s, int kind, const float *planar)
 
             /* The barrier at the end of the parallel region orders these
              * with the head decode. */
-            if (unpack) {
-                unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
-                       (float *)s->maps.level[l].box);
-                unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
-                       (float *)s->maps.level[l].cls);
-                continue;
+            if (!planar_head_value(s, plan, g->head_box[l])) {
+                if (unpack)
+                    unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                           (float *)s->maps.level[l].box);
+                else
+                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h,
+                                                box->w, g->cb, (float *)s->maps.level[l].box);
             }
-            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
-                                        g->cb, (float *)s->maps.level[l].box);
-            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
-                                        g->cb, (float *)s->maps.level[l].cls);
+            if (!planar_head_value(s, plan, g->head_cls[l])) {
+                if (unpack)
+                    unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                           (float *)s->maps.level[l].cls);
+                else
+                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h,
+                                                cls->w, g->cb, (float *)s->maps.level[l].cls);
+            }
         }
         if (s->node_ms) {
 #pragma omp barrier

@@ -280,6 +280,16 @@ typedef void (*yd_qconv_multi_fn)(const yd_conv_shape *shape, const yd_qconv *q,
 yd_qconv_multi_fn yd_qconv_multi_of(const yd_kernel_table *table);
 
 /*
+ * Writes the float output as planar [out_c][out_h][out_w] floats, the
+ * layout of the detection head maps, instead of blocks. No residual.
+ */
+typedef void (*yd_qconv_planar_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                   int in_lanes, float *out);
+
+/* The variant of table->qconv with planar output, or NULL when it has none. */
+yd_qconv_planar_fn yd_qconv_planar_of(const yd_kernel_table *table);
+
+/*
  * Quantizes an RGB8 HWC image (width x height) straight into the padded
  * uint8 input of a 3-channel convolution, giving the same bytes as
  * yd_f32_pack_rgb8() followed by the quantizer. With lanes 4 it writes only
@@ -390,3 +400,5 @@ void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qcon
 void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                           const uint8_t *in, int in_lanes, const float *residual,
                                           float *out, const yd_qconv_u8_out *next, int nnext);
+void yd_s8_conv_planar_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                           const uint8_t *in, int in_lanes, float *out);

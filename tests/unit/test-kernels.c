@@ -678,6 +678,49 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
     return ok;
 }
 
+/*
+ * The planar variant of table's int8 kernel (if any) against its blocked
+ * float output `got` unpacked: the floats must be identical, and nothing
+ * past the c x h x w planes may be written.
+ */
+static int planar_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
+                              const uint8_t *qin, const float *got)
+{
+    yd_qconv_planar_fn fn = yd_qconv_planar_of(table);
+    const size_t n = (size_t)s->out_c * s->out_h * s->out_w, guard = 64;
+    float *want = malloc(n * sizeof(float));
+    float *planar = malloc((n + guard) * sizeof(float));
+    int ok = 1;
+
+    if (!fn) {
+        free(want);
+        free(planar);
+        return 1;
+    }
+    yd_f32_unpack_planar(got, s->out_c, s->out_h, s->out_w, table->cb, want);
+    memset(planar, 0xa5, (n + guard) * sizeof(float));
+    fn(s, q, qin, YD_QCB, planar);
+    if (memcmp(want, planar, n * sizeof(float)) != 0) {
+        ok = 0;
+        fprintf(stderr, "  %s int8 conv planar output differs (in_c %d, out %dx%dx%d)\n", table->name,
+                s->in_c, s->out_c, s->out_h, s->out_w);
+    }
+    for (size_t i = n; i < n + guard; i++) {
+        uint32_t bits;
+
+        memcpy(&bits, &planar[i], sizeof bits);
+        if (bits != 0xa5a5a5a5u) {
+            ok = 0;
+            fprintf(stderr, "  %s int8 conv planar output wrote past its planes (out %dx%dx%d)\n",
+                    table->name, s->out_c, s->out_h, s->out_w);
+            break;
+        }
+    }
+    free(want);
+    free(planar);
+    return ok;
+}
+
 /* Int8 conv of one random shape: VNNI kernel and quantizer vs reference. */
 static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_residual)
 {
@@ -724,6 +767,8 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
     ok &= qconv_u8_case(table, s, &q, qin_ref, res, got);
     if (yd_qconv_multi_of(table))
         ok &= multi_output_case(table, s, &q, qin_ref, res, got, NULL, 0, 1);
+    if (!with_residual)
+        ok &= planar_output_case(table, s, &q, qin_ref, got);
     yd_qconv_free(&q);
     free(qweight);
     free(wscale);
@@ -752,6 +797,9 @@ static void check_qconv_table(const char *name)
     fill_shape(&s, 32, 20, 20, 64, 3, 1, 1, 1);
     failures += !qconv_case(table, &s, 1);
     fill_shape(&s, 64, 9, 9, 80, 1, 1, 0, 0);
+    failures += !qconv_case(table, &s, 0);
+    /* Rows wider than the planar output's 128-pixel segments. */
+    fill_shape(&s, 20, 3, 300, 20, 1, 1, 0, 0);
     failures += !qconv_case(table, &s, 0);
     for (int i = 0; i < 40; i++) {
         int k = random_int(0, 1) * 2 + 1;
