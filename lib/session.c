@@ -258,6 +258,9 @@ typedef struct qstep {
     int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
     int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int float_out; /* 0 when only its quantized outputs are read */
+    /* Direct int8 conv with quantized outputs: the blocks whose floats are
+     * read, [float_first_block, + float_nblocks); float_nblocks 0: all. */
+    int float_first_block, float_nblocks;
     int nowait;    /* no barrier after it: see chain_pooling and group_convolutions */
     int ntargets;
     qtarget targets[YD_QCONV_MAX_OUTPUTS];
@@ -388,6 +391,23 @@ static int whole_target(const yd_graph *g, const yd_node *node, const qstep *ste
 }
 
 /*
+ * Narrows a direct int8 convolution's float output to the blocks that hold
+ * channels read as floats (flags read[0..c)), as in a C2f block whose
+ * first split half is only read quantized while the second is a residual.
+ */
+static void float_blocks(const char *read, int c, qstep *step)
+{
+    int lo = 0, hi = c;
+
+    while (lo < c && !read[lo])
+        lo++;
+    while (hi > lo && !read[hi - 1])
+        hi--;
+    step->float_first_block = lo / YD_QCB;
+    step->float_nblocks = (hi + YD_QCB - 1) / YD_QCB - lo / YD_QCB;
+}
+
+/*
  * Clears float_out of the nodes with quantized outputs whose float
  * channels nothing reads: every reader is fed by the plan, and no
  * residual, float layer, copy or head map reads them. Nodes go in reverse
@@ -429,6 +449,9 @@ static void mark_float_readers(const yd_graph *g, qstep *plan)
             if (node->op == YD_OP_CONV && node->conv.qpacked->winograd_u &&
                 !whole_target(g, node, &plan[i]))
                 plan[i].float_out = 1;
+            else if (node->op == YD_OP_CONV && plan[i].float_out)
+                float_blocks(float_read + first[root] + channel, g->values[node->output].c,
+                             &plan[i]);
         }
         for (int k = 0; k < node->ninputs; k++) {
             if (node->op == YD_OP_CONCAT && !(node->copy_inputs & (1u << k)))
@@ -857,7 +880,8 @@ static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *s
         assert(!step || step->lanes == YD_QCB);
         run_qwinograd(s, shape, q, qin, residual, out, next, nnext);
     } else if (nnext > 0) {
-        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, next, nnext);
+        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, step->float_first_block,
+                             step->float_nblocks, next, nnext);
     } else {
         k->qconv(shape, q, qin, residual, out, g->cb);
     }

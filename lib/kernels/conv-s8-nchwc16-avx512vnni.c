@@ -41,6 +41,7 @@ typedef struct qctx {
     int lanes;        /* input bytes per pixel: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int nicb, groups_last;
     int float_out;    /* 1 when the float output is stored */
+    int float_first, float_end; /* the output blocks whose floats are stored */
     /* Float output of block ob, row oy, pixel ox: out + (ob - ob_base) *
      * block_floats + oy * row_floats + (ox - ox_base) * 16. The planar
      * output points them at a row segment in a stack buffer. */
@@ -111,7 +112,7 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
                 v = silu_int8_avx512(v);
             if (residual)
                 v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
-            if (c->float_out)
+            if (c->float_out && ob >= c->float_first && ob < c->float_end)
                 _mm512_store_ps(out + base + (size_t)p * 16, v);
             value[p] = v;
         }
@@ -329,6 +330,7 @@ static void init_ctx(qctx *c, const yd_conv_shape *s, const yd_qconv *q, int in_
         .wp = s->in_w + s->pad_left + q->pad_right,
         .nicb = (s->in_c + YD_QCB - 1) / YD_QCB,
         .lanes = in_lanes,
+        .float_end = (s->out_c + YD_QCB - 1) / YD_QCB,
         .block_floats = (size_t)s->out_h * s->out_w * 16,
         .row_floats = (size_t)s->out_w * 16,
     };
@@ -381,19 +383,26 @@ void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q
                                        const uint8_t *in, int in_lanes, const float *residual,
                                        const yd_qconv_u8_out *next)
 {
-    yd_s8_conv_multi_nchwc16__avx512vnni(s, q, in, in_lanes, residual, NULL, next, 1);
+    yd_s8_conv_multi_nchwc16__avx512vnni(s, q, in, in_lanes, residual, NULL, 0, 0, next, 1);
 }
 
 void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q,
                                           const uint8_t *in, int in_lanes, const float *residual,
-                                          float *out, const yd_qconv_u8_out *next, int nnext)
+                                          float *out, int out_first_block, int out_nblocks,
+                                          const yd_qconv_u8_out *next, int nnext)
 {
     qctx c;
 
     assert(in_lanes == YD_QCB || (in_lanes == 4 && s->in_c <= 4));
     assert(out || nnext > 0);
+    assert(out_first_block >= 0 && out_nblocks >= 0);
     init_ctx(&c, s, q, in_lanes);
     c.float_out = out != NULL;
+    if (out_nblocks > 0) {
+        assert(out_first_block + out_nblocks <= c.float_end);
+        c.float_first = out_first_block;
+        c.float_end = out_first_block + out_nblocks;
+    }
     add_targets(&c, next, nnext);
     run(&c, in, residual, out);
 }

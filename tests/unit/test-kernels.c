@@ -623,7 +623,8 @@ static int qconv_u8_case(const yd_kernel_table *table, const yd_conv_shape *s, c
  * is 1, and places them from block 1 of a buffer one block larger, as
  * producers of a concatenation do. The bytes must equal the table's
  * quantizer on `got`, the float output of the same layer. Block 0 of the
- * second buffer must stay unwritten, and the floats must equal `got`.
+ * second buffer must stay unwritten, and the floats must equal `got`. The
+ * direct kernel runs again writing floats for blocks [1, nob) only.
  */
 static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
                              const uint8_t *qin, const float *res, const float *got, float *scratch,
@@ -656,7 +657,7 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
 #pragma omp parallel num_threads(threads)
         table->qwinograd(s, q, qin, res, floats, next, 2, scratch, scratch_floats);
     } else {
-        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, next, 2);
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, 0, 0, next, 2);
     }
 
     ok &= memcmp(floats, got, on * sizeof(float)) == 0;
@@ -668,6 +669,22 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
     ok &= memcmp(want + (size_t)first * block, next[1].out + block, (size_t)(nob - first) * block) == 0;
     for (size_t i = 0; i < block; i++)
         ok &= next[1].out[i] == 0xa5;
+
+    /* Floats for blocks [first, nob) only: those equal `got`, the others stay unwritten. */
+    if (!scratch) {
+        const size_t block_floats = on / (size_t)nob;
+
+        memset(floats, 0xa5, on * sizeof(float));
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, first, nob - first, next, 2);
+        ok &= memcmp(floats + (size_t)first * block_floats, got + (size_t)first * block_floats,
+                     (size_t)(nob - first) * block_floats * sizeof(float)) == 0;
+        for (size_t i = 0; i < (size_t)first * block_floats; i++) {
+            uint32_t bits;
+
+            memcpy(&bits, &floats[i], sizeof bits);
+            ok &= bits == 0xa5a5a5a5u;
+        }
+    }
     if (!ok)
         fprintf(stderr, "  %s int8 %s with several outputs differs (in_c %d, out %dx%dx%d)\n",
                 table->name, scratch ? "Winograd" : "conv", s->in_c, s->out_c, s->out_h, s->out_w);
