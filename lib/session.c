@@ -258,6 +258,9 @@ typedef struct qstep {
     int ready;     /* 1 when earlier steps write that input, so it does not quantize it */
     int lanes;     /* bytes per pixel of that input: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int float_out; /* 0 when only its quantized outputs are read */
+    /* Direct int8 conv with quantized outputs: the blocks whose floats are
+     * read, [float_first_block, + float_nblocks); float_nblocks 0: all. */
+    int float_first_block, float_nblocks;
     int nowait;    /* no barrier after it: see chain_pooling and group_convolutions */
     int ntargets;
     qtarget targets[YD_QCONV_MAX_OUTPUTS];
@@ -388,6 +391,23 @@ static int whole_target(const yd_graph *g, const yd_node *node, const qstep *ste
 }
 
 /*
+ * Narrows a direct int8 convolution's float output to the blocks that hold
+ * channels read as floats (flags read[0..c)), as in a C2f block whose
+ * first split half is only read quantized while the second is a residual.
+ */
+static void float_blocks(const char *read, int c, qstep *step)
+{
+    int lo = 0, hi = c;
+
+    while (lo < c && !read[lo])
+        lo++;
+    while (hi > lo && !read[hi - 1])
+        hi--;
+    step->float_first_block = lo / YD_QCB;
+    step->float_nblocks = (hi + YD_QCB - 1) / YD_QCB - lo / YD_QCB;
+}
+
+/*
  * Clears float_out of the nodes with quantized outputs whose float
  * channels nothing reads: every reader is fed by the plan, and no
  * residual, float layer, copy or head map reads them. Nodes go in reverse
@@ -429,6 +449,9 @@ static void mark_float_readers(const yd_graph *g, qstep *plan)
             if (node->op == YD_OP_CONV && node->conv.qpacked->winograd_u &&
                 !whole_target(g, node, &plan[i]))
                 plan[i].float_out = 1;
+            else if (node->op == YD_OP_CONV && plan[i].float_out)
+                float_blocks(float_read + first[root] + channel, g->values[node->output].c,
+                             &plan[i]);
         }
         for (int k = 0; k < node->ninputs; k++) {
             if (node->op == YD_OP_CONCAT && !(node->copy_inputs & (1u << k)))
@@ -742,6 +765,55 @@ static qstep *quantized_plan(const yd_session *s, int *first)
 }
 
 /*
+ * The head map that an int8 head convolution writes planar, straight from
+ * its epilogue, instead of blocked floats that run() unpacks afterwards;
+ * NULL when it does not. step is the node's plan entry (NULL: no plan).
+ */
+static float *planar_head_map(const yd_session *s, const yd_node *node, const qstep *step)
+{
+    const yd_graph *g = s->model->graph;
+    float *map = NULL;
+
+    if (!step || step->ntargets > 0 || node->op != YD_OP_CONV ||
+        node->conv.precision != YD_PREC_INT8 || node->residual >= 0 ||
+        node->conv.qpacked->winograd_u || !yd_qconv_planar_of(s->model->kernels))
+        return NULL;
+    for (int l = 0; l < g->nlevels; l++) {
+        if (node->output == g->head_box[l])
+            map = (float *)s->maps.level[l].box;
+        else if (node->output == g->head_cls[l])
+            map = (float *)s->maps.level[l].cls;
+    }
+    if (!map)
+        return NULL;
+
+    /* The blocked output is never written, so no node may read it. */
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *reader = &g->nodes[i];
+
+        if (reader->dead)
+            continue;
+        if (reader->residual == node->output)
+            return NULL;
+        for (int k = 0; k < reader->ninputs; k++)
+            if (reader->inputs[k] == node->output)
+                return NULL;
+    }
+    return map;
+}
+
+/* The head map that the producer of `value` writes planar, or NULL (see planar_head_map). */
+static float *planar_head_value(const yd_session *s, const qstep *plan, int value)
+{
+    const yd_graph *g = s->model->graph;
+
+    for (int i = 0; i < g->nnodes; i++)
+        if (!g->nodes[i].dead && g->nodes[i].output == value)
+            return planar_head_map(s, &g->nodes[i], plan ? &plan[i] : NULL);
+    return NULL;
+}
+
+/*
  * Runs an int8 layer packed for Winograd: float output to `out` (or NULL)
  * and quantized outputs to next[0..nnext).
  */
@@ -800,11 +872,16 @@ static void run_qconv(yd_session *s, const yd_node *node, const yd_conv_shape *s
         };
     }
 
-    if (q->winograd_u) {
+    float *planar = planar_head_map(s, node, step);
+
+    if (planar) {
+        yd_qconv_planar_of(k)(shape, q, qin, step->lanes, planar);
+    } else if (q->winograd_u) {
         assert(!step || step->lanes == YD_QCB);
         run_qwinograd(s, shape, q, qin, residual, out, next, nnext);
     } else if (nnext > 0) {
-        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, next, nnext);
+        yd_qconv_multi_of(k)(shape, q, qin, step->lanes, residual, out, step->float_first_block,
+                             step->float_nblocks, next, nnext);
     } else {
         k->qconv(shape, q, qin, residual, out, g->cb);
     }
@@ -1066,17 +1143,22 @@ static void run(yd_session *s, int kind, const float *planar)
 
             /* The barrier at the end of the parallel region orders these
              * with the head decode. */
-            if (unpack) {
-                unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
-                       (float *)s->maps.level[l].box);
-                unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
-                       (float *)s->maps.level[l].cls);
-                continue;
+            if (!planar_head_value(s, plan, g->head_box[l])) {
+                if (unpack)
+                    unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
+                           (float *)s->maps.level[l].box);
+                else
+                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h,
+                                                box->w, g->cb, (float *)s->maps.level[l].box);
             }
-            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
-                                        g->cb, (float *)s->maps.level[l].box);
-            yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
-                                        g->cb, (float *)s->maps.level[l].cls);
+            if (!planar_head_value(s, plan, g->head_cls[l])) {
+                if (unpack)
+                    unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
+                           (float *)s->maps.level[l].cls);
+                else
+                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h,
+                                                cls->w, g->cb, (float *)s->maps.level[l].cls);
+            }
         }
         if (s->node_ms) {
 #pragma omp barrier

@@ -6,7 +6,8 @@
  * clipped. The epilogue converts to float, applies scale, bias, SiLU and
  * the residual, and stores 16-float blocks (cb must be 16), quantizes
  * them for the next int8 convolutions (yd_s8_conv_u8_nchwc16__avx512vnni),
- * or both (yd_s8_conv_multi_nchwc16__avx512vnni).
+ * or both (yd_s8_conv_multi_nchwc16__avx512vnni). For the detection head,
+ * yd_s8_conv_planar_nchwc16__avx512vnni writes planar [c][h][w] floats.
  */
 #include <assert.h>
 #include <immintrin.h>
@@ -18,6 +19,8 @@
 #define TILE_ATTR static inline __attribute__((always_inline))
 #define OB_MAX 4
 #define NP_MAX 12
+/* Pixels of a row that the planar output passes through a stack buffer at once. */
+#define PLANAR_SEGMENT 128
 
 /* One quantized output (yd_qconv_u8_out) with the sizes the epilogue needs. */
 typedef struct u8_target {
@@ -38,6 +41,13 @@ typedef struct qctx {
     int lanes;        /* input bytes per pixel: YD_QCB, or 4 (see yd_qconv_u8_fn) */
     int nicb, groups_last;
     int float_out;    /* 1 when the float output is stored */
+    int float_first, float_end; /* the output blocks whose floats are stored */
+    /* Float output of block ob, row oy, pixel ox: out + (ob - ob_base) *
+     * block_floats + oy * row_floats + (ox - ox_base) * 16. The planar
+     * output points them at a row segment in a stack buffer. */
+    size_t block_floats, row_floats;
+    int ob_base, ox_base;
+    float *planar;    /* planar [out_c][out_h][out_w] output, or NULL */
     int ntargets;
     u8_target targets[YD_QCONV_MAX_OUTPUTS];
 } qctx;
@@ -90,7 +100,8 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
         const __m512 scale = _mm512_load_ps(c->q->scale + oc0);
         const __m512 bias = _mm512_load_ps(c->q->bias + oc0);
         const __m512i corr = _mm512_load_si512((const void *)(c->q->correction + oc0));
-        const size_t base = (size_t)ob * s->out_h * s->out_w * 16 + ((size_t)oy * s->out_w + ox) * 16;
+        const size_t base = (size_t)(ob - c->ob_base) * c->block_floats + (size_t)oy * c->row_floats +
+                            (size_t)(ox - c->ox_base) * 16;
         __m512 value[NP_MAX];
 
         for (int p = 0; p < NP; p++) {
@@ -101,7 +112,7 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
                 v = silu_int8_avx512(v);
             if (residual)
                 v = _mm512_add_ps(v, _mm512_load_ps(residual + base + (size_t)p * 16));
-            if (c->float_out)
+            if (c->float_out && ob >= c->float_first && ob < c->float_end)
                 _mm512_store_ps(out + base + (size_t)p * 16, v);
             value[p] = v;
         }
@@ -200,16 +211,12 @@ static void fill_border(const qctx *c, int ob0, int count, int oy)
     }
 }
 
-/* Computes output row oy of output blocks [ob0, ob0 + count). */
-static void run_row(qctx *c, int ob0, int count, int oy, const uint8_t *in, const float *residual,
-                    float *out)
+/* Computes pixels [x_begin, x_end) of output row oy of blocks [ob0, ob0 + count). */
+static void run_tiles(const qctx *c, int ob0, int count, int oy, int x_begin, int x_end,
+                      const uint8_t *in, const float *residual, float *out)
 {
-    const yd_conv_shape *s = c->s;
-
-    if (c->ntargets > 0)
-        fill_border(c, ob0, count, oy);
-    for (int ox = 0; ox < s->out_w;) {
-        int np = s->out_w - ox < np_for[count] ? s->out_w - ox : np_for[count];
+    for (int ox = x_begin; ox < x_end;) {
+        int np = x_end - ox < np_for[count] ? x_end - ox : np_for[count];
 
         switch (count) {
         case 1: qrow_1(c, ob0, oy, ox, np, in, residual, out); break;
@@ -219,6 +226,68 @@ static void run_row(qctx *c, int ob0, int count, int oy, const uint8_t *in, cons
         }
         ox += np;
     }
+}
+
+/*
+ * Copies n pixels of one block, 16 floats each at `rows`, to `lanes`
+ * planes `plane` floats apart, starting at dst: 16 x 16 transposes, with
+ * masked stores for the last n % 16 pixels.
+ */
+static void store_planar(const float *rows, int n, int lanes, float *dst, size_t plane)
+{
+    for (int i0 = 0; i0 < n; i0 += 16) {
+        const int m = n - i0 < 16 ? n - i0 : 16;
+        const __mmask16 mask = (__mmask16)((1u << m) - 1);
+        __m512 r[16];
+
+        for (int i = 0; i < 16; i++)
+            r[i] = i < m ? _mm512_load_ps(rows + (size_t)(i0 + i) * 16) : _mm512_setzero_ps();
+        transpose_16x16(r);
+        for (int lane = 0; lane < lanes; lane++)
+            _mm512_mask_storeu_ps(dst + (size_t)lane * plane + i0, mask, r[lane]);
+    }
+}
+
+/*
+ * Computes output row oy of blocks [ob0, ob0 + count) into c->planar, one
+ * segment of the row at a time through a stack buffer that stays in L1,
+ * so the blocked floats never reach memory.
+ */
+static void run_row_planar(qctx *c, int ob0, int count, int oy, const uint8_t *in)
+{
+    const yd_conv_shape *s = c->s;
+    const size_t plane = (size_t)s->out_h * s->out_w;
+    float rows[OB_MAX * PLANAR_SEGMENT * 16] __attribute__((aligned(64)));
+
+    c->ob_base = ob0;
+    c->block_floats = PLANAR_SEGMENT * 16;
+    c->row_floats = 0;
+    for (int x0 = 0; x0 < s->out_w; x0 += PLANAR_SEGMENT) {
+        const int n = s->out_w - x0 < PLANAR_SEGMENT ? s->out_w - x0 : PLANAR_SEGMENT;
+
+        c->ox_base = x0;
+        run_tiles(c, ob0, count, oy, x0, x0 + n, in, NULL, rows);
+        for (int b = 0; b < count; b++) {
+            const int oc0 = (ob0 + b) * YD_QCB;
+            const int lanes = s->out_c - oc0 < YD_QCB ? s->out_c - oc0 : YD_QCB;
+
+            store_planar(rows + (size_t)b * PLANAR_SEGMENT * 16, n, lanes,
+                         c->planar + (size_t)oc0 * plane + (size_t)oy * s->out_w + x0, plane);
+        }
+    }
+}
+
+/* Computes output row oy of output blocks [ob0, ob0 + count). */
+static void run_row(qctx *c, int ob0, int count, int oy, const uint8_t *in, const float *residual,
+                    float *out)
+{
+    if (c->planar) {
+        run_row_planar(c, ob0, count, oy, in);
+        return;
+    }
+    if (c->ntargets > 0)
+        fill_border(c, ob0, count, oy);
+    run_tiles(c, ob0, count, oy, 0, c->s->out_w, in, residual, out);
 }
 
 static void run(qctx *c, const uint8_t *in, const float *residual, float *out)
@@ -261,6 +330,9 @@ static void init_ctx(qctx *c, const yd_conv_shape *s, const yd_qconv *q, int in_
         .wp = s->in_w + s->pad_left + q->pad_right,
         .nicb = (s->in_c + YD_QCB - 1) / YD_QCB,
         .lanes = in_lanes,
+        .float_end = (s->out_c + YD_QCB - 1) / YD_QCB,
+        .block_floats = (size_t)s->out_h * s->out_w * 16,
+        .row_floats = (size_t)s->out_w * 16,
     };
 }
 
@@ -311,21 +383,41 @@ void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q
                                        const uint8_t *in, int in_lanes, const float *residual,
                                        const yd_qconv_u8_out *next)
 {
-    yd_s8_conv_multi_nchwc16__avx512vnni(s, q, in, in_lanes, residual, NULL, next, 1);
+    yd_s8_conv_multi_nchwc16__avx512vnni(s, q, in, in_lanes, residual, NULL, 0, 0, next, 1);
 }
 
 void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q,
                                           const uint8_t *in, int in_lanes, const float *residual,
-                                          float *out, const yd_qconv_u8_out *next, int nnext)
+                                          float *out, int out_first_block, int out_nblocks,
+                                          const yd_qconv_u8_out *next, int nnext)
 {
     qctx c;
 
     assert(in_lanes == YD_QCB || (in_lanes == 4 && s->in_c <= 4));
     assert(out || nnext > 0);
+    assert(out_first_block >= 0 && out_nblocks >= 0);
     init_ctx(&c, s, q, in_lanes);
     c.float_out = out != NULL;
+    if (out_nblocks > 0) {
+        assert(out_first_block + out_nblocks <= c.float_end);
+        c.float_first = out_first_block;
+        c.float_end = out_first_block + out_nblocks;
+    }
     add_targets(&c, next, nnext);
     run(&c, in, residual, out);
+}
+
+void yd_s8_conv_planar_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *q,
+                                           const uint8_t *in, int in_lanes, float *out)
+{
+    qctx c;
+
+    assert(in_lanes == YD_QCB || (in_lanes == 4 && s->in_c <= 4));
+    assert(out);
+    init_ctx(&c, s, q, in_lanes);
+    c.float_out = 1;
+    c.planar = out;
+    run(&c, in, NULL, NULL);
 }
 
 /* Quantizes a 16-float blocked tensor into the padded uint8 layout. */

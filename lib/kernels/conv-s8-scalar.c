@@ -143,6 +143,13 @@ yd_qconv_multi_fn yd_qconv_multi_of(const yd_kernel_table *table)
     return NULL;
 }
 
+yd_qconv_planar_fn yd_qconv_planar_of(const yd_kernel_table *table)
+{
+    if (table->qconv == yd_s8_conv_nchwc16__avx512vnni)
+        return yd_s8_conv_planar_nchwc16__avx512vnni;
+    return NULL;
+}
+
 void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, float scale,
                          int zero, int pad_top, int pad_left, int pad_bottom, int pad_right,
                          uint8_t *out)

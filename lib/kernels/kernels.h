@@ -270,14 +270,27 @@ yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table);
 /*
  * Writes the float output to `out` (NULL: none) and the quantized bytes to
  * each of next[0..nnext), nnext <= YD_QCONV_MAX_OUTPUTS. The bytes of each
- * are those of yd_qconv_u8_fn with that target.
+ * are those of yd_qconv_u8_fn with that target. Only output blocks
+ * [out_first_block, out_first_block + out_nblocks) of `out` are written;
+ * out_nblocks 0 means every block.
  */
 typedef void (*yd_qconv_multi_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                                   int in_lanes, const float *residual, float *out,
+                                  int out_first_block, int out_nblocks,
                                   const yd_qconv_u8_out *next, int nnext);
 
 /* The variant of table->qconv with several outputs, or NULL when it has none. */
 yd_qconv_multi_fn yd_qconv_multi_of(const yd_kernel_table *table);
+
+/*
+ * Writes the float output as planar [out_c][out_h][out_w] floats, the
+ * layout of the detection head maps, instead of blocks. No residual.
+ */
+typedef void (*yd_qconv_planar_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                   int in_lanes, float *out);
+
+/* The variant of table->qconv with planar output, or NULL when it has none. */
+yd_qconv_planar_fn yd_qconv_planar_of(const yd_kernel_table *table);
 
 /*
  * Quantizes an RGB8 HWC image (width x height) straight into the padded
@@ -389,4 +402,7 @@ void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qcon
                                        const yd_qconv_u8_out *next);
 void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                           const uint8_t *in, int in_lanes, const float *residual,
-                                          float *out, const yd_qconv_u8_out *next, int nnext);
+                                          float *out, int out_first_block, int out_nblocks,
+                                          const yd_qconv_u8_out *next, int nnext);
+void yd_s8_conv_planar_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
+                                           const uint8_t *in, int in_lanes, float *out);

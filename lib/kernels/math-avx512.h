@@ -1,6 +1,6 @@
 /*
- * Vector math for the AVX-512 kernels: exp, SiLU, and packing quantized
- * values to bytes.
+ * Vector math for the AVX-512 kernels: exp, SiLU, packing quantized
+ * values to bytes, and a 16 x 16 float transpose.
  */
 #ifndef YOLOD_MATH_AVX512_H
 #define YOLOD_MATH_AVX512_H
@@ -43,11 +43,12 @@ static inline __m512 silu_avx512(__m512 v)
 /*
  * SiLU for int8 epilogues, whose outputs are quantized to 8 bits: 2^f by a
  * degree-4 polynomial (relative error below 2.6e-6) instead of exp_avx512.
+ * There is no clamp: for x below about -88.7, 2^t overflows to +inf and
+ * x / inf is -0, the limit. x must be finite.
  */
 static inline __m512 silu_int8_avx512(__m512 v)
 {
-    const __m512 t = _mm512_min_ps(_mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f)),
-                                   _mm512_set1_ps(126.0f));
+    const __m512 t = _mm512_mul_ps(v, _mm512_set1_ps(-1.44269504088896341f));
     const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_sub_ps(t, n);
     __m512 p = _mm512_set1_ps(9.570086169e-3f);
@@ -72,6 +73,36 @@ static inline __m512i pack_u8x4_avx512(const __m512i q[4])
                                               _mm512_packs_epi32(q[2], q[3]));
 
     return _mm512_permutexvar_epi32(order, bytes);
+}
+
+/* Transposes r[0..15] (row i: 16 floats) in place. */
+static inline void transpose_16x16(__m512 r[16])
+{
+    __m512 t[16];
+
+    /* 2 x 2 blocks of floats, then of float pairs, then of 128-bit and 256-bit lanes. */
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+        r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+        r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
 }
 
 #endif /* YOLOD_MATH_AVX512_H */

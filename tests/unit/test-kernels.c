@@ -623,7 +623,8 @@ static int qconv_u8_case(const yd_kernel_table *table, const yd_conv_shape *s, c
  * is 1, and places them from block 1 of a buffer one block larger, as
  * producers of a concatenation do. The bytes must equal the table's
  * quantizer on `got`, the float output of the same layer. Block 0 of the
- * second buffer must stay unwritten, and the floats must equal `got`.
+ * second buffer must stay unwritten, and the floats must equal `got`. The
+ * direct kernel runs again writing floats for blocks [1, nob) only.
  */
 static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
                              const uint8_t *qin, const float *res, const float *got, float *scratch,
@@ -656,7 +657,7 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
 #pragma omp parallel num_threads(threads)
         table->qwinograd(s, q, qin, res, floats, next, 2, scratch, scratch_floats);
     } else {
-        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, next, 2);
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, 0, 0, next, 2);
     }
 
     ok &= memcmp(floats, got, on * sizeof(float)) == 0;
@@ -668,6 +669,22 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
     ok &= memcmp(want + (size_t)first * block, next[1].out + block, (size_t)(nob - first) * block) == 0;
     for (size_t i = 0; i < block; i++)
         ok &= next[1].out[i] == 0xa5;
+
+    /* Floats for blocks [first, nob) only: those equal `got`, the others stay unwritten. */
+    if (!scratch) {
+        const size_t block_floats = on / (size_t)nob;
+
+        memset(floats, 0xa5, on * sizeof(float));
+        yd_qconv_multi_of(table)(s, q, qin, YD_QCB, res, floats, first, nob - first, next, 2);
+        ok &= memcmp(floats + (size_t)first * block_floats, got + (size_t)first * block_floats,
+                     (size_t)(nob - first) * block_floats * sizeof(float)) == 0;
+        for (size_t i = 0; i < (size_t)first * block_floats; i++) {
+            uint32_t bits;
+
+            memcpy(&bits, &floats[i], sizeof bits);
+            ok &= bits == 0xa5a5a5a5u;
+        }
+    }
     if (!ok)
         fprintf(stderr, "  %s int8 %s with several outputs differs (in_c %d, out %dx%dx%d)\n",
                 table->name, scratch ? "Winograd" : "conv", s->in_c, s->out_c, s->out_h, s->out_w);
@@ -675,6 +692,49 @@ static int multi_output_case(const yd_kernel_table *table, const yd_conv_shape *
     free(floats);
     free(next[0].out);
     free(next[1].out);
+    return ok;
+}
+
+/*
+ * The planar variant of table's int8 kernel (if any) against its blocked
+ * float output `got` unpacked: the floats must be identical, and nothing
+ * past the c x h x w planes may be written.
+ */
+static int planar_output_case(const yd_kernel_table *table, const yd_conv_shape *s, const yd_qconv *q,
+                              const uint8_t *qin, const float *got)
+{
+    yd_qconv_planar_fn fn = yd_qconv_planar_of(table);
+    const size_t n = (size_t)s->out_c * s->out_h * s->out_w, guard = 64;
+    float *want = malloc(n * sizeof(float));
+    float *planar = malloc((n + guard) * sizeof(float));
+    int ok = 1;
+
+    if (!fn) {
+        free(want);
+        free(planar);
+        return 1;
+    }
+    yd_f32_unpack_planar(got, s->out_c, s->out_h, s->out_w, table->cb, want);
+    memset(planar, 0xa5, (n + guard) * sizeof(float));
+    fn(s, q, qin, YD_QCB, planar);
+    if (memcmp(want, planar, n * sizeof(float)) != 0) {
+        ok = 0;
+        fprintf(stderr, "  %s int8 conv planar output differs (in_c %d, out %dx%dx%d)\n", table->name,
+                s->in_c, s->out_c, s->out_h, s->out_w);
+    }
+    for (size_t i = n; i < n + guard; i++) {
+        uint32_t bits;
+
+        memcpy(&bits, &planar[i], sizeof bits);
+        if (bits != 0xa5a5a5a5u) {
+            ok = 0;
+            fprintf(stderr, "  %s int8 conv planar output wrote past its planes (out %dx%dx%d)\n",
+                    table->name, s->out_c, s->out_h, s->out_w);
+            break;
+        }
+    }
+    free(want);
+    free(planar);
     return ok;
 }
 
@@ -724,6 +784,8 @@ static int qconv_case(const yd_kernel_table *table, yd_conv_shape *s, int with_r
     ok &= qconv_u8_case(table, s, &q, qin_ref, res, got);
     if (yd_qconv_multi_of(table))
         ok &= multi_output_case(table, s, &q, qin_ref, res, got, NULL, 0, 1);
+    if (!with_residual)
+        ok &= planar_output_case(table, s, &q, qin_ref, got);
     yd_qconv_free(&q);
     free(qweight);
     free(wscale);
@@ -752,6 +814,9 @@ static void check_qconv_table(const char *name)
     fill_shape(&s, 32, 20, 20, 64, 3, 1, 1, 1);
     failures += !qconv_case(table, &s, 1);
     fill_shape(&s, 64, 9, 9, 80, 1, 1, 0, 0);
+    failures += !qconv_case(table, &s, 0);
+    /* Rows wider than the planar output's 128-pixel segments. */
+    fill_shape(&s, 20, 3, 300, 20, 1, 1, 0, 0);
     failures += !qconv_case(table, &s, 0);
     for (int i = 0; i < 40; i++) {
         int k = random_int(0, 1) * 2 + 1;
