@@ -5,8 +5,9 @@
  * and each one rechecks its own job.
  *
  * A worker's sessions share one workspace (activation arena and scratch),
- * because the worker runs one job at a time. The workspace keeps the size
- * of the largest session it ever held.
+ * because the worker runs one job at a time. The workspace grows to the
+ * largest session created in it and shrinks when replaced versions' sessions
+ * are destroyed.
  *
  * A worker's sessions are touched only by its own thread once it runs. Each
  * cached session holds a reference to its model, so a replaced version is
@@ -106,6 +107,8 @@ static yd_session *cache_find(struct worker *worker, yd_model *model, yd_error *
 static void cache_prune(struct worker *worker)
 {
     bool removed = false;
+    yd_session **left;
+    yd_error err = {0};
 
     for (int i = worker->session_count - 1; i >= 0; i--) {
         if (!registry_is_current(worker->pool->registry, worker->sessions[i].model)) {
@@ -113,9 +116,19 @@ static void cache_prune(struct worker *worker)
             removed = true;
         }
     }
+    if (!removed)
+        return;
+    /* An int8 or larger version may have grown the workspace beyond what
+     * the sessions left need. */
+    left = malloc(((size_t)worker->session_count + 1) * sizeof *left);
+    for (int i = 0; left && i < worker->session_count; i++)
+        left[i] = worker->sessions[i].session;
+    if (!left || yd_workspace_fit(worker->workspace, left, worker->session_count, &err) != YD_OK)
+        log_printf(YD_LOG_WARN, "worker %d could not shrink its workspace: %s", worker->index,
+                   left ? err.message : "out of memory");
+    free(left);
     /* glibc keeps freed arena memory of a session or model; give it back to the system. */
-    if (removed)
-        malloc_trim(0);
+    malloc_trim(0);
 }
 
 static void *worker_main(void *arg)

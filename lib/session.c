@@ -145,6 +145,45 @@ void yd_workspace_destroy(yd_workspace *workspace)
     free(workspace);
 }
 
+/* Bytes of the workspace's arena, int8 input slots and Winograd scratch that `s` needs. */
+static void session_needs(const yd_session *s, size_t needs[3])
+{
+    const yd_graph *g = s->model->graph;
+
+    needs[0] = g->arena_bytes;
+    needs[1] = QSLOTS * qinput_bytes(g);
+    needs[2] = (size_t)s->threads * s->winograd_floats * sizeof(float);
+}
+
+/* Replaces *buffer by one of `bytes` when it is larger; 0 or an error code. */
+static int shrink_buffer(void **buffer, size_t *have, size_t bytes, bool touch)
+{
+    if (bytes >= *have)
+        return 0;
+    free(*buffer);
+    *buffer = NULL;
+    *have = 0;
+    return bytes > 0 ? grow_buffer(buffer, have, bytes, touch) : 0;
+}
+
+int yd_workspace_fit(yd_workspace *workspace, yd_session *const *sessions, int count, yd_error *err)
+{
+    size_t needs[3] = {0, 0, 0};
+
+    for (int i = 0; i < count; i++) {
+        size_t n[3];
+
+        session_needs(sessions[i], n);
+        for (int k = 0; k < 3; k++)
+            needs[k] = n[k] > needs[k] ? n[k] : needs[k];
+    }
+    if (shrink_buffer((void **)&workspace->arena, &workspace->arena_bytes, needs[0], true) != 0 ||
+        shrink_buffer((void **)&workspace->qinput, &workspace->qinput_bytes, needs[1], false) != 0 ||
+        shrink_buffer((void **)&workspace->winograd, &workspace->winograd_bytes, needs[2], true) != 0)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory shrinking a workspace");
+    return YD_OK;
+}
+
 int yd_session_create(yd_model *model, int threads, yd_session **out, yd_error *err)
 {
     return yd_session_create_in(model, threads, NULL, out, err);
@@ -155,7 +194,7 @@ int yd_session_create_in(yd_model *model, int threads, yd_workspace *workspace,
 {
     const yd_graph *g = model->graph;
     yd_session *s;
-    size_t head_floats = 0;
+    size_t head_floats = 0, needs[3];
     int anchors = 0;
 
     *out = NULL;
@@ -196,11 +235,10 @@ int yd_session_create_in(yd_model *model, int threads, yd_workspace *workspace,
         workspace = s->own_workspace;
     }
     /* The int8 input slots are sized for the largest input; most runs touch far less. */
-    if (grow_buffer((void **)&workspace->arena, &workspace->arena_bytes, g->arena_bytes, true) != 0 ||
-        grow_buffer((void **)&workspace->qinput, &workspace->qinput_bytes,
-                    QSLOTS * qinput_bytes(g), false) != 0 ||
-        grow_buffer((void **)&workspace->winograd, &workspace->winograd_bytes,
-                    (size_t)s->threads * s->winograd_floats * sizeof(float), true) != 0) {
+    session_needs(s, needs);
+    if (grow_buffer((void **)&workspace->arena, &workspace->arena_bytes, needs[0], true) != 0 ||
+        grow_buffer((void **)&workspace->qinput, &workspace->qinput_bytes, needs[1], false) != 0 ||
+        grow_buffer((void **)&workspace->winograd, &workspace->winograd_bytes, needs[2], true) != 0) {
         yd_session_destroy(s);
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a session (arena %zu bytes)",
                             g->arena_bytes);

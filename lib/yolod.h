@@ -172,7 +172,7 @@ void yd_session_destroy(yd_session *session);
 /*
  * Memory that sessions which never run at the same time can share: the
  * activation arena and the int8 and Winograd scratch, sized for the largest
- * session created in it. A server worker that keeps a session per model
+ * session created in it (or still in it, after yd_workspace_fit). A server worker that keeps a session per model
  * variant needs one arena, not one per variant. The caller must not run
  * two sessions of one workspace at once, and destroys the workspace after
  * its last session.
@@ -181,6 +181,14 @@ typedef struct yd_workspace yd_workspace;
 
 int yd_workspace_create(yd_workspace **out, yd_error *err);
 void yd_workspace_destroy(yd_workspace *workspace);
+
+/*
+ * Shrinks `workspace` to what the `count` sessions still created in it
+ * need, giving back what only destroyed sessions needed. Call it between
+ * runs, after destroying sessions.
+ */
+int yd_workspace_fit(yd_workspace *workspace, yd_session *const *sessions, int count,
+                     yd_error *err);
 
 /* yd_session_create, with the large buffers taken from `workspace`. */
 int yd_session_create_in(yd_model *model, int threads, yd_workspace *workspace,
