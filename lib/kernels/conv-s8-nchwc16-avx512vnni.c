@@ -15,23 +15,13 @@
 
 #include "kernels.h"
 #include "math-avx512.h"
+#include "u8-target.h"
 
 #define TILE_ATTR static inline __attribute__((always_inline))
 #define OB_MAX 4
 #define NP_MAX 12
 /* Pixels of a row that the planar output passes through a stack buffer at once. */
 #define PLANAR_SEGMENT 128
-
-/* One quantized output (yd_qconv_u8_out) with the sizes the epilogue needs. */
-typedef struct u8_target {
-    uint8_t *out;
-    float inverse;          /* 1 / scale */
-    int zero;
-    int pad_top, pad_left, pad_bottom, pad_right;
-    int first_block, end_block; /* the output blocks it takes */
-    int out_block;          /* the block of `out` that first_block goes to */
-    int hq, wq;             /* padded size of `out` */
-} u8_target;
 
 typedef struct qctx {
     const yd_conv_shape *s;
@@ -350,20 +340,7 @@ static void add_targets(qctx *c, const yd_qconv_u8_out *next, int nnext)
 
         assert(n->first_block >= 0);
         assert(n->first_block + nblocks <= nob);
-        c->targets[k] = (u8_target){
-            .out = n->out,
-            .inverse = 1.0f / n->scale,
-            .zero = n->zero,
-            .pad_top = n->pad_top,
-            .pad_left = n->pad_left,
-            .pad_bottom = n->pad_bottom,
-            .pad_right = n->pad_right,
-            .first_block = n->nblocks > 0 ? n->first_block : 0,
-            .end_block = n->nblocks > 0 ? n->first_block + nblocks : nob,
-            .out_block = n->nblocks > 0 ? n->out_block : 0,
-            .hq = s->out_h + n->pad_top + n->pad_bottom,
-            .wq = s->out_w + n->pad_left + n->pad_right,
-        };
+        c->targets[k] = u8_target_of(n, s, nob);
     }
     c->ntargets = nnext;
 }

@@ -201,8 +201,6 @@ void yd_f32_mul(const float *a, const float *b, float *out, size_t n);
 void yd_f32_sigmoid(const float *in, float *out, size_t n);
 void yd_f32_silu(const float *in, float *out, size_t n);
 
-#endif /* YOLOD_KERNELS_H */
-
 /* ------------------------------------------------------------------ int8 */
 
 /*
@@ -406,3 +404,5 @@ void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_q
                                           const yd_qconv_u8_out *next, int nnext);
 void yd_s8_conv_planar_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                            const uint8_t *in, int in_lanes, float *out);
+
+#endif /* YOLOD_KERNELS_H */

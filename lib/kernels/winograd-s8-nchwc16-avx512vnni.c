@@ -18,6 +18,7 @@
 
 #include "kernels.h"
 #include "math-avx512.h"
+#include "u8-target.h"
 
 #define CB 16
 #define VEC __m512
@@ -33,17 +34,6 @@
 #define ACC_MAX 24 /* accumulators in a register tile: NT x OB */
 
 typedef int32_t i32x16 __attribute__((vector_size(64)));
-
-/* One quantized output (yd_qconv_u8_out) with the sizes the stores need. */
-typedef struct u8_target {
-    uint8_t *out;
-    float inverse;              /* 1 / scale */
-    int zero;
-    int pad_top, pad_left, pad_bottom, pad_right;
-    int first_block, end_block; /* the output blocks it takes */
-    int out_block;              /* the block of `out` that first_block goes to */
-    int hq, wq;                 /* padded size of `out` */
-} u8_target;
 
 #define WINOGRAD_CTX_FIELDS                                                           \
     const int16_t *u;          /* [36][output blocks][pairs][16 lanes][2] */          \
@@ -454,20 +444,7 @@ void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *
         const yd_qconv_u8_out *n = &next[k];
 
         assert(n->nblocks == 0 || (n->first_block >= 0 && n->first_block + n->nblocks <= nob));
-        targets[k] = (u8_target){
-            .out = n->out,
-            .inverse = 1.0f / n->scale,
-            .zero = n->zero,
-            .pad_top = n->pad_top,
-            .pad_left = n->pad_left,
-            .pad_bottom = n->pad_bottom,
-            .pad_right = n->pad_right,
-            .first_block = n->nblocks > 0 ? n->first_block : 0,
-            .end_block = n->nblocks > 0 ? n->first_block + n->nblocks : nob,
-            .out_block = n->nblocks > 0 ? n->out_block : 0,
-            .hq = s->out_h + n->pad_top + n->pad_bottom,
-            .wq = s->out_w + n->pad_left + n->pad_right,
-        };
+        targets[k] = u8_target_of(n, s, nob);
         fill_borders(&c, &targets[k]);
     }
     if (!out) {
