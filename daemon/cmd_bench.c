@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "engine.h"
+#include "log.h"
 #include "util.h"
 
 typedef struct bench_options {
@@ -395,6 +396,7 @@ int command_bench(int argc, char **argv)
 
     if (parse_bench_args(argc, argv, &o) != 0)
         return EXIT_USAGE;
+    yd_set_log_callback(log_library_message, NULL);
     if (yd_model_load(o.model_path, NULL, &model, &err) != YD_OK) {
         fprintf(stderr, "yolod bench: %s\n", err.message);
         return EXIT_RUNTIME;

@@ -82,4 +82,12 @@ else
     fail "int8 faster than fp32" "ratio $ratio"
 fi
 
+# An unknown YOLOD_ISA is named on stderr, and bench runs on the detected kernels.
+out=$(YOLOD_ISA=bogus "$YOLOD" bench --model "$INT8" --threads 1 --runs 1 2>&1 >/dev/null)
+if grep -q "ignoring YOLOD_ISA=bogus" <<<"$out"; then
+    ok "bench warns about an unknown YOLOD_ISA"
+else
+    fail "bench warns about an unknown YOLOD_ISA" "stderr: $out"
+fi
+
 finish
