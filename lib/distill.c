@@ -825,17 +825,17 @@ typedef struct agreement {
     int cap;
 } agreement;
 
-static void agreement_free(agreement *a)
+static void agreement_free(agreement *check)
 {
-    free(a->truth.images);
-    free(a->truth.categories);
-    free(a->truth.annotations);
-    free(a->found);
-    free(a->detections);
-    yd_head_scratch_destroy(a->scratch);
+    free(check->truth.images);
+    free(check->truth.categories);
+    free(check->truth.annotations);
+    free(check->found);
+    free(check->detections);
+    yd_head_scratch_destroy(check->scratch);
 }
 
-/* The student's head maps, which the planar trainer keeps in the head's layout. */
+/* Returns the student's head maps, which the planar trainer keeps in the head's layout. */
 static yd_head_maps student_maps(const yd_distill_net *net, const yd_head_maps *teacher)
 {
     const yd_graph *g = net->graph;
@@ -849,65 +849,65 @@ static yd_head_maps student_maps(const yd_distill_net *net, const yd_head_maps *
 }
 
 /* Runs the teacher on the `count` held-out frames and keeps its detections. */
-static int agreement_create(agreement *a, yd_session *ts, const uint8_t *frames, int count,
+static int agreement_create(agreement *check, yd_session *ts, const uint8_t *frames, int count,
                             int width, int height, float *input, yd_error *err)
 {
     size_t frame = (size_t)width * height * 3;
     yd_detect_params user;
     int nc = ts->maps.nc, anchors = yd_head_anchor_count(&ts->maps);
 
-    memset(a, 0, sizeof *a);
+    memset(check, 0, sizeof *check);
     yd_detect_params_default(&user);
-    a->cap = 300;
-    a->truth.image_count = (size_t)count;
-    a->truth.category_count = (size_t)nc;
-    a->truth.images = calloc((size_t)count, sizeof *a->truth.images);
-    a->truth.categories = calloc((size_t)nc, sizeof *a->truth.categories);
-    a->truth.annotations = malloc((size_t)count * a->cap * sizeof *a->truth.annotations);
-    a->found = malloc((size_t)count * a->cap * sizeof *a->found);
-    a->detections = malloc((size_t)a->cap * sizeof *a->detections);
-    a->scratch = yd_head_scratch_create(nc, anchors);
-    if (!a->truth.images || !a->truth.categories || !a->truth.annotations || !a->found ||
-        !a->detections || !a->scratch)
+    check->cap = 300;
+    check->truth.image_count = (size_t)count;
+    check->truth.category_count = (size_t)nc;
+    check->truth.images = calloc((size_t)count, sizeof *check->truth.images);
+    check->truth.categories = calloc((size_t)nc, sizeof *check->truth.categories);
+    check->truth.annotations = malloc((size_t)count * check->cap * sizeof *check->truth.annotations);
+    check->found = malloc((size_t)count * check->cap * sizeof *check->found);
+    check->detections = malloc((size_t)check->cap * sizeof *check->detections);
+    check->scratch = yd_head_scratch_create(nc, anchors);
+    if (!check->truth.images || !check->truth.categories || !check->truth.annotations || !check->found ||
+        !check->detections || !check->scratch)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
     for (int c = 0; c < nc; c++)
-        a->truth.categories[c].id = c;
+        check->truth.categories[c].id = c;
     for (int i = 0; i < count; i++) {
         int n;
 
-        a->truth.images[i].id = i;
+        check->truth.images[i].id = i;
         to_planar(frames + frame * i, width, height, 0, input);
         yd_session_run_planar(ts, input);
-        n = yd_head_detect(&ts->maps, &user, a->scratch, a->detections, a->cap);
+        n = yd_head_detect(&ts->maps, &user, check->scratch, check->detections, check->cap);
         for (int k = 0; k < n; k++) {
-            const yd_box *b = &a->detections[k].box;
-            yd_coco_annotation *t = &a->truth.annotations[a->truth.annotation_count];
+            const yd_box *b = &check->detections[k].box;
+            yd_coco_annotation *t = &check->truth.annotations[check->truth.annotation_count];
 
-            *t = (yd_coco_annotation){.id = (int64_t)a->truth.annotation_count + 1, .image_id = i,
-                                      .category_id = a->detections[k].class_id,
+            *t = (yd_coco_annotation){.id = (int64_t)check->truth.annotation_count + 1, .image_id = i,
+                                      .category_id = check->detections[k].class_id,
                                       .bbox = {b->x1, b->y1, b->x2 - b->x1, b->y2 - b->y1},
                                       .area = (double)(b->x2 - b->x1) * (b->y2 - b->y1)};
-            a->truth.annotation_count++;
+            check->truth.annotation_count++;
         }
     }
     return YD_OK;
 }
 
 /* Adds the student's detections on held-out image `image`, from its last forward pass. */
-static size_t add_found(agreement *a, const yd_distill_net *net, const yd_head_maps *teacher,
+static size_t add_found(agreement *check, const yd_distill_net *net, const yd_head_maps *teacher,
                         int image, size_t found)
 {
-    yd_detect_params eval = {.conf = 0.001f, .iou = 0.7f, .max_det = a->cap, .multi_label = true};
+    yd_detect_params eval = {.conf = 0.001f, .iou = 0.7f, .max_det = check->cap, .multi_label = true};
     yd_head_maps maps = student_maps(net, teacher);
-    int n = yd_head_detect(&maps, &eval, a->scratch, a->detections, a->cap);
+    int n = yd_head_detect(&maps, &eval, check->scratch, check->detections, check->cap);
 
     for (int k = 0; k < n; k++) {
-        const yd_box *b = &a->detections[k].box;
+        const yd_box *b = &check->detections[k].box;
 
-        a->found[found++] = (yd_coco_detection){
-            .image_id = image, .category_id = a->detections[k].class_id,
+        check->found[found++] = (yd_coco_detection){
+            .image_id = image, .category_id = check->detections[k].class_id,
             .bbox = {b->x1, b->y1, b->x2 - b->x1, b->y2 - b->y1},
-            .score = a->detections[k].confidence};
+            .score = check->detections[k].confidence};
     }
     return found;
 }
@@ -915,11 +915,11 @@ static size_t add_found(agreement *a, const yd_distill_net *net, const yd_head_m
 /* Measures the student on the held-out frames: its mean loss into
  * e->holdout* and its agreement with the teacher into e->agreement (NaN
  * when the teacher found nothing to score against). */
-static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *a,
+static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *check,
                             const uint8_t *frames, int width, int height, float *input,
                             yd_distill_epoch *e)
 {
-    int count = (int)a->truth.image_count;
+    int count = (int)check->truth.image_count;
     size_t frame = (size_t)width * height * 3, found = 0;
     double stats[YD_COCO_STAT_COUNT];
     yd_error err;
@@ -931,12 +931,12 @@ static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *a,
         e->holdout += yd_distill_net_step(net, input, &ts->maps, 0, 0) / count;
         e->holdout_cls += net->loss_cls / count;
         e->holdout_box += net->loss_box / count;
-        found = add_found(a, net, &ts->maps, i, found);
+        found = add_found(check, net, &ts->maps, i, found);
     }
     /* A student whose scores are not finite numbers agrees with nothing. */
     e->agreement = NAN;
-    if (a->truth.annotation_count > 0)
-        e->agreement = yd_coco_evaluate(&a->truth, a->found, found, stats, &err) == YD_OK
+    if (check->truth.annotation_count > 0)
+        e->agreement = yd_coco_evaluate(&check->truth, check->found, found, stats, &err) == YD_OK
                            ? stats[YD_COCO_AP] : 0;
 }
 

@@ -46,10 +46,9 @@ typedef struct yd_distill_options {
     unsigned seed;           /* image order and flips */
     int threads;             /* OpenMP threads; 0 = all cores */
     /* Images at the end of the list kept out of training. Before training
-     * and after every epoch the student's loss on them and its agreement
-     * with the teacher's detections on them are measured, and the weights
-     * of the epoch that agrees best are kept (see yd_distill_epoch), so that
-     * training that only fits the training images is undone. */
+     * and after every epoch the student's loss and agreement on them are
+     * measured (see yd_distill_epoch). The weights that agree best are
+     * kept, which undoes training that only fits the training images. */
     int holdout;
     /* Biases learn this many times faster than weights (0 = 1). Adam moves
      * each parameter by about the learning rate per step, and the logits of

@@ -851,6 +851,23 @@ static float *planar_head_value(const yd_session *s, const qstep *plan, int valu
     return NULL;
 }
 
+/* Unpacks head map `value` into the planar `out`, unless the last
+ * convolution's epilogue already wrote it there. Threads share the work
+ * without a barrier at the end. */
+static void unpack_head_map(yd_session *s, const qstep *plan, int value, float *out)
+{
+    const yd_value *v = &s->model->graph->values[value];
+    void (*const unpack)(const float *, int, int, int, float *) = s->model->kernels->unpack_planar;
+
+    if (planar_head_value(s, plan, value))
+        return;
+    if (unpack)
+        unpack(value_ptr(s, value), v->c, v->h, v->w, out);
+    else
+        yd_f32_unpack_planar_nowait(value_ptr(s, value), v->c, v->h, v->w, s->model->graph->cb,
+                                    out);
+}
+
 /*
  * Runs an int8 layer packed for Winograd: float output to `out` (or NULL)
  * and quantized outputs to next[0..nnext).
@@ -1118,7 +1135,6 @@ static void run(yd_session *s, int kind, const float *planar)
     plan = quantized_plan(s, &first_index);
     const yd_node *first = plan && first_index >= 0 ? &g->nodes[first_index] : NULL;
     int pixel = g->cb; /* floats per pixel of the float network input */
-    void (*const unpack)(const float *, int, int, int, float *) = s->model->kernels->unpack_planar;
 
     s->compact_node = first ? -1 : compact_input_node(s);
     if (s->compact_node >= 0)
@@ -1175,28 +1191,11 @@ static void run(yd_session *s, int kind, const float *planar)
             }
         }
 
+        /* The barrier at the end of the parallel region orders these with
+         * the head decode. */
         for (int l = 0; l < g->nlevels && last == g->nnodes - 1; l++) {
-            const yd_value *box = &g->values[g->head_box[l]];
-            const yd_value *cls = &g->values[g->head_cls[l]];
-
-            /* The barrier at the end of the parallel region orders these
-             * with the head decode. */
-            if (!planar_head_value(s, plan, g->head_box[l])) {
-                if (unpack)
-                    unpack(value_ptr(s, g->head_box[l]), box->c, box->h, box->w,
-                           (float *)s->maps.level[l].box);
-                else
-                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_box[l]), box->c, box->h,
-                                                box->w, g->cb, (float *)s->maps.level[l].box);
-            }
-            if (!planar_head_value(s, plan, g->head_cls[l])) {
-                if (unpack)
-                    unpack(value_ptr(s, g->head_cls[l]), cls->c, cls->h, cls->w,
-                           (float *)s->maps.level[l].cls);
-                else
-                    yd_f32_unpack_planar_nowait(value_ptr(s, g->head_cls[l]), cls->c, cls->h,
-                                                cls->w, g->cb, (float *)s->maps.level[l].cls);
-            }
+            unpack_head_map(s, plan, g->head_box[l], (float *)s->maps.level[l].box);
+            unpack_head_map(s, plan, g->head_cls[l], (float *)s->maps.level[l].cls);
         }
         if (s->node_ms) {
 #pragma omp barrier

@@ -372,7 +372,8 @@ void yd_s8_conv_multi_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv
 
     assert(in_lanes == YD_QCB || (in_lanes == 4 && s->in_c <= 4));
     assert(out || nnext > 0);
-    assert(out_first_block >= 0 && out_nblocks >= 0);
+    assert(out_first_block >= 0);
+    assert(out_nblocks >= 0);
     init_ctx(&c, s, q, in_lanes);
     c.float_out = out != NULL;
     if (out_nblocks > 0) {

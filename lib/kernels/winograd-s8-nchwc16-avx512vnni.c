@@ -452,7 +452,8 @@ void yd_s8_winograd_nchwc16__avx512vnni(const yd_conv_shape *s, const yd_qconv *
 
         /* Quantized outputs other than a single whole one are read back from floats. */
         assert(nnext == 1);
-        assert(t->first_block == 0 && t->out_block == 0);
+        assert(t->first_block == 0);
+        assert(t->out_block == 0);
         assert(t->end_block == nob);
 
         c.u8_out = t->out;
