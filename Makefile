@@ -131,7 +131,8 @@ DESTDIR ?=
 install: $(BUILD)/yolod
 	install -D -m 755 $(BUILD)/yolod $(DESTDIR)$(PREFIX)/bin/yolod
 	install -D -m 644 conf/yolod.conf $(DESTDIR)/etc/yolod/yolod.conf.example
-	install -D -m 644 systemd/yolod.service $(DESTDIR)/etc/systemd/system/yolod.service
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|/usr/local|$(PREFIX)|g' systemd/yolod.service >$(DESTDIR)/etc/systemd/system/yolod.service
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/yolod/README.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/docs docs/*.md
 	install -D -m 644 api-docs/openapi.yaml $(DESTDIR)$(PREFIX)/share/doc/yolod/openapi.yaml
