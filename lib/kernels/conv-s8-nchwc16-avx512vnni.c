@@ -50,9 +50,16 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
     const int8_t *w0 = c->q->weights + (size_t)ob0 * c->w_block;
     __m512i acc[OB_MAX][NP_MAX];
 
-    for (int b = 0; b < OB; b++)
+    /* The sums start at minus the zero point's correction, so the
+     * epilogue converts them as they are. */
+    for (int b = 0; b < OB; b++) {
+        const __m512i start = _mm512_sub_epi32(
+            _mm512_setzero_si512(),
+            _mm512_load_si512((const void *)(c->q->correction + (size_t)(ob0 + b) * YD_QCB)));
+
         for (int p = 0; p < NP; p++)
-            acc[b][p] = _mm512_setzero_si512();
+            acc[b][p] = start;
+    }
 
     for (int icb = 0; icb < c->nicb; icb++) {
         const int groups = icb == c->nicb - 1 ? c->groups_last : 4;
@@ -89,13 +96,12 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
         const int ob = ob0 + b, oc0 = ob * YD_QCB;
         const __m512 scale = _mm512_load_ps(c->q->scale + oc0);
         const __m512 bias = _mm512_load_ps(c->q->bias + oc0);
-        const __m512i corr = _mm512_load_si512((const void *)(c->q->correction + oc0));
         const size_t base = (size_t)(ob - c->ob_base) * c->block_floats + (size_t)oy * c->row_floats +
                             (size_t)(ox - c->ox_base) * 16;
         __m512 value[NP_MAX];
 
         for (int p = 0; p < NP; p++) {
-            __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[b][p], corr));
+            __m512 v = _mm512_cvtepi32_ps(acc[b][p]);
 
             v = _mm512_fmadd_ps(v, scale, bias);
             if (s->silu)
