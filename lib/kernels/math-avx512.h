@@ -41,12 +41,12 @@ static inline __m512 silu_avx512(__m512 v)
 }
 
 /*
- * SiLU for int8 epilogues, whose outputs are quantized to 8 bits. With
- * t = -x log2(e), 2^t is 2^floor(t) (vscalefps floors its exponent) times
- * a degree-3 polynomial in the fraction t - floor(t) (vreduceps), with
- * relative error below 7.5e-5, a hundredth of a quantization step at the
- * top of a layer's range. There is no clamp: for x below about -88.7, 2^t
- * overflows to +inf and x / inf is -0, the limit. x must be finite.
+ * SiLU for int8 epilogues, whose outputs are quantized to 8 bits. 2^t is
+ * 2^floor(t) (vscalefps floors its exponent) times a degree-3 polynomial in
+ * t - floor(t) (vreduceps), with relative error below 7.5e-5: about 2% of a
+ * quantization step at the top of a layer's range.
+ * There is no clamp: for x below about -88.7, 2^t overflows to +inf and
+ * x / inf is -0, the limit. x must be finite.
  */
 static inline __m512 silu_int8_avx512(__m512 v)
 {
