@@ -135,7 +135,7 @@ install: $(BUILD)/yolod
 	sed 's|/usr/local|$(PREFIX)|g' systemd/yolod.service >$(DESTDIR)/etc/systemd/system/yolod.service
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/yolod/README.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/docs docs/*.md
-	install -D -m 644 api-docs/openapi.yaml $(DESTDIR)$(PREFIX)/share/doc/yolod/openapi.yaml
+	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/api-docs api-docs/openapi.yaml api-docs/examples.md
 
 clean:
 	rm -rf $(BUILD)
