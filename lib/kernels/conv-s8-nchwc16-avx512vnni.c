@@ -120,7 +120,9 @@ TILE_ATTR void qtile(const qctx *c, int ob0, const int OB, const int NP, int oy,
                 continue;
 
             /* The same operations as yd_u8_quantize__avx512, so the bytes
-             * match a float output quantized by the next layer. */
+             * match a float output quantized by the next layer. Its clamp to
+             * YD_QUANT_LIMIT is left out: with calibrated scales a
+             * convolution of uint8 inputs stays far below it. */
             const __m512 inverse = _mm512_set1_ps(t->inverse);
             const __m512i z = _mm512_set1_epi32(t->zero);
             const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
@@ -413,6 +415,7 @@ void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float 
     const __m512 inverse = _mm512_set1_ps(1.0f / scale);
     const __m512i z = _mm512_set1_epi32(zero);
     const __m512i lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+    const __m512 limit_lo = _mm512_set1_ps(-YD_QUANT_LIMIT), limit_hi = _mm512_set1_ps(YD_QUANT_LIMIT);
 
     assert(cb == 16);
 #pragma omp for schedule(static)
@@ -428,7 +431,8 @@ void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float 
         memset(row, zero, (size_t)pad_left * YD_QCB);
         memset(row + (size_t)(pad_left + w) * YD_QCB, zero, (size_t)pad_right * YD_QCB);
         for (int x = 0; x < w; x++) {
-            __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_load_ps(src + (size_t)x * 16), inverse));
+            __m512 t = _mm512_mul_ps(_mm512_load_ps(src + (size_t)x * 16), inverse);
+            __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(t, limit_lo), limit_hi));
 
             v = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(v, z), lo), hi);
             _mm_storeu_si128((__m128i *)(row + (size_t)(pad_left + x) * YD_QCB), _mm512_cvtepi32_epi8(v));

@@ -85,6 +85,31 @@ void yd_qconv_free(yd_qconv *q)
     memset(q, 0, sizeof *q);
 }
 
+/* Clamps a quantized value to the uint8 range. */
+static inline uint8_t clamp_u8(long v)
+{
+    if (v < 0)
+        return 0;
+    if (v > 255)
+        return 255;
+    return (uint8_t)v;
+}
+
+/*
+ * Quantizes one float to uint8. x / scale is clamped to +-YD_QUANT_LIMIT
+ * first, in the operand order of SSE maxps and minps, so NaN becomes the
+ * lower limit as in the vector quantizers. Without the clamp, lrintf of a
+ * value past the range of long is undefined.
+ */
+static inline uint8_t quantize_value(float x, float inverse, int zero)
+{
+    float t = x * inverse;
+
+    t = t > -YD_QUANT_LIMIT ? t : -YD_QUANT_LIMIT;
+    t = t < YD_QUANT_LIMIT ? t : YD_QUANT_LIMIT;
+    return clamp_u8(lrintf(t) + zero);
+}
+
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out)
 {
@@ -106,28 +131,17 @@ void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float 
 
             for (int lane = 0; lane < YD_QCB; lane++) {
                 int ch = qb * YD_QCB + lane;
-                long v = zero;
 
-                if (x >= 0 && x < w && ch < c) {
-                    float f = in[(size_t)(ch / cb) * h * w * cb + ((size_t)y * w + x) * cb + ch % cb];
-
-                    v = lrintf(f * inverse) + zero;
-                }
-                px[lane] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                px[lane] = (uint8_t)zero;
+                if (x >= 0 && x < w && ch < c)
+                    px[lane] = quantize_value(
+                        in[(size_t)(ch / cb) * h * w * cb + ((size_t)y * w + x) * cb + ch % cb],
+                        inverse, zero);
             }
         }
     }
 }
 
-/* Clamps a quantized value to the uint8 range. */
-static inline uint8_t clamp_u8(long v)
-{
-    if (v < 0)
-        return 0;
-    if (v > 255)
-        return 255;
-    return (uint8_t)v;
-}
 
 yd_qconv_u8_fn yd_qconv_u8_of(const yd_kernel_table *table)
 {
@@ -161,7 +175,7 @@ void yd_u8_quantize_rgb8(const uint8_t *rgb, int width, int height, int lanes, f
     /* The float steps of yd_f32_pack_rgb8 and yd_u8_quantize__scalar, done
      * once for each byte value. */
     for (int v = 0; v < 256; v++)
-        table[v] = clamp_u8(lrintf((float)v / 255.0f * inverse) + zero);
+        table[v] = quantize_value((float)v / 255.0f, inverse, zero);
 
 #pragma omp for schedule(static)
     for (int yp = 0; yp < hp; yp++) {
@@ -198,15 +212,14 @@ static inline __m128i quantize_16(const float *src, __m128 inv, __m128 lo, __m12
 /*
  * Quantizes one row of at most 4 planar channels into the compact layout:
  * 16 pixels per step, each channel packed to 16 bytes and interleaved by
- * unpacking (SSE2 is part of the x86-64 baseline). The clamp to +-2^30
- * before cvtps2dq makes it agree with the lrintf of yd_u8_quantize__scalar,
- * for out-of-range and NaN inputs too.
+ * unpacking (SSE2 is part of the x86-64 baseline). The clamp before
+ * cvtps2dq is quantize_value()'s, for out-of-range and NaN inputs too.
  */
 static void quantize_compact_row(const float *src, size_t plane, int c, int w, float inverse,
                                  int zero, uint8_t *dst)
 {
-    const __m128 inv = _mm_set1_ps(inverse), lo = _mm_set1_ps(-1073741824.0f),
-                 hi = _mm_set1_ps(1073741824.0f);
+    const __m128 inv = _mm_set1_ps(inverse), lo = _mm_set1_ps(-YD_QUANT_LIMIT),
+                 hi = _mm_set1_ps(YD_QUANT_LIMIT);
     const __m128i z = _mm_set1_epi32(zero), zero_bytes = _mm_set1_epi8((char)zero);
     int x = 0;
 
@@ -225,13 +238,9 @@ static void quantize_compact_row(const float *src, size_t plane, int c, int w, f
         _mm_storeu_si128((__m128i *)(dst + (size_t)x * 4 + 48), _mm_unpackhi_epi16(rg, ba));
     }
     for (; x < w; x++)
-        for (int ch = 0; ch < 4; ch++) {
-            long v = zero;
-
-            if (ch < c)
-                v = lrintf(src[(size_t)ch * plane + x] * inverse) + zero;
-            dst[(size_t)x * 4 + ch] = clamp_u8(v);
-        }
+        for (int ch = 0; ch < 4; ch++)
+            dst[(size_t)x * 4 + ch] =
+                ch < c ? quantize_value(src[(size_t)ch * plane + x], inverse, zero) : (uint8_t)zero;
 }
 
 void yd_u8_quantize_planar(const float *in, int c, int h, int w, int lanes, float scale, int zero,
@@ -265,7 +274,7 @@ void yd_u8_quantize_planar(const float *in, int c, int h, int w, int lanes, floa
             uint8_t *dst = row + (size_t)pad_left * lanes + lane;
 
             for (int x = 0; x < w; x++)
-                dst[(size_t)x * lanes] = clamp_u8(lrintf(from[x] * inverse) + zero);
+                dst[(size_t)x * lanes] = quantize_value(from[x], inverse, zero);
         }
     }
 }

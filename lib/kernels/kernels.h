@@ -230,6 +230,10 @@ typedef struct yd_qconv {
     float *winograd_scale;  /* [36][out_c rounded up to 16]: float value of one unit of M */
 } yd_qconv;
 
+/* The quantizers clamp x / scale to +-YD_QUANT_LIMIT before rounding, so
+ * out-of-range, infinite and NaN inputs saturate (NaN to 0). */
+#define YD_QUANT_LIMIT 0x1p30f
+
 typedef void (*yd_qconv_fn)(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                             const float *residual, float *out, int cb);
 

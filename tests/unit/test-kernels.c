@@ -1120,6 +1120,57 @@ static void qwinograd_avx512vnni_matches_scalar(void)
     CHECK_INT_EQ(failures, 0);
 }
 
+/*
+ * Checks that every input quantizer maps huge values and +inf to 255, and
+ * huge negative values, -inf and NaN to 0. A row of 19 pixels runs the
+ * compact quantizer's vector loop and its scalar tail.
+ */
+static void quantizers_saturate_extreme_values(void)
+{
+    /* The last value is in range: 0.5 / 0.01 + 3 = 53. */
+    const float values[] = {1e20f, -1e20f, INFINITY, -INFINITY, NAN, 3e9f, -3e9f, 0.5f};
+    const uint8_t expected[] = {255, 0, 255, 0, 0, 255, 0, 53};
+    const int count = (int)(sizeof values / sizeof values[0]);
+    const char *tables[] = {"scalar", "avx2", "avx512"};
+    const int c = 3, h = 1, w = 19, zero = 3;
+    const float scale = 0.01f;
+    yd_conv_shape s = {.in_c = c, .in_h = h, .in_w = w};
+    size_t n = yd_qconv_input_bytes(&s, 0, 0);
+    float *planar = malloc((size_t)c * h * w * sizeof(float));
+    float *blocked = yd_aligned_alloc(yd_blocked_floats(c, h, w, YD_QCB) * sizeof(float));
+    uint8_t *got = yd_aligned_alloc(n);
+
+    for (int v = 0; v < count; v++) {
+        const uint8_t want = expected[v];
+
+        for (int i = 0; i < c * h * w; i++)
+            planar[i] = values[v];
+        memset(got, 0xa5, n);
+        yd_u8_quantize_planar(planar, c, h, w, YD_QCB, scale, zero, 0, 0, 0, 0, got);
+        CHECK_INT_EQ(got[0], want);
+        CHECK_INT_EQ(got[(size_t)(w - 1) * YD_QCB + c - 1], want);
+        memset(got, 0xa5, n);
+        yd_u8_quantize_planar(planar, c, h, w, 4, scale, zero, 0, 0, 0, 0, got);
+        CHECK_INT_EQ(got[0], want);
+        CHECK_INT_EQ(got[(size_t)(w - 1) * 4 + c - 1], want);
+
+        for (int t = 0; t < 3; t++) {
+            const yd_kernel_table *table = yd_kernels_get(tables[t]);
+
+            if (!table)
+                continue;
+            yd_f32_pack_planar(planar, c, h, w, table->cb, blocked);
+            memset(got, 0xa5, n);
+            table->quantize(blocked, c, h, w, table->cb, scale, zero, 0, 0, 0, 0, got);
+            CHECK_INT_EQ(got[0], want);
+            CHECK_INT_EQ(got[(size_t)(w - 1) * YD_QCB + c - 1], want);
+        }
+    }
+    free(planar);
+    free(blocked);
+    free(got);
+}
+
 static void qconv_avx512vnni_matches_scalar(void)
 {
     check_qconv_table("avx512");
@@ -1135,6 +1186,7 @@ int main(void)
     RUN(qconv_avx512vnni_matches_scalar);
     RUN(qconv_avx2_matches_scalar);
     RUN(image_quantizers_match_pack_then_quantize);
+    RUN(quantizers_saturate_extreme_values);
     RUN(conv_avx512_matches_scalar);
     RUN(conv_avx2_matches_scalar);
     RUN(winograd_avx512_matches_scalar);
