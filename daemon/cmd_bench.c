@@ -289,7 +289,8 @@ static void print_text(const yd_model *model, const yd_session *session, const b
                sum / o->runs);
 }
 
-/* Weight precisions by yd_precision value; fp16 weights are computed in fp32. */
+/* Weight precisions by yd_precision value. fp16 weights are computed in
+ * fp32, and so are int8 ones on CPUs without VNNI (see exact_int8). */
 static const char *const precision_names[] = {
     [YD_PREC_FP32] = "fp32", [YD_PREC_FP16] = "fp16", [YD_PREC_INT8] = "int8",
 };

@@ -882,7 +882,9 @@ int command_compress(int argc, char **argv)
                 "export it came from\n", options.model_path);
         goto done;
     }
-    if (yd_model_load(options.model_path, NULL, &model, &error) < 0) {
+    /* Calibration, mixed precision and the refit measure the int8 kernels'
+     * arithmetic, so int8 layers must run them on every CPU. */
+    if (yd_model_load(options.model_path, &(yd_model_options){.exact_int8 = 1}, &model, &error) < 0) {
         fprintf(stderr, "yolod compress: cannot load model: %s\n", error.message);
         goto done;
     }

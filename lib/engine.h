@@ -24,7 +24,15 @@ struct yd_model {
     char **class_names;             /* nc strings */
     double flops;
     int serve_only;                 /* source weights freed: nothing may repack */
+    int exact_int8;                 /* yd_model_options.exact_int8 */
 };
+
+/* 1 when the convolution runs the int8 kernels: it is int8 and the model
+ * packed it for them (see yd_model_options.exact_int8). */
+static inline int yd_conv_runs_int8(const yd_node *node)
+{
+    return node->op == YD_OP_CONV && node->conv.qpacked != NULL;
+}
 
 /* Buffers shared by sessions that run one at a time (see yd_workspace_create). */
 struct yd_workspace {

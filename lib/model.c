@@ -58,6 +58,38 @@ static int load_names(yd_model *model, const yd_onnx_model *onnx, yd_error *err)
 }
 
 /*
+ * Packs an int8 convolution for the fp32 kernels, from its weights
+ * dequantized as qweight * weight_scale, as Winograd when the table has it
+ * and the shape suits it.
+ */
+static int pack_dequantized(yd_node *node, const yd_conv_shape *shape,
+                            const yd_kernel_table *kernels, yd_error *err)
+{
+    const yd_conv_params *conv = &node->conv;
+    size_t per_channel = (size_t)conv->in_c * conv->kernel_h * conv->kernel_w;
+    float *weight = malloc((size_t)conv->out_c * per_channel * sizeof *weight);
+    int winograd = kernels->winograd && yd_winograd_chosen(shape, kernels->cb);
+    size_t floats = winograd ? yd_winograd_packed_floats(shape, kernels->cb)
+                             : yd_conv_packed_floats(shape, kernels->cb);
+
+    node->conv.packed = yd_aligned_alloc(floats * sizeof(float));
+    if (!weight || !node->conv.packed) {
+        free(weight);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+    }
+    for (int o = 0; o < conv->out_c; o++)
+        for (size_t i = 0; i < per_channel; i++)
+            weight[o * per_channel + i] = conv->qweight[o * per_channel + i] * conv->weight_scale[o];
+    if (winograd)
+        yd_winograd_pack(shape, kernels->cb, weight, conv->bias, node->conv.packed);
+    else
+        yd_conv_pack(shape, kernels->cb, weight, conv->bias, node->conv.packed);
+    node->conv.winograd = winograd;
+    free(weight);
+    return YD_OK;
+}
+
+/*
  * Packs every live convolution for the model's kernels. Int8 ones get the
  * int8 kernel's layout, plus the int8 Winograd layout when the table has
  * that kernel and yd_qwinograd_chosen() accepts the shape. Float ones get
@@ -77,6 +109,12 @@ static int pack_weights(yd_model *model, yd_error *err)
             continue;
         yd_conv_shape_of(g, node, &shape);
         node->conv.winograd = 0;
+        if (node->conv.precision == YD_PREC_INT8 && !model->exact_int8 &&
+            model->kernels->int8_slower) {
+            if (pack_dequantized(node, &shape, model->kernels, err) != YD_OK)
+                return YD_ERR_NO_MEMORY;
+            continue;
+        }
         if (node->conv.precision == YD_PREC_INT8) {
             node->conv.qpacked = calloc(1, sizeof *node->conv.qpacked);
             if (!node->conv.qpacked ||
@@ -231,6 +269,25 @@ fail:
     return rc;
 }
 
+/* Logs how many int8 layers run the fp32 kernels (see pack_dequantized). */
+static void log_int8_in_fp32(const yd_model *model)
+{
+    const yd_graph *g = model->graph;
+    int count = 0;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *node = &g->nodes[i];
+
+        if (!node->dead && node->op == YD_OP_CONV && node->conv.precision == YD_PREC_INT8 &&
+            !yd_conv_runs_int8(node))
+            count++;
+    }
+    if (count > 0)
+        yd_log(YD_LOG_INFO, "%s: %d int8 layers run the fp32 %s kernels on dequantized weights, "
+               "because the int8 ones (no VNNI) are slower", model->path, count,
+               model->kernels->name);
+}
+
 /* Frees what only packing reads: float weights, and int8 weights once packed. */
 static void drop_source_weights(yd_model *model)
 {
@@ -256,6 +313,18 @@ int yd_model_load(const char *path, const yd_model_options *options, yd_model **
 {
     int rc = yd_model_load_with(path, NULL, out, err);
 
+    if (rc == YD_OK && options && options->exact_int8) {
+        (*out)->exact_int8 = 1;
+        if ((*out)->kernels->int8_slower)
+            rc = yd_model_repack(*out, err);
+        if (rc != YD_OK) {
+            yd_model_release(*out);
+            *out = NULL;
+            return rc;
+        }
+    }
+    if (rc == YD_OK)
+        log_int8_in_fp32(*out);
     if (rc == YD_OK && options && options->serve_only)
         drop_source_weights(*out);
     if (rc == YD_OK && options && options->input_size &&

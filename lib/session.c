@@ -46,7 +46,7 @@ static size_t qinput_bytes(const yd_graph *g)
         yd_conv_shape shape;
         size_t bytes;
 
-        if (node->dead || node->op != YD_OP_CONV || node->conv.precision != YD_PREC_INT8)
+        if (node->dead || !yd_conv_runs_int8(node))
             continue;
         yd_conv_shape_of(g, node, &shape);
         bytes = yd_qconv_input_bytes(&shape, node->conv.pad_bottom, node->conv.pad_right);
@@ -318,7 +318,7 @@ typedef struct qfeed {
 
 static int is_int8_conv(const yd_node *node)
 {
-    return !node->dead && node->op == YD_OP_CONV && node->conv.precision == YD_PREC_INT8;
+    return !node->dead && yd_conv_runs_int8(node);
 }
 
 /*
@@ -812,8 +812,7 @@ static float *planar_head_map(const yd_session *s, const yd_node *node, const qs
     const yd_graph *g = s->model->graph;
     float *map = NULL;
 
-    if (!step || step->ntargets > 0 || node->op != YD_OP_CONV ||
-        node->conv.precision != YD_PREC_INT8 || node->residual >= 0 ||
+    if (!step || step->ntargets > 0 || !yd_conv_runs_int8(node) || node->residual >= 0 ||
         node->conv.qpacked->winograd_u || !yd_qconv_planar_of(s->model->kernels))
         return NULL;
     for (int l = 0; l < g->nlevels; l++) {
@@ -1008,7 +1007,7 @@ static void run_node(yd_session *s, const yd_node *node, const qstep *step, size
         yd_conv_shape shape;
 
         yd_conv_shape_of(g, node, &shape);
-        if (node->conv.precision == YD_PREC_INT8) {
+        if (yd_conv_runs_int8(node)) {
             run_qconv(s, node, &shape, step, slot_bytes);
             break;
         }
@@ -1109,7 +1108,7 @@ static int compact_input_node(const yd_session *s)
             readers++;
     }
     if (readers != 1 || g->nodes[reader].op != YD_OP_CONV ||
-        g->nodes[reader].conv.precision == YD_PREC_INT8 || g->nodes[reader].conv.winograd)
+        yd_conv_runs_int8(&g->nodes[reader]) || g->nodes[reader].conv.winograd)
         return -1;
     return reader;
 }

@@ -130,6 +130,12 @@ typedef struct yd_model_options {
      * about a third of a float model's memory. The model still runs, but
      * cannot be pruned, quantized or repacked (yolod compress needs them). */
     int serve_only;
+    /* 1: int8 layers always run the int8 kernels, as compressing needs.
+     * 0: where the int8 kernels are slower than the fp32 ones (CPUs
+     * without VNNI), int8 layers run the fp32 kernels on their weights
+     * dequantized at load, so an int8 file is never slower than fp32.
+     * Activations are then not quantized, so outputs differ slightly. */
+    int exact_int8;
 } yd_model_options;
 
 /*

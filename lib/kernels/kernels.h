@@ -77,6 +77,9 @@ typedef struct yd_kernel_table {
                       size_t scratch_floats);
     /* yd_f32_unpack_planar_nowait for this table's cb; NULL: use that one */
     void (*unpack_planar)(const float *in, int c, int h, int w, float *out);
+    /* 1 when qconv is slower than this table's fp32 kernels (no VNNI), so
+     * models loaded to run, not to compress, compute int8 layers in fp32 */
+    int int8_slower;
 } yd_kernel_table;
 
 /*

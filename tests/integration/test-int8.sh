@@ -2,7 +2,8 @@
 # The int8 variant end to end: `yolod compress --variant int8` calibrated on
 # the coco128 train images, its file size against fp32, the bus.jpg
 # detections, automatic mixed precision, its COCO mAP50-95 on the val images within 0.5 points of the
-# fp32 model's, and the int8 engine's latency against fp32.
+# fp32 model's, and the int8 engine's latency against fp32. With the AVX2
+# kernels (no VNNI) int8 layers run in fp32, except in compress.
 source "$(dirname "$0")/lib.sh"
 
 CALIB=$SHARED/datasets/coco128/images/train2017
@@ -88,6 +89,49 @@ if grep -q "ignoring YOLOD_ISA=bogus" <<<"$out"; then
     ok "bench warns about an unknown YOLOD_ISA"
 else
     fail "bench warns about an unknown YOLOD_ISA" "stderr: $out"
+fi
+
+# Without VNNI the int8 kernels are slower than the fp32 ones, so serving
+# runs int8 layers in fp32 on dequantized weights. YOLOD_ISA=avx2 selects
+# those kernels on any AVX2 CPU.
+out=$(YOLOD_ISA=avx2 "$YOLOD" bench --model "$INT8" --threads 1 --runs 1 2>&1 >/dev/null)
+if grep -q "63 int8 layers run the fp32 avx2 kernels" <<<"$out"; then
+    ok "avx2 runs int8 layers in fp32"
+else
+    fail "avx2 runs int8 layers in fp32" "stderr: $out"
+fi
+YOLOD_ISA=avx2 "$YOLOD" detect --model "$INT8" "$IMAGES/bus.jpg" >"$WORK/bus-avx2.json" 2>"$WORK/err.txt"
+check "avx2 int8 bus detections" $CHECK golden "$WORK/bus-avx2.json" "$GOLDEN/bus.detections.json" \
+    --iou 0.9 --conf-tol 0.15
+ratio=$(for round in 1 2 3; do
+    YOLOD_ISA=avx2 "$YOLOD" bench --model "$FP32" --threads 1 --runs 3 --json
+    YOLOD_ISA=avx2 "$YOLOD" bench --model "$INT8" --threads 1 --runs 3 --json
+done 2>/dev/null | python3 -c '
+import json, statistics, sys
+rows = [json.loads(line) for line in sys.stdin]
+fp32 = statistics.median(r["median_ms"] for r in rows[0::2])
+int8 = statistics.median(r["median_ms"] for r in rows[1::2])
+print(f"{int8 / fp32:.3f}")')
+echo "avx2 int8 / fp32 latency: $ratio"
+if python3 -c "import sys; sys.exit(0 if 0 < float('$ratio') <= 1.15 else 1)" 2>/dev/null; then
+    ok "avx2 int8 no slower than fp32"
+else
+    fail "avx2 int8 no slower than fp32" "ratio $ratio"
+fi
+
+# compress measures the int8 kernels' arithmetic on every CPU: under
+# YOLOD_ISA=avx2 mixed precision keeps the same layers float as above.
+fp32_layers() {
+    "$YOLOD" inspect "$1" | awk '$1 ~ /^[0-9]+$/ && / fp32 / {print $3}' | tr '\n' ' '
+}
+YOLOD_ISA=avx2 "$YOLOD" compress "$MODEL" --variant int8 --calib "$CALIB" --calib-limit 16 \
+    --keep-float 2 -o "$WORK/mixed-avx2.yolod" >/dev/null 2>&1
+want=$(fp32_layers "$WORK/mixed.yolod")
+got=$(fp32_layers "$WORK/mixed-avx2.yolod")
+if [ -n "$want" ] && [ "$got" = "$want" ]; then
+    ok "avx2 compress keeps the same float layers"
+else
+    fail "avx2 compress keeps the same float layers" "avx2: '$got', detected kernels: '$want'"
 fi
 
 finish
