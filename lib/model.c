@@ -300,7 +300,7 @@ static void drop_source_weights(yd_model *model)
             continue;
         free(conv->weight);
         conv->weight = NULL;
-        if (conv->qpacked) {
+        if (conv->qpacked || conv->packed) {
             free(conv->qweight);
             conv->qweight = NULL;
         }
