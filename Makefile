@@ -125,14 +125,20 @@ bench-memory: $(BUILD)/bench/rss-steps $(BENCH_INT8)
 	$(BUILD)/bench/rss-steps $(SHARED)/images/bus.jpg 0 1 $(SHARED)/models/yolov8n.onnx $(BENCH_INT8)
 	$(BUILD)/bench/rss-steps $(SHARED)/images/bus.jpg 1 2 $(SHARED)/models/yolov8n.onnx $(BENCH_INT8)
 
-# Installs the binary, the example config and the systemd unit.
+# Installs the binary, the example config and the systemd unit. With a
+# PREFIX other than /usr or /usr/local, the config and the unit go under
+# PREFIX too, so a trial install leaves /etc alone.
 PREFIX  ?= /usr/local
 DESTDIR ?=
+SYSTEM_PREFIX = $(filter /usr /usr/local,$(PREFIX))
+SYSCONFDIR ?= $(if $(SYSTEM_PREFIX),/etc,$(PREFIX)/etc)
+UNITDIR ?= $(if $(SYSTEM_PREFIX),/etc/systemd/system,$(PREFIX)/lib/systemd/system)
 install: $(BUILD)/yolod
 	install -D -m 755 $(BUILD)/yolod $(DESTDIR)$(PREFIX)/bin/yolod
-	install -D -m 644 conf/yolod.conf $(DESTDIR)/etc/yolod/yolod.conf.example
-	install -d $(DESTDIR)/etc/systemd/system
-	sed 's|/usr/local|$(PREFIX)|g' systemd/yolod.service >$(DESTDIR)/etc/systemd/system/yolod.service
+	install -D -m 644 conf/yolod.conf $(DESTDIR)$(SYSCONFDIR)/yolod/yolod.conf.example
+	install -d $(DESTDIR)$(UNITDIR)
+	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/yolod|$(SYSCONFDIR)/yolod|g' \
+	    systemd/yolod.service >$(DESTDIR)$(UNITDIR)/yolod.service
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/yolod/README.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/docs docs/*.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/api-docs api-docs/openapi.yaml api-docs/examples.md

@@ -122,4 +122,23 @@ done
 out=$("$YOLOD" --help)
 if grep -q "serve" <<<"$out" && grep -q "detect" <<<"$out"; then ok "help lists commands"; else fail "help lists commands" "$out"; fi
 
+# make install under a trial PREFIX keeps the config and the unit under it,
+# and the unit names the binary and config it installed.
+prefix=$WORK/prefix
+if make -s install BUILD="$BUILD" PREFIX="$prefix" >"$WORK/install.txt" 2>&1; then
+    ok "make install with a PREFIX"
+else
+    fail "make install with a PREFIX" "$(head -c 300 "$WORK/install.txt")"
+fi
+for file in bin/yolod etc/yolod/yolod.conf.example lib/systemd/system/yolod.service \
+    share/doc/yolod/README.md share/doc/yolod/api-docs/openapi.yaml; do
+    if [ -f "$prefix/$file" ]; then ok "installed $file"; else fail "installed $file" "missing"; fi
+done
+unit=$prefix/lib/systemd/system/yolod.service
+if grep -q "^ExecStart=$prefix/bin/yolod serve --config $prefix/etc/yolod/yolod.conf\$" "$unit" 2>/dev/null; then
+    ok "installed unit names PREFIX paths"
+else
+    fail "installed unit names PREFIX paths" "$(grep ExecStart "$unit" 2>&1)"
+fi
+
 finish
