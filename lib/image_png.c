@@ -86,6 +86,39 @@ static int find_orientation(png_structp png, png_infop info)
  * Runs libpng up to the decoded pixels in dec->pixels. Everything that must
  * survive a longjmp lives in dec, and no local changes after setjmp.
  */
+/* Most ancillary chunks (text, ICC profiles, EXIF) libpng keeps from one file. */
+#define PNG_CHUNK_MAX_COUNT 1000
+
+/*
+ * Checks that every chunk up to IEND fits in the data. libpng 1.6.39
+ * allocates and clears a text chunk's declared length (up to 2^31 - 1
+ * bytes) before reading it, even with png_set_chunk_malloc_max() set: a
+ * 141-byte file took 2 GB. The signature is left to libpng.
+ */
+static int check_chunks(const uint8_t *data, size_t size, yd_error *err)
+{
+    size_t offset = 8;
+
+    while (offset + 8 <= size) {
+        const uint8_t *header = data + offset;
+        uint32_t length = (uint32_t)header[0] << 24 | (uint32_t)header[1] << 16 |
+                          (uint32_t)header[2] << 8 | header[3];
+        char type[5] = {0};
+
+        for (int k = 0; k < 4; k++)
+            type[k] = header[4 + k] >= 0x20 && header[4 + k] < 0x7f ? (char)header[4 + k] : '?';
+        /* 12 bytes of length, type and CRC around the data. */
+        if (length > size - offset - 8 || size - offset - 8 - length < 4)
+            return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
+                                "PNG image is truncated: chunk %s at byte %zu declares %u bytes, "
+                                "and %zu remain", type, offset, length, size - offset - 12);
+        if (memcmp(type, "IEND", 4) == 0)
+            break;
+        offset += (size_t)length + 12;
+    }
+    return YD_OK;
+}
+
 static int run_decoder(struct png_decoder *dec, png_structp png, png_infop info,
                        uint64_t max_pixels, yd_image *out, int *orientation, yd_error *err)
 {
@@ -101,6 +134,7 @@ static int run_decoder(struct png_decoder *dec, png_structp png, png_infop info,
     }
 
     png_set_read_fn(png, dec, read_from_memory);
+    png_set_chunk_cache_max(png, PNG_CHUNK_MAX_COUNT);
     png_read_info(png, info);
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, NULL, NULL, NULL);
     int rc = yd_image_check_size("PNG", width, height, max_pixels, err);
@@ -147,6 +181,13 @@ int yd_image_decode_png(const uint8_t *data, size_t size, uint64_t max_pixels,
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating a PNG decoder");
     dec->data = data;
     dec->size = size;
+    if (size >= 8 && png_sig_cmp(data, 0, 8) == 0) {
+        rc = check_chunks(data, size, err);
+        if (rc != YD_OK) {
+            free(dec);
+            return rc;
+        }
+    }
 
     png = png_create_read_struct(PNG_LIBPNG_VER_STRING, dec, on_png_error, on_png_warning);
     if (png)

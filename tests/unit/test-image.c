@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <png.h>
 
@@ -1233,6 +1234,37 @@ static void png_fix_crcs(uint8_t *png, size_t size)
     }
 }
 
+/*
+ * A chunk that declares 2^31 - 1 bytes in a 141-byte file is rejected
+ * before libpng allocates its length: peak memory grows by far less.
+ */
+static void test_png_huge_chunk_length(void)
+{
+    uint8_t png[141] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const uint8_t ihdr[17] = {'I', 'H', 'D', 'R', 0, 0, 0, 16, 0, 0, 0, 16, 8, 2, 0, 0, 0};
+    static const uint8_t huge[8] = {0x7f, 0xff, 0xff, 0xff, 't', 'E', 'X', 't'};
+    uint32_t crc = png_crc32(ihdr, sizeof ihdr);
+    struct rusage before, after;
+    yd_image image = {0};
+    yd_error err = {0};
+
+    png[11] = 13; /* IHDR length */
+    memcpy(png + 12, ihdr, sizeof ihdr);
+    png[29] = (uint8_t)(crc >> 24);
+    png[30] = (uint8_t)(crc >> 16);
+    png[31] = (uint8_t)(crc >> 8);
+    png[32] = (uint8_t)crc;
+    memcpy(png + 33, huge, sizeof huge);
+    memset(png + 41, 'a', sizeof png - 41);
+
+    getrusage(RUSAGE_SELF, &before);
+    CHECK_INT_EQ(yd_image_decode(png, sizeof png, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+    getrusage(RUSAGE_SELF, &after);
+    CHECK(strstr(err.message, "declares 2147483647 bytes") != NULL);
+    /* ru_maxrss is in kilobytes. */
+    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024);
+}
+
 /* Single-byte changes at every offset, with several values each. */
 static void test_byte_flips_never_crash(void)
 {
@@ -1300,6 +1332,7 @@ int main(void)
     RUN(test_progressive_jpeg_missing_scans);
     RUN(test_progressive_jpeg_scan_limit);
     RUN(test_png_every_truncation);
+    RUN(test_png_huge_chunk_length);
     RUN(test_byte_flips_never_crash);
     return TEST_SUMMARY();
 }
