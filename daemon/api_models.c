@@ -91,13 +91,39 @@ static const char *query_variant(struct MHD_Connection *connection)
     return variant && variant[0] ? variant : NULL;
 }
 
-/* 400 for a repeated ?variant=, which would otherwise act on the first one silently. */
-static enum MHD_Result reply_repeated_variant(struct MHD_Connection *connection,
-                                              struct request *request)
+/*
+ * Rejects a ?variant= that is repeated or empty with 400, and returns 1
+ * after replying. Otherwise a repeated one would act on the first silently,
+ * and an empty one on every variant.
+ */
+static int reject_bad_variant(struct MHD_Connection *connection, struct request *request,
+                              enum MHD_Result *result)
 {
-    return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
-                              "query parameter 'variant' appears %d times; send it once",
-                              variant_count(connection));
+    const char *variant = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "variant");
+    int count = variant_count(connection);
+
+    if (count > 1) {
+        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                     "query parameter 'variant' appears %d times; send it once",
+                                     count);
+        return 1;
+    }
+    if (variant && !variant[0]) {
+        *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                                     "query parameter 'variant' is empty; name a variant, or "
+                                     "leave the parameter out to act on every variant");
+        return 1;
+    }
+    return 0;
+}
+
+/* Returns 1 when the registry has ever held the model `name`. */
+static int model_known(struct registry *registry, const char *name)
+{
+    cJSON *model = registry_describe(registry, name);
+
+    cJSON_Delete(model);
+    return model != NULL;
 }
 
 /* 404 for an operation that matched no variant: names what is there. */
@@ -106,7 +132,7 @@ static enum MHD_Result reply_no_match(struct MHD_Connection *connection, struct 
 {
     char quoted_name[TEXT_QUOTE_SIZE], quoted_variant[TEXT_QUOTE_SIZE], variants[512];
 
-    if (!variant)
+    if (!variant || !model_known(request->server->registry, name))
         return reply_unknown_model(connection, request, name);
     registry_list_variants(request->server->registry, name, variants, sizeof variants);
     return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
@@ -180,11 +206,12 @@ static enum MHD_Result change_variants(struct MHD_Connection *connection, struct
     struct server *server = request->server;
     struct registry_results results;
     const char *variant = query_variant(connection);
+    enum MHD_Result rejected;
     char name[256];
 
     action_model_name(request, name, sizeof name);
-    if (variant_count(connection) > 1)
-        return reply_repeated_variant(connection, request);
+    if (reject_bad_variant(connection, request, &rejected))
+        return rejected;
     if (change(server->registry, name, variant, &results) != YD_OK)
         return reply_no_match(connection, request, name, variant, action);
     worker_pool_prune(server->pool);
@@ -201,21 +228,33 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     struct server *server = request->server;
     struct registry_results results;
     const char *variant = query_variant(connection);
-    char name[256], quoted[TEXT_QUOTE_SIZE];
+    enum MHD_Result rejected;
+    char name[256], quoted[TEXT_QUOTE_SIZE], quoted_variant[TEXT_QUOTE_SIZE], variants[512];
 
     action_model_name(request, name, sizeof name);
-    if (variant_count(connection) > 1)
-        return reply_repeated_variant(connection, request);
+    if (reject_bad_variant(connection, request, &rejected))
+        return rejected;
     if (registry_load(server->registry, name, variant, server->config->model_dir,
-                      &results) != YD_OK)
-        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                      &results) == YD_OK)
+        return reply_results(connection, request, name, &results);
+    if (variant && model_known(server->registry, name)) {
+        registry_list_variants(server->registry, name, variants, sizeof variants);
+        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
+                                  "no file to load for variant '%s' of model '%s': it was never"
+                                  " loaded and the model directory has no NAME.VARIANT.yolod"
+                                  " file for it (loaded: %s)",
+                                  text_quote(quoted_variant, sizeof quoted_variant, variant,
+                                             TEXT_QUOTE_MAX_CHARS),
+                                  text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
+                                  variants);
+    }
+    return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
                                   "no file to load for model '%s'%s%s%s: it was never loaded and"
                                   " the model directory has no such NAME.onnx or"
                                   " NAME.VARIANT.yolod file",
                                   text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
                                   variant ? " variant '" : "", variant ? variant : "",
                                   variant ? "'" : "");
-    return reply_results(connection, request, name, &results);
 }
 
 enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request)
@@ -228,13 +267,14 @@ enum MHD_Result api_models_set_default(struct MHD_Connection *connection,
 {
     struct server *server = request->server;
     const char *variant = query_variant(connection);
+    enum MHD_Result rejected;
     yd_error error = { 0 };
     char name[256];
     cJSON *model;
 
     action_model_name(request, name, sizeof name);
-    if (variant_count(connection) > 1)
-        return reply_repeated_variant(connection, request);
+    if (reject_bad_variant(connection, request, &rejected))
+        return rejected;
     if (!variant)
         return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
                                   "missing query parameter 'variant': POST"

@@ -189,6 +189,12 @@ expect_error "default without variant" 400 bad_parameter "variant" -X POST "$URL
 expect_error "default of unknown model" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/default?variant=int8"
 expect_error "unload with GET" 405 method_not_allowed "POST" "$URL/v1/models/yolov8n/unload"
 expect_error "repeated variant parameter" 400 bad_parameter "variant" -X POST "$URL/v1/models/yolov8n/reload?variant=live&variant=int8"
+# An empty variant is an error, not "every variant".
+expect_error "unload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/unload?variant="
+expect_error "reload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/reload?variant="
+expect_error "load with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/load?variant="
+expect_error "reload of unknown model with a variant" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/reload?variant=int8"
+expect_error "load of a variant with no file" 404 variant_not_found "fp16" -X POST "$URL/v1/models/yolov8n/load?variant=fp16"
 
 expect_status "unload int8" 200 "$WORK/unload.json" -X POST "$URL/v1/models/yolov8n/unload?variant=int8"
 got=$(json_get "$WORK/unload.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
