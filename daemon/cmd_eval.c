@@ -45,7 +45,7 @@ static const char eval_help[] =
     "Options:\n"
     "  --coco FILE              COCO instances JSON with images, categories and\n"
     "                           annotations (required)\n"
-    "  --model FILE             ONNX model to evaluate\n"
+    "  --model FILE             ONNX or .yolod model to evaluate\n"
     "  --images DIR             folder of the annotated images (with --model)\n"
     "  --detections FILE        evaluate this COCO results JSON instead of a model:\n"
     "                           [{image_id, category_id, bbox: [x, y, w, h], score}]\n"
