@@ -4,9 +4,12 @@
  * with --image, the whole pipeline of one request without HTTP: JPEG/PNG
  * decode from memory, letterbox, network, head and NMS.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -29,14 +32,14 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int parse_count(const char *name, const char *value, int min, int *out)
+static int parse_count(const char *name, const char *value, int min, int max, int *out)
 {
     char *end;
     long v = strtol(value, &end, 10);
 
-    if (*value == '\0' || *end != '\0' || v < min || v > 100000) {
-        fprintf(stderr, "yolod bench: invalid --%s '%s' (expected an integer from %d to 100000)\n",
-                name, value, min);
+    if (*value == '\0' || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "yolod bench: invalid --%s '%s' (expected an integer from %d to %d)\n",
+                name, value, min, max);
         return -1;
     }
     *out = (int)v;
@@ -73,13 +76,13 @@ static int parse_bench_args(int argc, char **argv, bench_options *o)
         else if (strcmp(name, "image") == 0)
             o->image_path = value;
         else if (strcmp(name, "threads") == 0) {
-            if (parse_count(name, value, 0, &o->threads) != 0)
+            if (parse_count(name, value, 0, 1024, &o->threads) != 0)
                 return -1;
         } else if (strcmp(name, "runs") == 0) {
-            if (parse_count(name, value, 1, &o->runs) != 0)
+            if (parse_count(name, value, 1, 100000, &o->runs) != 0)
                 return -1;
         } else if (strcmp(name, "warmup") == 0) {
-            if (parse_count(name, value, 0, &o->warmup) != 0)
+            if (parse_count(name, value, 0, 100000, &o->warmup) != 0)
                 return -1;
         } else {
             fprintf(stderr, "yolod bench: unknown option '--%s'; see 'yolod help bench'\n", name);
@@ -111,17 +114,26 @@ static float *make_input(const bench_options *o, int width, int height)
         return NULL;
     if (o->input_path) {
         FILE *f = fopen(o->input_path, "rb");
-        size_t got = f ? fread(input, sizeof *input, count, f) : 0;
+        struct stat st;
 
+        if (!f || fstat(fileno(f), &st) != 0) {
+            fprintf(stderr, "yolod bench: cannot open '%s': %s\n", o->input_path, strerror(errno));
+        } else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != count * sizeof *input) {
+            fprintf(stderr, "yolod bench: '%s' is %s, expected %zu bytes: [3][%d][%d] float32 for "
+                    "this model\n", o->input_path,
+                    S_ISREG(st.st_mode) ? "the wrong size" : "not a regular file",
+                    count * sizeof *input, height, width);
+        } else if (fread(input, sizeof *input, count, f) != count) {
+            fprintf(stderr, "yolod bench: cannot read '%s': %s\n", o->input_path,
+                    ferror(f) ? strerror(errno) : "the file shrank while it was read");
+        } else {
+            fclose(f);
+            return input;
+        }
         if (f)
             fclose(f);
-        if (got != count) {
-            fprintf(stderr, "yolod bench: cannot read %zu floats ([3][%d][%d] float32) from '%s'\n",
-                    count, height, width, o->input_path);
-            free(input);
-            return NULL;
-        }
-        return input;
+        free(input);
+        return NULL;
     }
     /* Smooth gradients around the letterbox gray, so activations look like
      * a photo's rather than noise or zeros. */
@@ -289,8 +301,7 @@ static void print_text(const yd_model *model, const yd_session *session, const b
                sum / o->runs);
 }
 
-/* Weight precisions by yd_precision value. fp16 weights are computed in
- * fp32, and so are int8 ones on CPUs without VNNI (see exact_int8). */
+/* Weight precisions by yd_precision value; fp16 weights are computed in fp32. */
 static const char *const precision_names[] = {
     [YD_PREC_FP32] = "fp32", [YD_PREC_FP16] = "fp16", [YD_PREC_INT8] = "int8",
 };
@@ -338,6 +349,9 @@ static int print_layers(yd_session *session, const yd_model *model, const bench_
         if (node->op == YD_OP_CONV) {
             precision = precision_names[node->conv.precision];
             kernel = winograd(node) ? "winograd" : "direct";
+            /* Int8 weights dequantized for the fp32 kernels (no VNNI). */
+            if (node->conv.precision == YD_PREC_INT8 && !yd_conv_runs_int8(node))
+                precision = "fp32";
         }
         snprintf(shape, sizeof shape, "%dx%dx%d", out->c, out->h, out->w);
         printf("%4d  %-9s %-38.38s %-14s %-4s %-8s %8.3f %5.1f%% %8.0f\n", i, yd_op_name(node->op),

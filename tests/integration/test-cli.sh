@@ -122,6 +122,30 @@ done
 out=$("$YOLOD" --help)
 if grep -q "serve" <<<"$out" && grep -q "detect" <<<"$out"; then ok "help lists commands"; else fail "help lists commands" "$out"; fi
 
+# bench: the input file must hold exactly the model's [3][H][W] floats, and
+# --threads is bounded as in serve.
+head -c 4915204 /dev/zero >"$WORK/long.f32"
+out=$("$YOLOD" bench --model "$MODEL" --input "$WORK/long.f32" --runs 1 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "is the wrong size, expected 4915200 bytes" <<<"$out"; then
+    ok "bench rejects an input of the wrong size"
+else
+    fail "bench rejects an input of the wrong size" "exit $rc: $out"
+fi
+out=$("$YOLOD" bench --model "$MODEL" --input "$WORK/missing.f32" --runs 1 2>&1)
+if grep -q "cannot open .*No such file or directory" <<<"$out"; then
+    ok "bench names why an input cannot be read"
+else
+    fail "bench names why an input cannot be read" "$out"
+fi
+out=$("$YOLOD" bench --model "$MODEL" --threads 100000 --runs 1 2>&1)
+rc=$?
+if [ "$rc" -eq 2 ] && grep -q "from 0 to 1024" <<<"$out"; then
+    ok "bench bounds --threads"
+else
+    fail "bench bounds --threads" "exit $rc: $out"
+fi
+
 # make install under a trial PREFIX keeps the config and the unit under it,
 # and the unit names the binary and config it installed.
 prefix=$WORK/prefix
