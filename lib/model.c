@@ -209,6 +209,28 @@ static int prepare_graph(yd_model *model, yd_error *err)
     return pack_weights(model, err);
 }
 
+static int has_suffix(const char *text, const char *suffix)
+{
+    size_t n = strlen(text), m = strlen(suffix);
+
+    return n >= m && strcmp(text + n - m, suffix) == 0;
+}
+
+/* Puts `prefix` before err's message, cutting the end if it no longer fits. */
+static void prefix_error(yd_error *err, const char *prefix)
+{
+    char message[sizeof err->message];
+    size_t used;
+
+    if (!err)
+        return;
+    used = (size_t)snprintf(message, sizeof message, "%s", prefix);
+    if (used < sizeof message)
+        snprintf(message + used, sizeof message - used, "%.*s", (int)(sizeof message - used - 1),
+                 err->message);
+    memcpy(err->message, message, sizeof message);
+}
+
 int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_model **out,
                        yd_error *err)
 {
@@ -240,6 +262,9 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
     } else {
         rc = import_onnx_file(model, err);
         snprintf(model->variant, sizeof model->variant, "fp32");
+        if (rc == YD_ERR_MODEL_FORMAT && has_suffix(path, ".yolod"))
+            prefix_error(err, "not a yolod model file (it does not start with the .yolod "
+                              "magic), nor an ONNX model: ");
     }
     if (rc != YD_OK)
         goto fail;

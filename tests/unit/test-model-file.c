@@ -854,6 +854,16 @@ static void load_message_names_file(void)
     fclose(f);
     CHECK_INT_EQ(yd_model_load(path, NULL, &model, &err), YD_ERR_MODEL_FORMAT);
     CHECK(contains(err.message, "truncated"));
+
+    /* With its first byte changed the file is not recognised, the ONNX
+     * importer fails too, and the message names both formats. */
+    file[0] ^= 0xff;
+    f = fopen(path, "wb");
+    fwrite(file, 1, size, f);
+    fclose(f);
+    CHECK_INT_EQ(yd_model_load(path, NULL, &model, &err), YD_ERR_MODEL_FORMAT);
+    CHECK(contains(err.message, "not a yolod model file"));
+    CHECK(contains(err.message, "nor an ONNX model"));
     unlink(path);
 
 done:
