@@ -465,13 +465,16 @@ static enum MHD_Result reply_route_error(struct MHD_Connection *connection,
 /*
  * Rejects framing that a proxy in front of the server may read differently
  * from libmicrohttpd (request smuggling): Content-Length given more than
- * once, or together with Transfer-Encoding.
+ * once, or together with Transfer-Encoding. A transfer coding other than
+ * chunked gets 501 (RFC 9112, section 6.1): libmicrohttpd would wait for
+ * a body it cannot frame until the request timeout.
  */
 static bool reject_framing(struct MHD_Connection *connection, struct request *request,
                            enum route route, enum MHD_Result *result)
 {
     int lengths = count_headers(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
     int encodings = count_headers(connection, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *coding;
 
     if (lengths > 1) {
         *result = reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
@@ -481,6 +484,19 @@ static bool reject_framing(struct MHD_Connection *connection, struct request *re
     if (lengths == 1 && encodings > 0) {
         *result = reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
                                     "request has both Content-Length and Transfer-Encoding; send one");
+        return true;
+    }
+    coding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                         MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (encodings > 1 || (coding && strcasecmp(coding, "chunked") != 0)) {
+        char quoted[TEXT_QUOTE_SIZE];
+
+        *result = reply_route_error(connection, request, route, MHD_HTTP_NOT_IMPLEMENTED,
+                                    "not_implemented",
+                                    "Transfer-Encoding '%s' is not supported; send chunked or a "
+                                    "Content-Length",
+                                    text_quote(quoted, sizeof quoted, coding ? coding : "",
+                                               TEXT_QUOTE_MAX_CHARS));
         return true;
     }
     return false;

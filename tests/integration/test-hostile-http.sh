@@ -148,6 +148,18 @@ raw_error "two Content-Length headers" 400 bad_request "Content-Length" \
     'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!'
 raw_error "Content-Length and Transfer-Encoding" 400 bad_request "Transfer-Encoding" \
     'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n'
+# A transfer coding other than chunked gets 501 at once, not the request timeout.
+for coding in gzip identity 'chunked, gzip'; do
+    raw_error "Transfer-Encoding $coding" 501 not_implemented "Transfer-Encoding" \
+        "POST /v1/detect HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: $coding\r\nConnection: close\r\n\r\nhello"
+done
+got=$(printf 'POST /v1/vision/detection HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nhello' |
+    $CLIENT raw "$PORT" --out "$R")
+if [ "$got" = 501 ] && grep -q '"success":false' "$R" && grep -q '"code":501' "$R"; then
+    ok "DeepStack Transfer-Encoding gzip gets its error shape"
+else
+    fail "DeepStack Transfer-Encoding gzip gets its error shape" "status $got: $(head -c 300 "$R")"
+fi
 got=$(printf 'GET /healthz HTTP/1.1\r\nHost: test\r\nX-Pad: %s\r\nConnection: close\r\n\r\n' \
     "$(head -c 100000 /dev/zero | tr '\0' a)" | $CLIENT raw "$PORT" --out "$R")
 if [ "$got" = 431 ]; then ok "100 KB header gets 431"; else fail "100 KB header gets 431" "status $got"; fi
