@@ -67,15 +67,20 @@ fi
 # busy machine slows both alike. The bound is loose (int8 must be at least
 # 1.5x faster) because tests share the machine; docs/benchmarks.md has the
 # careful numbers.
-ratio=$(for round in 1 2 3; do
-    "$YOLOD" bench --model "$FP32" --threads 1 --runs 5 --json
-    "$YOLOD" bench --model "$INT8" --threads 1 --runs 5 --json
-done | python3 -c '
+# latency_ratio RUNS: int8 / fp32 over 3 alternating rounds, with the
+# kernels YOLOD_ISA selects.
+latency_ratio() {
+    for round in 1 2 3; do
+        "$YOLOD" bench --model "$FP32" --threads 1 --runs "$1" --json
+        "$YOLOD" bench --model "$INT8" --threads 1 --runs "$1" --json
+    done 2>/dev/null | python3 -c '
 import json, statistics, sys
 rows = [json.loads(line) for line in sys.stdin]
 fp32 = statistics.median(r["median_ms"] for r in rows[0::2])
 int8 = statistics.median(r["median_ms"] for r in rows[1::2])
-print(f"{int8 / fp32:.3f}")')
+print(f"{int8 / fp32:.3f}")'
+}
+ratio=$(latency_ratio 5)
 echo "int8 / fp32 latency: $ratio"
 if python3 -c "import sys; sys.exit(0 if 0 < float('$ratio') <= 0.67 else 1)" 2>/dev/null; then
     ok "int8 faster than fp32"
@@ -103,15 +108,7 @@ fi
 YOLOD_ISA=avx2 "$YOLOD" detect --model "$INT8" "$IMAGES/bus.jpg" >"$WORK/bus-avx2.json" 2>"$WORK/err.txt"
 check "avx2 int8 bus detections" $CHECK golden "$WORK/bus-avx2.json" "$GOLDEN/bus.detections.json" \
     --iou 0.9 --conf-tol 0.15
-ratio=$(for round in 1 2 3; do
-    YOLOD_ISA=avx2 "$YOLOD" bench --model "$FP32" --threads 1 --runs 3 --json
-    YOLOD_ISA=avx2 "$YOLOD" bench --model "$INT8" --threads 1 --runs 3 --json
-done 2>/dev/null | python3 -c '
-import json, statistics, sys
-rows = [json.loads(line) for line in sys.stdin]
-fp32 = statistics.median(r["median_ms"] for r in rows[0::2])
-int8 = statistics.median(r["median_ms"] for r in rows[1::2])
-print(f"{int8 / fp32:.3f}")')
+ratio=$(YOLOD_ISA=avx2 latency_ratio 3)
 echo "avx2 int8 / fp32 latency: $ratio"
 if python3 -c "import sys; sys.exit(0 if 0 < float('$ratio') <= 1.15 else 1)" 2>/dev/null; then
     ok "avx2 int8 no slower than fp32"
