@@ -34,7 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "address_limit.h"
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
@@ -787,51 +786,6 @@ static int open_listen_socket(const char *listen_text)
     return fd;
 }
 
-/*
- * Refuses a connection from an address that already has
- * max_connections_per_ip open, before libmicrohttpd accepts it. Logs at
- * most one line a second, so a flood cannot fill the log.
- */
-static enum MHD_Result accept_connection(void *cls, const struct sockaddr *address,
-                                         socklen_t length)
-{
-    struct server *server = cls;
-    long long now = (long long)yd_now_ms(), last = atomic_load(&server->refusal_logged_ms);
-    char text[INET6_ADDRSTRLEN] = "?";
-
-    (void)length;
-    if (address_limit_allows(server->address_limit, address))
-        return MHD_YES;
-    if (now - last >= 1000 && atomic_compare_exchange_strong(&server->refusal_logged_ms, &last, now)) {
-        if (address->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)address)->sin_addr, text,
-                      sizeof text);
-        else if (address->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)address)->sin6_addr,
-                      text, sizeof text);
-        log_printf(YD_LOG_WARN, "refused a connection from %s: it has max_connections_per_ip = %d "
-                   "open (logged at most once a second)", text, server->config->max_connections_per_ip);
-    }
-    return MHD_NO;
-}
-
-/* Counts each connection against its address from start to close. */
-static void notify_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
-                              enum MHD_ConnectionNotificationCode code)
-{
-    struct server *server = cls;
-
-    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        const union MHD_ConnectionInfo *info =
-            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        int slot = address_limit_open(server->address_limit, info ? info->client_addr : NULL);
-
-        *socket_context = (void *)(intptr_t)(slot + 1);
-    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-        address_limit_close(server->address_limit, (int)(intptr_t)*socket_context - 1);
-    }
-}
-
 int server_start(struct server *server)
 {
     const struct config *config = server->config;
@@ -839,32 +793,25 @@ int server_start(struct server *server)
                          MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
     seed_request_ids();
-    server->address_limit = address_limit_create(config->max_connections_per_ip,
-                                                 CONFIG_MAX_CONNECTIONS);
-    if (!server->address_limit) {
-        log_printf(YD_LOG_ERROR, "out of memory starting the HTTP server");
-        return -1;
-    }
     server->listen_fd = open_listen_socket(config->listen);
-    if (server->listen_fd < 0) {
-        server_stop(server);
+    if (server->listen_fd < 0)
         return -1;
-    }
 
     server->daemon = MHD_start_daemon(
-        flags, 0, accept_connection, server, handle_access, server,
+        flags, 0, NULL, NULL, handle_access, server,
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
         MHD_OPTION_LISTEN_SOCKET, server->listen_fd,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)config->request_timeout_s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONFIG_MAX_CONNECTIONS,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, server,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)config->max_connections_per_ip,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, server,
         MHD_OPTION_NOTIFY_COMPLETED, handle_completed, server,
         MHD_OPTION_END);
     if (!server->daemon) {
         log_printf(YD_LOG_ERROR, "cannot start the HTTP server on %s", config->listen);
-        server_stop(server);
+        close(server->listen_fd);
+        server->listen_fd = -1;
         return -1;
     }
     return 0;
@@ -889,6 +836,4 @@ void server_stop(struct server *server)
         close(server->listen_fd);
         server->listen_fd = -1;
     }
-    address_limit_destroy(server->address_limit);
-    server->address_limit = NULL;
 }

@@ -28,8 +28,6 @@ struct server {
     atomic_int active_requests; /* requests between their headers and their completion */
     int max_decodes;         /* config->max_decodes with 0 resolved */
     atomic_int decodes;      /* images being decoded now */
-    struct address_limit *address_limit; /* open connections per client address */
-    atomic_llong refusal_logged_ms; /* when a refused connection was last logged */
 };
 
 /* Form fields of a multipart request that are detection parameters. */
