@@ -463,6 +463,16 @@ static enum MHD_Result reply_route_error(struct MHD_Connection *connection,
 }
 
 /*
+ * Returns true for "chunked" in any case. RFC 9110 (section 5.5) excludes
+ * trailing whitespace from a field value, but libmicrohttpd keeps it and
+ * then cannot frame the body, so "chunked " is not accepted either.
+ */
+static bool is_chunked(const char *coding)
+{
+    return strcasecmp(coding, "chunked") == 0;
+}
+
+/*
  * Rejects framing that a proxy in front of the server may read differently
  * from libmicrohttpd (request smuggling): Content-Length given more than
  * once, or together with Transfer-Encoding. A transfer coding other than
@@ -486,9 +496,14 @@ static bool reject_framing(struct MHD_Connection *connection, struct request *re
                                     "request has both Content-Length and Transfer-Encoding; send one");
         return true;
     }
+    if (encodings > 1) {
+        *result = reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
+                                    "request has %d Transfer-Encoding headers; send one", encodings);
+        return true;
+    }
     coding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                          MHD_HTTP_HEADER_TRANSFER_ENCODING);
-    if (encodings > 1 || (coding && strcasecmp(coding, "chunked") != 0)) {
+    if (coding && !is_chunked(coding)) {
         char quoted[TEXT_QUOTE_SIZE];
 
         *result = reply_route_error(connection, request, route, MHD_HTTP_NOT_IMPLEMENTED,
@@ -702,15 +717,36 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
     *con_cls = NULL;
 }
 
+/*
+ * Logs libmicrohttpd's messages as warnings. Its line for each connection
+ * refused at a connection limit comes at most once a second, with a count,
+ * so a connection flood cannot fill the log.
+ */
 static void log_mhd_message(void *cls, const char *fmt, va_list ap)
 {
+    static const char refused[] = "Server reached connection limit";
+    static atomic_llong last_refusal_ms;
+    static atomic_long refusals;
     char message[1024];
     size_t length;
 
+    (void)cls;
     vsnprintf(message, sizeof message, fmt, ap);
     length = strlen(message);
     while (length > 0 && message[length - 1] == '\n')
         message[--length] = '\0';
+    if (strncmp(message, refused, sizeof refused - 1) == 0) {
+        long long now = (long long)yd_now_ms(), last = atomic_load(&last_refusal_ms);
+        long count = atomic_fetch_add(&refusals, 1) + 1;
+
+        if (now - last < 1000 || !atomic_compare_exchange_strong(&last_refusal_ms, &last, now))
+            return;
+        atomic_fetch_sub(&refusals, count);
+        log_printf(YD_LOG_WARN, "libmicrohttpd refused %ld connection%s at a connection limit "
+                   "(max_connections_per_ip, or %d connections in all) since the last such line",
+                   count, count == 1 ? "" : "s", CONFIG_MAX_CONNECTIONS);
+        return;
+    }
     log_printf(YD_LOG_WARN, "libmicrohttpd: %s", message);
 }
 
