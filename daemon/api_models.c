@@ -108,7 +108,8 @@ static int reject_bad_variant(struct MHD_Connection *connection, struct request 
                                      count);
         return 1;
     }
-    if (variant && !variant[0]) {
+    /* "?variant" without "=" counts as a parameter with a NULL value. */
+    if (count == 1 && (!variant || !variant[0])) {
         *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
                                      "query parameter 'variant' is empty; name a variant, or "
                                      "leave the parameter out to act on every variant");
@@ -117,14 +118,6 @@ static int reject_bad_variant(struct MHD_Connection *connection, struct request 
     return 0;
 }
 
-/* Returns 1 when the registry has ever held the model `name`. */
-static int model_known(struct registry *registry, const char *name)
-{
-    cJSON *model = registry_describe(registry, name);
-
-    cJSON_Delete(model);
-    return model != NULL;
-}
 
 /* 404 for an operation that matched no variant: names what is there. */
 static enum MHD_Result reply_no_match(struct MHD_Connection *connection, struct request *request,
@@ -132,7 +125,7 @@ static enum MHD_Result reply_no_match(struct MHD_Connection *connection, struct 
 {
     char quoted_name[TEXT_QUOTE_SIZE], quoted_variant[TEXT_QUOTE_SIZE], variants[512];
 
-    if (!variant || !model_known(request->server->registry, name))
+    if (!variant || !registry_knows(request->server->registry, name))
         return reply_unknown_model(connection, request, name);
     registry_list_variants(request->server->registry, name, variants, sizeof variants);
     return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
@@ -237,7 +230,7 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     if (registry_load(server->registry, name, variant, server->config->model_dir,
                       &results) == YD_OK)
         return reply_results(connection, request, name, &results);
-    if (variant && model_known(server->registry, name)) {
+    if (variant && registry_knows(server->registry, name)) {
         registry_list_variants(server->registry, name, variants, sizeof variants);
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
                                   "no file to load for variant '%s' of model '%s': it was never"
@@ -253,7 +246,10 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
                                   " the model directory has no such NAME.onnx or"
                                   " NAME.VARIANT.yolod file",
                                   text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
-                                  variant ? " variant '" : "", variant ? variant : "",
+                                  variant ? " variant '" : "",
+                                  variant ? text_quote(quoted_variant, sizeof quoted_variant, variant,
+                                                       TEXT_QUOTE_MAX_CHARS)
+                                          : "",
                                   variant ? "'" : "");
 }
 

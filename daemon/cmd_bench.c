@@ -37,7 +37,7 @@ static int parse_count(const char *name, const char *value, int min, int max, in
     char *end;
     long v = strtol(value, &end, 10);
 
-    if (*value == '\0' || *end != '\0' || v < min || v > max) {
+    if (*value < '0' || *value > '9' || *end != '\0' || v < min || v > max) {
         fprintf(stderr, "yolod bench: invalid --%s '%s' (expected an integer from %d to %d)\n",
                 name, value, min, max);
         return -1;
@@ -113,20 +113,24 @@ static float *make_input(const bench_options *o, int width, int height)
     if (!input)
         return NULL;
     if (o->input_path) {
-        FILE *f = fopen(o->input_path, "rb");
+        const size_t bytes = count * sizeof *input;
         struct stat st;
+        FILE *f = NULL;
 
-        if (!f || fstat(fileno(f), &st) != 0) {
+        /* stat first: opening a FIFO would wait for a writer. */
+        if (stat(o->input_path, &st) != 0)
             fprintf(stderr, "yolod bench: cannot open '%s': %s\n", o->input_path, strerror(errno));
-        } else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != count * sizeof *input) {
+        else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != bytes)
             fprintf(stderr, "yolod bench: '%s' is %s, expected %zu bytes: [3][%d][%d] float32 for "
                     "this model\n", o->input_path,
-                    S_ISREG(st.st_mode) ? "the wrong size" : "not a regular file",
-                    count * sizeof *input, height, width);
-        } else if (fread(input, sizeof *input, count, f) != count) {
+                    S_ISREG(st.st_mode) ? "the wrong size" : "not a regular file", bytes, height,
+                    width);
+        else if (!(f = fopen(o->input_path, "rb")))
+            fprintf(stderr, "yolod bench: cannot open '%s': %s\n", o->input_path, strerror(errno));
+        else if (fread(input, sizeof *input, count, f) != count)
             fprintf(stderr, "yolod bench: cannot read '%s': %s\n", o->input_path,
                     ferror(f) ? strerror(errno) : "the file shrank while it was read");
-        } else {
+        else {
             fclose(f);
             return input;
         }

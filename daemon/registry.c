@@ -642,6 +642,17 @@ static bool is_first_of_name(const struct registry *registry, int index)
     return true;
 }
 
+bool registry_knows(struct registry *registry, const char *name)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; i < registry_count(registry) && !found; i++)
+        found = strcmp(registry->entries[i].name, name) == 0;
+    pthread_mutex_unlock(&registry->lock);
+    return found;
+}
+
 void registry_list_names(struct registry *registry, char *out, size_t out_size)
 {
     size_t used = 0;

@@ -107,6 +107,9 @@ bool registry_has_model(struct registry *registry, const char *name);
 /* Distinct names of loaded models, in the order they were added, joined by ", ". */
 void registry_list_names(struct registry *registry, char *out, size_t out_size);
 
+/* Returns true when the registry has an entry, loaded or unloaded, of the model name. */
+bool registry_knows(struct registry *registry, const char *name);
+
 /* Loaded variants of the model name, joined by ", ". */
 void registry_list_variants(struct registry *registry, const char *name, char *out,
                             size_t out_size);

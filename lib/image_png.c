@@ -107,11 +107,14 @@ static int check_chunks(const uint8_t *data, size_t size, yd_error *err)
 
         for (int k = 0; k < 4; k++)
             type[k] = header[4 + k] >= 0x20 && header[4 + k] < 0x7f ? (char)header[4 + k] : '?';
-        /* 12 bytes of length, type and CRC around the data. */
-        if (length > size - offset - 8 || size - offset - 8 - length < 4)
+        /* After the 8-byte header: the data, then a 4-byte CRC. */
+        const size_t remain = size - offset - 8;
+
+        if (length > remain || remain - length < 4)
             return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
-                                "PNG image is truncated: chunk %s at byte %zu declares %u bytes, "
-                                "and %zu remain", type, offset, length, size - offset - 12);
+                                "PNG image is truncated: chunk %s at byte %zu declares %u bytes "
+                                "of data and a 4-byte CRC, and %zu bytes remain",
+                                type, offset, length, remain);
         if (memcmp(type, "IEND", 4) == 0)
             break;
         offset += (size_t)length + 12;

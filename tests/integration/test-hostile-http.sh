@@ -148,6 +148,8 @@ raw_error "two Content-Length headers" 400 bad_request "Content-Length" \
     'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\nContent-Length: 6\r\nConnection: close\r\n\r\nhello!'
 raw_error "Content-Length and Transfer-Encoding" 400 bad_request "Transfer-Encoding" \
     'POST /v1/detect HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n'
+raw_error "two Transfer-Encoding headers" 400 bad_request "Transfer-Encoding" \
+    'POST /v1/detect HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n'
 # A transfer coding other than chunked gets 501 at once, not the request timeout.
 for coding in gzip identity 'chunked, gzip'; do
     raw_error "Transfer-Encoding $coding" 501 not_implemented "Transfer-Encoding" \

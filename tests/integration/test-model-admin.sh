@@ -193,6 +193,7 @@ expect_error "repeated variant parameter" 400 bad_parameter "variant" -X POST "$
 expect_error "unload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/unload?variant="
 expect_error "reload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/reload?variant="
 expect_error "load with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/load?variant="
+expect_error "unload with a bare variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/unload?variant"
 expect_error "reload of unknown model with a variant" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/reload?variant=int8"
 expect_error "load of a variant with no file" 404 variant_not_found "fp16" -X POST "$URL/v1/models/yolov8n/load?variant=fp16"
 
