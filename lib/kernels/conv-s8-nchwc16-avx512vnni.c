@@ -300,16 +300,20 @@ static void run(qctx *c, const uint8_t *in, const float *residual, float *out)
     c->groups_last = (last + 3) / 4;
     c->w_block = (size_t)c->nicb * s->kernel_h * s->kernel_w * YD_QCB * YD_QCB;
 
-    /* Items are (output group, row) pairs. */
+    /* Items are (output group, row) pairs. Guided: each thread takes runs of
+     * adjacent rows, whose 3x3 inputs overlap in cache, starting at half of
+     * the remaining rows and shrinking. On yolov8n int8 this ran 5% faster
+     * than dynamic chunks of one row, and as fast with another process
+     * competing for the cores. */
     if (s->nowait) {
-#pragma omp for schedule(dynamic, 1) nowait
+#pragma omp for schedule(guided) nowait
         for (int item = 0; item < items; item++) {
             const int ob0 = item / s->out_h * group;
 
             run_row(c, ob0, nob - ob0 < group ? nob - ob0 : group, item % s->out_h, in, residual, out);
         }
     } else {
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(guided)
         for (int item = 0; item < items; item++) {
             const int ob0 = item / s->out_h * group;
 
