@@ -372,35 +372,42 @@ static int print_layers(yd_session *session, const yd_model *model, const bench_
     return 0;
 }
 
+static const char bench_help[] =
+    "Usage: yolod bench --model FILE [--threads N] [--runs N] [--warmup N]\n"
+    "                   [--input FILE | --image FILE] [--json | --layers]\n"
+    "\n"
+    "Times the network alone (no decoding, letterbox or detection head) on a fixed\n"
+    "input and prints the median and minimum latency. With --image, times the whole\n"
+    "pipeline of one request instead, without HTTP: decoding the file's bytes from\n"
+    "memory, letterbox, network, detection head and NMS with the default thresholds.\n"
+    "\n"
+    "Options:\n"
+    "  --model FILE     model to time (required)\n"
+    "  --threads N      OpenMP threads (default 0 = all cores)\n"
+    "  --runs N         timed runs (default 20)\n"
+    "  --warmup N       untimed runs first (default 3)\n"
+    "  --input FILE     raw float32 [3][H][W] input tensor (default: a fixed pattern)\n"
+    "  --image FILE     JPEG or PNG to time the whole pipeline on; also reports the\n"
+    "                   median of each stage and images/s (runs / total time)\n"
+    "  --json           print one JSON object: median_ms, min_ms, max_ms, mean_ms,\n"
+    "                   threads, gflops (2 per multiply-add); with --image also\n"
+    "                   images_per_second, detections, decode_ms, preprocess_ms,\n"
+    "                   inference_ms, postprocess_ms\n"
+    "  --layers         then run the network --runs more times with a barrier after\n"
+    "                   each layer, and print each layer's mean time, share of the\n"
+    "                   total and GFLOP/s (not with --json or --image)\n"
+    "\n"
+    "Exit status: 0 on success, 1 if the model, input or image cannot be read or\n"
+    "decoded, 2 for invalid usage.\n";
+
+const char *command_bench_help_text(void)
+{
+    return bench_help;
+}
+
 void command_bench_print_help(void)
 {
-    fputs("Usage: yolod bench --model FILE [--threads N] [--runs N] [--warmup N]\n"
-          "                   [--input FILE | --image FILE] [--json | --layers]\n"
-          "\n"
-          "Times the network alone (no decoding, letterbox or detection head) on a fixed\n"
-          "input and prints the median and minimum latency. With --image, times the whole\n"
-          "pipeline of one request instead, without HTTP: decoding the file's bytes from\n"
-          "memory, letterbox, network, detection head and NMS with the default thresholds.\n"
-          "\n"
-          "Options:\n"
-          "  --model FILE     model to time (required)\n"
-          "  --threads N      OpenMP threads (default 0 = all cores)\n"
-          "  --runs N         timed runs (default 20)\n"
-          "  --warmup N       untimed runs first (default 3)\n"
-          "  --input FILE     raw float32 [3][H][W] input tensor (default: a fixed pattern)\n"
-          "  --image FILE     JPEG or PNG to time the whole pipeline on; also reports the\n"
-          "                   median of each stage and images/s (runs / total time)\n"
-          "  --json           print one JSON object: median_ms, min_ms, max_ms, mean_ms,\n"
-          "                   threads, gflops (2 per multiply-add); with --image also\n"
-          "                   images_per_second, detections, decode_ms, preprocess_ms,\n"
-          "                   inference_ms, postprocess_ms\n"
-          "  --layers         then run the network --runs more times with a barrier after\n"
-          "                   each layer, and print each layer's mean time, share of the\n"
-          "                   total and GFLOP/s (not with --json or --image)\n"
-          "\n"
-          "Exit status: 0 on success, 1 if the model, input or image cannot be read or\n"
-          "decoded, 2 for invalid usage.\n",
-          stdout);
+    fputs(bench_help, stdout);
 }
 
 int command_bench(int argc, char **argv)

@@ -482,6 +482,11 @@ static const char compress_help[] =
     "\n"
     "Variants:\n";
 
+const char *command_compress_help_text(void)
+{
+    return compress_help;
+}
+
 void command_compress_print_help(void)
 {
     fputs(compress_help, stdout);

@@ -61,6 +61,11 @@ static const char eval_help[] =
     "the run, because mAP over fewer images would not be comparable.\n"
     "Exit status: 0 on success, 1 on a runtime error, 2 for invalid usage.\n";
 
+const char *command_eval_help_text(void)
+{
+    return eval_help;
+}
+
 void command_eval_print_help(void)
 {
     fputs(eval_help, stdout);

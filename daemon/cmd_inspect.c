@@ -29,6 +29,11 @@ static const char inspect_help[] =
     "\n"
     "Exit status: 0 on success, 1 if the file cannot be loaded, 2 for invalid usage.\n";
 
+const char *command_inspect_help_text(void)
+{
+    return inspect_help;
+}
+
 void command_inspect_print_help(void)
 {
     fputs(inspect_help, stdout);

@@ -18,6 +18,11 @@ int command_bench(int argc, char **argv);
 
 /* Prints the help of `yolod eval` to stdout. */
 void command_eval_print_help(void);
+/* Return the commands' help texts; compress's lacks the variant list, printed after it. */
+const char *command_eval_help_text(void);
+const char *command_compress_help_text(void);
+const char *command_inspect_help_text(void);
+const char *command_bench_help_text(void);
 void command_compress_print_help(void);
 void command_inspect_print_help(void);
 void command_bench_print_help(void);
@@ -32,5 +37,8 @@ int command_print_help(const char *name);
  */
 int command_take_option(int argc, char **argv, int *index, char *name, size_t name_size,
                         const char **value, char *err, size_t err_size);
+
+/* Returns the help text of a command ("serve", "eval", ...), or NULL for an unknown one. */
+const char *command_help_text(const char *name);
 
 #endif /* YOLOD_DAEMON_COMMANDS_H */

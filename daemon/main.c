@@ -98,6 +98,23 @@ static const char detect_help[] =
     "\n"
     "Exit status: 0 if every image was processed, 1 if any failed, 2 for invalid usage.\n";
 
+const char *command_help_text(const char *name)
+{
+    if (strcmp(name, "serve") == 0)
+        return serve_help;
+    if (strcmp(name, "detect") == 0)
+        return detect_help;
+    if (strcmp(name, "eval") == 0)
+        return command_eval_help_text();
+    if (strcmp(name, "compress") == 0)
+        return command_compress_help_text();
+    if (strcmp(name, "inspect") == 0)
+        return command_inspect_help_text();
+    if (strcmp(name, "bench") == 0)
+        return command_bench_help_text();
+    return NULL;
+}
+
 int command_print_help(const char *name)
 {
     if (strcmp(name, "help") == 0) {
@@ -135,9 +152,16 @@ int command_take_option(int argc, char **argv, int *index, char *name, size_t na
     }
     snprintf(name, name_size, "%s", arg);
     if (*index + 1 >= argc) {
-        /* The last argument: either a value option without its value or a
-         * misspelt option; the parser cannot tell which. */
-        snprintf(err, err_size, "option '--%s' is unknown or needs a value", name);
+        /* The last argument: a value option that lacks its value if the
+         * command's help lists it (argv[0] is the command), else unknown. */
+        const char *help = command_help_text(argv[0]);
+        char listed[80];
+
+        snprintf(listed, sizeof listed, "--%s ", name);
+        if (help && strstr(help, listed))
+            snprintf(err, err_size, "option '--%s' needs a value", name);
+        else
+            snprintf(err, err_size, "unknown option '--%s'; see 'yolod help %s'", name, argv[0]);
         return -1;
     }
     *value = argv[*index + 1];

@@ -73,7 +73,9 @@ usage_error "unknown command" "unknown command" frobnicate
 usage_error "detect without model" "--model" detect "$IMAGES/bus.jpg"
 usage_error "detect without images" "no image" detect --model "$MODEL"
 usage_error "detect unknown option" "--frob" detect --model "$MODEL" --frob 1 "$IMAGES/bus.jpg"
-usage_error "detect option without value" "needs a value" detect "$IMAGES/bus.jpg" --model
+usage_error "detect option without value" "option '--model' needs a value" detect "$IMAGES/bus.jpg" --model
+usage_error "serve option without value" "option '--listen' needs a value" serve --listen
+usage_error "misspelt last option" "unknown option '--lisen'" serve --lisen
 usage_error "detect conf out of range" "conf" detect --model "$MODEL" --conf 1.5 "$IMAGES/bus.jpg"
 usage_error "detect unknown class" "zebra2" detect --model "$MODEL" --classes zebra2 "$IMAGES/bus.jpg"
 usage_error "detect max-det zero" "max_det" detect --model "$MODEL" --max-det 0 "$IMAGES/bus.jpg"
