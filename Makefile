@@ -139,6 +139,7 @@ install: $(BUILD)/yolod
 	install -d $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/yolod|$(SYSCONFDIR)/yolod|g' \
 	    systemd/yolod.service >$(DESTDIR)$(UNITDIR)/yolod.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/yolod.service
 	install -D -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/yolod/README.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/docs docs/*.md
 	install -D -m 644 -t $(DESTDIR)$(PREFIX)/share/doc/yolod/api-docs api-docs/openapi.yaml api-docs/examples.md
