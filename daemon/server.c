@@ -718,15 +718,15 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
 }
 
 /*
- * Logs libmicrohttpd's messages as warnings. Its line for each connection
- * refused at a connection limit comes at most once a second, with a count,
- * so a connection flood cannot fill the log.
+ * Logs libmicrohttpd's messages as warnings. Connections it rejects at a
+ * connection limit are counted and logged on one line a second at most,
+ * so a connection flood cannot fill the log (test-hostile-http.sh checks).
  */
 static void log_mhd_message(void *cls, const char *fmt, va_list ap)
 {
-    static const char refused[] = "Server reached connection limit";
-    static atomic_llong last_refusal_ms;
-    static atomic_long refusals;
+    static const char limit_message[] = "Server reached connection limit";
+    static atomic_llong last_rejection_ms;
+    static atomic_long rejections;
     char message[1024];
     size_t length;
 
@@ -735,14 +735,14 @@ static void log_mhd_message(void *cls, const char *fmt, va_list ap)
     length = strlen(message);
     while (length > 0 && message[length - 1] == '\n')
         message[--length] = '\0';
-    if (strncmp(message, refused, sizeof refused - 1) == 0) {
-        long long now = (long long)yd_now_ms(), last = atomic_load(&last_refusal_ms);
-        long count = atomic_fetch_add(&refusals, 1) + 1;
+    if (strncmp(message, limit_message, sizeof limit_message - 1) == 0) {
+        long long now = (long long)yd_now_ms(), last = atomic_load(&last_rejection_ms);
+        long count = atomic_fetch_add(&rejections, 1) + 1;
 
-        if (now - last < 1000 || !atomic_compare_exchange_strong(&last_refusal_ms, &last, now))
+        if (now - last < 1000 || !atomic_compare_exchange_strong(&last_rejection_ms, &last, now))
             return;
-        atomic_fetch_sub(&refusals, count);
-        log_printf(YD_LOG_WARN, "libmicrohttpd refused %ld connection%s at a connection limit "
+        atomic_fetch_sub(&rejections, count);
+        log_printf(YD_LOG_WARN, "libmicrohttpd rejected %ld connection%s at a connection limit "
                    "(max_connections_per_ip, or %d connections in all) since the last such line",
                    count, count == 1 ? "" : "s", CONFIG_MAX_CONNECTIONS);
         return;

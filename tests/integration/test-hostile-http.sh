@@ -187,19 +187,19 @@ if [ "$got" = "extra=closed other=200" ]; then
 else
     fail "per-address connection limit" "got '$got', expected 'extra=closed other=200'"
 fi
-# A burst of refused connections: counted on one log line a second, not one
-# each. The pause lets the burst's first refusal start a new line.
+# A burst of rejected connections: counted on one log line a second, not one
+# each. The pause lets the burst's first rejection start a new line.
 sleep 1.1
-lines_before=$(grep -c "libmicrohttpd refused" "$HOSTILE_LOG")
+lines_before=$(grep -c "libmicrohttpd rejected" "$HOSTILE_LOG")
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 sleep 0.2
-lines=$(( $(grep -c "libmicrohttpd refused" "$HOSTILE_LOG") - lines_before ))
+lines=$(( $(grep -c "libmicrohttpd rejected" "$HOSTILE_LOG") - lines_before ))
 if [ "$lines" -ge 1 ] && [ "$lines" -le 2 ] && ! grep -q "Server reached connection limit" "$HOSTILE_LOG"; then
-    ok "refused connections logged once a second"
+    ok "rejected connections logged once a second"
 else
-    fail "refused connections logged once a second" "$lines new lines: $(grep -i "refused\|connection limit" "$HOSTILE_LOG" | tail -n 3)"
+    fail "rejected connections logged once a second" "$lines new lines: $(grep -i "rejected\|connection limit" "$HOSTILE_LOG" | tail -n 3)"
 fi
 alive "connection flood"
 
