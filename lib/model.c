@@ -58,35 +58,45 @@ static int load_names(yd_model *model, const yd_onnx_model *onnx, yd_error *err)
 }
 
 /*
- * Packs an int8 convolution for the fp32 kernels, from its weights
- * dequantized as qweight * weight_scale, as Winograd when the table has it
- * and the shape suits it.
+ * Packs a convolution for the fp32 kernels from `weight`: the Winograd
+ * layout when the table has that kernel and yd_winograd_chosen() accepts
+ * the shape, the direct kernel's layout otherwise.
  */
+static int pack_float(yd_node *node, const yd_conv_shape *shape, const yd_kernel_table *kernels,
+                      const float *weight, yd_error *err)
+{
+    const int winograd = kernels->winograd && yd_winograd_chosen(shape, kernels->cb);
+    const size_t floats = winograd ? yd_winograd_packed_floats(shape, kernels->cb)
+                                   : yd_conv_packed_floats(shape, kernels->cb);
+
+    node->conv.packed = yd_aligned_alloc(floats * sizeof(float));
+    if (!node->conv.packed)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
+    if (winograd)
+        yd_winograd_pack(shape, kernels->cb, weight, node->conv.bias, node->conv.packed);
+    else
+        yd_conv_pack(shape, kernels->cb, weight, node->conv.bias, node->conv.packed);
+    node->conv.winograd = winograd;
+    return YD_OK;
+}
+
+/* Packs an int8 convolution for the fp32 kernels, from qweight * weight_scale. */
 static int pack_dequantized(yd_node *node, const yd_conv_shape *shape,
                             const yd_kernel_table *kernels, yd_error *err)
 {
     const yd_conv_params *conv = &node->conv;
-    size_t per_channel = (size_t)conv->in_c * conv->kernel_h * conv->kernel_w;
+    const size_t per_channel = (size_t)conv->in_c * conv->kernel_h * conv->kernel_w;
     float *weight = malloc((size_t)conv->out_c * per_channel * sizeof *weight);
-    int winograd = kernels->winograd && yd_winograd_chosen(shape, kernels->cb);
-    size_t floats = winograd ? yd_winograd_packed_floats(shape, kernels->cb)
-                             : yd_conv_packed_floats(shape, kernels->cb);
+    int rc;
 
-    node->conv.packed = yd_aligned_alloc(floats * sizeof(float));
-    if (!weight || !node->conv.packed) {
-        free(weight);
+    if (!weight)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
-    }
     for (int o = 0; o < conv->out_c; o++)
         for (size_t i = 0; i < per_channel; i++)
             weight[o * per_channel + i] = conv->qweight[o * per_channel + i] * conv->weight_scale[o];
-    if (winograd)
-        yd_winograd_pack(shape, kernels->cb, weight, conv->bias, node->conv.packed);
-    else
-        yd_conv_pack(shape, kernels->cb, weight, conv->bias, node->conv.packed);
-    node->conv.winograd = winograd;
+    rc = pack_float(node, shape, kernels, weight, err);
     free(weight);
-    return YD_OK;
+    return rc;
 }
 
 /*
@@ -99,7 +109,6 @@ static int pack_dequantized(yd_node *node, const yd_conv_shape *shape,
 static int pack_weights(yd_model *model, yd_error *err)
 {
     yd_graph *g = model->graph;
-    int cb = model->kernels->cb;
 
     for (int i = 0; i < g->nnodes; i++) {
         yd_node *node = &g->nodes[i];
@@ -128,18 +137,8 @@ static int pack_weights(yd_model *model, yd_error *err)
                 return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
             continue;
         }
-        if (model->kernels->winograd && yd_winograd_chosen(&shape, cb)) {
-            node->conv.packed = yd_aligned_alloc(yd_winograd_packed_floats(&shape, cb) * sizeof(float));
-            if (!node->conv.packed)
-                return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
-            yd_winograd_pack(&shape, cb, node->conv.weight, node->conv.bias, node->conv.packed);
-            node->conv.winograd = 1;
-            continue;
-        }
-        node->conv.packed = yd_aligned_alloc(yd_conv_packed_floats(&shape, cb) * sizeof(float));
-        if (!node->conv.packed)
-            return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory packing '%s'", node->name);
-        yd_conv_pack(&shape, cb, node->conv.weight, node->conv.bias, node->conv.packed);
+        if (pack_float(node, &shape, model->kernels, node->conv.weight, err) != YD_OK)
+            return YD_ERR_NO_MEMORY;
     }
     return YD_OK;
 }
