@@ -6,7 +6,6 @@
  * sign, hex floats, "inf" and "nan". Values echoed in error messages are
  * passed through text_quote, so a reply stays valid UTF-8 and short.
  */
-#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,10 +68,11 @@ static int parse_threshold(const char *name, const char *text, float *out,
     double value = 0.0;
     bool valid = is_decimal_number(text);
 
+    /* No errno check: an underflow (1e-400) is a valid 0, and an overflow
+     * returns HUGE_VAL, which the range check rejects. */
     if (valid) {
-        errno = 0;
         value = strtod(text, NULL);
-        valid = errno == 0 && value >= 0.0 && value <= 1.0;
+        valid = value >= 0.0 && value <= 1.0;
     }
     if (!valid) {
         snprintf(err, err_size, "invalid %s '%s': expected a number from 0 to 1", name,

@@ -77,6 +77,10 @@ fi
 
 expect_error "conf above 1" 400 bad_parameter "conf" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1.5"
 check "conf above 1 names value" $CHECK error "$WORK/error.json" --code bad_parameter --contains 1.5
+if expect_status "conf too small for a double is 0" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1e-400"; then
+    check "conf 1e-400 keeps low-confidence detections" $CHECK total "$R" --min 50
+fi
+expect_error "conf huge exponent" 400 bad_parameter "1e400" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1e400"
 expect_error "conf not a number" 400 bad_parameter "abc" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=abc"
 expect_error "iou negative" 400 bad_parameter "iou" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?iou=-0.1"
 expect_error "max_det zero" 400 bad_parameter "max_det" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?max_det=0"
