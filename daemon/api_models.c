@@ -166,7 +166,12 @@ static enum MHD_Result reply_results(struct MHD_Connection *connection, struct r
         snprintf(message, sizeof message, "%s", result->message);
         text_make_valid(message);
         cJSON_AddStringToObject(item, "error", message);
-        if (result->code == YD_ERR_MODEL_FORMAT || result->code == YD_ERR_MODEL_UNSUPPORTED) {
+        /* A name conflict (409) outranks a malformed file (422), and any other
+         * failure (500) outranks both. */
+        if (result->conflict) {
+            if (status != MHD_HTTP_INTERNAL_SERVER_ERROR)
+                status = MHD_HTTP_CONFLICT;
+        } else if (result->code == YD_ERR_MODEL_FORMAT || result->code == YD_ERR_MODEL_UNSUPPORTED) {
             if (status == MHD_HTTP_OK)
                 status = MHD_HTTP_UNPROCESSABLE_CONTENT;
         } else {
@@ -174,10 +179,11 @@ static enum MHD_Result reply_results(struct MHD_Connection *connection, struct r
         }
     }
     if (status != MHD_HTTP_OK) {
-        cJSON *error = json_error(status == MHD_HTTP_INTERNAL_SERVER_ERROR ? "load_failed"
-                                                                           : "model_invalid",
-                                  "at least one variant failed to load; a variant that was"
-                                  " serving keeps its old version (see variants)");
+        const char *code = status == MHD_HTTP_INTERNAL_SERVER_ERROR ? "load_failed"
+                           : status == MHD_HTTP_CONFLICT            ? "name_conflict"
+                                                                    : "model_invalid";
+        cJSON *error = json_error(code, "at least one variant failed to load; a variant that was"
+                                        " serving keeps its old version (see variants)");
 
         if (error)
             cJSON_AddItemToObject(root, "error", cJSON_DetachItemFromObject(error, "error"));

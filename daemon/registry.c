@@ -434,6 +434,7 @@ static int add_file_locked(struct registry *registry, const char *path,
                           "model '%s' variant '%s' from %s is already loaded from %s;"
                           " rename one file, because requests choose models by name and variant",
                           yd_model_name(model), variant, path, registry->entries[index].path);
+        result->conflict = true;
         goto fail;
     }
     if (index < 0)
@@ -454,10 +455,12 @@ static int add_file_locked(struct registry *registry, const char *path,
     return YD_OK;
 
 fail:
-    if (model)
-        yd_model_release(model);
-    /* The file names the failure: its model name may be unknown. */
+    /* The file names the failure, because its model name may be unknown. */
     snprintf(result->name, sizeof result->name, "%s", path);
+    if (model) {
+        snprintf(result->variant, sizeof result->variant, "%s", variant);
+        yd_model_release(model);
+    }
     result->action = "failed";
     result->code = rc;
     snprintf(result->message, sizeof result->message, "%s", err->message);

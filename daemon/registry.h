@@ -56,6 +56,7 @@ struct registry_result {
     char variant[64];
     const char *action; /* "loaded", "reloaded", "unloaded", "unchanged" or "failed" */
     int code;           /* YD_ERR_* of a failure, YD_OK otherwise */
+    bool conflict;      /* set when another loaded file has the same name and variant */
     uint64_t version;   /* the version serving afterwards, 0 when none */
     char message[512];  /* why it failed, empty otherwise */
 };

@@ -209,6 +209,17 @@ got=$(json_get "$WORK/load2.json" '[(v["variant"], v["result"], v["version"]) fo
 [ "$got" = "[('int8', 'loaded', 2)]" ] && ok "reloaded variant gets the next version" || fail "reloaded variant gets the next version" "$got"
 expect_error "load of a model with no file" 404 model_not_found "yolov9" -X POST "$URL/v1/models/yolov9/load"
 
+# Two files that give the same name and variant: the second is not loaded.
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/yolov8n.onnx"
+expect_status "load the plain onnx file as fp32" 200 "$WORK/load-fp32.json" -X POST "$URL/v1/models/yolov8n/load?variant=fp32"
+cp "$WORK/fp32.good" "$DIR/yolov8n.fp32.yolod"
+expect_error "load of a second fp32 file" 409 name_conflict "variant" -X POST "$URL/v1/models/yolov8n/load?variant=fp32"
+got=$(json_get "$WORK/error.json" '[(v["variant"], v["result"], "rename one file" in v.get("error", "")) for v in j["variants"]]')
+[ "$got" = "[('fp32', 'unchanged', False), ('fp32', 'failed', True)]" ] && ok "name conflict names the variant" || fail "name conflict names the variant" "$got"
+[ "$(version_of fp32)" = 1 ] && ok "the first fp32 file keeps serving" || fail "the first fp32 file keeps serving" "$(cat "$WORK/describe.json")"
+# The SIGHUP below finds both files gone and unloads fp32.
+rm "$DIR/yolov8n.fp32.yolod" "$DIR/yolov8n.onnx"
+
 # default_variant in the config, applied by SIGHUP; the watch back on.
 write_config yes 'default_variant = int8
 '
@@ -221,7 +232,7 @@ expect_status "detect after SIGHUP with default_variant" 200 "$WORK/d4.json" --d
 # With the watch on, a new file is served and a removed one is not.
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/.link"
 mv "$DIR/.link" "$DIR/yolov8n.onnx"
-wait_version fp32 1 && ok "a file added to the watched directory is loaded" || fail "a file added to the watched directory is loaded" "$(cat "$WORK/describe.json")"
+wait_version fp32 2 && ok "a file added to the watched directory is loaded" || fail "a file added to the watched directory is loaded" "$(cat "$WORK/describe.json")"
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
@@ -232,7 +243,7 @@ sleep 0.5
 mv "$WORK/models.away" "$DIR"
 for i in $(seq 100); do grep -q "model directory .* is back; watching it again" "$LOG" && break; sleep 0.1; done
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/yolov8n.onnx"
-wait_version fp32 2 && ok "the watch follows a directory that was moved away and back" || fail "the watch follows a directory that was moved away and back" "$(grep -i 'model directory' "$LOG" | tail -3)"
+wait_version fp32 3 && ok "the watch follows a directory that was moved away and back" || fail "the watch follows a directory that was moved away and back" "$(grep -i 'model directory' "$LOG" | tail -3)"
 
 # A FIFO and a bad file in the directory are skipped, and a SIGHUP does not hang on them.
 mkfifo "$DIR/fifo.onnx"
