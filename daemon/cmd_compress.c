@@ -36,6 +36,7 @@ struct compress_options {
     int keep_float;           /* int8: layers kept fp32 by sensitivity analysis */
     int reconstruct_images;   /* calibration images the refit uses, at most */
     int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance */
+    int per_layer;            /* pruning: 1 takes about the same fraction from every layer */
     int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
     double distill_lr;        /* peak learning rate of the distillation */
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
@@ -351,9 +352,12 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
     int percent = prune_percent(options->variant);
     yd_prune_options p = {.flops_fraction = percent / 100.0, .threads = options->threads,
                           .sensitivity_images = options->sensitivity_images, .compensate_bias = 1,
-                          .progress = prune_progress};
+                          .per_layer = options->per_layer, .progress = prune_progress};
     yd_prune_report report = {0};
     yd_image *images = NULL;
+    const char *ranking = options->per_layer              ? "per-layer-importance"
+                          : options->sensitivity_images > 0 ? "measured-head-change"
+                                                            : "importance-per-flop";
     int count = 0, rc;
 
     rc = load_calibration(options->calib_dir, options->calib_limit, &images, &count, err);
@@ -381,7 +385,7 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
     snprintf(outcome->settings, sizeof outcome->settings,
              "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
              "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g",
-             options->sensitivity_images > 0 ? "measured-head-change" : "importance-per-flop", percent,
+             ranking, percent,
              100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no",
              options->distill_epochs, options->distill_lr);
     if (options->distill_epochs > 0) {
@@ -462,6 +466,10 @@ static const char compress_help[] =
     "  --sensitivity-images N   pruning: calibration images each candidate step's\n"
     "                           effect on the head is measured on; 0 ranks channels\n"
     "                           by weight norm x activation per FLOP instead (default 4)\n"
+    "  --prune-ratio global|per-layer\n"
+    "                           pruning: one ranking over all layers, or about the\n"
+    "                           same fraction of channels from every layer, ranked\n"
+    "                           inside each by weight norm x activation (default global)\n"
     "  --ridge X                strength of the refit's pull toward the original\n"
     "                           weights, relative to the data (default 0.1)\n"
     "  --distill-epochs N       pruning: train the layers pruning changed so that the\n"
@@ -579,6 +587,13 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                         "at most 1)\n", value);
                 return EXIT_USAGE;
             }
+        } else if (strcmp(name, "prune-ratio") == 0) {
+            if (strcmp(value, "global") != 0 && strcmp(value, "per-layer") != 0) {
+                fprintf(stderr, "yolod compress: invalid --prune-ratio '%s' (expected global or "
+                        "per-layer)\n", value);
+                return EXIT_USAGE;
+            }
+            options->per_layer = strcmp(value, "per-layer") == 0;
         } else if (strcmp(name, "calib-method") == 0) {
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
