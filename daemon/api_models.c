@@ -137,6 +137,16 @@ static enum MHD_Result reply_no_match(struct MHD_Connection *connection, struct 
 }
 
 /* Replies with every variant's outcome; the status reflects the worst one. */
+/* Counts the failures among the results listed in the reply. */
+static int listed_failures(const struct registry_results *results)
+{
+    int failures = 0;
+
+    for (int i = 0; i < results->count; i++)
+        failures += results->items[i].code != YD_OK;
+    return failures;
+}
+
 static enum MHD_Result reply_results(struct MHD_Connection *connection, struct request *request,
                                      const char *name, const struct registry_results *results)
 {
@@ -178,12 +188,20 @@ static enum MHD_Result reply_results(struct MHD_Connection *connection, struct r
             status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         }
     }
+    /* Failures past the listed results are only counted, and only the log names them. */
+    if (results->failures > listed_failures(results))
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     if (status != MHD_HTTP_OK) {
         const char *code = status == MHD_HTTP_INTERNAL_SERVER_ERROR ? "load_failed"
                            : status == MHD_HTTP_CONFLICT            ? "name_conflict"
                                                                     : "model_invalid";
-        cJSON *error = json_error(code, "at least one variant failed to load; a variant that was"
-                                        " serving keeps its old version (see variants)");
+        char message[256];
+        cJSON *error;
+
+        snprintf(message, sizeof message, "at least one variant failed to load; a variant that was"
+                 " serving keeps its old version (see variants%s)",
+                 results->total > results->count ? "; the log lists the results not shown" : "");
+        error = json_error(code, message);
 
         if (error)
             cJSON_AddItemToObject(root, "error", cJSON_DetachItemFromObject(error, "error"));
@@ -239,9 +257,8 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     if (variant && registry_knows(server->registry, name)) {
         registry_list_variants(server->registry, name, variants, sizeof variants);
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "variant_not_found",
-                                  "no file to load for variant '%s' of model '%s': it was never"
-                                  " loaded and the model directory has no NAME.VARIANT.yolod"
-                                  " file for it (loaded: %s)",
+                                  "no file to load for variant '%s' of model '%s': the model"
+                                  " directory has no NAME.VARIANT.yolod file for it (loaded: %s)",
                                   text_quote(quoted_variant, sizeof quoted_variant, variant,
                                              TEXT_QUOTE_MAX_CHARS),
                                   text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),

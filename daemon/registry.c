@@ -40,6 +40,7 @@ struct entry {
     enum registry_source source;
     bool is_default;           /* the variant used when a request names none */
     bool unloaded_by_admin;    /* only a load or a sync with revive brings it back */
+    bool leaving;              /* during a sync: its file is gone, unloaded unless replaced */
     yd_model *model;           /* current version or NULL; the registry holds one reference */
     uint64_t version;          /* last version published, kept while unloaded */
     double loaded_at;          /* Unix time in seconds */
@@ -183,7 +184,11 @@ bool registry_is_model_file(const char *file)
     return false;
 }
 
-/* The variant a file is served as: VARIANT of NAME.VARIANT.yolod, else the model's own. */
+/*
+ * Writes the variant a file is served as: VARIANT of NAME.VARIANT.yolod,
+ * else the model's own. Without a model (a file that failed to load),
+ * NAME.onnx gives fp32 and NAME.yolod an empty string.
+ */
 static void variant_of_file(const char *path, const yd_model *model, char *out, size_t out_size)
 {
     const char *base = strrchr(path, '/');
@@ -194,8 +199,19 @@ static void variant_of_file(const char *path, const yd_model *model, char *out, 
     last_dot = strrchr(base, '.');
     if (registry_is_model_file(base) && strcmp(last_dot, ".yolod") == 0)
         snprintf(out, out_size, "%.*s", (int)(last_dot - first_dot - 1), first_dot + 1);
-    else
+    else if (model)
         snprintf(out, out_size, "%s", yd_model_variant(model));
+    else
+        snprintf(out, out_size, "%s", registry_is_model_file(base) ? "fp32" : "");
+}
+
+/* Writes the model name a file is served as when it loads: the file name up to its first dot. */
+static void name_of_file(const char *path, char *out, size_t out_size)
+{
+    const char *base = strrchr(path, '/');
+
+    base = base ? base + 1 : path;
+    snprintf(out, out_size, "%.*s", (int)strcspn(base, "."), base);
 }
 
 /*
@@ -428,8 +444,12 @@ static int add_file_locked(struct registry *registry, const char *path,
     if (rc < 0)
         goto fail;
     index = find_entry(registry, yd_model_name(model), variant);
-    if (index >= 0 && registry->entries[index].model &&
-        strcmp(registry->entries[index].path, path) != 0) {
+    if (index >= 0 && registry->entries[index].leaving) {
+        /* A sync found this entry's file gone and this file in its place:
+         * swap, so the variant serves throughout. */
+        registry->entries[index].leaving = false;
+    } else if (index >= 0 && registry->entries[index].model &&
+               strcmp(registry->entries[index].path, path) != 0) {
         rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                           "model '%s' variant '%s' from %s is already loaded from %s;"
                           " rename one file, because requests choose models by name and variant",
@@ -457,9 +477,12 @@ static int add_file_locked(struct registry *registry, const char *path,
 fail:
     /* The file names the failure, because its model name may be unknown. */
     snprintf(result->name, sizeof result->name, "%s", path);
+    result->new_file = true;
     if (model) {
         snprintf(result->variant, sizeof result->variant, "%s", variant);
         yd_model_release(model);
+    } else {
+        variant_of_file(path, NULL, result->variant, sizeof result->variant);
     }
     result->action = "failed";
     result->code = rc;
@@ -560,21 +583,26 @@ static void free_files(char **files, int count)
 }
 
 /* Whether a loaded entry came from the file at path (by device and inode, whatever the path). */
-static bool file_is_loaded(struct registry *registry, const char *path)
+/*
+ * Returns whether path is the file (by device and inode) that a --model or
+ * config entry serves. Directory files that link to each other are each served.
+ */
+static bool served_through_file(struct registry *registry, const char *path)
 {
     struct file_id id;
-    bool loaded = false;
+    bool served = false;
 
     if (file_identity(path, &id) != 0)
         return false;
     pthread_mutex_lock(&registry->lock);
-    for (int i = 0; i < registry_count(registry) && !loaded; i++) {
+    for (int i = 0; i < registry_count(registry) && !served; i++) {
         const struct entry *entry = &registry->entries[i];
 
-        loaded = entry->model && entry->file.dev == id.dev && entry->file.ino == id.ino;
+        served = entry->model && entry->source == REGISTRY_SOURCE_FILE &&
+                 entry->file.dev == id.dev && entry->file.ino == id.ino;
     }
     pthread_mutex_unlock(&registry->lock);
-    return loaded;
+    return served;
 }
 
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
@@ -592,7 +620,7 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
         yd_error error = { 0 };
 
         /* A --model file that is also in the directory is served once, as given. */
-        if (file_is_loaded(registry, files[i])) {
+        if (served_through_file(registry, files[i])) {
             log_printf(YD_LOG_INFO, "%s is already loaded through --model or the config", files[i]);
             continue;
         }
@@ -807,6 +835,18 @@ static int entry_of_path(const struct registry *registry, const char *path)
     return -1;
 }
 
+/*
+ * Returns whether entry is an unloaded variant of the model directory whose
+ * file is gone. A load skips it, because the directory no longer offers it.
+ */
+static bool file_left_dir(const struct entry *entry)
+{
+    struct stat st;
+
+    return !entry->model && entry->source == REGISTRY_SOURCE_DIR && stat(entry->path, &st) != 0 &&
+           errno == ENOENT;
+}
+
 int registry_load(struct registry *registry, const char *name, const char *variant,
                   const char *dir, struct registry_results *results)
 {
@@ -820,7 +860,7 @@ int registry_load(struct registry *registry, const char *name, const char *varia
     for (int i = 0; i < registry_count(registry); i++) {
         struct registry_result *result;
 
-        if (!entry_matches(registry, i, name, variant))
+        if (!entry_matches(registry, i, name, variant) || file_left_dir(&registry->entries[i]))
             continue;
         result = next_result(results, &spare);
         if (registry->entries[i].model) {
@@ -929,6 +969,27 @@ static void sync_file(struct registry *registry, const char *path, enum registry
     results->failures += result->code != YD_OK;
 }
 
+/*
+ * Returns whether a new file of model `name` failed to load in this sync. Its
+ * variant may be unknown, so the model's entries whose files are gone keep
+ * serving rather than leave nothing.
+ */
+static bool replacement_failed(const struct registry_results *results, const char *name)
+{
+    char file_name[sizeof results->items[0].name];
+
+    for (int i = 0; i < results->count; i++) {
+        const struct registry_result *result = &results->items[i];
+
+        if (result->code == YD_OK || !result->new_file)
+            continue;
+        name_of_file(result->name, file_name, sizeof file_name);
+        if (strcmp(file_name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 void registry_sync(struct registry *registry, const char *const *files, int file_count,
                    const char *dir, bool revive, struct registry_results *results)
 {
@@ -944,26 +1005,40 @@ void registry_sync(struct registry *registry, const char *const *files, int file
         log_printf(YD_LOG_ERROR, "cannot rescan the model directory: %s", error.message);
         dir = NULL;
     }
+    /* Entries whose files are gone leave only after the new files are loaded,
+     * so a file that replaces one (same name and variant) swaps in. */
     for (int i = 0; i < registry_count(registry); i++) {
-        const struct entry *entry = &registry->entries[i];
-        bool removed;
+        struct entry *entry = &registry->entries[i];
 
         if (!entry->model)
             continue;
         if (entry->source == REGISTRY_SOURCE_FILE)
-            removed = files && !listed(files, file_count, entry->path);
+            entry->leaving = files && !listed(files, file_count, entry->path);
         else
-            removed = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
-        if (removed)
-            unload_entry(registry, i, false,
-                         entry->source == REGISTRY_SOURCE_FILE ? "no longer in the configuration"
-                                                               : "file removed from the model directory",
-                         next_result(results, &spare));
+            entry->leaving = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
     }
     for (int i = 0; files && i < file_count; i++)
         sync_file(registry, files[i], REGISTRY_SOURCE_FILE, revive, results);
     for (int i = 0; i < dir_count; i++)
-        sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, results);
+        if (!served_through_file(registry, dir_files[i]))
+            sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, results);
+    for (int i = 0; i < registry_count(registry); i++) {
+        struct entry *entry = &registry->entries[i];
+
+        if (!entry->leaving)
+            continue;
+        entry->leaving = false;
+        if (replacement_failed(results, entry->name)) {
+            log_printf(YD_LOG_WARN, "model %s variant %s keeps serving version %llu from %s,"
+                       " because a new file of the model failed to load",
+                       entry->name, entry->variant, (unsigned long long)entry->version, entry->path);
+            continue;
+        }
+        unload_entry(registry, i, false,
+                     entry->source == REGISTRY_SOURCE_FILE ? "no longer in the configuration"
+                                                           : "file removed from the model directory",
+                     next_result(results, &spare));
+    }
     pthread_mutex_unlock(&registry->admin_lock);
     free_files(dir_files, dir_count);
 }

@@ -57,6 +57,7 @@ struct registry_result {
     const char *action; /* "loaded", "reloaded", "unloaded", "unchanged" or "failed" */
     int code;           /* YD_ERR_* of a failure, YD_OK otherwise */
     bool conflict;      /* set when another loaded file has the same name and variant */
+    bool new_file;      /* a file no entry served before; a failure names its path */
     uint64_t version;   /* the version serving afterwards, 0 when none */
     char message[512];  /* why it failed, empty otherwise */
 };

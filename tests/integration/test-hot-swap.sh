@@ -142,4 +142,80 @@ else
         "sessions created $(grep -c 'created a session' "$LOG"), destroyed $(grep -c 'destroyed its session' "$LOG")"
 fi
 
+# A model line of the config pointed at another file of the same name and
+# variant swaps on SIGHUP, and no request gets 503 in between. A
+# replacement that fails to load leaves the old file serving.
+mkdir -p "$WORK/v1" "$WORK/v2" "$WORK/v3"
+cp "$WORK/int8.good" "$WORK/v1/yolov8n.yolod"
+cp "$WORK/int8.good" "$WORK/v2/yolov8n.yolod"
+echo "not a model" >"$WORK/v3/yolov8n.yolod"
+CONF=$WORK/swap.conf
+printf 'model = %s\n' "$WORK/v1/yolov8n.yolod" >"$CONF"
+start_serve config-swap --config "$CONF" --workers 1 --threads 1 --log-level debug
+
+# hup_and_wait PATTERN: sends SIGHUP and waits up to 30 s for a log line
+# matching PATTERN.
+hup_and_wait() {
+    local i
+    kill -HUP "$PID"
+    for i in $(seq 300); do grep -q "$1" "$LOG" && return 0; sleep 0.1; done
+    return 1
+}
+
+: >"$WORK/swap-codes.txt"
+(
+    end=$((SECONDS + 60))
+    while [ ! -e "$WORK/swap-stop" ] && [ "$SECONDS" -lt "$end" ]; do
+        curl -s -o /dev/null -w '%{http_code}\n' --max-time 30 --data-binary @"$IMAGES/odd/bus_1x1.jpg" \
+            "$URL/v1/detect" >>"$WORK/swap-codes.txt"
+    done
+) &
+loop_pid=$!
+sleep 0.5
+printf 'model = %s\n' "$WORK/v2/yolov8n.yolod" >"$CONF"
+if hup_and_wait "reloaded model yolov8n variant int8 version 2 from $WORK/v2/yolov8n.yolod"; then
+    ok "config pointed at a new file swaps to version 2"
+else
+    fail "config pointed at a new file swaps to version 2" "$(grep -E 'loaded|unloaded' "$LOG" | tail -3)"
+fi
+printf 'model = %s\n' "$WORK/v3/yolov8n.yolod" >"$CONF"
+if hup_and_wait "model yolov8n variant int8 keeps serving version 2 from $WORK/v2/yolov8n.yolod"; then
+    ok "a replacement that fails keeps version 2 serving"
+else
+    fail "a replacement that fails keeps version 2 serving" "$(grep -E 'loaded|failed|keeps' "$LOG" | tail -3)"
+fi
+sleep 0.5
+touch "$WORK/swap-stop"
+wait "$loop_pid"
+codes=$(sort "$WORK/swap-codes.txt" | uniq -c | tr -s ' ' | tr '\n' ';')
+if [ -s "$WORK/swap-codes.txt" ] && ! grep -qv '^200$' "$WORK/swap-codes.txt"; then
+    ok "every request during both config swaps got 200 ($codes)"
+else
+    fail "every request during both config swaps got 200" "$codes"
+fi
+if grep -q "unloaded model yolov8n" "$LOG"; then
+    fail "no unload during config swaps" "$(grep unloaded "$LOG")"
+else
+    ok "no unload during config swaps"
+fi
+
+# Two names in the model directory that link to one file are both served.
+mkdir -p "$WORK/links"
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$WORK/links/current.onnx"
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$WORK/links/yolov8n.onnx"
+start_serve links --model-dir "$WORK/links" --watch-model-dir no --workers 1 --threads 1
+expect_status "models list with two linked files" 200 "$WORK/links.json" "$URL/v1/models"
+got=$(json_get "$WORK/links.json" 'sorted(m["name"] for m in j["models"])')
+[ "$got" = "['current', 'yolov8n']" ] && ok "both linked names are served" || fail "both linked names are served" "$got"
+
+# A reload of more variants than a reply lists: a failure past them still fails the reply.
+mkdir -p "$WORK/many"
+for i in $(seq -w 1 18); do cp "$WORK/int8.good" "$WORK/many/yolov8n.v$i.yolod"; done
+start_serve many --model-dir "$WORK/many" --watch-model-dir no --workers 1 --threads 1
+echo "not a model" >"$WORK/many/yolov8n.v17.yolod"
+expect_error "reload with a failure past the listed results" 500 load_failed "not shown" \
+    -X POST "$URL/v1/models/yolov8n/reload"
+got=$(json_get "$WORK/error.json" 'len(j["variants"])')
+[ "$got" = 16 ] && ok "reply lists 16 of 18 results" || fail "reply lists 16 of 18 results" "$got"
+
 finish

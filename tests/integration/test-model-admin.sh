@@ -217,6 +217,12 @@ expect_error "load of a second fp32 file" 409 name_conflict "variant" -X POST "$
 got=$(json_get "$WORK/error.json" '[(v["variant"], v["result"], "rename one file" in v.get("error", "")) for v in j["variants"]]')
 [ "$got" = "[('fp32', 'unchanged', False), ('fp32', 'failed', True)]" ] && ok "name conflict names the variant" || fail "name conflict names the variant" "$got"
 [ "$(version_of fp32)" = 1 ] && ok "the first fp32 file keeps serving" || fail "the first fp32 file keeps serving" "$(cat "$WORK/describe.json")"
+# A new file that does not load is listed under the variant its name gives.
+echo "not a model" >"$DIR/yolov8n.bad.yolod"
+expect_error "load of a junk file" 422 model_invalid "variant" -X POST "$URL/v1/models/yolov8n/load?variant=bad"
+got=$(json_get "$WORK/error.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
+[ "$got" = "[('bad', 'failed')]" ] && ok "junk file failure names its variant" || fail "junk file failure names its variant" "$got"
+rm "$DIR/yolov8n.bad.yolod"
 # The SIGHUP below finds both files gone and unloads fp32.
 rm "$DIR/yolov8n.fp32.yolod" "$DIR/yolov8n.onnx"
 
@@ -236,6 +242,10 @@ wait_version fp32 2 && ok "a file added to the watched directory is loaded" || f
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
+expect_status "load after a watched file was removed" 200 "$WORK/load-gone.json" -X POST "$URL/v1/models/yolov8n/load"
+got=$(json_get "$WORK/load-gone.json" 'sorted((v["variant"], v["result"]) for v in j["variants"])')
+[ "$got" = "[('int8', 'unchanged'), ('live', 'unchanged')]" ] && ok "load skips the removed file's variant" || fail "load skips the removed file's variant" "$got"
+expect_error "load of the removed variant" 404 variant_not_found "fp32" -X POST "$URL/v1/models/yolov8n/load?variant=fp32"
 
 # The watched directory removed and put back: the watch follows it.
 mv "$DIR" "$WORK/models.away"
