@@ -212,7 +212,7 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     double decode_start;
     int rc;
 
-    rc = worker_pool_reserve(server->pool);
+    rc = atomic_load(&server->stopping) ? WORKER_STOPPED : worker_pool_reserve(server->pool);
     if (rc != 0)
         return reply_unavailable(connection, request, format, rc);
 

@@ -566,7 +566,7 @@ enum MHD_Result api_metrics(struct MHD_Connection *connection, struct request *r
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
                             "text/plain; version=0.0.4; charset=utf-8");
-    server_add_request_id(response, request);
+    server_add_common_headers(response, request);
     result = MHD_queue_response(connection, MHD_HTTP_OK, response);
     MHD_destroy_response(response);
     if (result == MHD_YES) {

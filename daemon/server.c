@@ -268,9 +268,12 @@ static void set_request_id(struct request *request, struct MHD_Connection *conne
              (unsigned long long)splitmix64(request_id_seed + atomic_fetch_add(&request_id_counter, 1)));
 }
 
-void server_add_request_id(struct MHD_Response *response, const struct request *request)
+void server_add_common_headers(struct MHD_Response *response, const struct request *request)
 {
     MHD_add_response_header(response, "X-Request-Id", request->id);
+    /* Keep-alive clients reconnect, and reach another replica. */
+    if (atomic_load(&request->server->stopping))
+        MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
 static enum MHD_Result queue_response(struct MHD_Connection *connection,
@@ -307,7 +310,7 @@ static enum MHD_Result queue_response(struct MHD_Connection *connection,
         return MHD_NO;
     }
     MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    server_add_request_id(response, request);
+    server_add_common_headers(response, request);
     if (header)
         MHD_add_response_header(response, header, header_value);
 
@@ -348,7 +351,9 @@ static enum MHD_Result reply_error_v(struct MHD_Connection *connection,
     /* Messages may echo client bytes and may be cut; cJSON does not check UTF-8. */
     vsnprintf(message, sizeof message, fmt, ap);
     text_make_valid(message);
-    if (status >= 500)
+    /* A 503 (full queue, no model, stopping) is load, not a fault: the access
+     * log and the metrics count it, and an error line each would flood. */
+    if (status >= 500 && status != MHD_HTTP_SERVICE_UNAVAILABLE)
         log_printf(YD_LOG_ERROR, "%s %s: %s", request->method, request->path, message);
     else
         log_printf(YD_LOG_DEBUG, "%s %s: %u %s", request->method, request->path, status, message);
@@ -691,20 +696,23 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
                              void **con_cls, enum MHD_RequestTerminationCode code)
 {
     struct request *request = *con_cls;
+    /* Quoted values double at most, and a logged path may be cut. */
+    char path[1024], id[2 * REQUEST_ID_MAX + 3];
     const char *allow;
 
     if (!request)
         return;
+    text_log_field(path, sizeof path, request->path);
+    text_log_field(id, sizeof id, request->id);
     if (request->responded) {
         metrics_observe_request(route_pattern(find_route(request->path, &allow)),
                                 request->status, (yd_now_ms() - request->start_ms) / 1000.0);
         log_printf(YD_LOG_INFO, "%s %s %u %zu bytes %.1f ms request_id=%s", request->method,
-                   request->path, request->status, request->response_bytes,
-                   yd_now_ms() - request->start_ms, request->id);
+                   path, request->status, request->response_bytes,
+                   yd_now_ms() - request->start_ms, id);
     } else {
         log_printf(YD_LOG_INFO, "%s %s aborted (termination code %d) %.1f ms request_id=%s",
-                   request->method, request->path, (int)code,
-                   yd_now_ms() - request->start_ms, request->id);
+                   request->method, path, (int)code, yd_now_ms() - request->start_ms, id);
     }
 
     multipart_end(request);
@@ -858,8 +866,15 @@ void server_stop(struct server *server)
     if (server->daemon) {
         double deadline = yd_now_ms() + 1000.0 * server->config->request_timeout_s;
 
-        /* Quiesce closes nothing: the listen socket is ours and closed below. */
+        /* New detections get 503 from here on. After the quiesce libmicrohttpd
+         * no longer uses the listen socket, which is ours: closing it makes
+         * new connections fail at once instead of waiting in the backlog. */
+        atomic_store(&server->stopping, true);
         MHD_quiesce_daemon(server->daemon);
+        if (server->listen_fd >= 0) {
+            close(server->listen_fd);
+            server->listen_fd = -1;
+        }
         while (atomic_load(&server->active_requests) > 0 && yd_now_ms() < deadline)
             usleep(10 * 1000);
         if (atomic_load(&server->active_requests) > 0)

@@ -25,6 +25,7 @@ struct server {
     struct MHD_Daemon *daemon;
     int listen_fd;
     atomic_bool ready;       /* models loaded, workers running, not stopping */
+    atomic_bool stopping;    /* draining: new detections get 503 and connections close */
     atomic_int active_requests; /* requests between their headers and their completion */
     int max_decodes;         /* config->max_decodes with 0 resolved */
     atomic_int decodes;      /* images being decoded now */
@@ -92,10 +93,11 @@ void server_stop(struct server *server);
 void server_append_body(struct request *request, const char *data, size_t size);
 
 /*
- * Adds the X-Request-Id header. Every place that queues a response for a
- * request calls it, but libmicrohttpd's own error replies carry no id.
+ * Adds the X-Request-Id header, and Connection: close while the server
+ * drains. Every place that queues a response for a request calls it, but
+ * libmicrohttpd's own error replies carry no id.
  */
-void server_add_request_id(struct MHD_Response *response, const struct request *request);
+void server_add_common_headers(struct MHD_Response *response, const struct request *request);
 
 /* Queues a JSON response (takes ownership of root, NULL gives a 500). */
 enum MHD_Result server_reply_json(struct MHD_Connection *connection,

@@ -141,6 +141,35 @@ void text_make_valid(char *text)
     }
 }
 
+char *text_log_field(char *out, size_t out_size, const char *in)
+{
+    size_t used = 0;
+
+    if (out_size < 3) {
+        if (out_size > 0)
+            out[0] = '\0';
+        return out;
+    }
+    if (in[0] != '\0' && strpbrk(in, " \"\\") == NULL) {
+        snprintf(out, out_size, "%s", in);
+        return out;
+    }
+    out[used++] = '"';
+    for (const char *p = in; *p; p++) {
+        size_t need = *p == '"' || *p == '\\' ? 2 : 1;
+
+        /* Room is kept for the closing quote and the NUL. */
+        if (used + need + 2 > out_size)
+            break;
+        if (need == 2)
+            out[used++] = '\\';
+        out[used++] = *p;
+    }
+    out[used++] = '"';
+    out[used] = '\0';
+    return out;
+}
+
 char *text_escape_log(char *out, size_t out_size, const char *in)
 {
     size_t in_size = strlen(in);

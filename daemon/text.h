@@ -46,4 +46,13 @@ void text_make_valid(char *text);
  */
 char *text_escape_log(char *out, size_t out_size, const char *in);
 
+/*
+ * Copies in to out as one field of a space-separated log line: unchanged
+ * when it has no space, '"' or '\\' and is not empty, else in double
+ * quotes with '"' and '\\' escaped by a backslash, so a client value cannot
+ * pose as further fields. A value that does not fit is cut, and the quotes
+ * stay closed. Returns out.
+ */
+char *text_log_field(char *out, size_t out_size, const char *in);
+
 #endif /* YOLOD_DAEMON_TEXT_H */

@@ -133,6 +133,11 @@ if [ -n "$busy" ] && grep -qi '^Retry-After: 1' "$busy"; then ok "503 has Retry-
 if [ -n "$busy" ]; then
     check "503 body" $CHECK error "${busy%.headers}.json" --code queue_full --contains retry
 fi
+if grep -q "error.*queue slots are busy" "$LOG"; then
+    fail "full queue logs no error line" "$(grep 'queue slots are busy' "$LOG" | head -2)"
+else
+    ok "full queue logs no error line"
+fi
 
 # --- startup errors
 port=$(free_port)
@@ -177,5 +182,40 @@ for i in 1 2; do
 done
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$main_url/healthz")
 if [ "$code" = 000 ]; then ok "stopped daemon refuses connections"; else fail "stopped daemon refuses connections" "status $code"; fi
+
+# --- SIGTERM drain: a request on a kept-alive connection gets 503
+# shutting_down with Connection: close, and a new connection fails at once.
+# A half-sent body keeps the drain going until the 3 s request timeout.
+start_daemon drain --request-timeout 3 --workers 1 --threads 1
+DRAIN_PORT=${URL##*:}
+python3 - "$DRAIN_PORT" "$PID" "$IMAGES/bus.jpg" >"$WORK/drain.txt" 2>&1 <<'PY'
+import http.client, os, signal, socket, sys, time
+port, pid, image = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
+kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+kept.request("POST", "/v1/detect", body=image)
+first = kept.getresponse(); first.read()
+print("first", first.status)
+slow = socket.create_connection(("127.0.0.1", port))
+slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+time.sleep(0.3)
+os.kill(pid, signal.SIGTERM)
+time.sleep(0.3)
+kept.request("POST", "/v1/detect", body=image)
+second = kept.getresponse()
+body = second.read().decode()
+print("second", second.status, second.getheader("Connection"), "shutting_down" in body)
+start = time.monotonic()
+try:
+    socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    print("new connection accepted")
+except ConnectionRefusedError:
+    print("new connection refused after %.1f s" % (time.monotonic() - start))
+PY
+wait "$PID"
+rc=$?
+grep -q '^first 200$' "$WORK/drain.txt" && ok "drain: first request on the connection gets 200" || fail "drain: first request on the connection gets 200" "$(cat "$WORK/drain.txt")"
+grep -q '^second 503 close True$' "$WORK/drain.txt" && ok "drain: kept-alive request gets 503 and Connection: close" || fail "drain: kept-alive request gets 503 and Connection: close" "$(cat "$WORK/drain.txt")"
+grep -q '^new connection refused after 0\.[0-9] s$' "$WORK/drain.txt" && ok "drain: a new connection is refused at once" || fail "drain: a new connection is refused at once" "$(cat "$WORK/drain.txt")"
+[ "$rc" -eq 0 ] && ok "drain: daemon exits 0" || fail "drain: daemon exits 0" "exit $rc"
 
 finish

@@ -38,6 +38,11 @@ spaced='trace 1/2 {x=y}'
 got=$(reply_id /healthz -H "X-Request-Id: $spaced")
 [ "$got" = "$spaced" ] && ok "id with spaces and punctuation kept" \
     || fail "id with spaces and punctuation kept" "got '$got'"
+check "id with spaces logged in quotes" logged 'GET /healthz 200 .* request_id="trace 1/2 \{x=y\}"$'
+got=$(reply_id /healthz -H 'X-Request-Id: a" status=500 "\')
+check "id posing as log fields stays one field" logged 'GET /healthz 200 .* request_id="a\\" status=500 \\"\\\\"$'
+curl -s -o /dev/null "$URL/no%20such%20route"
+check "path with a space logged in quotes" logged 'GET "/no such route" 404 '
 
 # Invalid ids are replaced by generated ones.
 expect_generated() {
