@@ -549,6 +549,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
         return result;
     if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
         return MHD_YES;
+    request->keeps_body = true;
 
     length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -682,7 +683,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
         if (request->multipart) {
             if (multipart_feed(request, upload_data, *upload_data_size) != 0)
                 request->multipart_invalid = true;
-        } else {
+        } else if (request->keeps_body) {
             server_append_body(request, upload_data, *upload_data_size);
         }
         *upload_data_size = 0;

@@ -59,6 +59,7 @@ struct request {
     uint8_t *body;
     size_t body_size, body_capacity;
     bool body_too_large;
+    bool keeps_body;         /* a detection route; other routes drop their bodies */
     bool body_no_memory;
 
     struct MHD_PostProcessor *post;
