@@ -519,6 +519,14 @@ static int compare_names(const void *a, const void *b)
     return strcmp(left, right);
 }
 
+/* Returns whether a file name ends in .onnx or .yolod. */
+static bool has_model_extension(const char *file)
+{
+    const char *dot = strrchr(file, '.');
+
+    return dot && (strcmp(dot, ".onnx") == 0 || strcmp(dot, ".yolod") == 0);
+}
+
 /* The model files of dir as "dir/file" paths, sorted by compare_names. */
 static int list_model_files(const char *dir, char ***out, int *out_count, yd_error *err)
 {
@@ -535,8 +543,13 @@ static int list_model_files(const char *dir, char ***out, int *out_count, yd_err
     while ((item = readdir(handle)) != NULL) {
         struct stat st;
 
-        if (!registry_is_model_file(item->d_name))
+        if (!registry_is_model_file(item->d_name)) {
+            if (item->d_name[0] != '.' && has_model_extension(item->d_name))
+                log_printf(YD_LOG_WARN, "skipping %s/%s: a model directory serves files named"
+                           " NAME.onnx or NAME.VARIANT.yolod (no other dots); rename it",
+                           dir, item->d_name);
             continue;
+        }
         /* Only regular files (or links to one): opening a FIFO would block the sync. */
         if (fstatat(dirfd(handle), item->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
             log_printf(YD_LOG_DEBUG, "skipping %s/%s: not a regular file", dir, item->d_name);

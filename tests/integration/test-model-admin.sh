@@ -258,6 +258,7 @@ wait_version fp32 3 && ok "the watch follows a directory that was moved away and
 # A FIFO and a bad file in the directory are skipped, and a SIGHUP does not hang on them.
 mkfifo "$DIR/fifo.onnx"
 echo "not a model" >"$DIR/junk.onnx"
+echo "not a model" >"$DIR/yolov8n-int8.yolod"
 BAD_NAME="$DIR/$(printf 'bad\377name').onnx"
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$BAD_NAME"
 hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
@@ -265,6 +266,7 @@ kill -HUP "$PID"
 for i in $(seq 150); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
 [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && ok "SIGHUP with a FIFO and a junk file completes" || fail "SIGHUP with a FIFO and a junk file completes" "$(tail -3 "$LOG")"
 grep -q "junk.onnx" "$LOG" && ok "junk file logged" || fail "junk file logged" "$(tail -3 "$LOG")"
+grep -q "skipping .*/yolov8n-int8.yolod: a model directory serves files named NAME.onnx or NAME.VARIANT.yolod" "$LOG" && ok "misnamed model file logged" || fail "misnamed model file logged" "$(grep skipping "$LOG" | tail -3)"
 grep -q 'bad\\xFFname.onnx.*not valid UTF-8' "$LOG" && ok "file name that is not UTF-8 logged" || fail "file name that is not UTF-8 logged" "$(tail -3 "$LOG")"
 curl -s "$URL/v1/models" >"$WORK/models-utf8.json"
 python3 -c 'import json, sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$WORK/models-utf8.json" && ok "model list stays valid UTF-8 JSON" || fail "model list stays valid UTF-8 JSON" "$(head -c 300 "$WORK/models-utf8.json")"
@@ -276,7 +278,7 @@ expect_status "readyz with no model loaded" 503 "$WORK/ready.json" "$URL/readyz"
 expect_status "kserve ready with no model loaded" 503 "$WORK/ready.json" "$URL/v2/health/ready"
 expect_status "load the model again" 200 "$WORK/load3.json" -X POST "$URL/v1/models/yolov8n/load"
 expect_status "readyz after the load" 200 "$WORK/ready.json" "$URL/readyz"
-rm -f "$DIR/fifo.onnx" "$DIR/junk.onnx" "$BAD_NAME" "$DIR/yolov8n.onnx"
+rm -f "$DIR/fifo.onnx" "$DIR/junk.onnx" "$DIR/yolov8n-int8.yolod" "$BAD_NAME" "$DIR/yolov8n.onnx"
 wait_version fp32 none || fail "fp32 unloaded again" "$(cat "$WORK/describe.json")"
 
 # A config that does not parse changes nothing.
