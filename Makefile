@@ -64,13 +64,17 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 
 tests: $(TEST_BIN) $(BUILD)/yolod
 
-# Installs missing Debian packages (apt-get; needs root or sudo only then).
+# Installs missing Debian packages (apt-get; needs root or sudo only then):
+# those to build and run the demo, and for test-deps also the test tools.
 deps:
 	scripts/install-deps.sh
 
+test-deps:
+	scripts/install-deps.sh --test
+
 # Unit tests, then integration tests against the real daemon. Needs ../shared
 # (or SHARED=DIR); fails loudly without it.
-test: deps
+test: test-deps
 	$(MAKE) tests
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/run-all.sh
 
@@ -147,6 +151,6 @@ install: $(BUILD)/yolod
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps tests test demo memcheck bench bench-daemon bench-memory install clean
+.PHONY: all deps test-deps tests test demo memcheck bench bench-daemon bench-memory install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

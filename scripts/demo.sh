@@ -17,23 +17,28 @@ if [ ! -f "$MODEL" ]; then
     exit 1
 fi
 
-"$BUILD/yolod" serve --model "$MODEL" --listen "127.0.0.1:$PORT" &
+# The daemon's log goes to a file, so the replies print alone; it is shown
+# when the daemon fails. Readiness is its own "listening" line: a /readyz
+# answer could come from another server already on PORT.
+log=$(mktemp)
+"$BUILD/yolod" serve --model "$MODEL" --listen "127.0.0.1:$PORT" 2>"$log" &
 pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true' EXIT
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
-for _ in $(seq 1 100); do
-    if curl -fs "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then
+for _ in $(seq 1 300); do
+    if grep -q " listening on http://127.0.0.1:$PORT" "$log"; then
         break
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
-        echo "error: yolod exited during startup (see its message above)" >&2
+        cat "$log" >&2
+        echo "error: yolod exited during startup (its log is above)" >&2
         exit 1
     fi
     sleep 0.1
 done
-# Another server may reply on the port while ours failed to bind.
-if ! kill -0 "$pid" 2>/dev/null; then
-    echo "error: yolod exited during startup (see its message above)" >&2
+if ! grep -q " listening on http://127.0.0.1:$PORT" "$log"; then
+    cat "$log" >&2
+    echo "error: yolod did not start listening within 30 s (its log is above)" >&2
     exit 1
 fi
 

@@ -1,13 +1,20 @@
 #!/bin/sh
-# Installs the Debian 12 packages yolod needs to build and test, skipping
-# the ones already present. Needs root (or sudo) only when something is
-# missing. Extra package names given as arguments are installed too.
+# Installs the Debian 12 packages yolod needs to build and run the demo,
+# and with --test those the tests need too, skipping the ones already
+# present. Needs root (or sudo) only when something is missing. Extra
+# package names given as arguments are installed too.
 set -eu
 
-# prometheus provides promtool, which tests/integration/test-metrics.sh runs
-# on a /metrics scrape. systemd provides systemd-analyze, which
-# tests/integration/test-systemd-notify.sh runs on systemd/yolod.service.
-packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3 libjpeg-turbo-progs prometheus systemd $*"
+packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev libcjson-dev curl python3"
+if [ "${1:-}" = --test ]; then
+    shift
+    # libjpeg-turbo-progs makes test images. prometheus provides promtool,
+    # which tests/integration/test-metrics.sh runs on a /metrics scrape.
+    # systemd provides systemd-analyze, which
+    # tests/integration/test-systemd-notify.sh runs on systemd/yolod.service.
+    packages="$packages libjpeg-turbo-progs prometheus systemd"
+fi
+packages="$packages $*"
 
 missing=""
 for p in $packages; do
@@ -29,3 +36,15 @@ fi
 $sudo apt-get update -qq
 # shellcheck disable=SC2086
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+# Debian's prometheus package enables and starts a Prometheus server on
+# port 9090 of every interface. The tests need only its promtool, so a
+# server this script installed is stopped and disabled again.
+case " $missing " in
+*" prometheus "*)
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+        echo "stopped and disabled prometheus.service (only promtool is used)"
+    fi
+    ;;
+esac
