@@ -264,6 +264,8 @@ int yd_model_load_with(const char *path, const yd_kernel_table *kernels, yd_mode
         if (rc == YD_ERR_MODEL_FORMAT && has_suffix(path, ".yolod"))
             prefix_error(err, "not a yolod model file (it does not start with the .yolod "
                               "magic), nor an ONNX model: ");
+        else if (rc == YD_ERR_MODEL_FORMAT && err && strncmp(err->message, "invalid ONNX file", 17) == 0)
+            prefix_error(err, "not a model file (neither a .yolod file nor ONNX): ");
     }
     if (rc != YD_OK)
         goto fail;
