@@ -319,6 +319,9 @@ int command_serve(int argc, char **argv)
     if (threads == 0)
         threads = cores > config.workers ? (int)(cores / config.workers) : 1;
 
+    server.config = &config;
+    if (server_bind(&server) != 0)
+        goto cleanup;
     if (registry_create(threads, &registry, &error) < 0) {
         log_printf(YD_LOG_ERROR, "%s", error.message);
         goto cleanup;

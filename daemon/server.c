@@ -798,8 +798,12 @@ static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *connection,
     return (size_t)(write - text);
 }
 
-/* Creates the listening socket here, so a bind failure names its cause. */
-static int open_listen_socket(const char *listen_text)
+/*
+ * Creates and binds the socket here, so a bind failure names its cause.
+ * Listening starts in server_start(), so clients are refused, not queued,
+ * while the models load.
+ */
+static int bind_socket(const char *listen_text)
 {
     struct sockaddr_storage addr;
     socklen_t addr_len;
@@ -819,16 +823,22 @@ static int open_listen_socket(const char *listen_text)
     if (addr.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&addr, addr_len) != 0) {
-        log_printf(YD_LOG_ERROR, "cannot listen on %s: %s", listen_text, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (listen(fd, 128) != 0) {
-        log_printf(YD_LOG_ERROR, "cannot listen on %s: %s", listen_text, strerror(errno));
+        int bind_errno = errno;
+
+        log_printf(YD_LOG_ERROR, "cannot listen on %s: %s%s", listen_text, strerror(bind_errno),
+                   bind_errno == EADDRINUSE ? "; stop the server that uses it, or choose another"
+                                              " address with --listen or listen in the config"
+                                            : "");
         close(fd);
         return -1;
     }
     return fd;
+}
+
+int server_bind(struct server *server)
+{
+    server->listen_fd = bind_socket(server->config->listen);
+    return server->listen_fd < 0 ? -1 : 0;
 }
 
 int server_start(struct server *server)
@@ -838,9 +848,10 @@ int server_start(struct server *server)
                          MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 
     seed_request_ids();
-    server->listen_fd = open_listen_socket(config->listen);
-    if (server->listen_fd < 0)
+    if (listen(server->listen_fd, 128) != 0) {
+        log_printf(YD_LOG_ERROR, "cannot listen on %s: %s", config->listen, strerror(errno));
         return -1;
+    }
 
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle_access, server,

@@ -76,9 +76,13 @@ struct request {
 extern const char *const request_field_names[FIELD_COUNT];
 
 /*
- * Binds the listen address and starts the HTTP threads. Returns 0, or -1
- * after logging why (port in use, address not available, ...).
+ * Binds the listen address of server->config, before the models load, so
+ * an address in use fails at once. Returns 0, or -1 after logging why
+ * (port in use, address not available, ...).
  */
+int server_bind(struct server *server);
+
+/* Starts listening on the bound socket and the HTTP threads. Returns 0 or -1 (logged). */
 int server_start(struct server *server);
 
 /*

@@ -178,6 +178,8 @@ if [ "$rc" -ne 0 ] && grep -q "Address already in use" <<<"$out"; then
 else
     fail "port in use exits non-zero" "exit $rc: $out"
 fi
+grep -q "choose another address with --listen" <<<"$out" && ok "port in use says what to do" || fail "port in use says what to do" "$out"
+grep -q "loaded model" <<<"$out" && fail "port in use fails before loading the model" "$out" || ok "port in use fails before loading the model"
 out=$("$YOLOD" serve --model "$WORK/missing.onnx" --listen "127.0.0.1:$(free_port)" 2>&1)
 rc=$?
 if [ "$rc" -ne 0 ] && grep -q "missing.onnx" <<<"$out"; then
