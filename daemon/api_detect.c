@@ -23,6 +23,7 @@
 struct query_params {
     const char *values[FIELD_COUNT];
     int counts[FIELD_COUNT];
+    int ignored_field;       /* see struct request */
 };
 
 /* A name without '=' ("?conf") has a NULL value; it is read as empty, so validation rejects it. */
@@ -32,7 +33,7 @@ static enum MHD_Result collect_query_param(void *cls, enum MHD_ValueKind kind, c
     struct query_params *query = cls;
 
     for (int field = 0; key && field < FIELD_COUNT; field++) {
-        if (strcmp(key, request_field_names[field]) == 0) {
+        if (field != query->ignored_field && strcmp(key, request_field_names[field]) == 0) {
             query->values[field] = value ? value : "";
             query->counts[field]++;
             break;
@@ -42,9 +43,11 @@ static enum MHD_Result collect_query_param(void *cls, enum MHD_ValueKind kind, c
 }
 
 /* Fills query from the query string; returns the first repeated field, or -1. */
-static int read_query(struct MHD_Connection *connection, struct query_params *query)
+static int read_query(struct MHD_Connection *connection, const struct request *request,
+                      struct query_params *query)
 {
     memset(query, 0, sizeof *query);
+    query->ignored_field = request->ignored_field;
     MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, collect_query_param, query);
     for (int field = 0; field < FIELD_COUNT; field++)
         if (query->counts[field] > 1)
@@ -307,7 +310,7 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
     if (reject_body(connection, request, format, &result))
         return result;
 
-    repeated = read_query(connection, &query);
+    repeated = read_query(connection, request, &query);
     if (repeated >= 0)
         return reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
                              "bad_parameter", "query parameter '%s' appears %d times; send it once",

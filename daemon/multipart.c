@@ -101,7 +101,7 @@ static enum MHD_Result iterate_post(void *cls, enum MHD_ValueKind kind, const ch
         return MHD_YES;
     }
     for (int field = 0; field < FIELD_COUNT; field++)
-        if (strcmp(key, request_field_names[field]) == 0)
+        if (field != request->ignored_field && strcmp(key, request_field_names[field]) == 0)
             return append_field(request, field, data, offset, size);
     return MHD_YES;
 }

@@ -550,6 +550,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
         return MHD_YES;
     request->keeps_body = true;
+    request->ignored_field = route == ROUTE_DETECT ? FIELD_MIN_CONFIDENCE : FIELD_CONF;
 
     length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
                                               MHD_HTTP_HEADER_CONTENT_LENGTH);

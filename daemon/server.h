@@ -60,6 +60,9 @@ struct request {
     size_t body_size, body_capacity;
     bool body_too_large;
     bool keeps_body;         /* a detection route; other routes drop their bodies */
+    /* The other route's confidence field (conf or min_confidence): read
+     * nowhere here, so ignored like any unknown parameter. */
+    int ignored_field;
     bool body_no_memory;
 
     struct MHD_PostProcessor *post;

@@ -80,6 +80,9 @@ check "conf above 1 names value" $CHECK error "$WORK/error.json" --code bad_para
 if expect_status "conf too small for a double is 0" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1e-400"; then
     check "conf 1e-400 keeps low-confidence detections" $CHECK total "$R" --min 50
 fi
+expect_status "repeated parameter of the other route ignored" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?min_confidence=0.1&min_confidence=x"
+expect_status "repeated DeepStack parameter in a form ignored" 200 "$R" -F image=@"$IMAGES/bus.jpg" -F min_confidence=1 -F min_confidence=2 "$URL/v1/detect"
+expect_status "repeated native conf on DeepStack ignored" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/vision/detection?conf=1&conf=2"
 expect_error "conf huge exponent" 400 bad_parameter "1e400" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=1e400"
 expect_error "conf not a number" 400 bad_parameter "abc" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=abc"
 expect_error "iou negative" 400 bad_parameter "iou" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?iou=-0.1"
