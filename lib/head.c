@@ -670,6 +670,12 @@ int yd_head_detect(const yd_head_maps *maps, const yd_detect_params *params,
             if (rc == 0)
                 continue;
             dfl_corners(lv, p, g);
+            /* Non-finite box logits (a model with NaN weights) would reach
+             * the reply as null coordinates: the anchor's candidates go. */
+            if (!isfinite(g[0] + g[1] + g[2] + g[3])) {
+                scratch->ncand -= rc;
+                continue;
+            }
             box[0] = g[0] * stride;
             box[1] = g[1] * stride;
             box[2] = g[2] * stride;

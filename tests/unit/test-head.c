@@ -486,6 +486,30 @@ static float sigmoid_boundary(float conf)
  * prefilter on logits must keep exactly the values whose float sigmoid is
  * above conf, in both modes.
  */
+/* An anchor whose box logits are NaN is dropped; the other two remain, in both modes. */
+static void detect_drops_nan_boxes(void)
+{
+    synthetic_maps sm;
+    yd_head_scratch *scratch = yd_head_scratch_create(3, SYN_ANCHORS);
+    yd_detection dets[16];
+    yd_detect_params params;
+    int plane, count;
+
+    synthetic_three_objects(&sm);
+    plane = synthetic_plane(&sm, 0);
+    sm.box[0][(2 * YD_HEAD_REG_MAX + 5) * plane + 3 * 8 + 2] = NAN;
+    yd_detect_params_default(&params);
+    for (int multi = 0; multi < 2; multi++) {
+        params.multi_label = multi;
+        count = yd_head_detect(&sm.maps, &params, scratch, dets, 16);
+        CHECK_INT_EQ(count, 2);
+        for (int i = 0; i < count; i++)
+            CHECK(dets[i].class_id != 1);
+    }
+    yd_head_scratch_destroy(scratch);
+    synthetic_destroy(&sm);
+}
+
 static void prefilter_matches_sigmoid(void)
 {
     static const float confs[] = { 0.25f, 0.001f, 0.5f, 0.7f, 0.999f, 1e-30f, 0.0f };
@@ -1040,6 +1064,7 @@ int main(void)
     RUN(decode_dense_hand_values);
     RUN(decode_dense_general_bins);
     RUN(detect_hand_values);
+    RUN(detect_drops_nan_boxes);
     RUN(prefilter_matches_sigmoid);
     RUN(predict_tie_on_rounded_scores);
     RUN(nms_same_class_threshold);
