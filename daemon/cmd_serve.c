@@ -272,6 +272,9 @@ static int wait_for_signal(const sigset_t *handled_signals)
     }
 }
 
+/* Most inference threads (workers x threads) a daemon starts. */
+#define MAX_INFERENCE_THREADS 1024
+
 int command_serve(int argc, char **argv)
 {
     struct config config;
@@ -318,6 +321,19 @@ int command_serve(int argc, char **argv)
     threads = config.threads;
     if (threads == 0)
         threads = cores > config.workers ? (int)(cores / config.workers) : 1;
+
+    /* Each worker runs its own OpenMP team and has its own arena (about
+     * 40 MB for yolov8n), so the product is the load on the machine. */
+    if ((long)config.workers * threads > MAX_INFERENCE_THREADS) {
+        log_printf(YD_LOG_ERROR, "workers x threads is %d x %d = %ld inference threads, more than"
+                   " %d; lower workers or threads", config.workers, threads,
+                   (long)config.workers * threads, MAX_INFERENCE_THREADS);
+        goto cleanup;
+    }
+    if (cores > 0 && (long)config.workers * threads > 2 * cores)
+        log_printf(YD_LOG_WARN, "workers x threads is %d x %d = %ld inference threads on %ld cores;"
+                   " they compete for the cores, so each request takes longer",
+                   config.workers, threads, (long)config.workers * threads, cores);
 
     server.config = &config;
     if (server_bind(&server) != 0)

@@ -183,6 +183,13 @@ else
 fi
 grep -q "choose another address with --listen" <<<"$out" && ok "port in use says what to do" || fail "port in use says what to do" "$out"
 grep -q "loaded model" <<<"$out" && fail "port in use fails before loading the model" "$out" || ok "port in use fails before loading the model"
+out=$("$YOLOD" serve --model "$MODEL" --listen "127.0.0.1:$(free_port)" --workers 256 --threads 1024 2>&1)
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q "256 x 1024 = 262144 inference threads, more than 1024" <<<"$out"; then
+    ok "too many inference threads rejected"
+else
+    fail "too many inference threads rejected" "exit $rc: $out"
+fi
 out=$("$YOLOD" serve --model "$WORK/missing.onnx" --listen "127.0.0.1:$(free_port)" 2>&1)
 rc=$?
 if [ "$rc" -ne 0 ] && grep -q "missing.onnx" <<<"$out"; then
