@@ -123,6 +123,14 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
                                      config->max_body_bytes);
         return true;
     }
+    if (request->body_over_budget) {
+        *result = reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
+                                "buffers_full",
+                                "request bodies being received take %zu bytes, the limit"
+                                " (max_buffered_bytes); retry later",
+                                request->server->config->max_buffered_bytes);
+        return true;
+    }
     if (request->body_no_memory) {
         *result = reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
                                      "internal_error", "out of memory receiving the request body");
@@ -238,9 +246,7 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
                              yd_error_name(rc), "%s", error.message);
 
     /* The encoded body is no longer needed while the job waits. */
-    free(request->body);
-    request->body = NULL;
-    request->body_capacity = 0;
+    server_free_body(request);
 
     memset(&job, 0, sizeof job);
     job.model = ref->model;

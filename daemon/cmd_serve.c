@@ -196,6 +196,8 @@ static void warn_restart_needed(const struct config *live, const struct config *
         changed[count++] = "max_connections_per_ip";
     if (live->max_body_bytes != fresh->max_body_bytes)
         changed[count++] = "max_body_bytes";
+    if (live->max_buffered_bytes != fresh->max_buffered_bytes)
+        changed[count++] = "max_buffered_bytes";
     if (live->max_pixels != fresh->max_pixels)
         changed[count++] = "max_pixels";
     if (live->conf != fresh->conf || live->iou != fresh->iou || live->max_det != fresh->max_det)
@@ -357,6 +359,7 @@ int command_serve(int argc, char **argv)
     atomic_init(&server.ready, false);
     atomic_init(&server.active_requests, 0);
     atomic_init(&server.decodes, 0);
+    atomic_init(&server.buffered_bytes, 0);
     server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
     if (server_start(&server) != 0)
         goto cleanup;

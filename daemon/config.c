@@ -26,6 +26,7 @@ void config_init(struct config *config)
     config->max_decodes = 0;
     config->max_connections_per_ip = 32;
     config->max_body_bytes = (size_t)32 << 20;
+    config->max_buffered_bytes = (size_t)256 << 20;
     config->max_pixels = 50000000;
     config->conf = 0.25f;
     config->iou = 0.7f;
@@ -225,6 +226,12 @@ int config_set(struct config *config, const char *key, const char *value,
         if (parse_count(value, 1024, &count) != 0 || count > SIZE_MAX / 2)
             return invalid_value(err, err_size, key, value, "a positive byte count such as 33554432 or 32M");
         config->max_body_bytes = (size_t)count;
+        return 0;
+    }
+    if (strcmp(key, "max_buffered_bytes") == 0) {
+        if (parse_count(value, 1024, &count) != 0 || count > SIZE_MAX / 2)
+            return invalid_value(err, err_size, key, value, "a positive byte count such as 268435456 or 256M");
+        config->max_buffered_bytes = (size_t)count;
         return 0;
     }
     if (strcmp(key, "max_pixels") == 0) {

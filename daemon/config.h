@@ -26,6 +26,7 @@ struct config {
     int max_decodes;               /* images decoded at once before 503; 0 = 2 * cores */
     int max_connections_per_ip;    /* open connections from one address; 0 = no limit */
     size_t max_body_bytes;
+    size_t max_buffered_bytes;     /* request bodies buffered at once, all connections */
     uint64_t max_pixels;           /* decoded width * height */
     float conf, iou;               /* request defaults */
     int max_det;

@@ -388,32 +388,49 @@ enum MHD_Result server_reply_error_with_header(struct MHD_Connection *connection
     return result;
 }
 
+void server_free_body(struct request *request)
+{
+    atomic_fetch_sub(&request->server->buffered_bytes, request->body_capacity);
+    free(request->body);
+    request->body = NULL;
+    request->body_size = request->body_capacity = 0;
+}
+
 void server_append_body(struct request *request, const char *data, size_t size)
 {
-    size_t limit = request->server->config->max_body_bytes;
+    struct server *server = request->server;
+    size_t limit = server->config->max_body_bytes;
     size_t needed;
 
-    if (request->body_too_large || request->body_no_memory)
+    if (request->body_too_large || request->body_over_budget || request->body_no_memory)
         return;
     if (size > limit - request->body_size) {
         request->body_too_large = true;
-        free(request->body);
-        request->body = NULL;
-        request->body_size = request->body_capacity = 0;
+        server_free_body(request);
         return;
     }
 
     needed = request->body_size + size;
     if (needed > request->body_capacity) {
         size_t capacity = request->body_capacity ? request->body_capacity : 64 * 1024;
+        size_t growth;
         uint8_t *grown;
 
         while (capacity < needed)
             capacity *= 2;
         if (capacity > limit)
             capacity = limit;
+        growth = capacity - request->body_capacity;
+        if (atomic_fetch_add(&server->buffered_bytes, growth) + growth >
+            server->config->max_buffered_bytes) {
+            atomic_fetch_sub(&server->buffered_bytes, growth);
+            request->body_over_budget = true;
+            server_free_body(request);
+            return;
+        }
         grown = realloc(request->body, capacity);
         if (!grown) {
+            atomic_fetch_sub(&server->buffered_bytes, growth);
             request->body_no_memory = true;
             return;
         }
@@ -720,7 +737,7 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
     multipart_end(request);
     for (int i = 0; i < FIELD_COUNT; i++)
         free(request->fields[i]);
-    free(request->body);
+    server_free_body(request);
     free(request->path);
     atomic_fetch_sub(&request->server->active_requests, 1);
     free(request);

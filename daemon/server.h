@@ -29,6 +29,7 @@ struct server {
     atomic_int active_requests; /* requests between their headers and their completion */
     int max_decodes;         /* config->max_decodes with 0 resolved */
     atomic_int decodes;      /* images being decoded now */
+    atomic_size_t buffered_bytes; /* capacity of all request body buffers together */
 };
 
 /* Form fields of a multipart request that are detection parameters. */
@@ -59,6 +60,7 @@ struct request {
     uint8_t *body;
     size_t body_size, body_capacity;
     bool body_too_large;
+    bool body_over_budget;   /* max_buffered_bytes was reached while it arrived */
     bool keeps_body;         /* a detection route; other routes drop their bodies */
     /* The other route's confidence field (conf or min_confidence): read
      * nowhere here, so ignored like any unknown parameter. */
@@ -96,9 +98,13 @@ void server_stop(struct server *server);
 
 /*
  * Appends bytes to the request body, or marks it too large once it would
- * exceed max_body_bytes (the excess is discarded).
+ * exceed max_body_bytes, or over budget once all bodies together would
+ * exceed max_buffered_bytes (the excess is discarded either way).
  */
 void server_append_body(struct request *request, const char *data, size_t size);
+
+/* Frees the request body and returns its buffer to max_buffered_bytes. */
+void server_free_body(struct request *request);
 
 /*
  * Adds the X-Request-Id header, and Connection: close while the server

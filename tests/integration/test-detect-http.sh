@@ -219,6 +219,26 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$main_url/healthz")
 if [ "$code" = 000 ]; then ok "stopped daemon refuses connections"; else fail "stopped daemon refuses connections" "status $code"; fi
 
+# --- max_buffered_bytes: a half-sent 800 KB body holds 800 KB of the 1 MiB
+# budget, so a second body that needs 256 KB more gets 503 buffers_full;
+# once the first connection closes, the same request succeeds.
+start_daemon budget --max-buffered-bytes 1M --max-body-bytes 800K
+python3 - "${URL##*:}" "$WORK/budget-holder.ready" <<'PY' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 819200\r\n\r\n" + b"x" * 700000)
+time.sleep(0.5)
+open(sys.argv[2], "w").close()
+time.sleep(3)
+s.close()
+PY
+holder=$!
+for i in $(seq 50); do [ -e "$WORK/budget-holder.ready" ] && break; sleep 0.1; done
+expect_error "body over the buffer budget" 503 buffers_full "max_buffered_bytes" \
+    --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+wait "$holder"
+expect_status "body after the budget frees up" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+
 # --- SIGTERM drain: a request on a kept-alive connection gets 503
 # shutting_down with Connection: close, and a new connection fails at once.
 # A half-sent body keeps the drain going until the 3 s request timeout.
