@@ -57,8 +57,8 @@ static int find_model(const struct server *server, const char *name, size_t leng
 
 /*
  * The router sends only paths of the form /v2/models/{name}/ready here.
- * NOTE: the KServe form with a version, /v2/models/{name}/versions/{v}/ready,
- * is read as a model named "{name}/versions/{v}" and gets 404.
+ * The KServe form with a version, /v2/models/{name}/versions/{v}/ready,
+ * gets 404 that names the unversioned route.
  */
 enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct request *request)
 {
@@ -73,6 +73,10 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
     if (index < 0) {
         /* Copied without the suffix because text_quote reads up to NUL; text_quote cuts it further. */
         snprintf(requested, sizeof requested, "%.*s", (int)name_length, name);
+        if (strstr(requested, "/versions/"))
+            return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                                      "model versions are not addressable here; use"
+                                      " /v2/models/NAME/ready");
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
                                   "unknown model '%s'; GET /readyz lists the loaded models",
                                   text_quote(quoted, sizeof quoted, requested,

@@ -116,6 +116,7 @@ assert json.load(open(sys.argv[1])) == {"name": "yolov8n", "ready": True}' "$R"
 expect_error "kserve unknown model" 404 model_not_found "nope" "$URL/v2/models/nope/ready"
 expect_error "kserve model name prefix" 404 model_not_found "yolov8" "$URL/v2/models/yolov8/ready"
 expect_status "kserve empty model name" 404 "$R" "$URL/v2/models//ready"
+expect_error "kserve versioned route" 404 model_not_found "/v2/models/NAME/ready" "$URL/v2/models/yolov8n/versions/1/ready"
 expect_status "kserve live rejects POST" 405 "$R" -X POST "$URL/v2/health/live"
 
 # --- limits, in DeepStack's shape: a 487 KB body over 300 KB, 921,600 pixels over 300,000
