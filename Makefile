@@ -139,7 +139,10 @@ SYSCONFDIR ?= $(if $(SYSTEM_PREFIX),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(if $(SYSTEM_PREFIX),/etc/systemd/system,$(PREFIX)/lib/systemd/system)
 install: $(BUILD)/yolod
 	install -D -m 755 $(BUILD)/yolod $(DESTDIR)$(PREFIX)/bin/yolod
-	install -D -m 644 conf/yolod.conf $(DESTDIR)$(SYSCONFDIR)/yolod/yolod.conf.example
+	install -d $(DESTDIR)$(SYSCONFDIR)/yolod
+	sed -e 's|/etc/yolod|$(SYSCONFDIR)/yolod|g' conf/yolod.conf \
+	    >$(DESTDIR)$(SYSCONFDIR)/yolod/yolod.conf.example
+	chmod 644 $(DESTDIR)$(SYSCONFDIR)/yolod/yolod.conf.example
 	install -d $(DESTDIR)$(UNITDIR)
 	sed -e 's|/usr/local|$(PREFIX)|g' -e 's|/etc/yolod|$(SYSCONFDIR)/yolod|g' \
 	    systemd/yolod.service >$(DESTDIR)$(UNITDIR)/yolod.service

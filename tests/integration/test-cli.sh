@@ -166,5 +166,12 @@ if grep -q "^ExecStart=$prefix/bin/yolod serve --config $prefix/etc/yolod/yolod.
 else
     fail "installed unit names PREFIX paths" "$(grep ExecStart "$unit" 2>&1)"
 fi
+example=$prefix/etc/yolod/yolod.conf.example
+if grep -q "copy that to $prefix/etc/yolod/yolod.conf" "$example" && ! grep -q "/etc/yolod/yolod.conf\b" <(grep -v "$prefix" "$example"); then
+    ok "installed config example names PREFIX paths"
+else
+    fail "installed config example names PREFIX paths" "$(head -3 "$example" 2>&1)"
+fi
+if [ "$(stat -c %a "$example")" = 644 ]; then ok "installed config example mode 644"; else fail "installed config example mode 644" "$(stat -c %a "$example")"; fi
 
 finish
