@@ -451,7 +451,8 @@ static const char compress_help[] =
     "\n"
     "Options:\n"
     "  --variant NAME           the variant to make (see below)\n"
-    "  -o, --output FILE        the .yolod file to write; replaced atomically\n"
+    "  -o, --output FILE        the .yolod file to write; replaced atomically, so an\n"
+    "                           existing FILE must be a regular file, not MODEL\n"
     "  --calib DIR              folder of unlabelled JPEG or PNG images, for variants\n"
     "                           that calibrate\n"
     "  --calib-method NAME      activation ranges: minmax, percentile (99.99 percent) or\n"
@@ -653,6 +654,51 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
     if (!options->output_path) {
         fprintf(stderr, "yolod compress: missing -o OUT.yolod\n");
         return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Names a file type for "it is ..., not a regular file". */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
+
+/*
+ * Rejects an -o path that renaming the new file over it would damage: an
+ * existing FIFO, device, socket or directory, or the input model itself.
+ * stat() follows symbolic links, so a link is judged by its target. A link
+ * to a regular file is accepted because rename() replaces the link itself
+ * and leaves its target unchanged, which is how atomic replacement works.
+ */
+static int check_output_path(const struct compress_options *options)
+{
+    struct stat output, input;
+
+    /* A path that does not exist yet passes, and yd_model_file_save
+     * reports a missing or read-only folder. */
+    if (stat(options->output_path, &output) != 0)
+        return 0;
+    if (!S_ISREG(output.st_mode)) {
+        fprintf(stderr, "yolod compress: cannot write '%s': it is %s, not a regular file\n",
+                options->output_path, file_type_name(output.st_mode));
+        return -1;
+    }
+    if (stat(options->model_path, &input) == 0 && input.st_dev == output.st_dev &&
+        input.st_ino == output.st_ino) {
+        fprintf(stderr, "yolod compress: cannot write '%s': it is the input model '%s'; choose "
+                "another -o path\n", options->output_path, options->model_path);
+        return -1;
     }
     return 0;
 }
@@ -897,6 +943,8 @@ int command_compress(int argc, char **argv)
                    options.variant, options.calib_dir);
 
     status = EXIT_RUNTIME;
+    if (check_output_path(&options) != 0)
+        goto done;
     if (yd_model_file_sniff_path(options.model_path, &error) == 1) {
         fprintf(stderr, "yolod compress: '%s' is already a .yolod file; compress reads the ONNX "
                 "export it came from\n", options.model_path);

@@ -133,6 +133,35 @@ expect_exit "compress missing model exits 1" 1 "$YOLOD" compress "$WORK/none.onn
 expect_text "compress missing model message" "$ERR" 'none\.onnx'
 expect_exit "compress unwritable output exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/no/dir/x.yolod"
 expect_text "compress unwritable output message" "$ERR" "cannot write '.*/no/dir/x\.yolod'"
+
+# --- -o paths that renaming over would damage: rejected before any work
+FIFO=$WORK/out.fifo
+mkfifo "$FIFO"
+expect_exit "compress -o FIFO exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$FIFO"
+expect_text "compress -o FIFO message" "$ERR" "cannot write '.*/out\.fifo': it is a FIFO, not a regular file"
+if [ -p "$FIFO" ]; then ok "compress -o FIFO keeps the FIFO"; else fail "compress -o FIFO keeps the FIFO" "$(ls -l "$FIFO")"; fi
+mkdir "$WORK/out-dir"
+expect_exit "compress -o directory exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/out-dir"
+expect_text "compress -o directory message" "$ERR" "cannot write '.*/out-dir': it is a directory"
+INPUT=$WORK/input.onnx
+cp "$MODEL" "$INPUT"
+expect_exit "compress -o the input exits 1" 1 "$YOLOD" compress "$INPUT" --variant fp16 -o "$INPUT"
+expect_text "compress -o the input message" "$ERR" "cannot write '.*/input\.onnx': it is the input model"
+expect_exit "compress -o the input by another path exits 1" 1 "$YOLOD" compress "$INPUT" --variant fp16 \
+    -o "$WORK/./input.onnx"
+expect_text "compress -o the input by another path message" "$ERR" "it is the input model"
+if cmp -s "$MODEL" "$INPUT"; then ok "compress -o the input keeps the input"; else fail "compress -o the input keeps the input"; fi
+# A symbolic link to a regular file is replaced by the new file; its target stays.
+cp "$FP32" "$WORK/target.yolod"
+ln -s target.yolod "$WORK/link.yolod"
+expect_exit "compress -o symlink exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/link.yolod"
+if [ -f "$WORK/link.yolod" ] && [ ! -L "$WORK/link.yolod" ]; then
+    ok "compress -o symlink replaces the link"
+else
+    fail "compress -o symlink replaces the link" "$(ls -l "$WORK/link.yolod")"
+fi
+if cmp -s "$FP32" "$WORK/target.yolod"; then ok "compress -o symlink keeps its target"; else fail "compress -o symlink keeps its target"; fi
+
 expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" -o "$BAD"
 expect_text "compress --calib warning" "$ERR" 'does not calibrate'
 
