@@ -17,30 +17,53 @@
 /* Largest integer that a JSON number, parsed as a double, represents exactly: 2^53. */
 #define MAX_EXACT_INTEGER 9007199254740992.0
 
-/* Parses text; on a syntax error reports the line and column. */
+/* Counts the line and column (both from 1) of `position` in text. */
+static void count_line_column(const char *text, const char *position, size_t *line, size_t *column)
+{
+    *line = 1;
+    *column = 1;
+    for (const char *p = text; p < position; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}
+
+/*
+ * Parses text as one JSON value, followed by nothing but JSON whitespace.
+ * On a syntax error reports the line and column, and on data after the
+ * value its byte offset, so "[...][...]" is not read as its first array.
+ */
 static int parse_json(const char *text, size_t length, const char *source, cJSON **out,
                       yd_error *err)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, 0);
-    size_t line = 1, column = 1;
+    size_t line, column;
 
-    if (root) {
-        *out = root;
-        return 0;
-    }
-    if (!end || end < text || end > text + length)
+    if (!root && (!end || end < text || end > text + length))
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "%s: invalid JSON", source);
-    for (const char *p = text; p < end; p++) {
-        if (*p == '\n') {
-            line++;
-            column = 1;
-        } else {
-            column++;
-        }
+    if (!root) {
+        count_line_column(text, end, &line, &column);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "%s: invalid JSON at line %zu, column %zu", source, line, column);
     }
-    return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "%s: invalid JSON at line %zu, column %zu",
-                        source, line, column);
+
+    while (end < text + length && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end < text + length) {
+        cJSON_Delete(root);
+        count_line_column(text, end, &line, &column);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "%s: unexpected data after the JSON value at byte offset %zu "
+                            "(line %zu, column %zu); expected one JSON value per file",
+                            source, (size_t)(end - text), line, column);
+    }
+    *out = root;
+    return 0;
 }
 
 /* Reads key as an integer; 1 when absent, -1 when present but not an integer. */

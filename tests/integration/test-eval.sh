@@ -145,6 +145,19 @@ run "unknown image id" 1 --coco "$ANNOTATIONS" --detections "$WORK/stranger.json
 printf '[{"image_id": 802, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}]' >"$WORK/short-box.json"
 run "malformed detections" 1 --coco "$ANNOTATIONS" --detections "$WORK/short-box.json" &&
     stderr_has "malformed detections message" "results[0]: \"bbox\" must be an array of 4 numbers"
+# One JSON value per file: data after it is an error, not ignored.
+DETECTION='{"image_id": 802, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}'
+printf '[%s]\n[%s]\n' "$DETECTION" "$DETECTION" >"$WORK/two-arrays.json"
+run "detections with two arrays" 1 --coco "$ANNOTATIONS" --detections "$WORK/two-arrays.json" &&
+    stderr_has "detections with two arrays message" \
+        "two-arrays.json: unexpected data after the JSON value at byte offset 74 (line 2, column 1)"
+printf '[%s] garbage' "$DETECTION" >"$WORK/garbage.json"
+run "detections with trailing garbage" 1 --coco "$ANNOTATIONS" --detections "$WORK/garbage.json" &&
+    stderr_has "detections with trailing garbage message" "garbage.json: unexpected data after the JSON value at byte offset 74"
+printf '{"images": [], "categories": [], "annotations": []}\n\n{}\n' >"$WORK/two-objects.json"
+run "annotations with two objects" 1 --coco "$WORK/two-objects.json" --detections "$GOLDEN_DETECTIONS" &&
+    stderr_has "annotations with two objects message" \
+        "two-objects.json: unexpected data after the JSON value at byte offset 53 (line 3, column 1)"
 mkdir -p "$WORK/empty-dir"
 run "images not found" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" &&
     stderr_has "images not found message" "image not found: $WORK/empty-dir/000000000802.jpg" &&

@@ -401,6 +401,8 @@ static void instances_json_errors(void)
         { "{\"images\": [], \"categories\": [], \"annotations\": [{\"id\": 1, \"image_id\": 1, "
           "\"category_id\": 1, \"bbox\": [1, 2, 3, 4]}]}",
           "annotations[0]: missing or non-numeric \"area\"" },
+        { "{\"images\": [], \"categories\": [], \"annotations\": []} x",
+          "unexpected data after the JSON value at byte offset 52 (line 1, column 53)" },
     };
     yd_coco_dataset dataset;
     yd_error error = { 0 };
@@ -522,6 +524,9 @@ static void results_json_errors(void)
         { "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 1, \"1\"], \"score\": 1}]",
           "\"bbox\" must be an array of 4 numbers" },
         { "[\n{\"image_id\": 1,,}]", "invalid JSON at line 2, column" },
+        { "[]\n[{\"image_id\": 1}]", "unexpected data after the JSON value at byte offset 3 "
+          "(line 2, column 1)" },
+        { "[] \t\r\n]", "at byte offset 6 (line 2, column 1)" },
     };
     yd_coco_detection *detections = NULL;
     size_t count = 7;
@@ -542,6 +547,8 @@ static void results_json_errors(void)
     CHECK_OK(yd_coco_results_parse("[]", 2, "r.json", &detections, &count, &error));
     CHECK_INT_EQ(count, 0);
     CHECK(detections == NULL);
+    CHECK_OK(yd_coco_results_parse("\n[] \t\r\n", 7, "r.json", &detections, &count, &error));
+    CHECK_INT_EQ(count, 0);
 }
 
 int main(void)
