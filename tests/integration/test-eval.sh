@@ -158,6 +158,14 @@ printf '{"images": [], "categories": [], "annotations": []}\n\n{}\n' >"$WORK/two
 run "annotations with two objects" 1 --coco "$WORK/two-objects.json" --detections "$GOLDEN_DETECTIONS" &&
     stderr_has "annotations with two objects message" \
         "two-objects.json: unexpected data after the JSON value at byte offset 53 (line 3, column 1)"
+# Doubles represent integer ids only below 2^53, so larger ones are out of range, not "non-integer".
+printf '[{"image_id": 9007199254740993, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]' >"$WORK/huge-id.json"
+run "detections with a huge id" 1 --coco "$ANNOTATIONS" --detections "$WORK/huge-id.json" &&
+    stderr_has "detections with a huge id message" 'results[0]: "image_id" is out of range'
+printf '{"images": [{"id": 9007199254740992, "file_name": "a.jpg"}], "categories": [], "annotations": []}' \
+    >"$WORK/huge-image-id.json"
+run "annotations with a huge id" 1 --coco "$WORK/huge-image-id.json" --detections "$GOLDEN_DETECTIONS" &&
+    stderr_has "annotations with a huge id message" 'images[0]: "id" is out of range'
 mkdir -p "$WORK/empty-dir"
 run "images not found" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" &&
     stderr_has "images not found message" "image not found: $WORK/empty-dir/000000000802.jpg" &&
