@@ -167,6 +167,31 @@ printf '{"images": [{"id": 9007199254740992, "file_name": "a.jpg"}], "categories
 run "annotations with a huge id" 1 --coco "$WORK/huge-image-id.json" --detections "$GOLDEN_DETECTIONS" &&
     stderr_has "annotations with a huge id message" 'images[0]: "id" is out of range'
 mkdir -p "$WORK/empty-dir"
+# --save-detections is checked before the model runs (here the images are
+# missing, so a late check would report them first), and a failed run leaves
+# the path as it was.
+run "unwritable --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/no-dir/ours.json" &&
+    stderr_has "unwritable --save-detections message" \
+        "cannot write --save-detections '$WORK/no-dir/ours.json': No such file or directory"
+if grep -q "image not found" "$ERR"; then
+    fail "unwritable --save-detections checked first" "$(head -c 300 "$ERR")"
+else
+    ok "unwritable --save-detections checked first"
+fi
+run "--save-detections a directory" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/empty-dir" && stderr_has "--save-detections a directory message" "Is a directory"
+echo previous >"$WORK/previous.json"
+run "failed run with --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/previous.json"
+if [ "$(cat "$WORK/previous.json")" = previous ]; then
+    ok "failed run keeps the existing file"
+else
+    fail "failed run keeps the existing file" "$(head -c 100 "$WORK/previous.json")"
+fi
+run "failed run with a new --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" \
+    --images "$WORK/empty-dir" --save-detections "$WORK/new.json"
+if [ -e "$WORK/new.json" ]; then fail "failed run leaves no new file"; else ok "failed run leaves no new file"; fi
 run "images not found" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" &&
     stderr_has "images not found message" "image not found: $WORK/empty-dir/000000000802.jpg" &&
     stderr_has "images not found count" "150 of 150 images not found"
