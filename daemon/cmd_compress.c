@@ -29,7 +29,7 @@ struct compress_options {
     const char *output_path;
     const char *variant;
     const char *calib_dir;   /* NULL when not given */
-    const char *calib_method; /* minmax, percentile or entropy */
+    const char *calib_method; /* minmax, percentile or entropy, NULL when not given */
     int calib_limit;          /* calibration images used, at most */
     int reconstruct;          /* 1 or 0 from --reconstruct, -1: the variant's default */
     double ridge;             /* relative ridge strength of the refit */
@@ -42,6 +42,9 @@ struct compress_options {
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };
+
+/* Activation range method of int8 variants unless --calib-method sets another. */
+#define DEFAULT_CALIB_METHOD "percentile"
 
 /* Distillation epochs of prune variants unless --distill-epochs sets another count. */
 #define DEFAULT_DISTILL_EPOCHS 24
@@ -69,6 +72,7 @@ struct compress_variant {
     const char *name;
     const char *description;
     int needs_calibration;   /* 1: --calib DIR is required */
+    int quantizes;           /* 1: makes int8 layers, so --calib-method and --keep-float apply */
     compress_fn apply;
 };
 
@@ -251,6 +255,20 @@ static int distill_variant(yd_model *model, const struct compress_options *optio
     return rc;
 }
 
+/* Sets *method from its --calib-method name, or returns -1 for an unknown name. */
+static int parse_calib_method(const char *name, yd_calib_method *method)
+{
+    if (strcmp(name, "minmax") == 0)
+        *method = YD_CALIB_MINMAX;
+    else if (strcmp(name, "percentile") == 0)
+        *method = YD_CALIB_PERCENTILE;
+    else if (strcmp(name, "entropy") == 0)
+        *method = YD_CALIB_ENTROPY;
+    else
+        return -1;
+    return 0;
+}
+
 static int apply_int8(yd_model *model, const struct compress_options *options,
                       struct compress_outcome *outcome, yd_error *err)
 {
@@ -260,13 +278,7 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
     yd_image *images = NULL;
     int count = 0, rc;
 
-    if (strcmp(options->calib_method, "minmax") == 0)
-        q.method = YD_CALIB_MINMAX;
-    else if (strcmp(options->calib_method, "percentile") == 0)
-        q.method = YD_CALIB_PERCENTILE;
-    else if (strcmp(options->calib_method, "entropy") == 0)
-        q.method = YD_CALIB_ENTROPY;
-    else
+    if (parse_calib_method(options->calib_method, &q.method) != 0)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                             "unknown calibration method '%s' (expected minmax, percentile or entropy)",
                             options->calib_method);
@@ -433,11 +445,12 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
 
 /* A name containing "<P>" matches "prune<P>" style requests; see prune_percent(). */
 static const struct compress_variant variants[] = {
-    {"fp32", "fp32 weights, as exported", 0, apply_fp32},
-    {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, apply_fp16},
-    {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, apply_int8},
-    {"prune<P>", "remove P percent (1 to 90) of the FLOPs by channel pruning, fp32", 1, prune_variant},
-    {"prune<P>-int8", "prune<P>, then int8 as above", 1, apply_prune_int8},
+    {"fp32", "fp32 weights, as exported", 0, 0, apply_fp32},
+    {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, 0, apply_fp16},
+    {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, 1, apply_int8},
+    {"prune<P>", "remove P percent (1 to 90) of the FLOPs by channel pruning, fp32", 1, 0,
+     prune_variant},
+    {"prune<P>-int8", "prune<P>, then int8 as above", 1, 1, apply_prune_int8},
 };
 
 #define VARIANT_COUNT ((int)(sizeof variants / sizeof variants[0]))
@@ -596,6 +609,13 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
             }
             options->per_layer = strcmp(value, "per-layer") == 0;
         } else if (strcmp(name, "calib-method") == 0) {
+            yd_calib_method method;
+
+            if (parse_calib_method(value, &method) != 0) {
+                fprintf(stderr, "yolod compress: invalid --calib-method '%s' (expected minmax, "
+                        "percentile or entropy)\n", value);
+                return EXIT_USAGE;
+            }
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
                    strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0 ||
@@ -897,7 +917,7 @@ static void print_summary(const struct compress_options *options, const yd_model
 
 int command_compress(int argc, char **argv)
 {
-    struct compress_options options = {.calib_method = "percentile", .calib_limit = 128, .reconstruct = -1,
+    struct compress_options options = {.calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
                                        .sensitivity_images = 4, .distill_epochs = -1,
                                        .distill_holdout = -1,
@@ -941,6 +961,14 @@ int command_compress(int argc, char **argv)
     if (!variant->needs_calibration && options.calib_dir)
         log_printf(YD_LOG_WARN, "variant '%s' does not calibrate; ignoring --calib %s",
                    options.variant, options.calib_dir);
+    if (!variant->quantizes && options.calib_method)
+        log_printf(YD_LOG_WARN, "variant '%s' does not quantize; ignoring --calib-method %s",
+                   options.variant, options.calib_method);
+    if (!variant->quantizes && options.keep_float > 0)
+        log_printf(YD_LOG_WARN, "variant '%s' does not quantize; ignoring --keep-float %d",
+                   options.variant, options.keep_float);
+    if (!options.calib_method)
+        options.calib_method = DEFAULT_CALIB_METHOD;
 
     status = EXIT_RUNTIME;
     if (check_output_path(&options) != 0)

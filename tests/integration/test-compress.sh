@@ -162,11 +162,20 @@ else
 fi
 if cmp -s "$FP32" "$WORK/target.yolod"; then ok "compress -o symlink keeps its target"; else fail "compress -o symlink keeps its target"; fi
 
-expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" -o "$BAD"
+expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" \
+    --calib-method minmax --keep-float 3 -o "$BAD"
 expect_text "compress --calib warning" "$ERR" 'does not calibrate'
+expect_text "compress --calib-method warning" "$ERR" "does not quantize; ignoring --calib-method minmax"
+expect_text "compress --keep-float warning" "$ERR" "does not quantize; ignoring --keep-float 3"
+CALIB=$SHARED/datasets/coco128/images/train2017
+for variant in int8 fp16; do
+    expect_exit "compress $variant bad --calib-method exits 2" 2 "$YOLOD" compress "$MODEL" --variant "$variant" \
+        --calib "$CALIB" --calib-method foo -o "$BAD"
+    expect_text "compress $variant bad --calib-method message" "$ERR" \
+        "invalid --calib-method 'foo' \\(expected minmax, percentile or entropy\\)"
+done
 
 # --- pruning with the measured allocation, on 4 calibration images
-CALIB=$SHARED/datasets/coco128/images/train2017
 PRUNED=$WORK/prune20.yolod
 expect_exit "compress prune20 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune20 --calib "$CALIB" \
     --calib-limit 4 --sensitivity-images 2 --reconstruct no -o "$PRUNED"
