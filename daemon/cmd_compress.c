@@ -475,7 +475,8 @@ static const char compress_help[] =
     "                           calibration images (default: yes when pruning,\n"
     "                           no for int8 alone)\n"
     "  --keep-float N           int8: keep the N layers whose quantization alone\n"
-    "                           changes the head outputs most in fp32 (default 0)\n"
+    "                           changes the head outputs most in fp32, fewer than\n"
+    "                           the model's convolutions (default 0)\n"
     "  --reconstruct-images N   calibration images the refit uses, at most (default 32)\n"
     "  --sensitivity-images N   pruning: calibration images each candidate step's\n"
     "                           effect on the head is measured on; 0 ranks channels\n"
@@ -676,6 +677,26 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
         return EXIT_USAGE;
     }
     return 0;
+}
+
+/*
+ * Rejects a --keep-float count that leaves no layer to quantize: the file
+ * would be labelled int8 with every layer fp32, after a sensitivity
+ * analysis that measured each layer for nothing.
+ */
+static int check_keep_float(const struct compress_options *options, const yd_graph *graph)
+{
+    int convolutions = 0;
+
+    for (int i = 0; i < graph->nnodes; i++)
+        if (!graph->nodes[i].dead && graph->nodes[i].op == YD_OP_CONV)
+            convolutions++;
+    if (options->keep_float < convolutions)
+        return 0;
+    fprintf(stderr, "yolod compress: invalid --keep-float '%d' (expected fewer than %d, the "
+            "convolutions of '%s'; to keep every layer in fp32, use --variant fp32)\n",
+            options->keep_float, convolutions, options->model_path);
+    return -1;
 }
 
 /* Names a file type for "it is ..., not a regular file". */
@@ -982,6 +1003,10 @@ int command_compress(int argc, char **argv)
      * arithmetic, so int8 layers must run them on every CPU. */
     if (yd_model_load(options.model_path, &(yd_model_options){.exact_int8 = 1}, &model, &error) < 0) {
         fprintf(stderr, "yolod compress: cannot load model: %s\n", error.message);
+        goto done;
+    }
+    if (variant->quantizes && check_keep_float(&options, model->graph) != 0) {
+        status = EXIT_USAGE;
         goto done;
     }
 

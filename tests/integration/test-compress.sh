@@ -174,6 +174,10 @@ for variant in int8 fp16; do
     expect_text "compress $variant bad --calib-method message" "$ERR" \
         "invalid --calib-method 'foo' \\(expected minmax, percentile or entropy\\)"
 done
+# yolov8n has 63 convolutions: keeping them all fp32 would leave no int8 layer.
+expect_exit "compress --keep-float 63 exits 2" 2 "$YOLOD" compress "$MODEL" --variant int8 --calib "$CALIB" \
+    --calib-limit 2 --keep-float 63 -o "$BAD"
+expect_text "compress --keep-float 63 message" "$ERR" "invalid --keep-float '63' \\(expected fewer than 63"
 
 # --- pruning with the measured allocation, on 4 calibration images
 PRUNED=$WORK/prune20.yolod
