@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,18 @@ struct compress_variant {
     int quantizes;           /* 1: makes int8 layers, so --calib-method and --keep-float apply */
     compress_fn apply;
 };
+
+/* Appends formatted "key=value" words to outcome->settings, cutting them at its end. */
+static void __attribute__((format(printf, 2, 3)))
+append_settings(struct compress_outcome *outcome, const char *format, ...)
+{
+    size_t used = strlen(outcome->settings);
+    va_list ap;
+
+    va_start(ap, format);
+    vsnprintf(outcome->settings + used, sizeof outcome->settings - used, format, ap);
+    va_end(ap);
+}
 
 static void set_precision(yd_graph *graph, yd_precision precision)
 {
@@ -269,8 +282,13 @@ static int parse_calib_method(const char *name, yd_calib_method *method)
     return 0;
 }
 
-static int apply_int8(yd_model *model, const struct compress_options *options,
-                      struct compress_outcome *outcome, yd_error *err)
+/*
+ * Quantizes the model to int8 and, when options->reconstruct is 1, refits
+ * it. The settings it stores leave out the reconstruction word, which the
+ * caller adds once for every step.
+ */
+static int quantize_model(yd_model *model, const struct compress_options *options,
+                          struct compress_outcome *outcome, yd_error *err)
 {
     yd_quant_options q = {.percentile = 99.99, .threads = options->threads,
                           .keep_float_count = options->keep_float,
@@ -296,11 +314,19 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
         rc = reconstruct_variant(model, options, images, count, outcome, err);
     snprintf(outcome->settings, sizeof outcome->settings,
              "weights=int8-per-channel activations=uint8-per-tensor calibration=%s images=%d "
-             "keep-float=%d reconstruction=%s", options->calib_method, count, options->keep_float,
-             options->reconstruct == 1 ? "yes" : "no");
+             "keep-float=%d", options->calib_method, count, options->keep_float);
     for (int i = 0; i < count; i++)
         yd_image_free(&images[i]);
     free(images);
+    return rc;
+}
+
+static int apply_int8(yd_model *model, const struct compress_options *options,
+                      struct compress_outcome *outcome, yd_error *err)
+{
+    int rc = quantize_model(model, options, outcome, err);
+
+    append_settings(outcome, " reconstruction=%s", options->reconstruct == 1 ? "yes" : "no");
     return rc;
 }
 
@@ -357,6 +383,7 @@ static int record_sources(yd_model *model, const yd_prune_report *report, yd_err
  * Prunes the model; with `refit`, then refits it against the float model;
  * then distills it when options->distill_epochs is above 0. Without
  * distillation, prune<P>-int8 refits once, after quantizing, instead.
+ * Like quantize_model(), leaves the reconstruction word to the caller.
  */
 static int prune_model(yd_model *model, const struct compress_options *options, int refit,
                        struct compress_outcome *outcome, yd_error *err)
@@ -396,17 +423,13 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
            report.removed_groups, report.groups);
     snprintf(outcome->settings, sizeof outcome->settings,
              "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
-             "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g",
+             "flops-removed=%.1f%% images=%d distill-epochs=%d distill-lr=%g",
              ranking, percent,
-             100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no",
+             100.0 * (1.0 - report.flops_after / report.flops_before), count,
              options->distill_epochs, options->distill_lr);
-    if (options->distill_epochs > 0) {
-        size_t used = strlen(outcome->settings);
-
-        snprintf(outcome->settings + used, sizeof outcome->settings - used,
-                 " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
-                 outcome->distill_holdout, outcome->distill_kept_epoch);
-    }
+    if (options->distill_epochs > 0)
+        append_settings(outcome, " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
+                        outcome->distill_holdout, outcome->distill_kept_epoch);
     yd_prune_report_free(&report);
     return YD_OK;
 }
@@ -414,7 +437,11 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
 static int prune_variant(yd_model *model, const struct compress_options *options,
                          struct compress_outcome *outcome, yd_error *err)
 {
-    return prune_model(model, options, options->reconstruct != 0, outcome, err);
+    int refit = options->reconstruct != 0;
+    int rc = prune_model(model, options, refit, outcome, err);
+
+    append_settings(outcome, " reconstruction=%s", refit ? "yes" : "no");
+    return rc;
 }
 
 static int apply_prune_int8(yd_model *model, const struct compress_options *options,
@@ -423,7 +450,8 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
     char prune_settings[sizeof outcome->settings];
     struct compress_options int8_options = *options;
     int distilled = options->distill_epochs > 0;
-    int rc = prune_model(model, options, distilled && options->reconstruct != 0, outcome, err);
+    int refit_after_pruning = distilled && options->reconstruct != 0;
+    int rc = prune_model(model, options, refit_after_pruning, outcome, err);
 
     if (rc != YD_OK)
         return rc;
@@ -432,13 +460,16 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
      * (on by default). A distilled model is not refit again: the refit
      * would pull each layer back toward the teacher's own features. */
     int8_options.reconstruct = !distilled && options->reconstruct != 0;
-    rc = apply_int8(model, &int8_options, outcome, err);
+    rc = quantize_model(model, &int8_options, outcome, err);
     if (rc == YD_OK) {
         char int8_settings[sizeof outcome->settings];
 
+        /* One reconstruction word for both steps, because at most one of
+         * them refits: pruning when distill-epochs is above 0, else int8. */
         snprintf(int8_settings, sizeof int8_settings, "%s", outcome->settings);
-        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.250s", prune_settings,
-                 int8_settings);
+        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.230s reconstruction=%s",
+                 prune_settings, int8_settings,
+                 refit_after_pruning || int8_options.reconstruct ? "yes" : "no");
     }
     return rc;
 }

@@ -218,6 +218,21 @@ expect_exit "compress bad --prune-ratio exits 2" 2 "$YOLOD" compress "$MODEL" --
     --calib "$CALIB" --prune-ratio layer -o "$BAD"
 expect_text "compress bad --prune-ratio message" "$ERR" "invalid --prune-ratio 'layer' \\(expected global or per-layer\\)"
 
+# Without distillation, prune<P>-int8 refits once, after quantizing, and its
+# settings contain one reconstruction word for both steps.
+PRUNED_INT8=$WORK/prune5-int8.yolod
+expect_exit "compress prune5-int8 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune5-int8 \
+    --calib "$CALIB" --calib-limit 2 --sensitivity-images 0 --distill-epochs 0 --reconstruct-images 1 \
+    --calib-method minmax -o "$PRUNED_INT8"
+expect_text "compress prune5-int8 refits" "$OUT" '^reconstruction +mean relative layer output error'
+expect_exit "inspect prune5-int8 exits 0" 0 "$YOLOD" inspect "$PRUNED_INT8"
+words=$(grep '^settings ' "$OUT" | grep -o 'reconstruction=[a-z]*' | tr '\n' ' ')
+if [ "$words" = "reconstruction=yes " ]; then
+    ok "prune5-int8 settings one reconstruction word"
+else
+    fail "prune5-int8 settings one reconstruction word" "found: $words"
+fi
+
 # --- help
 for command in compress inspect; do
     out=$("$YOLOD" help "$command")
