@@ -122,6 +122,15 @@ rc=$?
 if [ "$rc" -eq 1 ]; then ok "detect image directory exits 1"; else fail "detect image directory exits 1" "exit $rc"; fi
 check "detect image directory error" $CHECK error "$OUT" --code io_error --contains "Is a directory"
 
+# A huge file that is not an image is rejected from its first bytes: under a
+# 4 GB address-space limit, reading the whole 16 GB sparse file would fail.
+truncate -s 16G "$WORK/huge.jpg"
+(ulimit -v 4000000 && "$YOLOD" detect --threads 1 --model "$MODEL" "$WORK/huge.jpg") >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 1 ]; then ok "detect huge non-image exits 1"; else fail "detect huge non-image exits 1" "exit $rc"; fi
+check "detect huge non-image error" $CHECK error "$OUT" --code unsupported_media_type --contains "first bytes 00 00 00 00"
+rm -f "$WORK/huge.jpg"
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?
