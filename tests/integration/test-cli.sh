@@ -101,6 +101,16 @@ else
     fail "detect missing model" "exit $rc: $out"
 fi
 
+# --- a QDQ-quantized ONNX export is named as one, with the supported way to int8
+out=$("$YOLOD" detect --model "$SHARED/models/yolov8n-ort-int8.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "QDQ-quantized ONNX models are not supported" <<<"$out" &&
+    grep -q "yolod compress MODEL.onnx --variant int8" <<<"$out"; then
+    ok "detect QDQ model message"
+else
+    fail "detect QDQ model message" "exit $rc: $out"
+fi
+
 # --- a directory given as a model or an image is named as one
 mkdir "$WORK/folder"
 out=$("$YOLOD" detect --model "$WORK/folder" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
