@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ struct compress_options {
     const char *output_path;
     const char *variant;
     const char *calib_dir;   /* NULL when not given */
-    const char *calib_method; /* minmax, percentile or entropy */
+    const char *calib_method; /* minmax, percentile or entropy, NULL when not given */
     int calib_limit;          /* calibration images used, at most */
     int reconstruct;          /* 1 or 0 from --reconstruct, -1: the variant's default */
     double ridge;             /* relative ridge strength of the refit */
@@ -42,6 +43,9 @@ struct compress_options {
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };
+
+/* Activation range method of int8 variants unless --calib-method sets another. */
+#define DEFAULT_CALIB_METHOD "percentile"
 
 /* Distillation epochs of prune variants unless --distill-epochs sets another count. */
 #define DEFAULT_DISTILL_EPOCHS 24
@@ -69,8 +73,21 @@ struct compress_variant {
     const char *name;
     const char *description;
     int needs_calibration;   /* 1: --calib DIR is required */
+    int quantizes;           /* 1: makes int8 layers, so --calib-method and --keep-float apply */
     compress_fn apply;
 };
+
+/* Appends formatted "key=value" words to outcome->settings, cutting them at its end. */
+static void __attribute__((format(printf, 2, 3)))
+append_settings(struct compress_outcome *outcome, const char *format, ...)
+{
+    size_t used = strlen(outcome->settings);
+    va_list ap;
+
+    va_start(ap, format);
+    vsnprintf(outcome->settings + used, sizeof outcome->settings - used, format, ap);
+    va_end(ap);
+}
 
 static void set_precision(yd_graph *graph, yd_precision precision)
 {
@@ -251,8 +268,27 @@ static int distill_variant(yd_model *model, const struct compress_options *optio
     return rc;
 }
 
-static int apply_int8(yd_model *model, const struct compress_options *options,
-                      struct compress_outcome *outcome, yd_error *err)
+/* Sets *method from its --calib-method name, or returns -1 for an unknown name. */
+static int parse_calib_method(const char *name, yd_calib_method *method)
+{
+    if (strcmp(name, "minmax") == 0)
+        *method = YD_CALIB_MINMAX;
+    else if (strcmp(name, "percentile") == 0)
+        *method = YD_CALIB_PERCENTILE;
+    else if (strcmp(name, "entropy") == 0)
+        *method = YD_CALIB_ENTROPY;
+    else
+        return -1;
+    return 0;
+}
+
+/*
+ * Quantizes the model to int8 and, when options->reconstruct is 1, refits
+ * it. The settings it stores leave out the reconstruction word, which the
+ * caller adds once for every step.
+ */
+static int quantize_model(yd_model *model, const struct compress_options *options,
+                          struct compress_outcome *outcome, yd_error *err)
 {
     yd_quant_options q = {.percentile = 99.99, .threads = options->threads,
                           .keep_float_count = options->keep_float,
@@ -260,13 +296,7 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
     yd_image *images = NULL;
     int count = 0, rc;
 
-    if (strcmp(options->calib_method, "minmax") == 0)
-        q.method = YD_CALIB_MINMAX;
-    else if (strcmp(options->calib_method, "percentile") == 0)
-        q.method = YD_CALIB_PERCENTILE;
-    else if (strcmp(options->calib_method, "entropy") == 0)
-        q.method = YD_CALIB_ENTROPY;
-    else
+    if (parse_calib_method(options->calib_method, &q.method) != 0)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                             "unknown calibration method '%s' (expected minmax, percentile or entropy)",
                             options->calib_method);
@@ -284,11 +314,19 @@ static int apply_int8(yd_model *model, const struct compress_options *options,
         rc = reconstruct_variant(model, options, images, count, outcome, err);
     snprintf(outcome->settings, sizeof outcome->settings,
              "weights=int8-per-channel activations=uint8-per-tensor calibration=%s images=%d "
-             "keep-float=%d reconstruction=%s", options->calib_method, count, options->keep_float,
-             options->reconstruct == 1 ? "yes" : "no");
+             "keep-float=%d", options->calib_method, count, options->keep_float);
     for (int i = 0; i < count; i++)
         yd_image_free(&images[i]);
     free(images);
+    return rc;
+}
+
+static int apply_int8(yd_model *model, const struct compress_options *options,
+                      struct compress_outcome *outcome, yd_error *err)
+{
+    int rc = quantize_model(model, options, outcome, err);
+
+    append_settings(outcome, " reconstruction=%s", options->reconstruct == 1 ? "yes" : "no");
     return rc;
 }
 
@@ -345,6 +383,7 @@ static int record_sources(yd_model *model, const yd_prune_report *report, yd_err
  * Prunes the model; with `refit`, then refits it against the float model;
  * then distills it when options->distill_epochs is above 0. Without
  * distillation, prune<P>-int8 refits once, after quantizing, instead.
+ * Like quantize_model(), leaves the reconstruction word to the caller.
  */
 static int prune_model(yd_model *model, const struct compress_options *options, int refit,
                        struct compress_outcome *outcome, yd_error *err)
@@ -384,17 +423,13 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
            report.removed_groups, report.groups);
     snprintf(outcome->settings, sizeof outcome->settings,
              "prune=channels ranking=%s bias-compensation=yes flops-requested=%d%% "
-             "flops-removed=%.1f%% images=%d reconstruction=%s distill-epochs=%d distill-lr=%g",
+             "flops-removed=%.1f%% images=%d distill-epochs=%d distill-lr=%g",
              ranking, percent,
-             100.0 * (1.0 - report.flops_after / report.flops_before), count, refit ? "yes" : "no",
+             100.0 * (1.0 - report.flops_after / report.flops_before), count,
              options->distill_epochs, options->distill_lr);
-    if (options->distill_epochs > 0) {
-        size_t used = strlen(outcome->settings);
-
-        snprintf(outcome->settings + used, sizeof outcome->settings - used,
-                 " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
-                 outcome->distill_holdout, outcome->distill_kept_epoch);
-    }
+    if (options->distill_epochs > 0)
+        append_settings(outcome, " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
+                        outcome->distill_holdout, outcome->distill_kept_epoch);
     yd_prune_report_free(&report);
     return YD_OK;
 }
@@ -402,7 +437,11 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
 static int prune_variant(yd_model *model, const struct compress_options *options,
                          struct compress_outcome *outcome, yd_error *err)
 {
-    return prune_model(model, options, options->reconstruct != 0, outcome, err);
+    int refit = options->reconstruct != 0;
+    int rc = prune_model(model, options, refit, outcome, err);
+
+    append_settings(outcome, " reconstruction=%s", refit ? "yes" : "no");
+    return rc;
 }
 
 static int apply_prune_int8(yd_model *model, const struct compress_options *options,
@@ -411,7 +450,8 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
     char prune_settings[sizeof outcome->settings];
     struct compress_options int8_options = *options;
     int distilled = options->distill_epochs > 0;
-    int rc = prune_model(model, options, distilled && options->reconstruct != 0, outcome, err);
+    int refit_after_pruning = distilled && options->reconstruct != 0;
+    int rc = prune_model(model, options, refit_after_pruning, outcome, err);
 
     if (rc != YD_OK)
         return rc;
@@ -420,24 +460,28 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
      * (on by default). A distilled model is not refit again: the refit
      * would pull each layer back toward the teacher's own features. */
     int8_options.reconstruct = !distilled && options->reconstruct != 0;
-    rc = apply_int8(model, &int8_options, outcome, err);
+    rc = quantize_model(model, &int8_options, outcome, err);
     if (rc == YD_OK) {
         char int8_settings[sizeof outcome->settings];
 
+        /* One reconstruction word for both steps, because at most one of
+         * them refits: pruning when distill-epochs is above 0, else int8. */
         snprintf(int8_settings, sizeof int8_settings, "%s", outcome->settings);
-        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.250s", prune_settings,
-                 int8_settings);
+        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.230s reconstruction=%s",
+                 prune_settings, int8_settings,
+                 refit_after_pruning || int8_options.reconstruct ? "yes" : "no");
     }
     return rc;
 }
 
 /* A name containing "<P>" matches "prune<P>" style requests; see prune_percent(). */
 static const struct compress_variant variants[] = {
-    {"fp32", "fp32 weights, as exported", 0, apply_fp32},
-    {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, apply_fp16},
-    {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, apply_int8},
-    {"prune<P>", "remove P percent (1 to 90) of the FLOPs by channel pruning, fp32", 1, prune_variant},
-    {"prune<P>-int8", "prune<P>, then int8 as above", 1, apply_prune_int8},
+    {"fp32", "fp32 weights, as exported", 0, 0, apply_fp32},
+    {"fp16", "fp16 weight storage, computed in fp32 (half the file size)", 0, 0, apply_fp16},
+    {"int8", "int8 weights per output channel, uint8 activations per tensor", 1, 1, apply_int8},
+    {"prune<P>", "remove P percent (1 to 90) of the FLOPs by channel pruning, fp32", 1, 0,
+     prune_variant},
+    {"prune<P>-int8", "prune<P>, then int8 as above", 1, 1, apply_prune_int8},
 };
 
 #define VARIANT_COUNT ((int)(sizeof variants / sizeof variants[0]))
@@ -451,7 +495,8 @@ static const char compress_help[] =
     "\n"
     "Options:\n"
     "  --variant NAME           the variant to make (see below)\n"
-    "  -o, --output FILE        the .yolod file to write; replaced atomically\n"
+    "  -o, --output FILE        the .yolod file to write; replaced atomically, so an\n"
+    "                           existing FILE must be a regular file, not MODEL\n"
     "  --calib DIR              folder of unlabelled JPEG or PNG images, for variants\n"
     "                           that calibrate\n"
     "  --calib-method NAME      activation ranges: minmax, percentile (99.99 percent) or\n"
@@ -461,7 +506,8 @@ static const char compress_help[] =
     "                           calibration images (default: yes when pruning,\n"
     "                           no for int8 alone)\n"
     "  --keep-float N           int8: keep the N layers whose quantization alone\n"
-    "                           changes the head outputs most in fp32 (default 0)\n"
+    "                           changes the head outputs most in fp32, fewer than\n"
+    "                           the model's convolutions (default 0)\n"
     "  --reconstruct-images N   calibration images the refit uses, at most (default 32)\n"
     "  --sensitivity-images N   pruning: calibration images each candidate step's\n"
     "                           effect on the head is measured on; 0 ranks channels\n"
@@ -595,6 +641,13 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
             }
             options->per_layer = strcmp(value, "per-layer") == 0;
         } else if (strcmp(name, "calib-method") == 0) {
+            yd_calib_method method;
+
+            if (parse_calib_method(value, &method) != 0) {
+                fprintf(stderr, "yolod compress: invalid --calib-method '%s' (expected minmax, "
+                        "percentile or entropy)\n", value);
+                return EXIT_USAGE;
+            }
             options->calib_method = value;
         } else if (strcmp(name, "calib-limit") == 0 || strcmp(name, "threads") == 0 ||
                    strcmp(name, "reconstruct-images") == 0 || strcmp(name, "keep-float") == 0 ||
@@ -653,6 +706,71 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
     if (!options->output_path) {
         fprintf(stderr, "yolod compress: missing -o OUT.yolod\n");
         return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/*
+ * Rejects a --keep-float count that leaves no layer to quantize: the file
+ * would be labelled int8 with every layer fp32, after a sensitivity
+ * analysis that measured each layer for nothing.
+ */
+static int check_keep_float(const struct compress_options *options, const yd_graph *graph)
+{
+    int convolutions = 0;
+
+    for (int i = 0; i < graph->nnodes; i++)
+        if (!graph->nodes[i].dead && graph->nodes[i].op == YD_OP_CONV)
+            convolutions++;
+    if (options->keep_float < convolutions)
+        return 0;
+    fprintf(stderr, "yolod compress: invalid --keep-float '%d' (expected fewer than %d, the "
+            "convolutions of '%s'; to keep every layer in fp32, use --variant fp32)\n",
+            options->keep_float, convolutions, options->model_path);
+    return -1;
+}
+
+/* Names a file type for "it is ..., not a regular file". */
+static const char *file_type_name(mode_t mode)
+{
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
+
+/*
+ * Rejects an -o path that renaming the new file over it would damage: an
+ * existing FIFO, device, socket or directory, or the input model itself.
+ * stat() follows symbolic links, so a link is judged by its target. A link
+ * to a regular file is accepted because rename() replaces the link itself
+ * and leaves its target unchanged, which is how atomic replacement works.
+ */
+static int check_output_path(const struct compress_options *options)
+{
+    struct stat output, input;
+
+    /* A path that does not exist yet passes, and yd_model_file_save
+     * reports a missing or read-only folder. */
+    if (stat(options->output_path, &output) != 0)
+        return 0;
+    if (!S_ISREG(output.st_mode)) {
+        fprintf(stderr, "yolod compress: cannot write '%s': it is %s, not a regular file\n",
+                options->output_path, file_type_name(output.st_mode));
+        return -1;
+    }
+    if (stat(options->model_path, &input) == 0 && input.st_dev == output.st_dev &&
+        input.st_ino == output.st_ino) {
+        fprintf(stderr, "yolod compress: cannot write '%s': it is the input model '%s'; choose "
+                "another -o path\n", options->output_path, options->model_path);
+        return -1;
     }
     return 0;
 }
@@ -851,7 +969,7 @@ static void print_summary(const struct compress_options *options, const yd_model
 
 int command_compress(int argc, char **argv)
 {
-    struct compress_options options = {.calib_method = "percentile", .calib_limit = 128, .reconstruct = -1,
+    struct compress_options options = {.calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
                                        .sensitivity_images = 4, .distill_epochs = -1,
                                        .distill_holdout = -1,
@@ -895,8 +1013,18 @@ int command_compress(int argc, char **argv)
     if (!variant->needs_calibration && options.calib_dir)
         log_printf(YD_LOG_WARN, "variant '%s' does not calibrate; ignoring --calib %s",
                    options.variant, options.calib_dir);
+    if (!variant->quantizes && options.calib_method)
+        log_printf(YD_LOG_WARN, "variant '%s' does not quantize; ignoring --calib-method %s",
+                   options.variant, options.calib_method);
+    if (!variant->quantizes && options.keep_float > 0)
+        log_printf(YD_LOG_WARN, "variant '%s' does not quantize; ignoring --keep-float %d",
+                   options.variant, options.keep_float);
+    if (!options.calib_method)
+        options.calib_method = DEFAULT_CALIB_METHOD;
 
     status = EXIT_RUNTIME;
+    if (check_output_path(&options) != 0)
+        goto done;
     if (yd_model_file_sniff_path(options.model_path, &error) == 1) {
         fprintf(stderr, "yolod compress: '%s' is already a .yolod file; compress reads the ONNX "
                 "export it came from\n", options.model_path);
@@ -906,6 +1034,10 @@ int command_compress(int argc, char **argv)
      * arithmetic, so int8 layers must run them on every CPU. */
     if (yd_model_load(options.model_path, &(yd_model_options){.exact_int8 = 1}, &model, &error) < 0) {
         fprintf(stderr, "yolod compress: cannot load model: %s\n", error.message);
+        goto done;
+    }
+    if (variant->quantizes && check_keep_float(&options, model->graph) != 0) {
+        status = EXIT_USAGE;
         goto done;
     }
 

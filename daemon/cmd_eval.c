@@ -3,10 +3,12 @@
  * a results file, printed as pycocotools' 12-line summary or as JSON.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -192,6 +194,38 @@ static int parse_eval_args(int argc, char **argv, struct eval_options *options)
         return EXIT_USAGE;
     }
     return 0;
+}
+
+/*
+ * Checks, before the model runs, that --save-detections can be written, so
+ * a mistyped folder fails at once. A new file is created and removed again,
+ * and an existing one is opened without truncating it, so a run that fails
+ * later leaves the path as it was.
+ */
+static int check_save_path(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+
+    if (fd >= 0) {
+        close(fd);
+        unlink(path);
+        return 0;
+    }
+    if (errno == EEXIST) {
+        /* Opening a FIFO for writing blocks until a reader opens it, and a
+         * dangling link is created through only at the end, so the final
+         * write checks both. */
+        if (stat(path, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)))
+            return 0;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+    }
+    fprintf(stderr, "yolod eval: cannot write --save-detections '%s': %s\n", path, strerror(errno));
+    return -1;
 }
 
 /* Builds DIR/file_name into path; -1 when the image has no file name or it is too long. */
@@ -414,6 +448,8 @@ int command_eval(int argc, char **argv)
     yd_set_log_callback(log_library_message, NULL);
 
     status = EXIT_RUNTIME;
+    if (options.save_path && check_save_path(options.save_path) != 0)
+        goto cleanup;
     if (yd_coco_dataset_load(options.annotations_path, &dataset, &error) < 0) {
         fprintf(stderr, "yolod eval: cannot read annotations: %s\n", error.message);
         goto cleanup;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,7 +103,11 @@ static int load_models(const struct config *config, struct registry *registry)
 
     for (int i = 0; i < config->model_count; i++) {
         if (registry_add_file(registry, config->models[i], REGISTRY_SOURCE_FILE, &error) < 0) {
-            log_printf(YD_LOG_ERROR, "cannot load model %s: %s", config->models[i], error.message);
+            struct stat st;
+            bool is_dir = stat(config->models[i], &st) == 0 && S_ISDIR(st.st_mode);
+
+            log_printf(YD_LOG_ERROR, "cannot load model %s: %s%s", config->models[i], error.message,
+                       is_dir ? "; to serve every model in a folder, use --model-dir" : "");
             return -1;
         }
     }

@@ -14,48 +14,80 @@
 #include "coco_data.h"
 #include "util.h"
 
-/* Largest integer that a JSON number, parsed as a double, represents exactly: 2^53. */
+/* 2^53: doubles represent every integer below it in magnitude but not all
+ * above, so a JSON id this large may have been rounded. */
 #define MAX_EXACT_INTEGER 9007199254740992.0
 
-/* Parses text; on a syntax error reports the line and column. */
+/* Counts the line and column (both from 1) of `position` in text. */
+static void count_line_column(const char *text, const char *position, size_t *line, size_t *column)
+{
+    *line = 1;
+    *column = 1;
+    for (const char *p = text; p < position; p++) {
+        if (*p == '\n') {
+            (*line)++;
+            *column = 1;
+        } else {
+            (*column)++;
+        }
+    }
+}
+
+/*
+ * Parses text as one JSON value, followed by nothing but JSON whitespace.
+ * On a syntax error reports the line and column, and on data after the
+ * value its byte offset, so "[...][...]" is not read as its first array.
+ */
 static int parse_json(const char *text, size_t length, const char *source, cJSON **out,
                       yd_error *err)
 {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, length, &end, 0);
-    size_t line = 1, column = 1;
+    size_t line, column;
 
-    if (root) {
-        *out = root;
-        return 0;
-    }
-    if (!end || end < text || end > text + length)
+    if (!root && (!end || end < text || end > text + length))
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "%s: invalid JSON", source);
-    for (const char *p = text; p < end; p++) {
-        if (*p == '\n') {
-            line++;
-            column = 1;
-        } else {
-            column++;
-        }
+    if (!root) {
+        count_line_column(text, end, &line, &column);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "%s: invalid JSON at line %zu, column %zu", source, line, column);
     }
-    return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "%s: invalid JSON at line %zu, column %zu",
-                        source, line, column);
+
+    while (end < text + length && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+        end++;
+    if (end < text + length) {
+        cJSON_Delete(root);
+        count_line_column(text, end, &line, &column);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "%s: unexpected data after the JSON value at byte offset %zu "
+                            "(line %zu, column %zu); expected one JSON value per file",
+                            source, (size_t)(end - text), line, column);
+    }
+    *out = root;
+    return 0;
 }
 
-/* Reads key as an integer; 1 when absent, -1 when present but not an integer. */
+enum { INTEGER_ABSENT = 1, INTEGER_INVALID = -1, INTEGER_OUT_OF_RANGE = -2 };
+
+/*
+ * Reads key as an integer. Returns 0, INTEGER_ABSENT, INTEGER_INVALID for a
+ * value that is not a whole number, or INTEGER_OUT_OF_RANGE for a magnitude
+ * of MAX_EXACT_INTEGER or more.
+ */
 static int get_integer(const cJSON *object, const char *key, int64_t *out)
 {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
     double value;
 
     if (!item)
-        return 1;
+        return INTEGER_ABSENT;
     if (!cJSON_IsNumber(item))
-        return -1;
+        return INTEGER_INVALID;
     value = item->valuedouble;
-    if (value != floor(value) || fabs(value) > MAX_EXACT_INTEGER)
-        return -1;
+    if (value != floor(value))
+        return INTEGER_INVALID;
+    if (fabs(value) >= MAX_EXACT_INTEGER)
+        return INTEGER_OUT_OF_RANGE;
     *out = (int64_t)value;
     return 0;
 }
@@ -109,6 +141,23 @@ static int field_error(yd_error *err, const char *source, const char *array, siz
                         expected);
 }
 
+/* Reads the required id field `key` of array[index], and fills err when it is missing or invalid. */
+static int get_id(const cJSON *object, const char *key, const char *source, const char *array,
+                  size_t index, int64_t *out, yd_error *err)
+{
+    char problem[128];
+    int rc = get_integer(object, key, out);
+
+    if (rc == 0)
+        return 0;
+    if (rc == INTEGER_OUT_OF_RANGE)
+        snprintf(problem, sizeof problem,
+                 "\"%s\" is out of range (expected an integer of magnitude below 2^53)", key);
+    else
+        snprintf(problem, sizeof problem, "missing or non-integer \"%s\"", key);
+    return field_error(err, source, array, index, problem);
+}
+
 static int parse_images(const cJSON *array, const char *source, yd_coco_dataset *out,
                         yd_error *err)
 {
@@ -126,8 +175,8 @@ static int parse_images(const cJSON *array, const char *source, yd_coco_dataset 
 
         if (!cJSON_IsObject(item))
             return field_error(err, source, "images", i, "expected an object");
-        if (get_integer(item, "id", &image->id) != 0)
-            return field_error(err, source, "images", i, "missing or non-integer \"id\"");
+        if (get_id(item, "id", source, "images", i, &image->id, err) != 0)
+            return YD_ERR_INVALID_ARGUMENT;
         rc = get_string(item, "file_name", &image->file_name);
         if (rc == YD_ERR_NO_MEMORY)
             return yd_error_set(err, rc, "%s: out of memory", source);
@@ -160,8 +209,8 @@ static int parse_categories(const cJSON *array, const char *source, yd_coco_data
 
         if (!cJSON_IsObject(item))
             return field_error(err, source, "categories", i, "expected an object");
-        if (get_integer(item, "id", &category->id) != 0)
-            return field_error(err, source, "categories", i, "missing or non-integer \"id\"");
+        if (get_id(item, "id", source, "categories", i, &category->id, err) != 0)
+            return YD_ERR_INVALID_ARGUMENT;
         rc = get_string(item, "name", &category->name);
         if (rc == YD_ERR_NO_MEMORY)
             return yd_error_set(err, rc, "%s: out of memory", source);
@@ -189,13 +238,10 @@ static int parse_annotations(const cJSON *array, const char *source, yd_coco_dat
 
         if (!cJSON_IsObject(item))
             return field_error(err, source, "annotations", i, "expected an object");
-        if (get_integer(item, "id", &ann->id) != 0)
-            return field_error(err, source, "annotations", i, "missing or non-integer \"id\"");
-        if (get_integer(item, "image_id", &ann->image_id) != 0)
-            return field_error(err, source, "annotations", i, "missing or non-integer \"image_id\"");
-        if (get_integer(item, "category_id", &ann->category_id) != 0)
-            return field_error(err, source, "annotations", i,
-                               "missing or non-integer \"category_id\"");
+        if (get_id(item, "id", source, "annotations", i, &ann->id, err) != 0 ||
+            get_id(item, "image_id", source, "annotations", i, &ann->image_id, err) != 0 ||
+            get_id(item, "category_id", source, "annotations", i, &ann->category_id, err) != 0)
+            return YD_ERR_INVALID_ARGUMENT;
         if (get_bbox(item, ann->bbox) != 0)
             return field_error(err, source, "annotations", i,
                                "\"bbox\" must be an array of 4 numbers [x, y, width, height]");
@@ -367,14 +413,9 @@ int yd_coco_results_parse(const char *text, size_t length, const char *source,
             field_error(err, source, "results", i, "expected an object");
             goto cleanup;
         }
-        if (get_integer(item, "image_id", &det->image_id) != 0) {
-            field_error(err, source, "results", i, "missing or non-integer \"image_id\"");
+        if (get_id(item, "image_id", source, "results", i, &det->image_id, err) != 0 ||
+            get_id(item, "category_id", source, "results", i, &det->category_id, err) != 0)
             goto cleanup;
-        }
-        if (get_integer(item, "category_id", &det->category_id) != 0) {
-            field_error(err, source, "results", i, "missing or non-integer \"category_id\"");
-            goto cleanup;
-        }
         if (get_bbox(item, det->bbox) != 0) {
             field_error(err, source, "results", i,
                         "\"bbox\" must be an array of 4 numbers [x, y, width, height]");

@@ -121,6 +121,26 @@ int yd_image_decode(const void *data, size_t size, uint64_t max_pixels,
     return YD_OK;
 }
 
+/*
+ * Rejects a file that is neither JPEG nor PNG from its first bytes, before
+ * yd_read_file() reads all of it. An unreadable or empty file passes, and
+ * yd_read_file() or the decoder reports it.
+ */
+static int check_file_header(const char *path, yd_error *err)
+{
+    uint8_t head[16];
+    FILE *file = fopen(path, "rb");
+    size_t n;
+
+    if (!file)
+        return YD_OK;
+    n = fread(head, 1, sizeof head, file);
+    fclose(file);
+    if (n == 0 || yd_image_sniff(head, n) != YD_IMAGE_UNKNOWN)
+        return YD_OK;
+    return reject_unknown(head, n, err);
+}
+
 int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error *err)
 {
     uint8_t *data = NULL;
@@ -129,6 +149,11 @@ int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error
 
     if (out)
         memset(out, 0, sizeof *out);
+    rc = check_file_header(path, err);
+    if (rc < 0)
+        return rc;
+    /* NOTE: a file with a JPEG or PNG header is still read whole before the
+     * decoder checks max_pixels, so a huge one costs its size in memory. */
     rc = yd_read_file(path, &data, &size, err);
     if (rc < 0)
         return rc;

@@ -708,6 +708,25 @@ static int import_input(import_ctx *ctx, int *width, int *height)
     return YD_OK;
 }
 
+/*
+ * Returns the first node that only quantized ONNX exports contain, or NULL.
+ * QDQ exports wrap float operators in QuantizeLinear/DequantizeLinear
+ * pairs, and QOperator exports use integer operators such as QLinearConv.
+ */
+static const yd_onnx_node *find_quantized_node(const yd_onnx_model *onnx)
+{
+    static const char *const quantized_ops[] = {
+        "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+        "ConvInteger", "QLinearMatMul", "MatMulInteger",
+    };
+
+    for (int i = 0; i < onnx->nnodes; i++)
+        for (size_t k = 0; k < sizeof quantized_ops / sizeof quantized_ops[0]; k++)
+            if (strcmp(onnx->nodes[i].op_type, quantized_ops[k]) == 0)
+                return &onnx->nodes[i];
+    return NULL;
+}
+
 static int set_head(import_ctx *ctx, const head_level *levels, int nlevels)
 {
     yd_graph *g = ctx->graph;
@@ -753,12 +772,25 @@ int yd_import_onnx(const yd_onnx_model *onnx, yd_graph **out, yd_error *err)
 {
     import_ctx ctx = {.onnx = onnx, .err = err};
     head_level levels[YD_HEAD_MAX_LEVELS];
+    const yd_onnx_node *quantized;
     int nlevels, rc, width = 0, height = 0;
 
     if (onnx->opset < MIN_OPSET || onnx->opset > MAX_OPSET)
         return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
                             "opset %lld is not supported (supported: %d to %d)",
                             (long long)onnx->opset, MIN_OPSET, MAX_OPSET);
+    quantized = find_quantized_node(onnx);
+    if (quantized) {
+        int qdq = strcmp(quantized->op_type, "QuantizeLinear") == 0 ||
+                  strcmp(quantized->op_type, "DequantizeLinear") == 0;
+
+        return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
+                            "%s ONNX models are not supported (node '%s' is a %s); export a "
+                            "float32 model and make the int8 variant with 'yolod compress "
+                            "MODEL.onnx --variant int8 --calib DIR'",
+                            qdq ? "QDQ-quantized" : "quantized",
+                            quantized->name ? quantized->name : "", quantized->op_type);
+    }
     nlevels = find_head(onnx, levels, YD_HEAD_MAX_LEVELS);
     if (nlevels < 1)
         return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,

@@ -914,8 +914,10 @@ int yd_model_file_sniff_path(const char *path, yd_error *err)
         return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     n = fread(head, 1, sizeof head, f);
     if (ferror(f)) {
+        int read_error = errno;
+
         fclose(f);
-        return yd_error_set(err, YD_ERR_IO, "cannot read '%s'", path);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(read_error));
     }
     fclose(f);
     return yd_model_file_sniff(head, n);

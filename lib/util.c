@@ -1,8 +1,11 @@
 /*
  * Error reporting and the library's log sink.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include "util.h"
 
@@ -69,11 +72,17 @@ double yd_now_ms(void)
 int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err)
 {
     FILE *f = fopen(path, "rb");
+    struct stat st;
     uint8_t *buf = NULL;
     long n;
 
     if (!f)
         return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);
+    /* fopen() opens a directory for reading, and ftell() then gives LONG_MAX. */
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(EISDIR));
+    }
     if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %m", path);

@@ -101,6 +101,46 @@ else
     fail "detect missing model" "exit $rc: $out"
 fi
 
+# --- a QDQ-quantized ONNX export is named as one, with the supported way to int8
+out=$("$YOLOD" detect --model "$SHARED/models/yolov8n-ort-int8.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "QDQ-quantized ONNX models are not supported" <<<"$out" &&
+    grep -q "yolod compress MODEL.onnx --variant int8" <<<"$out"; then
+    ok "detect QDQ model message"
+else
+    fail "detect QDQ model message" "exit $rc: $out"
+fi
+
+# --- a directory given as a model or an image is named as one
+mkdir "$WORK/folder"
+out=$("$YOLOD" detect --model "$WORK/folder" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "cannot read '$WORK/folder': Is a directory" <<<"$out"; then
+    ok "detect model directory"
+else
+    fail "detect model directory" "exit $rc: $out"
+fi
+out=$("$YOLOD" serve --model "$WORK/folder" --listen 127.0.0.1:1 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder, use --model-dir" <<<"$out"; then
+    ok "serve model directory"
+else
+    fail "serve model directory" "exit $rc: $out"
+fi
+"$YOLOD" detect --model "$MODEL" "$WORK/folder" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 1 ]; then ok "detect image directory exits 1"; else fail "detect image directory exits 1" "exit $rc"; fi
+check "detect image directory error" $CHECK error "$OUT" --code io_error --contains "Is a directory"
+
+# A huge file that is not an image is rejected from its first bytes: under a
+# 4 GB address-space limit, reading the whole 16 GB sparse file would fail.
+truncate -s 16G "$WORK/huge.jpg"
+(ulimit -v 4000000 && "$YOLOD" detect --threads 1 --model "$MODEL" "$WORK/huge.jpg") >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 1 ]; then ok "detect huge non-image exits 1"; else fail "detect huge non-image exits 1" "exit $rc"; fi
+check "detect huge non-image error" $CHECK error "$OUT" --code unsupported_media_type --contains "first bytes 00 00 00 00"
+rm -f "$WORK/huge.jpg"
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?

@@ -135,11 +135,53 @@ expect_exit "compress missing model exits 1" 1 "$YOLOD" compress "$WORK/none.onn
 expect_text "compress missing model message" "$ERR" 'none\.onnx'
 expect_exit "compress unwritable output exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/no/dir/x.yolod"
 expect_text "compress unwritable output message" "$ERR" "cannot write '.*/no/dir/x\.yolod'"
-expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" -o "$BAD"
+
+# --- -o paths that renaming over would damage: rejected before any work
+FIFO=$WORK/out.fifo
+mkfifo "$FIFO"
+expect_exit "compress -o FIFO exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$FIFO"
+expect_text "compress -o FIFO message" "$ERR" "cannot write '.*/out\.fifo': it is a FIFO, not a regular file"
+if [ -p "$FIFO" ]; then ok "compress -o FIFO keeps the FIFO"; else fail "compress -o FIFO keeps the FIFO" "$(ls -l "$FIFO")"; fi
+mkdir "$WORK/out-dir"
+expect_exit "compress -o directory exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/out-dir"
+expect_text "compress -o directory message" "$ERR" "cannot write '.*/out-dir': it is a directory"
+INPUT=$WORK/input.onnx
+cp "$MODEL" "$INPUT"
+expect_exit "compress -o the input exits 1" 1 "$YOLOD" compress "$INPUT" --variant fp16 -o "$INPUT"
+expect_text "compress -o the input message" "$ERR" "cannot write '.*/input\.onnx': it is the input model"
+expect_exit "compress -o the input by another path exits 1" 1 "$YOLOD" compress "$INPUT" --variant fp16 \
+    -o "$WORK/./input.onnx"
+expect_text "compress -o the input by another path message" "$ERR" "it is the input model"
+if cmp -s "$MODEL" "$INPUT"; then ok "compress -o the input keeps the input"; else fail "compress -o the input keeps the input"; fi
+# A symbolic link to a regular file is replaced by the new file; its target stays.
+cp "$FP32" "$WORK/target.yolod"
+ln -s target.yolod "$WORK/link.yolod"
+expect_exit "compress -o symlink exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/link.yolod"
+if [ -f "$WORK/link.yolod" ] && [ ! -L "$WORK/link.yolod" ]; then
+    ok "compress -o symlink replaces the link"
+else
+    fail "compress -o symlink replaces the link" "$(ls -l "$WORK/link.yolod")"
+fi
+if cmp -s "$FP32" "$WORK/target.yolod"; then ok "compress -o symlink keeps its target"; else fail "compress -o symlink keeps its target"; fi
+
+expect_exit "compress ignores --calib for fp16" 0 "$YOLOD" compress "$MODEL" --variant fp16 --calib "$WORK" \
+    --calib-method minmax --keep-float 3 -o "$BAD"
 expect_text "compress --calib warning" "$ERR" 'does not calibrate'
+expect_text "compress --calib-method warning" "$ERR" "does not quantize; ignoring --calib-method minmax"
+expect_text "compress --keep-float warning" "$ERR" "does not quantize; ignoring --keep-float 3"
+CALIB=$SHARED/datasets/coco128/images/train2017
+for variant in int8 fp16; do
+    expect_exit "compress $variant bad --calib-method exits 2" 2 "$YOLOD" compress "$MODEL" --variant "$variant" \
+        --calib "$CALIB" --calib-method foo -o "$BAD"
+    expect_text "compress $variant bad --calib-method message" "$ERR" \
+        "invalid --calib-method 'foo' \\(expected minmax, percentile or entropy\\)"
+done
+# yolov8n has 63 convolutions: keeping them all fp32 would leave no int8 layer.
+expect_exit "compress --keep-float 63 exits 2" 2 "$YOLOD" compress "$MODEL" --variant int8 --calib "$CALIB" \
+    --calib-limit 2 --keep-float 63 -o "$BAD"
+expect_text "compress --keep-float 63 message" "$ERR" "invalid --keep-float '63' \\(expected fewer than 63"
 
 # --- pruning with the measured allocation, on 4 calibration images
-CALIB=$SHARED/datasets/coco128/images/train2017
 PRUNED=$WORK/prune20.yolod
 expect_exit "compress prune20 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune20 --calib "$CALIB" \
     --calib-limit 4 --sensitivity-images 2 --reconstruct no -o "$PRUNED"
@@ -177,6 +219,21 @@ expect_text "per-layer ratio trims the 256-channel layers" "$OUT" 'model\.8/cv1/
 expect_exit "compress bad --prune-ratio exits 2" 2 "$YOLOD" compress "$MODEL" --variant prune20 \
     --calib "$CALIB" --prune-ratio layer -o "$BAD"
 expect_text "compress bad --prune-ratio message" "$ERR" "invalid --prune-ratio 'layer' \\(expected global or per-layer\\)"
+
+# Without distillation, prune<P>-int8 refits once, after quantizing, and its
+# settings contain one reconstruction word for both steps.
+PRUNED_INT8=$WORK/prune5-int8.yolod
+expect_exit "compress prune5-int8 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune5-int8 \
+    --calib "$CALIB" --calib-limit 2 --sensitivity-images 0 --distill-epochs 0 --reconstruct-images 1 \
+    --calib-method minmax -o "$PRUNED_INT8"
+expect_text "compress prune5-int8 refits" "$OUT" '^reconstruction +mean relative layer output error'
+expect_exit "inspect prune5-int8 exits 0" 0 "$YOLOD" inspect "$PRUNED_INT8"
+words=$(grep '^settings ' "$OUT" | grep -o 'reconstruction=[a-z]*' | tr '\n' ' ')
+if [ "$words" = "reconstruction=yes " ]; then
+    ok "prune5-int8 settings one reconstruction word"
+else
+    fail "prune5-int8 settings one reconstruction word" "found: $words"
+fi
 
 # --- help
 for command in compress inspect; do

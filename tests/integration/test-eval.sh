@@ -145,7 +145,53 @@ run "unknown image id" 1 --coco "$ANNOTATIONS" --detections "$WORK/stranger.json
 printf '[{"image_id": 802, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}]' >"$WORK/short-box.json"
 run "malformed detections" 1 --coco "$ANNOTATIONS" --detections "$WORK/short-box.json" &&
     stderr_has "malformed detections message" "results[0]: \"bbox\" must be an array of 4 numbers"
+# One JSON value per file: data after it is an error, not ignored.
+DETECTION='{"image_id": 802, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}'
+printf '[%s]\n[%s]\n' "$DETECTION" "$DETECTION" >"$WORK/two-arrays.json"
+run "detections with two arrays" 1 --coco "$ANNOTATIONS" --detections "$WORK/two-arrays.json" &&
+    stderr_has "detections with two arrays message" \
+        "two-arrays.json: unexpected data after the JSON value at byte offset 74 (line 2, column 1)"
+printf '[%s] garbage' "$DETECTION" >"$WORK/garbage.json"
+run "detections with trailing garbage" 1 --coco "$ANNOTATIONS" --detections "$WORK/garbage.json" &&
+    stderr_has "detections with trailing garbage message" "garbage.json: unexpected data after the JSON value at byte offset 74"
+printf '{"images": [], "categories": [], "annotations": []}\n\n{}\n' >"$WORK/two-objects.json"
+run "annotations with two objects" 1 --coco "$WORK/two-objects.json" --detections "$GOLDEN_DETECTIONS" &&
+    stderr_has "annotations with two objects message" \
+        "two-objects.json: unexpected data after the JSON value at byte offset 53 (line 3, column 1)"
+# Doubles represent integer ids only below 2^53, so larger ones are out of range, not "non-integer".
+printf '[{"image_id": 9007199254740993, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]' >"$WORK/huge-id.json"
+run "detections with a huge id" 1 --coco "$ANNOTATIONS" --detections "$WORK/huge-id.json" &&
+    stderr_has "detections with a huge id message" 'results[0]: "image_id" is out of range'
+printf '{"images": [{"id": 9007199254740992, "file_name": "a.jpg"}], "categories": [], "annotations": []}' \
+    >"$WORK/huge-image-id.json"
+run "annotations with a huge id" 1 --coco "$WORK/huge-image-id.json" --detections "$GOLDEN_DETECTIONS" &&
+    stderr_has "annotations with a huge id message" 'images[0]: "id" is out of range'
 mkdir -p "$WORK/empty-dir"
+# --save-detections is checked before the model runs (here the images are
+# missing, so a late check would report them first), and a failed run leaves
+# the path as it was.
+run "unwritable --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/no-dir/ours.json" &&
+    stderr_has "unwritable --save-detections message" \
+        "cannot write --save-detections '$WORK/no-dir/ours.json': No such file or directory"
+if grep -q "image not found" "$ERR"; then
+    fail "unwritable --save-detections checked first" "$(head -c 300 "$ERR")"
+else
+    ok "unwritable --save-detections checked first"
+fi
+run "--save-detections a directory" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/empty-dir" && stderr_has "--save-detections a directory message" "Is a directory"
+echo previous >"$WORK/previous.json"
+run "failed run with --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
+    --save-detections "$WORK/previous.json"
+if [ "$(cat "$WORK/previous.json")" = previous ]; then
+    ok "failed run keeps the existing file"
+else
+    fail "failed run keeps the existing file" "$(head -c 100 "$WORK/previous.json")"
+fi
+run "failed run with a new --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" \
+    --images "$WORK/empty-dir" --save-detections "$WORK/new.json"
+if [ -e "$WORK/new.json" ]; then fail "failed run leaves no new file"; else ok "failed run leaves no new file"; fi
 run "images not found" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" &&
     stderr_has "images not found message" "image not found: $WORK/empty-dir/000000000802.jpg" &&
     stderr_has "images not found count" "150 of 150 images not found"

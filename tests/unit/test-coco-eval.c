@@ -395,12 +395,19 @@ static void instances_json_errors(void)
           "images[0]: missing or non-integer \"id\"" },
         { "{\"images\": [{\"id\": 1.5}], \"categories\": [], \"annotations\": []}",
           "images[0]: missing or non-integer \"id\"" },
+        { "{\"images\": [{\"id\": 9007199254740992}], \"categories\": [], \"annotations\": []}",
+          "images[0]: \"id\" is out of range (expected an integer of magnitude below 2^53)" },
+        { "{\"images\": [], \"categories\": [], \"annotations\": [{\"id\": 1, "
+          "\"image_id\": -1e300, \"category_id\": 1, \"bbox\": [1, 2, 3, 4], \"area\": 4}]}",
+          "annotations[0]: \"image_id\" is out of range" },
         { "{\"images\": [], \"categories\": [{\"id\": 1}], \"annotations\": [{\"id\": 1, "
           "\"image_id\": 1, \"category_id\": 1, \"bbox\": [1, 2, 3], \"area\": 4}]}",
           "annotations[0]: \"bbox\" must be an array of 4 numbers" },
         { "{\"images\": [], \"categories\": [], \"annotations\": [{\"id\": 1, \"image_id\": 1, "
           "\"category_id\": 1, \"bbox\": [1, 2, 3, 4]}]}",
           "annotations[0]: missing or non-numeric \"area\"" },
+        { "{\"images\": [], \"categories\": [], \"annotations\": []} x",
+          "unexpected data after the JSON value at byte offset 52 (line 1, column 53)" },
     };
     yd_coco_dataset dataset;
     yd_error error = { 0 };
@@ -522,6 +529,11 @@ static void results_json_errors(void)
         { "[{\"image_id\": 1, \"category_id\": 1, \"bbox\": [0, 0, 1, \"1\"], \"score\": 1}]",
           "\"bbox\" must be an array of 4 numbers" },
         { "[\n{\"image_id\": 1,,}]", "invalid JSON at line 2, column" },
+        { "[{\"image_id\": 1, \"category_id\": 1e20, \"bbox\": [0, 0, 1, 1], \"score\": 1}]",
+          "results[0]: \"category_id\" is out of range" },
+        { "[]\n[{\"image_id\": 1}]", "unexpected data after the JSON value at byte offset 3 "
+          "(line 2, column 1)" },
+        { "[] \t\r\n]", "at byte offset 6 (line 2, column 1)" },
     };
     yd_coco_detection *detections = NULL;
     size_t count = 7;
@@ -542,6 +554,27 @@ static void results_json_errors(void)
     CHECK_OK(yd_coco_results_parse("[]", 2, "r.json", &detections, &count, &error));
     CHECK_INT_EQ(count, 0);
     CHECK(detections == NULL);
+    CHECK_OK(yd_coco_results_parse("\n[] \t\r\n", 7, "r.json", &detections, &count, &error));
+    CHECK_INT_EQ(count, 0);
+}
+
+/* Ids just below 2^53 in magnitude are still accepted. */
+static void results_json_largest_id(void)
+{
+    static const char text[] =
+        "[{\"image_id\": 9007199254740991, \"category_id\": -9007199254740991, "
+        "\"bbox\": [0, 0, 1, 1], \"score\": 1}]";
+    yd_coco_detection *detections = NULL;
+    size_t count = 0;
+    yd_error error = { 0 };
+
+    CHECK_OK(yd_coco_results_parse(text, strlen(text), "r.json", &detections, &count, &error));
+    CHECK_INT_EQ(count, 1);
+    if (count == 1) {
+        CHECK(detections[0].image_id == INT64_C(9007199254740991));
+        CHECK(detections[0].category_id == -INT64_C(9007199254740991));
+    }
+    free(detections);
 }
 
 int main(void)
@@ -564,5 +597,6 @@ int main(void)
     RUN(results_json_round_trip);
     RUN(results_round_like_python);
     RUN(results_json_errors);
+    RUN(results_json_largest_id);
     return TEST_SUMMARY();
 }

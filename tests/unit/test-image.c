@@ -242,6 +242,8 @@ static void test_decode_rejects_non_images(void)
     CHECK_INT_EQ(yd_image_decode("x", 1, 0, NULL, &err), YD_ERR_INVALID_ARGUMENT);
     CHECK_INT_EQ(yd_image_load("/nonexistent/yolod-test.jpg", 0, &image, &err), YD_ERR_IO);
     CHECK(image.rgb == NULL);
+    CHECK_INT_EQ(yd_image_load("/", 0, &image, &err), YD_ERR_IO);
+    CHECK(strstr(err.message, "cannot read '/': Is a directory") != NULL);
 }
 
 /* ------------------------------------------------------------ letterbox */

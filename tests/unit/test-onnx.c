@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph.h"
+#include "import_onnx.h"
 #include "onnx.h"
 #include "protobuf.h"
 #include "testlib.h"
@@ -1139,6 +1141,8 @@ static void test_onnx_yolov8n_int8(void)
     yd_onnx_model *model = load_model("models/yolov8n-ort-int8.onnx", &data, &size);
     yd_onnx_model *fp32 = load_model("models/yolov8n.onnx", &fp32_data, &fp32_size);
     const yd_onnx_tensor *q, *scale, *zero, *w;
+    yd_graph *graph = NULL;
+    yd_error err = { 0 };
     op_count ops[64];
     int nops, int8_initializers = 0;
 
@@ -1147,6 +1151,13 @@ static void test_onnx_yolov8n_int8(void)
 
     nops = count_ops(model, ops, 64, "yolov8n-ort-int8.onnx");
     CHECK(op_total(ops, nops, "QuantizeLinear") > 0);
+
+    /* The importer names the format and the supported way to int8. */
+    CHECK_INT_EQ(yd_import_onnx(model, &graph, &err), YD_ERR_MODEL_UNSUPPORTED);
+    CHECK(graph == NULL);
+    CHECK(strstr(err.message, "QDQ-quantized ONNX models are not supported") != NULL);
+    CHECK(strstr(err.message, "yolod compress MODEL.onnx --variant int8") != NULL);
+
     CHECK(op_total(ops, nops, "DequantizeLinear") > op_total(ops, nops, "QuantizeLinear"));
     CHECK_INT_EQ(op_total(ops, nops, "Conv"), 64);
     for (int i = 0; i < model->ninitializers; i++)
