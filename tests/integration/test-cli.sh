@@ -120,7 +120,7 @@ if [ "$rc" -eq 1 ] && grep -q "cannot read '$WORK/folder': Is a directory" <<<"$
 else
     fail "detect model directory" "exit $rc: $out"
 fi
-out=$("$YOLOD" serve --model "$WORK/folder" --listen 127.0.0.1:1 2>&1)
+out=$("$YOLOD" serve --model "$WORK/folder" --listen "127.0.0.1:$(free_port)" 2>&1)
 rc=$?
 if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder, use --model-dir" <<<"$out"; then
     ok "serve model directory"

@@ -113,7 +113,7 @@ cp "$FP16" "$BAD"
 printf '\x55' | dd of="$BAD" bs=1 seek=3000000 conv=notrunc status=none
 expect_exit "detect corrupted exits 1" 1 "$YOLOD" detect --model "$BAD" "$IMAGES/bus.jpg"
 expect_text "detect corrupted message" "$ERR" 'bad\.yolod: corrupted \.yolod file: checksum mismatch'
-expect_exit "serve corrupted exits 1" 1 timeout 60 "$YOLOD" serve --model "$BAD" --listen 127.0.0.1:1
+expect_exit "serve corrupted exits 1" 1 timeout 60 "$YOLOD" serve --model "$BAD" --listen "127.0.0.1:$(free_port)"
 expect_text "serve corrupted message" "$ERR" 'corrupted \.yolod file'
 
 cp "$FP16" "$BAD"
