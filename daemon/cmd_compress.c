@@ -118,15 +118,28 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Decodes up to `limit` JPEG or PNG files of `dir`, in name order. */
-static int load_calibration(const char *dir, int limit, yd_image **out, int *count, yd_error *err)
+/* Frees a list from list_calibration_files(). */
+static void free_names(char **names, int count)
+{
+    for (int i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+/*
+ * Lists the JPEG and PNG file names of `dir` (not its subfolders, nor
+ * hidden files) in name order: the files calibration decodes, first ones
+ * first, and the digest covers.
+ */
+static int list_calibration_files(const char *dir, char ***out, int *count, yd_error *err)
 {
     DIR *d = opendir(dir);
     struct dirent *entry;
     char **names = NULL;
-    int nnames = 0, loaded = 0, rc = YD_OK;
-    yd_image *images;
+    int nnames = 0;
 
+    *out = NULL;
+    *count = 0;
     if (!d)
         return yd_error_set(err, YD_ERR_IO, "cannot open calibration folder '%s': %m", dir);
     while ((entry = readdir(d)) != NULL) {
@@ -138,7 +151,7 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
             continue;
         grown = realloc(names, (size_t)(nnames + 1) * sizeof *names);
         if (!grown || !(grown[nnames] = strdup(entry->d_name))) {
-            free(grown ? grown : names);
+            free_names(grown ? grown : names, nnames);
             closedir(d);
             return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir);
         }
@@ -146,9 +159,27 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
         nnames++;
     }
     closedir(d);
+    if (nnames == 0)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG file in calibration"
+                            " folder '%s'; subfolders are not searched, so point --calib at the"
+                            " folder that holds the images", dir);
     qsort(names, (size_t)nnames, sizeof *names, compare_names);
+    *out = names;
+    *count = nnames;
+    return YD_OK;
+}
 
-    images = calloc((size_t)(nnames ? nnames : 1), sizeof *images);
+/* Decodes up to `limit` JPEG or PNG files of `dir`, in name order. */
+static int load_calibration(const char *dir, int limit, yd_image **out, int *count, yd_error *err)
+{
+    char **names;
+    int nnames, loaded = 0, rc;
+    yd_image *images;
+
+    rc = list_calibration_files(dir, &names, &nnames, err);
+    if (rc != YD_OK)
+        return rc;
+    images = calloc((size_t)nnames, sizeof *images);
     for (int i = 0; images && i < nnames && loaded < limit; i++) {
         char path[PATH_MAX];
         yd_error ignored;
@@ -159,18 +190,17 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
         else
             log_printf(YD_LOG_WARN, "skipping calibration image %s: %s", path, ignored.message);
     }
-    for (int i = 0; i < nnames; i++)
-        free(names[i]);
-    free(names);
+    free_names(names, nnames);
     if (!images)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory loading calibration images");
     if (loaded == 0) {
         free(images);
-        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG image in '%s'", dir);
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG image in '%s' could be"
+                            " decoded", dir);
     }
     *out = images;
     *count = loaded;
-    return rc;
+    return YD_OK;
 }
 
 static void calibration_progress(int pass, int done, int total, void *user)
@@ -775,61 +805,24 @@ static int check_output_path(const struct compress_options *options)
     return 0;
 }
 
-static int compare_strings(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /*
- * SHA-256 over the calibration folder: for each regular file, sorted by
- * name, the name, a NUL, and the contents. The same images under the same
- * names give the same digest on any machine.
+ * SHA-256 over the calibration files compress used: the first `limit`
+ * JPEG or PNG files of the folder in name order, each as its name, a NUL
+ * and its contents. The same images under the same names give the same
+ * digest on any machine.
  */
-static int calibration_digest(const char *dir_path, char hex[65], yd_error *err)
+static int calibration_digest(const char *dir_path, int limit, char hex[65], yd_error *err)
 {
-    DIR *dir = opendir(dir_path);
-    struct dirent *entry;
-    char **names = NULL, path[4096];
-    int n = 0, cap = 0, rc = 0;
+    char **names, path[PATH_MAX];
+    int n, rc;
     yd_sha256 sha;
     uint8_t digest[32], buf[1 << 16];
 
-    if (!dir)
-        return yd_error_set(err, YD_ERR_IO, "cannot open calibration folder '%s': %m", dir_path);
-    while ((entry = readdir(dir)) != NULL) {
-        struct stat st;
-
-        if (entry->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir_path, entry->d_name);
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        if (n == cap) {
-            char **grown = realloc(names, (size_t)(cap ? cap * 2 : 64) * sizeof *names);
-
-            if (!grown) {
-                rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir_path);
-                goto done;
-            }
-            names = grown;
-            cap = cap ? cap * 2 : 64;
-        }
-        names[n] = strdup(entry->d_name);
-        if (!names[n]) {
-            rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory listing '%s'", dir_path);
-            goto done;
-        }
-        n++;
-    }
-    if (n == 0) {
-        rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "calibration folder '%s' has no files",
-                          dir_path);
-        goto done;
-    }
-    qsort(names, (size_t)n, sizeof *names, compare_strings);
-
+    rc = list_calibration_files(dir_path, &names, &n, err);
+    if (rc != YD_OK)
+        return rc;
     yd_sha256_init(&sha);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && i < limit; i++) {
         FILE *f;
         size_t got;
 
@@ -837,22 +830,19 @@ static int calibration_digest(const char *dir_path, char hex[65], yd_error *err)
         f = fopen(path, "rb");
         if (!f) {
             rc = yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);
-            goto done;
+            break;
         }
         yd_sha256_update(&sha, names[i], strlen(names[i]) + 1);
         while ((got = fread(buf, 1, sizeof buf, f)) > 0)
             yd_sha256_update(&sha, buf, got);
         fclose(f);
     }
+    free_names(names, n);
+    if (rc != YD_OK)
+        return rc;
     yd_sha256_final(&sha, digest);
     yd_sha256_hex(digest, hex);
-
-done:
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    closedir(dir);
-    return rc;
+    return YD_OK;
 }
 
 /* The Ultralytics layer a node belongs to: "model.N" in "/model.N/...", else "other". */
@@ -1049,7 +1039,8 @@ int command_compress(int argc, char **argv)
     prov.created = (int64_t)time(NULL);
     if (yd_sha256_file(options.model_path, prov.source_sha256, &error) < 0 ||
         (variant->needs_calibration &&
-         calibration_digest(options.calib_dir, prov.calibration_sha256, &error) < 0)) {
+         calibration_digest(options.calib_dir, options.calib_limit, prov.calibration_sha256,
+                            &error) < 0)) {
         fprintf(stderr, "yolod compress: %s\n", error.message);
         goto done;
     }

@@ -235,6 +235,27 @@ else
     fail "prune5-int8 settings one reconstruction word" "found: $words"
 fi
 
+# --- calibration folder: the digest covers the images used, and a parent folder is explained
+expect_exit "compress int8 on 2 images exits 0" 0 "$YOLOD" compress "$MODEL" --variant int8 \
+    --calib "$CALIB" --calib-limit 2 -o "$WORK/int8-two.yolod"
+want=$(python3 - "$CALIB" <<'PY'
+import hashlib, os, sys
+folder = sys.argv[1]
+names = sorted((n for n in os.listdir(folder) if n.lower().endswith((".jpg", ".jpeg", ".png"))
+                and not n.startswith(".")), key=lambda n: n.encode())[:2]
+sha = hashlib.sha256()
+for n in names:
+    sha.update(n.encode() + b"\0")
+    sha.update(open(os.path.join(folder, n), "rb").read())
+print(sha.hexdigest())
+PY
+)
+expect_text "calibration digest covers the 2 images used" "$OUT" "^calibration +$want "
+expect_exit "compress with the dataset folder as --calib exits 1" 1 "$YOLOD" compress "$MODEL" \
+    --variant int8 --calib "$SHARED/datasets/coco128" -o "$BAD"
+expect_text "dataset folder message says subfolders are not searched" "$ERR" \
+    "no JPEG or PNG file in calibration folder '.*coco128'; subfolders are not searched"
+
 # --- help
 for command in compress inspect; do
     out=$("$YOLOD" help "$command")
