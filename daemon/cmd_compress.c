@@ -36,8 +36,8 @@ struct compress_options {
     double ridge;             /* relative ridge strength of the refit */
     int keep_float;           /* int8: layers kept fp32 by sensitivity analysis */
     int reconstruct_images;   /* calibration images the refit uses, at most */
-    int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance */
-    int per_layer;            /* pruning: 1 takes about the same fraction from every layer */
+    int sensitivity_images;   /* pruning: images each candidate step is measured on; 0: importance; -1: not given */
+    int per_layer;            /* pruning: 1 takes about the same fraction from every layer; -1: not given */
     int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
     double distill_lr;        /* peak learning rate of the distillation */
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
@@ -961,7 +961,8 @@ int command_compress(int argc, char **argv)
 {
     struct compress_options options = {.calib_limit = 128, .reconstruct = -1,
                                        .ridge = 1e-1, .reconstruct_images = 32,
-                                       .sensitivity_images = 4, .distill_epochs = -1,
+                                       .sensitivity_images = -1, .per_layer = -1,
+                                       .distill_epochs = -1,
                                        .distill_holdout = -1,
                                        .distill_lr = 3e-3};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
@@ -995,6 +996,16 @@ int command_compress(int argc, char **argv)
         options.distill_epochs = prune_percent(options.variant) ? DEFAULT_DISTILL_EPOCHS : 0;
     else if (options.distill_epochs > 0 && !prune_percent(options.variant))
         log_printf(YD_LOG_WARN, "--distill-epochs applies to prune variants only; ignoring it");
+    if (!prune_percent(options.variant) && (options.sensitivity_images >= 0 || options.per_layer >= 0))
+        log_printf(YD_LOG_WARN, "--%s applies to prune variants only; ignoring it",
+                   options.per_layer >= 0 ? "prune-ratio" : "sensitivity-images");
+    else if (options.per_layer == 1 && options.sensitivity_images >= 0)
+        log_printf(YD_LOG_WARN, "--sensitivity-images has no effect with --prune-ratio per-layer,"
+                   " which ranks channels by weight norm x activation; ignoring it");
+    if (options.sensitivity_images < 0)
+        options.sensitivity_images = 4;
+    if (options.per_layer < 0)
+        options.per_layer = 0;
     if (variant->needs_calibration && !options.calib_dir) {
         fprintf(stderr, "yolod compress: variant '%s' needs --calib DIR, a folder of images\n",
                 options.variant);

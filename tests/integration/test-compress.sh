@@ -210,12 +210,17 @@ expect_exit "compress negative --sensitivity-images exits 2" 2 "$YOLOD" compress
     --variant prune20 --calib "$CALIB" --sensitivity-images -1 -o "$BAD"
 expect_text "compress negative --sensitivity-images message" "$ERR" "invalid --sensitivity-images '-1'"
 expect_exit "compress prune20 per-layer exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune20 \
-    --calib "$CALIB" --calib-limit 4 --reconstruct no --distill-epochs 0 --prune-ratio per-layer -o "$WORK/prune20-per-layer.yolod"
+    --calib "$CALIB" --calib-limit 4 --reconstruct no --distill-epochs 0 --prune-ratio per-layer \
+    --sensitivity-images 2 -o "$WORK/prune20-per-layer.yolod"
+expect_text "per-layer says it ignores --sensitivity-images" "$ERR" 'sensitivity-images has no effect with --prune-ratio per-layer'
 expect_text "compress prune20 per-layer removes 20% of the FLOPs" "$OUT" '^pruned +8\.74 -> [0-9.]+ GFLOPs, (19|20|21)\.[0-9]% removed'
 expect_text "compress prune20 per-layer settings name the ranking" "$OUT" \
     '^settings +prune=channels ranking=per-layer-importance '
 expect_exit "inspect prune20 per-layer exits 0" 0 "$YOLOD" inspect "$WORK/prune20-per-layer.yolod"
 expect_text "per-layer ratio trims the 256-channel layers" "$OUT" 'model\.8/cv1/conv/Conv +2[0-3][0-9]x20x20 +2[0-3][0-9]x20x20'
+expect_exit "compress fp16 with --prune-ratio exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp16 \
+    --prune-ratio per-layer -o "$WORK/fp16-ratio.yolod"
+expect_text "compress fp16 says it ignores --prune-ratio" "$ERR" 'prune-ratio applies to prune variants only; ignoring it'
 expect_exit "compress bad --prune-ratio exits 2" 2 "$YOLOD" compress "$MODEL" --variant prune20 \
     --calib "$CALIB" --prune-ratio layer -o "$BAD"
 expect_text "compress bad --prune-ratio message" "$ERR" "invalid --prune-ratio 'layer' \\(expected global or per-layer\\)"
