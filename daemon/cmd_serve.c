@@ -96,12 +96,25 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
     return 0;
 }
 
+/* Returns whether model path i of the config repeats an earlier one. */
+static bool listed_before(const struct config *config, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (strcmp(config->models[j], config->models[i]) == 0)
+            return true;
+    return false;
+}
+
 /* Loads the --model files, then the --model-dir files, as version 1 of each entry. */
 static int load_models(const struct config *config, struct registry *registry)
 {
     yd_error error = { 0 };
 
     for (int i = 0; i < config->model_count; i++) {
+        if (listed_before(config, i)) {
+            log_printf(YD_LOG_WARN, "model %s is given twice; loading it once", config->models[i]);
+            continue;
+        }
         if (registry_add_file(registry, config->models[i], REGISTRY_SOURCE_FILE, &error) < 0) {
             struct stat st;
             bool is_dir = stat(config->models[i], &st) == 0 && S_ISDIR(st.st_mode);

@@ -219,6 +219,13 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$main_url/healthz")
 if [ "$code" = 000 ]; then ok "stopped daemon refuses connections"; else fail "stopped daemon refuses connections" "status $code"; fi
 
+# --- the same --model twice is loaded once
+start_daemon twice --model "$MODEL"
+grep -q "is given twice; loading it once" "$LOG" && ok "repeated --model logged" || fail "repeated --model logged" "$(head -5 "$LOG")"
+expect_status "models with a repeated --model" 200 "$R" "$URL/v1/models"
+got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m in j["models"]]')
+[ "$got" = "[('yolov8n', [1])]" ] && ok "repeated --model is version 1" || fail "repeated --model is version 1" "$got"
+
 # --- max_buffered_bytes: a half-sent 800 KB body holds 800 KB of the 1 MiB
 # budget, so a second body that needs 256 KB more gets 503 buffers_full;
 # once the first connection closes, the same request succeeds.
