@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "text.h"
 
 void config_init(struct config *config)
 {
@@ -49,11 +50,14 @@ void config_free(struct config *config)
     config->model_dir = NULL;
 }
 
+/* Parses digits only: strtol alone would also take a sign and leading spaces. */
 static int parse_long(const char *text, long min, long max, long *out)
 {
     char *end;
     long value;
 
+    if (!isdigit((unsigned char)text[0]))
+        return -1;
     errno = 0;
     value = strtol(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0' || value < min || value > max)
@@ -62,14 +66,15 @@ static int parse_long(const char *text, long min, long max, long *out)
     return 0;
 }
 
+/* Parses a number from 0 to 1 in the form the API takes (text_is_decimal_number). */
 static int parse_unit_float(const char *text, float *out)
 {
-    char *end;
     double value;
 
-    errno = 0;
-    value = strtod(text, &end);
-    if (errno != 0 || end == text || *end != '\0' || !(value >= 0.0 && value <= 1.0))
+    if (!text_is_decimal_number(text))
+        return -1;
+    value = strtod(text, NULL);
+    if (!(value >= 0.0 && value <= 1.0))
         return -1;
     *out = (float)value;
     return 0;
@@ -287,12 +292,59 @@ static char *trim(char *text)
     return text;
 }
 
+/* Maximum length of a setting line; comments may be longer. */
+#define CONFIG_LINE_MAX 4095
+/* Maximum bytes read from a config file, so a device such as /dev/zero cannot keep the reader busy. */
+#define CONFIG_FILE_MAX (16 << 20)
+/* Distinct keys a file may set, for the repeated-key check (more than there are). */
+#define CONFIG_KEYS_MAX 64
+
+/* Outcome of read_line(). */
+enum line_status { LINE_OK, LINE_END, LINE_TOO_LONG, LINE_NUL, FILE_TOO_LARGE };
+
+/*
+ * Reads one line into buf (without its newline). A line longer than the
+ * buffer is consumed to its end when it starts with '#' (a comment) and
+ * reported otherwise. *total counts the bytes read from the file.
+ */
+static enum line_status read_line(FILE *file, char *buf, size_t size, size_t *total)
+{
+    size_t used = 0;
+    bool comment = false, any = false;
+    int c;
+
+    while ((c = getc(file)) != EOF) {
+        any = true;
+        if (++*total > CONFIG_FILE_MAX)
+            return FILE_TOO_LARGE;
+        if (c == '\n')
+            break;
+        if (c == '\0')
+            return LINE_NUL;
+        if (used + 1 < size) {
+            buf[used++] = (char)c;
+            if (used == 1 || !comment) {
+                buf[used] = '\0';
+                comment = buf[strspn(buf, " \t\xEF\xBB\xBF")] == '#';
+            }
+        } else if (!comment) {
+            return LINE_TOO_LONG;
+        }
+    }
+    buf[used] = '\0';
+    return any ? LINE_OK : LINE_END;
+}
+
 int config_load_file(struct config *config, const char *path, char *err,
                      size_t err_size)
 {
     FILE *file = fopen(path, "r");
-    char line[4096];
+    char line[CONFIG_LINE_MAX + 1];
+    size_t total = 0;
+    enum line_status status;
     char message[512];
+    char seen_keys[CONFIG_KEYS_MAX][64];
+    int seen_lines[CONFIG_KEYS_MAX], nseen = 0;
     int line_number = 0;
     int rc = 0;
 
@@ -301,17 +353,22 @@ int config_load_file(struct config *config, const char *path, char *err,
         return -1;
     }
 
-    while (fgets(line, sizeof line, file)) {
-        char *text, *equals, *key, *value;
+    while ((status = read_line(file, line, sizeof line, &total)) != LINE_END) {
+        char *text = line, *equals, *key, *value;
 
         line_number++;
-        if (!strchr(line, '\n') && !feof(file)) {
-            snprintf(err, err_size, "%s:%d: line longer than %zu bytes", path,
-                     line_number, sizeof line - 2);
+        if (status != LINE_OK) {
+            snprintf(err, err_size, "%s:%d: %s", path, line_number,
+                     status == LINE_NUL         ? "contains a NUL byte; a config file is text"
+                     : status == FILE_TOO_LARGE ? "the file is larger than 16 MiB"
+                                                : "line longer than 4095 bytes");
             rc = -1;
             goto cleanup;
         }
-        text = trim(line);
+        /* A UTF-8 byte order mark, as some editors write. */
+        if (line_number == 1 && strncmp(text, "\xEF\xBB\xBF", 3) == 0)
+            text += 3;
+        text = trim(text);
         if (text[0] == '\0' || text[0] == '#')
             continue;
 
@@ -329,6 +386,21 @@ int config_load_file(struct config *config, const char *path, char *err,
             snprintf(err, err_size, "%s:%d: %s", path, line_number, message);
             rc = -1;
             goto cleanup;
+        }
+        /* model lines add up; any other key set twice is likely a mistake. */
+        if (strcmp(key, "model") == 0)
+            continue;
+        for (int i = 0; i < nseen; i++) {
+            if (strcmp(seen_keys[i], key) == 0) {
+                snprintf(err, err_size, "%s:%d: %s is set again (first on line %d); keep one line",
+                         path, line_number, key, seen_lines[i]);
+                rc = -1;
+                goto cleanup;
+            }
+        }
+        if (nseen < CONFIG_KEYS_MAX) {
+            snprintf(seen_keys[nseen], sizeof seen_keys[nseen], "%s", key);
+            seen_lines[nseen++] = line_number;
         }
     }
     if (ferror(file)) {

@@ -30,43 +30,12 @@ static bool is_unsigned_integer(const char *text, size_t length)
     return true;
 }
 
-/* "0.5", "1", "1.", ".5", "5e-1", "5E+0"; no sign, spaces, hex, inf or nan. */
-static bool is_decimal_number(const char *text)
-{
-    const char *p = text;
-    size_t digits = 0;
-
-    while (is_digit(*p)) {
-        p++;
-        digits++;
-    }
-    if (*p == '.') {
-        p++;
-        while (is_digit(*p)) {
-            p++;
-            digits++;
-        }
-    }
-    if (digits == 0)
-        return false;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        if (!is_digit(*p))
-            return false;
-        while (is_digit(*p))
-            p++;
-    }
-    return *p == '\0';
-}
-
 static int parse_threshold(const char *name, const char *text, float *out,
                            char *err, size_t err_size)
 {
     char quoted[TEXT_QUOTE_SIZE];
     double value = 0.0;
-    bool valid = is_decimal_number(text);
+    bool valid = text_is_decimal_number(text);
 
     /* No errno check: an underflow (1e-400) is a valid 0, and an overflow
      * returns HUGE_VAL, which the range check rejects. */

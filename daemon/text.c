@@ -3,6 +3,7 @@
  * 80..BF, no overlong forms, no surrogates (U+D800..U+DFFF), nothing above
  * U+10FFFF.
  */
+#include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -201,4 +202,34 @@ char *text_escape_log(char *out, size_t out_size, const char *in)
     }
     out[used] = '\0';
     return out;
+}
+
+bool text_is_decimal_number(const char *text)
+{
+    const char *p = text;
+    size_t digits = 0;
+
+    while (isdigit((unsigned char)*p)) {
+        p++;
+        digits++;
+    }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            p++;
+            digits++;
+        }
+    }
+    if (digits == 0)
+        return false;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        if (!isdigit((unsigned char)*p))
+            return false;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    return *p == '\0';
 }

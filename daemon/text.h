@@ -5,6 +5,7 @@
 #ifndef YOLOD_DAEMON_TEXT_H
 #define YOLOD_DAEMON_TEXT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Code points of a client value echoed in an error message. */
@@ -54,5 +55,12 @@ char *text_escape_log(char *out, size_t out_size, const char *in);
  * stay closed. Returns out.
  */
 char *text_log_field(char *out, size_t out_size, const char *in);
+
+/*
+ * Returns whether text is a plain decimal number: digits with an optional
+ * fraction and exponent ("0.5", "1.", ".5", "5e-1"). No sign, spaces, hex
+ * floats, "inf" or "nan", all of which strtod would take.
+ */
+bool text_is_decimal_number(const char *text);
 
 #endif /* YOLOD_DAEMON_TEXT_H */

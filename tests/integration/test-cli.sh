@@ -91,6 +91,19 @@ usage_error "config unknown key" "bad.conf:4: unknown key 'frobnicate'" serve --
 printf 'model = %s\nmax_det = 1000\n' "$MODEL" >"$conf"
 usage_error "config bad value" "bad.conf:2: max_det" serve --config "$conf"
 usage_error "config missing file" "cannot open config file" serve --config "$WORK/none.conf"
+printf 'listen = 127.0.0.1:9\nworkers = 2\nlisten = 127.0.0.1:10\n' >"$conf"
+usage_error "config key set twice" "bad.conf:3: listen is set again (first on line 1)" serve --config "$conf"
+printf 'workers = +1\n' >"$conf"
+usage_error "config signed integer" "bad.conf:1: workers: invalid value" serve --config "$conf"
+printf 'conf = 0x0.8p0\n' >"$conf"
+usage_error "config hex float" "bad.conf:1: conf: invalid value" serve --config "$conf"
+printf 'workers = 1\0\n' >"$conf"
+usage_error "config NUL byte" "bad.conf:1: contains a NUL byte" serve --config "$conf"
+usage_error "config from /dev/zero" "zero:1: contains a NUL byte" serve --config /dev/zero
+{ printf '# '; head -c 9000 /dev/zero | tr '\0' 'x'; printf '\nfrobnicate = 1\n'; } >"$conf"
+usage_error "config long comment skipped" "bad.conf:2: unknown key 'frobnicate'" serve --config "$conf"
+{ printf '\xef\xbb\xbf'; printf 'frobnicate = 1\n'; } >"$conf"
+usage_error "config with a byte order mark" "bad.conf:1: unknown key 'frobnicate'" serve --config "$conf"
 
 # --- a missing model file is a runtime error naming the file
 out=$("$YOLOD" detect --model "$WORK/missing.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
