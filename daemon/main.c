@@ -1,6 +1,7 @@
 /*
  * yolod: subcommand dispatch, help and version.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,6 +185,8 @@ int command_take_option(int argc, char **argv, int *index, char *name, size_t na
 static void set_openmp_spin(char **argv)
 {
     const char *preload = getenv("LD_PRELOAD");
+    char self[PATH_MAX];
+    ssize_t length;
 
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
         return;
@@ -192,7 +195,13 @@ static void set_openmp_spin(char **argv)
         return;
     if (setenv("GOMP_SPINCOUNT", YOLOD_GOMP_SPINCOUNT, 1) != 0)
         return;
-    execv("/proc/self/exe", argv);
+    /* The process name is the executed file's name, so exec the binary by
+     * its own path: through /proc/self/exe, pgrep and top would show "exe". */
+    length = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (length > 0) {
+        self[length] = '\0';
+        execv(self, argv);
+    }
     /* exec failed (no /proc): carry on with libgomp's defaults. */
 }
 

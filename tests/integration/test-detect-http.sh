@@ -225,6 +225,7 @@ grep -q "is given twice; loading it once" "$LOG" && ok "repeated --model logged"
 expect_status "models with a repeated --model" 200 "$R" "$URL/v1/models"
 got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m in j["models"]]')
 [ "$got" = "[('yolov8n', [1])]" ] && ok "repeated --model is version 1" || fail "repeated --model is version 1" "$got"
+[ "$(cat "/proc/$PID/comm")" = yolod ] && ok "process is named yolod for pgrep" || fail "process is named yolod for pgrep" "$(cat "/proc/$PID/comm")"
 
 # --- max_buffered_bytes: a half-sent 800 KB body holds 800 KB of the 1 MiB
 # budget, so a second body that needs 256 KB more gets 503 buffers_full;
