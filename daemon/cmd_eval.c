@@ -228,6 +228,26 @@ static int check_save_path(const char *path)
     return -1;
 }
 
+/* Returns -1, after a message, when --save-detections names one of the input files. */
+static int save_path_is_input(const struct eval_options *options)
+{
+    const char *inputs[] = {options->annotations_path, options->model_path, options->detections_path};
+    const char *names[] = {"--coco", "--model", "--detections"};
+    struct stat out, in;
+
+    if (stat(options->save_path, &out) != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        if (inputs[i] && stat(inputs[i], &in) == 0 && in.st_dev == out.st_dev &&
+            in.st_ino == out.st_ino) {
+            fprintf(stderr, "yolod eval: --save-detections '%s' is the %s file; choose another"
+                    " path\n", options->save_path, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Builds DIR/file_name into path; -1 when the image has no file name or it is too long. */
 static int image_path(const char *dir, const yd_coco_image *image, char *path, size_t size)
 {
@@ -448,7 +468,8 @@ int command_eval(int argc, char **argv)
     yd_set_log_callback(log_library_message, NULL);
 
     status = EXIT_RUNTIME;
-    if (options.save_path && check_save_path(options.save_path) != 0)
+    if (options.save_path && (check_save_path(options.save_path) != 0 ||
+                              save_path_is_input(&options) != 0))
         goto cleanup;
     if (yd_coco_dataset_load(options.annotations_path, &dataset, &error) < 0) {
         fprintf(stderr, "yolod eval: cannot read annotations: %s\n", error.message);

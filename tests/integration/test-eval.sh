@@ -181,6 +181,15 @@ else
 fi
 run "--save-detections a directory" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
     --save-detections "$WORK/empty-dir" && stderr_has "--save-detections a directory message" "Is a directory"
+cp "$ANNOTATIONS" "$WORK/my-annotations.json"
+run "--save-detections over the annotations" 1 --model "$MODEL" --coco "$WORK/my-annotations.json" \
+    --images "$COCO/images" --limit 1 --save-detections "$WORK/my-annotations.json" &&
+    stderr_has "--save-detections over the annotations message" "is the --coco file; choose another path"
+cmp -s "$ANNOTATIONS" "$WORK/my-annotations.json" && ok "annotations file left unchanged" || fail "annotations file left unchanged" "it changed"
+cp "$MODEL" "$WORK/my-model.onnx"
+run "--save-detections over the model" 1 --model "$WORK/my-model.onnx" --coco "$ANNOTATIONS" \
+    --images "$COCO/images" --limit 1 --save-detections "$WORK/my-model.onnx" &&
+    stderr_has "--save-detections over the model message" "is the --model file"
 echo previous >"$WORK/previous.json"
 run "failed run with --save-detections" 1 --model "$MODEL" --coco "$ANNOTATIONS" --images "$WORK/empty-dir" \
     --save-detections "$WORK/previous.json"
