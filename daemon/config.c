@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <netdb.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -299,6 +302,34 @@ static char *trim(char *text)
 /* Distinct keys a file may set, for the repeated-key check (more than there are). */
 #define CONFIG_KEYS_MAX 64
 
+/*
+ * Opens a config file for reading. A FIFO is refused: opening it would
+ * block until a writer came, and on SIGHUP the thread that waits is the
+ * one that handles SIGTERM.
+ */
+static FILE *open_config(const char *path, char *err, size_t err_size)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    FILE *file;
+
+    if (fd < 0) {
+        snprintf(err, err_size, "cannot open config file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+        snprintf(err, err_size, "cannot read config file '%s': not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    file = fdopen(fd, "r");
+    if (!file) {
+        snprintf(err, err_size, "cannot open config file '%s': %s", path, strerror(errno));
+        close(fd);
+    }
+    return file;
+}
+
 /* Outcome of read_line(). */
 enum line_status { LINE_OK, LINE_END, LINE_TOO_LONG, LINE_NUL, FILE_TOO_LARGE };
 
@@ -338,7 +369,7 @@ static enum line_status read_line(FILE *file, char *buf, size_t size, size_t *to
 int config_load_file(struct config *config, const char *path, char *err,
                      size_t err_size)
 {
-    FILE *file = fopen(path, "r");
+    FILE *file = open_config(path, err, err_size);
     char line[CONFIG_LINE_MAX + 1];
     size_t total = 0;
     enum line_status status;
@@ -348,10 +379,8 @@ int config_load_file(struct config *config, const char *path, char *err,
     int line_number = 0;
     int rc = 0;
 
-    if (!file) {
-        snprintf(err, err_size, "cannot open config file '%s': %s", path, strerror(errno));
+    if (!file)
         return -1;
-    }
 
     while ((status = read_line(file, line, sizeof line, &total)) != LINE_END) {
         char *text = line, *equals, *key, *value;

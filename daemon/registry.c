@@ -238,9 +238,14 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
                      char *variant, size_t variant_size, struct file_id *id, yd_error *err)
 {
     yd_model_options options = { .serve_only = 1 };
+    struct stat st;
     int rc;
 
     *out = NULL;
+    /* Opening a FIFO would block with admin_lock held, and the whole daemon
+     * with it, until a writer came. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return yd_error_set(err, YD_ERR_IO, "cannot load '%s': not a regular file", path);
     file_identity(path, id);
     rc = yd_model_load(path, &options, out, err);
     if (rc < 0)

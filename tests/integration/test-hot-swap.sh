@@ -198,6 +198,15 @@ if grep -q "unloaded model yolov8n" "$LOG"; then
 else
     ok "no unload during config swaps"
 fi
+# A FIFO in place of the config file: SIGHUP must not wait for a writer.
+rm "$CONF"
+mkfifo "$CONF"
+if hup_and_wait "cannot read config file '$CONF': not a regular file"; then
+    ok "SIGHUP with a FIFO as config is rejected"
+else
+    fail "SIGHUP with a FIFO as config is rejected" "$(tail -3 "$LOG")"
+fi
+expect_status "daemon answers after the FIFO config" 200 "$WORK/healthz.json" "$URL/healthz"
 
 # Two names in the model directory that link to one file are both served.
 mkdir -p "$WORK/links"
@@ -217,5 +226,11 @@ expect_error "reload with a failure past the listed results" 500 load_failed "no
     -X POST "$URL/v1/models/yolov8n/reload"
 got=$(json_get "$WORK/error.json" 'len(j["variants"])')
 [ "$got" = 16 ] && ok "reply lists 16 of 18 results" || fail "reply lists 16 of 18 results" "$got"
+# A FIFO in place of a variant's file fails its reload at once.
+rm "$WORK/many/yolov8n.v01.yolod"
+mkfifo "$WORK/many/yolov8n.v01.yolod"
+expect_error "reload of a variant whose file is a FIFO" 500 load_failed "failed to load" --max-time 10 \
+    -X POST "$URL/v1/models/yolov8n/reload?variant=v01"
+check "FIFO reload message" grep -q "not a regular file" "$WORK/error.json"
 
 finish
