@@ -442,6 +442,7 @@ static int add_file_locked(struct registry *registry, const char *path,
     struct file_id id;
     char variant[64];
     double start = yd_now_ms();
+    bool replaces;
     int index, rc;
 
     memset(result, 0, sizeof *result);
@@ -449,7 +450,9 @@ static int add_file_locked(struct registry *registry, const char *path,
     if (rc < 0)
         goto fail;
     index = find_entry(registry, yd_model_name(model), variant);
-    if (index >= 0 && registry->entries[index].leaving) {
+    replaces = index >= 0 && registry->entries[index].leaving;
+
+    if (replaces) {
         /* A sync found this entry's file gone and this file in its place:
          * swap, so the variant serves throughout. */
         registry->entries[index].leaving = false;
@@ -472,6 +475,8 @@ static int add_file_locked(struct registry *registry, const char *path,
     result_init(result, &registry->entries[index]);
     result->action = registry->entries[index].model ? "reloaded" : "loaded";
     result->version = publish(registry, index, model, path, &id);
+    if (replaces)
+        metrics_observe_reload(index, true);
     log_printf(YD_LOG_INFO, "%s model %s variant %s version %llu from %s: %s, input %dx%d,"
                " %d classes, %.2f GFLOPs, %.0f ms", result->action, yd_model_name(model),
                variant, (unsigned long long)result->version, path, yd_model_variant(model),
@@ -616,7 +621,7 @@ static bool served_through_file(struct registry *registry, const char *path)
     for (int i = 0; i < registry_count(registry) && !served; i++) {
         const struct entry *entry = &registry->entries[i];
 
-        served = entry->model && entry->source == REGISTRY_SOURCE_FILE &&
+        served = entry->model && entry->source == REGISTRY_SOURCE_FILE && !entry->leaving &&
                  entry->file.dev == id.dev && entry->file.ino == id.ino;
     }
     pthread_mutex_unlock(&registry->lock);
@@ -988,23 +993,33 @@ static void sync_file(struct registry *registry, const char *path, enum registry
 }
 
 /*
- * Returns whether a new file of model `name` failed to load in this sync. Its
- * variant may be unknown, so the model's entries whose files are gone keep
- * serving rather than leave nothing.
+ * Returns whether a new file that would replace the entry failed to load in
+ * this sync: one with the entry's model name and variant, or with its model
+ * name and a variant its file name does not give (NAME.yolod).
  */
-static bool replacement_failed(const struct registry_results *results, const char *name)
+static bool replacement_failed(const struct registry_results *results, const struct entry *entry)
 {
     char file_name[sizeof results->items[0].name];
 
     for (int i = 0; i < results->count; i++) {
         const struct registry_result *result = &results->items[i];
 
-        if (result->code == YD_OK || !result->new_file)
+        if (result->code == YD_OK || !result->new_file || result->conflict)
             continue;
         name_of_file(result->name, file_name, sizeof file_name);
-        if (strcmp(file_name, name) == 0)
+        if (strcmp(file_name, entry->name) == 0 &&
+            (result->variant[0] == '\0' || strcmp(result->variant, entry->variant) == 0))
             return true;
     }
+    return false;
+}
+
+/* Returns whether an entry that is not leaving is loaded. Caller holds admin_lock. */
+static bool serves_after_sync(const struct registry *registry)
+{
+    for (int i = 0; i < registry_count(registry); i++)
+        if (registry->entries[i].model && !registry->entries[i].leaving)
+            return true;
     return false;
 }
 
@@ -1043,15 +1058,31 @@ void registry_sync(struct registry *registry, const char *const *files, int file
     for (int i = 0; i < registry_count(registry); i++) {
         struct entry *entry = &registry->entries[i];
 
-        if (!entry->leaving)
-            continue;
-        entry->leaving = false;
-        if (replacement_failed(results, entry->name)) {
+        if (entry->leaving && replacement_failed(results, entry)) {
+            entry->leaving = false;
             log_printf(YD_LOG_WARN, "model %s variant %s keeps serving version %llu from %s,"
                        " because a new file of the model failed to load",
                        entry->name, entry->variant, (unsigned long long)entry->version, entry->path);
-            continue;
+            metrics_observe_reload(i, false);
         }
+    }
+    if (!serves_after_sync(registry)) {
+        /* A change that would leave nothing serving (say, the only model line
+         * now names a broken file) is not applied, as a config error is not. */
+        for (int i = 0; i < registry_count(registry); i++) {
+            if (registry->entries[i].leaving)
+                log_printf(YD_LOG_ERROR, "model %s variant %s keeps serving from %s: without it"
+                           " no model would be left to serve", registry->entries[i].name,
+                           registry->entries[i].variant, registry->entries[i].path);
+            registry->entries[i].leaving = false;
+        }
+    }
+    for (int i = 0; i < registry_count(registry); i++) {
+        struct entry *entry = &registry->entries[i];
+
+        if (!entry->leaving)
+            continue;
+        entry->leaving = false;
         unload_entry(registry, i, false,
                      entry->source == REGISTRY_SOURCE_FILE ? "no longer in the configuration"
                                                            : "file removed from the model directory",

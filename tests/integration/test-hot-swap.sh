@@ -198,6 +198,23 @@ if grep -q "unloaded model yolov8n" "$LOG"; then
 else
     ok "no unload during config swaps"
 fi
+curl -s "$URL/metrics" >"$WORK/swap-metrics.txt"
+if grep -q 'yolod_model_reloads_total{model="yolov8n",variant="int8",result="success"} 1' "$WORK/swap-metrics.txt" &&
+   grep -q 'yolod_model_reloads_total{model="yolov8n",variant="int8",result="failure"} 1' "$WORK/swap-metrics.txt"; then
+    ok "config swaps are counted as reloads"
+else
+    fail "config swaps are counted as reloads" "$(grep reloads_total "$WORK/swap-metrics.txt")"
+fi
+# The only model line naming a broken file of another model: nothing would be left, so nothing changes.
+head -c 100000 "$MODEL" >"$WORK/v3/other.onnx"
+printf 'model = %s\n' "$WORK/v3/other.onnx" >"$CONF"
+if hup_and_wait "model yolov8n variant int8 keeps serving from $WORK/v2/yolov8n.yolod: without it no model would be left"; then
+    ok "a config that would leave no model keeps the old one"
+else
+    fail "a config that would leave no model keeps the old one" "$(tail -3 "$LOG")"
+fi
+expect_status "detect after the config that would leave no model" 200 "$WORK/swap-last.json" \
+    --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 # A FIFO in place of the config file: SIGHUP must not wait for a writer.
 rm "$CONF"
 mkfifo "$CONF"
@@ -207,6 +224,31 @@ else
     fail "SIGHUP with a FIFO as config is rejected" "$(tail -3 "$LOG")"
 fi
 expect_status "daemon answers after the FIFO config" 200 "$WORK/healthz.json" "$URL/healthz"
+
+# A model line dropped whose file is also in the model directory (a hard
+# link): the directory file takes over the variant without an unload.
+mkdir -p "$WORK/v6" "$WORK/d5"
+cp "$MODEL" "$WORK/v6/yolov8n.onnx"
+ln "$WORK/v6/yolov8n.onnx" "$WORK/d5/yolov8n.onnx"
+printf 'model = %s\nmodel_dir = %s\nwatch_model_dir = no\n' "$WORK/v6/yolov8n.onnx" "$WORK/d5" >"$CONF.d5"
+start_serve linked-config --config "$CONF.d5" --workers 1 --threads 1
+printf 'model_dir = %s\nwatch_model_dir = no\n' "$WORK/d5" >"$CONF.d5"
+if hup_and_wait "reloaded model yolov8n variant fp32 version 2 from $WORK/d5/yolov8n.onnx"; then
+    ok "directory copy of a dropped model line takes over"
+else
+    fail "directory copy of a dropped model line takes over" "$(grep -E 'loaded|skipping|already' "$LOG" | tail -3)"
+fi
+grep -q "unloaded model yolov8n" "$LOG" && fail "no unload when the directory copy takes over" "$(grep unloaded "$LOG")" || ok "no unload when the directory copy takes over"
+
+# A broken file of another variant does not keep a removed variant serving.
+mkdir -p "$WORK/d6"
+ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$WORK/d6/yolov8n.onnx"
+cp "$WORK/int8.good" "$WORK/d6/yolov8n.int8.yolod"
+head -c 5000 "$WORK/int8.good" >"$WORK/d6/yolov8n.fp16.yolod"
+start_serve sibling --model-dir "$WORK/d6" --workers 1 --threads 1
+rm "$WORK/d6/yolov8n.onnx"
+for i in $(seq 100); do grep -q "unloaded model yolov8n variant fp32" "$LOG" && break; sleep 0.1; done
+grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG" && ok "removed variant unloaded beside a broken sibling" || fail "removed variant unloaded beside a broken sibling" "$(grep -E 'keeps|unloaded' "$LOG" | tail -3)"
 
 # Two names in the model directory that link to one file are both served.
 mkdir -p "$WORK/links"
