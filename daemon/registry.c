@@ -1066,9 +1066,10 @@ void registry_sync(struct registry *registry, const char *const *files, int file
             metrics_observe_reload(i, false);
         }
     }
-    if (!serves_after_sync(registry)) {
-        /* A change that would leave nothing serving (say, the only model line
-         * now names a broken file) is not applied, as a config error is not. */
+    if (files && !serves_after_sync(registry)) {
+        /* A configuration that would leave nothing serving (say, its only
+         * model line now names a broken file) is not applied, as a config
+         * error is not. A file removed from a watched directory still goes. */
         for (int i = 0; i < registry_count(registry); i++) {
             if (registry->entries[i].leaving)
                 log_printf(YD_LOG_ERROR, "model %s variant %s keeps serving from %s: without it"
