@@ -126,8 +126,8 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
     if (request->body_over_budget) {
         *result = reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
                                 "buffers_full",
-                                "request bodies being received take %zu bytes, the limit"
-                                " (max_buffered_bytes); retry later",
+                                "the request bodies being received fill the %zu bytes of"
+                                " max_buffered_bytes; retry later",
                                 request->server->config->max_buffered_bytes);
         return true;
     }

@@ -344,6 +344,14 @@ int command_serve(int argc, char **argv)
 
     /* Each worker runs its own OpenMP team and has its own arena (about
      * 40 MB for yolov8n), so the product is the load on the machine. */
+    /* A body's buffer grows to max_body_bytes, so a smaller budget would
+     * refuse some bodies even on an idle server. */
+    if (config.max_buffered_bytes < config.max_body_bytes) {
+        log_printf(YD_LOG_ERROR, "max_buffered_bytes (%zu) is below max_body_bytes (%zu), so some"
+                   " bodies could never be received; raise it", config.max_buffered_bytes,
+                   config.max_body_bytes);
+        goto cleanup;
+    }
     if ((long)config.workers * threads > MAX_INFERENCE_THREADS) {
         log_printf(YD_LOG_ERROR, "workers x threads is %d x %d = %ld inference threads, more than"
                    " %d; lower workers or threads", config.workers, threads,

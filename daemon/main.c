@@ -67,7 +67,7 @@ static const char serve_help[] =
     "                           powers of 1024 (default 32M)\n"
     "  --max-buffered-bytes N   request bodies held in memory at once, all clients\n"
     "                           together; a body that would pass it gets 503\n"
-    "                           (default 256M)\n"
+    "                           (default 256M; at least max_body_bytes)\n"
     "  --max-pixels N           largest decoded image, width * height; K, M suffixes are\n"
     "                           powers of 1000 (default 50M)\n"
     "  --conf X                 default confidence threshold, 0 to 1 (default 0.25)\n"

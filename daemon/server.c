@@ -723,7 +723,9 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
         return;
     text_log_field(path, sizeof path, request->path);
     text_log_field(id, sizeof id, request->id);
-    if (request->responded) {
+    /* A response queued but cut off (the drain deadline, a client gone) is
+     * an abort, not a reply the client got. */
+    if (request->responded && code == MHD_REQUEST_TERMINATED_COMPLETED_OK) {
         metrics_observe_request(route_pattern(find_route(request->path, &allow)),
                                 request->status, (yd_now_ms() - request->start_ms) / 1000.0);
         log_printf(YD_LOG_INFO, "%s %s %u %zu bytes %.1f ms request_id=%s", request->method,

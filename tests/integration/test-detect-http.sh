@@ -190,6 +190,13 @@ if [ "$rc" -ne 0 ] && grep -q "256 x 1024 = 262144 inference threads, more than 
 else
     fail "too many inference threads rejected" "exit $rc: $out"
 fi
+out=$("$YOLOD" serve --model "$MODEL" --listen "127.0.0.1:$(free_port)" --max-buffered-bytes 1M 2>&1)
+rc=$?
+if [ "$rc" -ne 0 ] && grep -q "max_buffered_bytes (1048576) is below max_body_bytes (33554432)" <<<"$out"; then
+    ok "buffer budget below the body limit rejected"
+else
+    fail "buffer budget below the body limit rejected" "exit $rc: $out"
+fi
 out=$("$YOLOD" serve --model "$WORK/missing.onnx" --listen "127.0.0.1:$(free_port)" 2>&1)
 rc=$?
 if [ "$rc" -ne 0 ] && grep -q "missing.onnx" <<<"$out"; then
