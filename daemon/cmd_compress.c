@@ -5,6 +5,7 @@
  * channels) and describes its settings for the file's provenance.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "distill.h"
@@ -733,7 +735,7 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
         fprintf(stderr, ")\n");
         return EXIT_USAGE;
     }
-    if (!options->output_path) {
+    if (!options->output_path || !options->output_path[0]) {
         fprintf(stderr, "yolod compress: missing -o OUT.yolod\n");
         return EXIT_USAGE;
     }
@@ -786,9 +788,22 @@ static const char *file_type_name(mode_t mode)
 static int check_output_path(const struct compress_options *options)
 {
     struct stat output, input;
+    char folder[PATH_MAX];
+    const char *slash = strrchr(options->output_path, '/');
 
-    /* A path that does not exist yet passes, and yd_model_file_save
-     * reports a missing or read-only folder. */
+    /* The file is written beside its path and renamed, so its folder must
+     * take a new file: checked now, not after minutes of compression. */
+    if (slash)
+        snprintf(folder, sizeof folder, "%.*s",
+                 slash == options->output_path ? 1 : (int)(slash - options->output_path),
+                 options->output_path);
+    else
+        snprintf(folder, sizeof folder, ".");
+    if (access(folder, W_OK | X_OK) != 0) {
+        fprintf(stderr, "yolod compress: cannot write '%s': folder '%s': %s\n",
+                options->output_path, folder, strerror(errno));
+        return -1;
+    }
     if (stat(options->output_path, &output) != 0)
         return 0;
     if (!S_ISREG(output.st_mode)) {

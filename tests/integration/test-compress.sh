@@ -135,6 +135,12 @@ expect_exit "compress missing model exits 1" 1 "$YOLOD" compress "$WORK/none.onn
 expect_text "compress missing model message" "$ERR" 'none\.onnx'
 expect_exit "compress unwritable output exits 1" 1 "$YOLOD" compress "$MODEL" --variant fp16 -o "$WORK/no/dir/x.yolod"
 expect_text "compress unwritable output message" "$ERR" "cannot write '.*/no/dir/x\.yolod'"
+# The folder is checked before the work: a prune run fails before calibrating.
+expect_exit "compress prune into a missing folder exits 1" 1 "$YOLOD" compress "$MODEL" --variant prune20 \
+    --calib "$SHARED/datasets/coco128/images/train2017" --calib-limit 4 -o "$WORK/no/dir/x.yolod"
+expect_text "missing folder named before calibrating" "$ERR" "folder '.*/no/dir': No such file or directory"
+grep -q "calibrat\|pruning" "$ERR" && fail "missing folder fails before any work" "$(head -c 300 "$ERR")" || ok "missing folder fails before any work"
+expect_exit "compress with an empty -o exits 2" 2 "$YOLOD" compress "$MODEL" --variant fp16 -o ""
 
 # --- -o paths that renaming over would damage: rejected before any work
 FIFO=$WORK/out.fifo
