@@ -120,6 +120,9 @@ static int compare_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Largest calibration image, width * height. */
+#define CALIB_MAX_PIXELS 100000000
+
 /* Frees a list from list_calibration_files(). */
 static void free_names(char **names, int count)
 {
@@ -187,7 +190,7 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
         yd_error ignored;
 
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        if (yd_image_load(path, 100000000, &images[loaded], &ignored) == YD_OK)
+        if (yd_image_load(path, CALIB_MAX_PIXELS, &images[loaded], &ignored) == YD_OK)
             loaded++;
         else
             log_printf(YD_LOG_WARN, "skipping calibration image %s: %s", path, ignored.message);
@@ -822,9 +825,10 @@ static int check_output_path(const struct compress_options *options)
 
 /*
  * SHA-256 over the calibration files compress used: the first `limit`
- * JPEG or PNG files of the folder in name order, each as its name, a NUL
- * and its contents. The same images under the same names give the same
- * digest on any machine.
+ * JPEG or PNG files of the folder in name order that decode (as
+ * load_calibration skips the others), each as its name, a NUL and its
+ * contents. The same images under the same names give the same digest on
+ * any machine.
  */
 static int calibration_digest(const char *dir_path, int limit, char hex[65], yd_error *err)
 {
@@ -837,11 +841,17 @@ static int calibration_digest(const char *dir_path, int limit, char hex[65], yd_
     if (rc != YD_OK)
         return rc;
     yd_sha256_init(&sha);
-    for (int i = 0; i < n && i < limit; i++) {
+    for (int i = 0, used = 0; i < n && used < limit; i++) {
+        yd_image image;
+        yd_error ignored;
         FILE *f;
         size_t got;
 
         snprintf(path, sizeof path, "%s/%s", dir_path, names[i]);
+        if (yd_image_load(path, CALIB_MAX_PIXELS, &image, &ignored) != YD_OK)
+            continue;
+        yd_image_free(&image);
+        used++;
         f = fopen(path, "rb");
         if (!f) {
             rc = yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);

@@ -262,6 +262,21 @@ print(sha.hexdigest())
 PY
 )
 expect_text "calibration digest covers the 2 images used" "$OUT" "^calibration +$want "
+# An image that does not decode is skipped by both the calibration and the digest.
+mkdir -p "$WORK/calA" "$WORK/calB"
+calib_abs=$(cd "$CALIB" && pwd)
+set -- $(ls "$calib_abs" | head -3)
+echo "not an image" >"$WORK/calA/a.jpg"
+cp "$WORK/calA/a.jpg" "$WORK/calB/a.jpg"
+ln -s "$calib_abs/$1" "$WORK/calA/b.jpg"
+ln -s "$calib_abs/$1" "$WORK/calB/b.jpg"
+ln -s "$calib_abs/$2" "$WORK/calA/c.jpg"
+ln -s "$calib_abs/$3" "$WORK/calB/c.jpg"
+for d in calA calB; do
+    "$YOLOD" compress "$MODEL" --variant int8 --calib "$WORK/$d" --calib-limit 2 -o "$WORK/$d.yolod" >"$WORK/$d.txt" 2>&1
+done
+a=$(grep '^calibration ' "$WORK/calA.txt"); b=$(grep '^calibration ' "$WORK/calB.txt")
+[ -n "$a" ] && [ "$a" != "$b" ] && ok "digests differ when the decoded images differ" || fail "digests differ when the decoded images differ" "$a / $b"
 expect_exit "compress with the dataset folder as --calib exits 1" 1 "$YOLOD" compress "$MODEL" \
     --variant int8 --calib "$SHARED/datasets/coco128" -o "$BAD"
 expect_text "dataset folder message says subfolders are not searched" "$ERR" \
