@@ -594,8 +594,17 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
                                       struct request *request)
 {
     const char *allow;
+    enum route route = find_route(request->path, &allow);
 
-    switch (find_route(request->path, &allow)) {
+    /* The registry is about to go: no model change starts during the drain. */
+    if (atomic_load(&request->server->stopping) &&
+        (route == ROUTE_MODEL_RELOAD || route == ROUTE_MODEL_LOAD || route == ROUTE_MODEL_UNLOAD ||
+         route == ROUTE_MODEL_DEFAULT))
+        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "shutting_down",
+                                              "the server is shutting down");
+
+    switch (route) {
     case ROUTE_DETECT:
         return api_detect(connection, request);
     case ROUTE_HEALTHZ:

@@ -266,6 +266,9 @@ kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 kept.request("POST", "/v1/detect", body=image)
 first = kept.getresponse(); first.read()
 print("first", first.status)
+admin = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+admin.request("GET", "/healthz")
+admin.getresponse().read()
 slow = socket.create_connection(("127.0.0.1", port))
 slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
 time.sleep(0.3)
@@ -275,6 +278,9 @@ kept.request("POST", "/v1/detect", body=image)
 second = kept.getresponse()
 body = second.read().decode()
 print("second", second.status, second.getheader("Connection"), "shutting_down" in body)
+admin.request("POST", "/v1/models/yolov8n/reload")
+reload = admin.getresponse()
+print("reload", reload.status, "shutting_down" in reload.read().decode())
 start = time.monotonic()
 try:
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -286,6 +292,7 @@ wait "$PID"
 rc=$?
 grep -q '^first 200$' "$WORK/drain.txt" && ok "drain: first request on the connection gets 200" || fail "drain: first request on the connection gets 200" "$(cat "$WORK/drain.txt")"
 grep -q '^second 503 close True$' "$WORK/drain.txt" && ok "drain: kept-alive request gets 503 and Connection: close" || fail "drain: kept-alive request gets 503 and Connection: close" "$(cat "$WORK/drain.txt")"
+grep -q '^reload 503 True$' "$WORK/drain.txt" && ok "drain: a model reload gets 503" || fail "drain: a model reload gets 503" "$(cat "$WORK/drain.txt")"
 grep -q '^new connection refused after 0\.[0-9] s$' "$WORK/drain.txt" && ok "drain: a new connection is refused at once" || fail "drain: a new connection is refused at once" "$(cat "$WORK/drain.txt")"
 [ "$rc" -eq 0 ] && ok "drain: daemon exits 0" || fail "drain: daemon exits 0" "exit $rc"
 
