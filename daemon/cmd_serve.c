@@ -96,12 +96,18 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
     return 0;
 }
 
-/* Returns whether model path i of the config repeats an earlier one. */
+/* Returns whether model path i of the config names the same file as an earlier one. */
 static bool listed_before(const struct config *config, int i)
 {
-    for (int j = 0; j < i; j++)
+    struct stat a, b;
+    bool found = stat(config->models[i], &a) == 0;
+
+    for (int j = 0; j < i; j++) {
         if (strcmp(config->models[j], config->models[i]) == 0)
             return true;
+        if (found && stat(config->models[j], &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            return true;
+    }
     return false;
 }
 

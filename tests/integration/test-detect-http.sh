@@ -226,8 +226,8 @@ done
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$main_url/healthz")
 if [ "$code" = 000 ]; then ok "stopped daemon refuses connections"; else fail "stopped daemon refuses connections" "status $code"; fi
 
-# --- the same --model twice is loaded once
-start_daemon twice --model "$MODEL"
+# --- the same --model twice, spelled two ways, is loaded once
+start_daemon twice --model "$(dirname "$MODEL")/../models/$(basename "$MODEL")"
 grep -q "is given twice; loading it once" "$LOG" && ok "repeated --model logged" || fail "repeated --model logged" "$(head -5 "$LOG")"
 expect_status "models with a repeated --model" 200 "$R" "$URL/v1/models"
 got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m in j["models"]]')
