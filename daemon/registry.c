@@ -243,8 +243,8 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
 
     *out = NULL;
     /* Opening a FIFO would block with admin_lock held, and the whole daemon
-     * with it, until a writer came. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+     * with it, until a writer came. A directory gets its own message below. */
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return yd_error_set(err, YD_ERR_IO, "cannot load '%s': not a regular file", path);
     file_identity(path, id);
     rc = yd_model_load(path, &options, out, err);
