@@ -19,7 +19,7 @@ fi
 
 # The daemon's log goes to a file, so the replies print alone; it is shown
 # when the daemon fails. Readiness is its own "listening" line: a /readyz
-# answer could come from another server already on PORT.
+# reply could come from another server already on PORT.
 log=$(mktemp)
 "$BUILD/yolod" serve --model "$MODEL" --listen "127.0.0.1:$PORT" 2>"$log" &
 pid=$!

@@ -234,7 +234,7 @@ got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m i
 [ "$got" = "[('yolov8n', [1])]" ] && ok "repeated --model is version 1" || fail "repeated --model is version 1" "$got"
 [ "$(cat "/proc/$PID/comm")" = yolod ] && ok "process is named yolod for pgrep" || fail "process is named yolod for pgrep" "$(cat "/proc/$PID/comm")"
 
-# --- max_buffered_bytes: a half-sent 800 KB body holds 800 KB of the 1 MiB
+# --- max_buffered_bytes: a half-sent 800 KB body takes 800 KB of the 1 MiB
 # budget, so a second body that needs 256 KB more gets 503 buffers_full;
 # once the first connection closes, the same request succeeds.
 start_daemon budget --max-buffered-bytes 1M --max-body-bytes 800K
@@ -262,9 +262,9 @@ DRAIN_PORT=${URL##*:}
 python3 - "$DRAIN_PORT" "$PID" "$IMAGES/bus.jpg" >"$WORK/drain.txt" 2>&1 <<'PY'
 import http.client, os, signal, socket, sys, time
 port, pid, image = int(sys.argv[1]), int(sys.argv[2]), open(sys.argv[3], "rb").read()
-kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-kept.request("POST", "/v1/detect", body=image)
-first = kept.getresponse(); first.read()
+keepalive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+keepalive.request("POST", "/v1/detect", body=image)
+first = keepalive.getresponse(); first.read()
 print("first", first.status)
 admin = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
 admin.request("GET", "/healthz")
@@ -274,8 +274,8 @@ slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r
 time.sleep(0.3)
 os.kill(pid, signal.SIGTERM)
 time.sleep(0.3)
-kept.request("POST", "/v1/detect", body=image)
-second = kept.getresponse()
+keepalive.request("POST", "/v1/detect", body=image)
+second = keepalive.getresponse()
 body = second.read().decode()
 print("second", second.status, second.getheader("Connection"), "shutting_down" in body)
 admin.request("POST", "/v1/models/yolov8n/reload")
