@@ -529,8 +529,7 @@ static int compare_names(const void *a, const void *b)
     return strcmp(left, right);
 }
 
-/* Returns whether a file name ends in .onnx or .yolod. */
-static bool has_model_extension(const char *file)
+bool registry_has_model_extension(const char *file)
 {
     const char *dot = strrchr(file, '.');
 
@@ -554,9 +553,9 @@ static int list_model_files(const char *dir, char ***out, int *out_count, yd_err
         struct stat st;
 
         if (!registry_is_model_file(item->d_name)) {
-            if (item->d_name[0] != '.' && has_model_extension(item->d_name))
-                log_printf(YD_LOG_WARN, "skipping %s/%s: a model directory serves files named"
-                           " NAME.onnx or NAME.VARIANT.yolod (no other dots); rename it",
+            if (item->d_name[0] != '.' && registry_has_model_extension(item->d_name))
+                log_printf(YD_LOG_WARN, "skipping %s/%s: a model directory serves only files named"
+                           " NAME.onnx or NAME.VARIANT.yolod, such as yolov8n.int8.yolod; rename it",
                            dir, item->d_name);
             continue;
         }

@@ -49,7 +49,9 @@ static int read_events(struct watch *watch)
 
         if (event->mask & IN_Q_OVERFLOW)
             relevant = true;
-        else if (event->len > 0 && registry_is_model_file(event->name))
+        /* A misnamed model file counts too, so the sync warns about it at once. */
+        else if (event->len > 0 && event->name[0] != '.' &&
+                 registry_has_model_extension(event->name))
             relevant = true;
         if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0) {
             /* The path no longer names the watched directory: watch the path again once it does. */

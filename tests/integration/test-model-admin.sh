@@ -239,6 +239,10 @@ expect_status "detect after SIGHUP with default_variant" 200 "$WORK/d4.json" --d
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/.link"
 mv "$DIR/.link" "$DIR/yolov8n.onnx"
 wait_version fp32 2 && ok "a file added to the watched directory is loaded" || fail "a file added to the watched directory is loaded" "$(cat "$WORK/describe.json")"
+echo "not a model" >"$DIR/yolov8w-int8.yolod"
+for i in $(seq 100); do grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && break; sleep 0.1; done
+grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && ok "misnamed file in the watched directory warned at once" || fail "misnamed file in the watched directory warned at once" "$(tail -3 "$LOG")"
+rm "$DIR/yolov8w-int8.yolod"
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
@@ -266,7 +270,7 @@ kill -HUP "$PID"
 for i in $(seq 150); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
 [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && ok "SIGHUP with a FIFO and a junk file completes" || fail "SIGHUP with a FIFO and a junk file completes" "$(tail -3 "$LOG")"
 grep -q "junk.onnx" "$LOG" && ok "junk file logged" || fail "junk file logged" "$(tail -3 "$LOG")"
-grep -q "skipping .*/yolov8n-int8.yolod: a model directory serves files named NAME.onnx or NAME.VARIANT.yolod" "$LOG" && ok "misnamed model file logged" || fail "misnamed model file logged" "$(grep skipping "$LOG" | tail -3)"
+grep -q "skipping .*/yolov8n-int8.yolod: a model directory serves only files named NAME.onnx or NAME.VARIANT.yolod" "$LOG" && ok "misnamed model file logged" || fail "misnamed model file logged" "$(grep skipping "$LOG" | tail -3)"
 grep -q 'bad\\xFFname.onnx.*not valid UTF-8' "$LOG" && ok "file name that is not UTF-8 logged" || fail "file name that is not UTF-8 logged" "$(tail -3 "$LOG")"
 curl -s "$URL/v1/models" >"$WORK/models-utf8.json"
 python3 -c 'import json, sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$WORK/models-utf8.json" && ok "model list stays valid UTF-8 JSON" || fail "model list stays valid UTF-8 JSON" "$(head -c 300 "$WORK/models-utf8.json")"
