@@ -298,6 +298,29 @@ static int wait_for_signal(const sigset_t *handled_signals)
     }
 }
 
+/*
+ * Waits for SIGINT or SIGTERM while the main thread loads the models, which
+ * can take seconds per model, and exits at once when one comes. Nothing is
+ * served yet and nothing is written, so there is nothing to finish. Cancelled
+ * when the models are loaded; the main thread handles signals from then on.
+ */
+static void *stop_while_loading(void *unused)
+{
+    sigset_t stop_signals;
+    int signal_number;
+
+    (void)unused;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigwait(&stop_signals, &signal_number) != 0)
+        return NULL;
+    notify_send("STOPPING=1");
+    log_printf(YD_LOG_INFO, "received %s while loading the models; stopped before serving",
+               strsignal(signal_number));
+    _exit(0);
+}
+
 /* Most inference threads (workers x threads) a daemon starts. */
 #define MAX_INFERENCE_THREADS 1024
 
@@ -315,6 +338,8 @@ int command_serve(int argc, char **argv)
     long cores;
     int threads, signal_number = 0;
     int status = EXIT_RUNTIME;
+    pthread_t loading_thread;
+    bool loading_guard = false;
 
     config_init(&config);
     memset(&server, 0, sizeof server);
@@ -376,8 +401,18 @@ int command_serve(int argc, char **argv)
         log_printf(YD_LOG_ERROR, "%s", error.message);
         goto cleanup;
     }
+    loading_guard = pthread_create(&loading_thread, NULL, stop_while_loading, NULL) == 0;
+    if (!loading_guard)
+        log_printf(YD_LOG_WARN, "cannot start a thread for signals; SIGTERM waits until the"
+                   " models are loaded");
     if (load_models(&config, registry) != 0)
         goto cleanup;
+    /* A signal that arrives from here on stays pending for wait_for_signal(). */
+    if (loading_guard) {
+        pthread_cancel(loading_thread);
+        pthread_join(loading_thread, NULL);
+        loading_guard = false;
+    }
     apply_default_variant(registry, config.default_variant);
 
     if (worker_pool_start(registry, config.workers, threads,
@@ -432,6 +467,10 @@ int command_serve(int argc, char **argv)
     status = 0;
 
 cleanup:
+    if (loading_guard) {
+        pthread_cancel(loading_thread);
+        pthread_join(loading_thread, NULL);
+    }
     /* No reload may start while the registry goes away. */
     watch_stop(watch);
     server_stop(&server);

@@ -147,6 +147,39 @@ unset NOTIFY_SOCKET
 check "relative NOTIFY_SOCKET logged as invalid" grep -qF "invalid NOTIFY_SOCKET 'relative.sock'" "$LOG"
 stop_daemon "daemon with an invalid NOTIFY_SOCKET"
 
+# --- SIGTERM while the models load: the daemon stops at once, without
+# loading the rest or announcing READY=1. Each of the 12 links is a full
+# load of about 0.1 s, so the signal after the first lands mid-startup.
+messages=$WORK/notify-loading.txt
+start_listener "$WORK/loading.sock" "$messages"
+mkdir "$WORK/many"
+model_path=$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")
+for i in $(seq -w 1 12); do
+    ln -s "$model_path" "$WORK/many/m$i.onnx"
+done
+LOG=$WORK/loading.log
+NOTIFY_SOCKET=$WORK/loading.sock "$YOLOD" serve --listen "127.0.0.1:$(free_port)" \
+    --model-dir "$WORK/many" 2>"$LOG" &
+PID=$!
+DAEMON_PIDS+=("$PID")
+waited=0
+while ! grep -qs "loaded model" "$LOG" && [ "$waited" -lt 600 ]; do
+    sleep 0.05
+    waited=$((waited + 1))
+done
+stop_daemon "daemon stopped while loading"
+loaded=$(grep -c "loaded model" "$LOG")
+if [ "$loaded" -lt 12 ] && grep -qF "received Terminated while loading the models; stopped before serving" "$LOG"; then
+    ok "SIGTERM while loading stops before the remaining models ($loaded of 12 loaded)"
+else
+    fail "SIGTERM while loading stops before the remaining models" "$loaded of 12 loaded; log: $(tail -n 3 "$LOG")"
+fi
+check "no listening line after SIGTERM while loading" bash -c "! grep -q listening '$LOG'"
+check "STOPPING=1 sent after SIGTERM while loading" wait_for_message "$messages" STOPPING=1
+check "no READY=1 after SIGTERM while loading" bash -c "! grep -qF '\"READY=1\"' '$messages'"
+kill "$LISTENER_PID" 2>/dev/null
+wait "$LISTENER_PID" 2>/dev/null
+
 # --- The shipped unit: systemd-analyze verify checks every key and value.
 # It also requires ExecStart's binary to exist, so a copy of the unit points
 # ExecStart at the built binary. Unknown keys are only warnings (exit 0), so
