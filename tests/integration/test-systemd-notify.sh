@@ -148,8 +148,8 @@ check "relative NOTIFY_SOCKET logged as invalid" grep -qF "invalid NOTIFY_SOCKET
 stop_daemon "daemon with an invalid NOTIFY_SOCKET"
 
 # --- SIGTERM while the models load: the daemon stops at once, without
-# loading the rest or announcing READY=1. Each of the 12 links is a full
-# load of about 0.1 s, so the signal after the first lands mid-startup.
+# loading the rest or sending READY=1. Each of the 12 links is a full load
+# (about 0.1 s), so a signal sent after the first load arrives mid-startup.
 messages=$WORK/notify-loading.txt
 start_listener "$WORK/loading.sock" "$messages"
 mkdir "$WORK/many"
@@ -170,9 +170,9 @@ done
 stop_daemon "daemon stopped while loading"
 loaded=$(grep -c "loaded model" "$LOG")
 if [ "$loaded" -lt 12 ] && grep -qF "received Terminated while loading the models; stopped before serving" "$LOG"; then
-    ok "SIGTERM while loading stops before the remaining models ($loaded of 12 loaded)"
+    ok "SIGTERM while loading stops early ($loaded of 12 loaded)"
 else
-    fail "SIGTERM while loading stops before the remaining models" "$loaded of 12 loaded; log: $(tail -n 3 "$LOG")"
+    fail "SIGTERM while loading stops early" "$loaded of 12 loaded; log: $(tail -n 3 "$LOG")"
 fi
 check "no listening line after SIGTERM while loading" bash -c "! grep -q listening '$LOG'"
 check "STOPPING=1 sent after SIGTERM while loading" wait_for_message "$messages" STOPPING=1
