@@ -9,6 +9,7 @@
  * entry's name and variant are written before `count` is raised (release)
  * and never change, so they are read without a lock.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <malloc.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -214,6 +216,45 @@ static void name_of_file(const char *path, char *out, size_t out_size)
     snprintf(out, out_size, "%.*s", (int)strcspn(base, "."), base);
 }
 
+/* Returns whether variant names a compression in any case: fp32, fp16, int8, prune<P>[-int8]. */
+static bool is_compression_name(const char *variant)
+{
+    const char *rest;
+
+    if (strcasecmp(variant, "fp32") == 0 || strcasecmp(variant, "fp16") == 0 ||
+        strcasecmp(variant, "int8") == 0)
+        return true;
+    if (strncasecmp(variant, "prune", 5) != 0)
+        return false;
+    rest = variant + 5;
+    if (!isdigit((unsigned char)*rest))
+        return false;
+    while (isdigit((unsigned char)*rest))
+        rest++;
+    return *rest == '\0' || strcasecmp(rest, "-int8") == 0;
+}
+
+/*
+ * Logs a file named as one compression that contains another, such as NAME.int8.yolod with
+ * prune30-int8 or NAME.onnx with a yolod int8 file. Labels such as NAME.live.yolod are not checked.
+ */
+static void warn_variant_mismatch(const char *path, const yd_model *model, const char *variant)
+{
+    const char *contained = yd_model_variant(model);
+    const char *extension = strrchr(path, '.');
+    char name[256];
+
+    if (extension && strcmp(extension, ".onnx") == 0 && strcmp(contained, "fp32") != 0) {
+        name_of_file(path, name, sizeof name);
+        log_printf(YD_LOG_WARN, "%s is a yolod model file of variant '%s', served as that"
+                   " variant; rename it %s.%s.yolod", path, contained, name, contained);
+    } else if (is_compression_name(variant) && strcmp(variant, contained) != 0) {
+        log_printf(YD_LOG_WARN, "%s contains variant '%s' but its name gives variant '%s',"
+                   " which requests must use; rename it to match its content", path,
+                   contained, variant);
+    }
+}
+
 /*
  * Creates a session on the calling thread and runs one inference, so a model
  * that loads but cannot run is caught before it is published.
@@ -265,7 +306,9 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
     if (rc < 0) {
         yd_model_release(*out);
         *out = NULL;
+        return rc;
     }
+    warn_variant_mismatch(path, *out, variant);
     return rc;
 }
 

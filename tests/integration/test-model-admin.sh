@@ -243,6 +243,19 @@ echo "not a model" >"$DIR/yolov8w-int8.yolod"
 for i in $(seq 100); do grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && break; sleep 0.1; done
 grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && ok "misnamed file in the watched directory warned at once" || fail "misnamed file in the watched directory warned at once" "$(tail -3 "$LOG")"
 rm "$DIR/yolov8w-int8.yolod"
+
+# Files whose name gives another compression than their content are served
+# under the name, with a warning; a label such as "live" is not checked.
+cp "$WORK/int8.good" "$DIR/other.fp16.yolod"
+cp "$WORK/int8.good" "$DIR/onnxname.onnx"
+cp "$WORK/int8.good" "$DIR/upper.INT8.yolod"
+for i in $(seq 300); do grep -q "onnxname.onnx is a yolod" "$LOG" && grep -q "other.fp16.yolod contains" "$LOG" && grep -q "upper.INT8.yolod contains" "$LOG" && break; sleep 0.1; done
+check "variant named against content warned" grep -q "other.fp16.yolod contains variant 'int8' but its name gives variant 'fp16'" "$LOG"
+check "yolod file named .onnx warned" grep -q "onnxname.onnx is a yolod model file of variant 'int8', served as that variant; rename it onnxname.int8.yolod" "$LOG"
+check "variant in capitals warned" grep -q "upper.INT8.yolod contains variant 'int8' but its name gives variant 'INT8'" "$LOG"
+check "label variant live not warned" bash -c "! grep -q 'yolov8n.live.yolod contains' '$LOG'"
+rm "$DIR/other.fp16.yolod" "$DIR/onnxname.onnx" "$DIR/upper.INT8.yolod"
+for i in $(seq 300); do grep -q "unloaded model onnxname" "$LOG" && grep -q "unloaded model other" "$LOG" && grep -q "unloaded model upper" "$LOG" && break; sleep 0.1; done
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
