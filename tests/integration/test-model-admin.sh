@@ -244,8 +244,8 @@ for i in $(seq 100); do grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && break
 grep -q "skipping .*/yolov8w-int8.yolod" "$LOG" && ok "misnamed file in the watched directory warned at once" || fail "misnamed file in the watched directory warned at once" "$(tail -3 "$LOG")"
 rm "$DIR/yolov8w-int8.yolod"
 
-# Files whose name gives another compression than their content are served
-# under the name, with a warning; a label such as "live" is not checked.
+# A file whose name gives another compression than its content is logged.
+# A label such as "live" is not a compression and is not checked.
 cp "$WORK/int8.good" "$DIR/other.fp16.yolod"
 cp "$WORK/int8.good" "$DIR/onnxname.onnx"
 cp "$WORK/int8.good" "$DIR/upper.INT8.yolod"
