@@ -167,13 +167,18 @@ struct serve_state {
 static void finish_sync(struct serve_state *state, const char *trigger,
                         const struct registry_results *results)
 {
+    int level = results->failures ? YD_LOG_WARN : YD_LOG_INFO;
+
     if (results->total == 0) {
         log_printf(YD_LOG_DEBUG, "%s: every model file is unchanged", trigger);
         return;
     }
     worker_pool_prune(state->server->pool);
-    log_printf(results->failures ? YD_LOG_WARN : YD_LOG_INFO,
-               "%s: %d model change(s), %d failed", trigger, results->total, results->failures);
+    /* Every change is a repeated failure, already logged at debug, so the summary is too. */
+    if (results->total == results->repeated_failures)
+        level = YD_LOG_DEBUG;
+    log_printf(level, "%s: %d model change(s), %d failed", trigger, results->total,
+               results->failures);
 }
 
 /* The watch callback: loads new and replaced files of the model directory. */

@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,12 +51,26 @@ struct entry {
     struct file_id file;
 };
 
+/* Maximum number of files whose logged problems a watch rescan remembers. */
+#define REPORTED_MAX 64
+
+/* A file whose misnaming or failed load was logged, with the version logged. */
+struct reported_file {
+    char *path;
+    struct file_id file;
+};
+
 struct registry {
     pthread_mutex_t lock;
     pthread_mutex_t admin_lock;
     struct entry entries[REGISTRY_MAX_ENTRIES];
     atomic_int count;
     int session_threads;       /* OpenMP threads of the warm-up session */
+    /* Guarded by admin_lock: problems already logged, and whether the
+     * current change is a watch rescan, which logs them again at debug. */
+    struct reported_file reported[REPORTED_MAX];
+    int reported_next;
+    bool watch_rescan;
 };
 
 static double wall_clock_seconds(void)
@@ -87,6 +102,43 @@ static bool same_file(const struct file_id *a, const struct file_id *b)
            a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
+/*
+ * Returns the log level for a problem with the file at path: `level`, or debug
+ * when a watch rescan finds this version of the file already logged. Caller
+ * holds admin_lock.
+ */
+static int problem_level(struct registry *registry, const char *path, int level)
+{
+    struct reported_file *slot = NULL;
+    struct file_id id;
+
+    file_identity(path, &id);
+    for (int i = 0; i < REPORTED_MAX && !slot; i++)
+        if (registry->reported[i].path && strcmp(registry->reported[i].path, path) == 0)
+            slot = &registry->reported[i];
+    if (slot && registry->watch_rescan && same_file(&slot->file, &id))
+        return YD_LOG_DEBUG;
+    if (!slot) {
+        slot = &registry->reported[registry->reported_next];
+        registry->reported_next = (registry->reported_next + 1) % REPORTED_MAX;
+        free(slot->path);
+        slot->path = strdup(path);
+    }
+    slot->file = id;
+    return level;
+}
+
+/* Forgets a logged problem with path once the file loads. Caller holds admin_lock. */
+static void forget_problem(struct registry *registry, const char *path)
+{
+    for (int i = 0; i < REPORTED_MAX; i++) {
+        if (registry->reported[i].path && strcmp(registry->reported[i].path, path) == 0) {
+            free(registry->reported[i].path);
+            registry->reported[i].path = NULL;
+        }
+    }
+}
+
 int registry_create(int session_threads, struct registry **out, yd_error *err)
 {
     struct registry *registry = calloc(1, sizeof *registry);
@@ -115,6 +167,8 @@ void registry_destroy(struct registry *registry)
         free(entry->path);
     }
     pthread_mutex_destroy(&registry->admin_lock);
+    for (int i = 0; i < REPORTED_MAX; i++)
+        free(registry->reported[i].path);
     pthread_mutex_destroy(&registry->lock);
     free(registry);
 }
@@ -324,6 +378,7 @@ static uint64_t publish(struct registry *registry, int index, yd_model *model, c
     char *new_path = NULL, *old_path = NULL;
     uint64_t version;
 
+    forget_problem(registry, path);
     if (strcmp(entry->path, path) != 0)
         new_path = strdup(path);
 
@@ -429,12 +484,15 @@ static void load_entry(struct registry *registry, int index, const char *path,
         result->action = "failed";
         result->version = was_loaded ? entry->version : 0;
         snprintf(result->message, sizeof result->message, "%s", error.message);
+        int level = problem_level(registry, path, YD_LOG_ERROR);
+
+        result->repeated = level == YD_LOG_DEBUG;
         if (was_loaded)
-            log_printf(YD_LOG_ERROR, "reload of model %s variant %s from %s failed, version %llu"
+            log_printf(level, "reload of model %s variant %s from %s failed, version %llu"
                        " keeps serving: %s", entry->name, entry->variant, path,
                        (unsigned long long)entry->version, error.message);
         else
-            log_printf(YD_LOG_ERROR, "load of model %s variant %s from %s failed: %s",
+            log_printf(level, "load of model %s variant %s from %s failed: %s",
                        entry->name, entry->variant, path, error.message);
     }
     result->code = rc;
@@ -579,8 +637,9 @@ bool registry_has_model_extension(const char *file)
     return dot && (strcmp(dot, ".onnx") == 0 || strcmp(dot, ".yolod") == 0);
 }
 
-/* The model files of dir as "dir/file" paths, sorted by compare_names. */
-static int list_model_files(const char *dir, char ***out, int *out_count, yd_error *err)
+/* Lists the model files of dir as "dir/file" paths, sorted by compare_names. Caller holds admin_lock. */
+static int list_model_files(struct registry *registry, const char *dir, char ***out,
+                            int *out_count, yd_error *err)
 {
     DIR *handle = opendir(dir);
     struct dirent *item;
@@ -596,10 +655,14 @@ static int list_model_files(const char *dir, char ***out, int *out_count, yd_err
         struct stat st;
 
         if (!registry_is_model_file(item->d_name)) {
-            if (item->d_name[0] != '.' && registry_has_model_extension(item->d_name))
-                log_printf(YD_LOG_WARN, "skipping %s/%s: a model directory serves only files named"
-                           " NAME.onnx or NAME.VARIANT.yolod, such as yolov8n.int8.yolod; rename it",
-                           dir, item->d_name);
+            char path[PATH_MAX];
+
+            if (item->d_name[0] == '.' || !registry_has_model_extension(item->d_name))
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
+            log_printf(problem_level(registry, path, YD_LOG_WARN), "skipping %s: a model directory"
+                       " serves only files named NAME.onnx or NAME.VARIANT.yolod, such as"
+                       " yolov8n.int8.yolod; rename it", path);
             continue;
         }
         /* Only regular files (or links to one): opening a FIFO would block the sync. */
@@ -675,7 +738,9 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
     char **files;
     int count, rc;
 
-    rc = list_model_files(dir, &files, &count, err);
+    pthread_mutex_lock(&registry->admin_lock);
+    rc = list_model_files(registry, dir, &files, &count, err);
+    pthread_mutex_unlock(&registry->admin_lock);
     if (rc < 0)
         return rc;
     if (count == 0)
@@ -937,7 +1002,7 @@ int registry_load(struct registry *registry, const char *name, const char *varia
         load_entry(registry, i, NULL, result);
         results->failures += result->code != YD_OK;
     }
-    if (dir && list_model_files(dir, &files, &count, &error) < 0)
+    if (dir && list_model_files(registry, dir, &files, &count, &error) < 0)
         log_printf(YD_LOG_WARN, "load of model %s: %s", name, error.message);
     for (int i = 0; i < count; i++) {
         struct registry_result *result;
@@ -1028,10 +1093,15 @@ static void sync_file(struct registry *registry, const char *path, enum registry
     } else {
         result = next_result(results, &spare);
         add_file_locked(registry, path, source, result, &error);
-        if (result->code != YD_OK)
-            log_printf(YD_LOG_ERROR, "load of %s failed: %s", path, error.message);
+        if (result->code != YD_OK) {
+            int level = problem_level(registry, path, YD_LOG_ERROR);
+
+            result->repeated = level == YD_LOG_DEBUG;
+            log_printf(level, "load of %s failed: %s", path, error.message);
+        }
     }
     results->failures += result->code != YD_OK;
+    results->repeated_failures += result->code != YD_OK && result->repeated;
 }
 
 /*
@@ -1075,7 +1145,8 @@ void registry_sync(struct registry *registry, const char *const *files, int file
 
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
-    if (dir && list_model_files(dir, &dir_files, &dir_count, &error) < 0) {
+    registry->watch_rescan = !revive;
+    if (dir && list_model_files(registry, dir, &dir_files, &dir_count, &error) < 0) {
         /* The directory cannot be read: nothing is unloaded for it. */
         log_printf(YD_LOG_ERROR, "cannot rescan the model directory: %s", error.message);
         dir = NULL;
@@ -1131,6 +1202,7 @@ void registry_sync(struct registry *registry, const char *const *files, int file
                                                            : "file removed from the model directory",
                      next_result(results, &spare));
     }
+    registry->watch_rescan = false;
     pthread_mutex_unlock(&registry->admin_lock);
     free_files(dir_files, dir_count);
 }

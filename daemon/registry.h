@@ -58,6 +58,7 @@ struct registry_result {
     int code;           /* YD_ERR_* of a failure, YD_OK otherwise */
     bool conflict;      /* set when another loaded file has the same name and variant */
     bool new_file;      /* a file no entry served before; a failure names its path */
+    bool repeated;      /* a failure of a file version whose failure was logged before */
     uint64_t version;   /* the version serving afterwards, 0 when none */
     char message[512];  /* why it failed, empty otherwise */
 };
@@ -66,6 +67,7 @@ struct registry_result {
 struct registry_results {
     struct registry_result items[REGISTRY_MAX_RESULTS];
     int count, total, failures;
+    int repeated_failures; /* failures that are `repeated` */
 };
 
 int registry_create(int session_threads, struct registry **out, yd_error *err);
@@ -174,8 +176,10 @@ int registry_set_default(struct registry *registry, const char *name, const char
  * - dir (when not NULL): loads new model files, reloads changed ones and
  *   unloads entries whose file was removed.
  * A file "changed" when its device, inode, size or modification time
- * differ. With revive, entries unloaded through the admin API are loaded
- * again when their file is listed; without it they stay unloaded.
+ * differ. With revive (a SIGHUP), entries unloaded through the admin API are loaded
+ * again when their file is listed. Without it (a watch rescan) they stay
+ * unloaded, and a misnamed or failing file already logged unchanged is
+ * logged again at debug level only.
  */
 void registry_sync(struct registry *registry, const char *const *files, int file_count,
                    const char *dir, bool revive, struct registry_results *results);

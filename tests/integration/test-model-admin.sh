@@ -256,6 +256,20 @@ check "variant in capitals warned" grep -q "upper.INT8.yolod contains variant 'i
 check "label variant live not warned" bash -c "! grep -q 'yolov8n.live.yolod contains' '$LOG'"
 rm "$DIR/other.fp16.yolod" "$DIR/onnxname.onnx" "$DIR/upper.INT8.yolod"
 for i in $(seq 300); do grep -q "unloaded model onnxname" "$LOG" && grep -q "unloaded model other" "$LOG" && grep -q "unloaded model upper" "$LOG" && break; sleep 0.1; done
+# A rescan logs a problem it logged before (same file version) at debug only.
+echo "not a model" >"$DIR/broken.onnx"
+echo "not a model" >"$DIR/broken-int8.yolod"
+for i in $(seq 100); do grep -q "error load of .*/broken.onnx failed" "$LOG" && grep -q "warn  skipping .*/broken-int8.yolod" "$LOG" && break; sleep 0.1; done
+echo "not a model" >"$DIR/trigger.onnx"
+for i in $(seq 100); do grep -q "debug load of .*/broken.onnx failed" "$LOG" && break; sleep 0.1; done
+check "rescan logs a known failure at debug" grep -q "debug load of .*/broken.onnx failed" "$LOG"
+[ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 1 ] && ok "known failure logged once as error" || fail "known failure logged once as error" "$(grep "broken.onnx" "$LOG")"
+check "rescan logs a misnamed file at debug" grep -q "debug skipping .*/broken-int8.yolod" "$LOG"
+[ "$(grep -c "warn  skipping .*/broken-int8.yolod" "$LOG")" = 1 ] && ok "misnamed file warned once" || fail "misnamed file warned once" "$(grep "broken-int8" "$LOG")"
+echo "still not a model, longer" >"$DIR/broken.onnx"
+for i in $(seq 100); do [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 2 ] && break; sleep 0.1; done
+[ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 2 ] && ok "changed failing file logged again" || fail "changed failing file logged again" "$(grep "broken.onnx" "$LOG")"
+rm "$DIR/broken.onnx" "$DIR/broken-int8.yolod" "$DIR/trigger.onnx"
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
 if grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory" "$LOG"; then ok "log says why fp32 was unloaded"; else fail "log says why fp32 was unloaded" "$(grep unloaded "$LOG" | tail -2)"; fi
