@@ -309,20 +309,43 @@ static void warn_variant_mismatch(const char *path, const yd_model *model, const
     }
 }
 
+struct warm_up {
+    yd_model *model;
+    int threads;
+    yd_error *err;
+    int rc;
+};
+
+static void *warm_up_thread(void *arg)
+{
+    struct warm_up *job = arg;
+    yd_session *session = NULL;
+
+    job->rc = yd_session_create(job->model, job->threads, &session, job->err);
+    if (job->rc < 0)
+        return NULL;
+    yd_session_warm_up(session);
+    yd_session_destroy(session);
+    return NULL;
+}
+
 /*
- * Creates a session on the calling thread and runs one inference, so a model
- * that loads but cannot run is caught before it is published.
+ * Creates a session and runs one inference on a thread of its own, so a model
+ * that loads but cannot run is caught before it is published. libgomp keeps a
+ * thread's OpenMP team until that thread exits, so on the main or watch thread
+ * the warm-up left `threads` - 1 idle threads for the daemon's lifetime.
  */
 static int warm_up_model(yd_model *model, int threads, yd_error *err)
 {
-    yd_session *session = NULL;
-    int rc = yd_session_create(model, threads, &session, err);
+    struct warm_up job = { .model = model, .threads = threads, .err = err };
+    pthread_t thread;
+    int rc = pthread_create(&thread, NULL, warm_up_thread, &job);
 
-    if (rc < 0)
-        return rc;
-    yd_session_warm_up(session);
-    yd_session_destroy(session);
-    return YD_OK;
+    if (rc != 0)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "cannot start a thread to warm up the model: %s",
+                            strerror(rc));
+    pthread_join(thread, NULL);
+    return job.rc;
 }
 
 /*

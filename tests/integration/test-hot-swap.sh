@@ -254,10 +254,29 @@ grep -q "unloaded model yolov8n variant fp32 .*removed from the model directory"
 mkdir -p "$WORK/links"
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$WORK/links/current.onnx"
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$WORK/links/yolov8n.onnx"
-start_serve links --model-dir "$WORK/links" --watch-model-dir no --workers 1 --threads 1
+start_serve links --model-dir "$WORK/links" --watch-model-dir no --workers 1 --threads 6
 expect_status "models list with two linked files" 200 "$WORK/links.json" "$URL/v1/models"
 got=$(json_get "$WORK/links.json" 'sorted(m["name"] for m in j["models"])')
 [ "$got" = "['current', 'yolov8n']" ] && ok "both linked names are served" || fail "both linked names are served" "$got"
+
+# Loads leave no OpenMP threads behind. After startup and three reloads, a
+# daemon of one worker with 6 threads runs 5 threads more than one with 1
+# thread: the worker's team. A warm-up team kept by the main thread adds 5.
+# thread_count: threads of $PID after three reloads of the model "current".
+thread_count() {
+    local i
+    for i in 1 2 3; do
+        http_request "$WORK/reload-links.json" -X POST "$URL/v1/models/current/reload" >/dev/null
+    done
+    # Each connection's thread ends shortly after its reply.
+    sleep 1
+    ls "/proc/$PID/task" | wc -l
+}
+six=$(thread_count)
+start_serve links1 --model-dir "$WORK/links" --watch-model-dir no --workers 1 --threads 1
+one=$(thread_count)
+[ $((six - one)) -eq 5 ] && ok "reloads keep no idle threads" \
+    || fail "reloads keep no idle threads" "$six threads with --threads 6, $one with --threads 1; expected 5 more"
 
 # A reload of more variants than a reply lists: a failure past them still fails the reply.
 mkdir -p "$WORK/many"
