@@ -31,7 +31,7 @@
 static int parse_serve_args(int argc, char **argv, struct config *config)
 {
     char name[64], err[1024];
-    const char *value;
+    const char *value, *config_file = NULL;
     bool cli_models = false;
 
     for (int i = 1; i < argc;) {
@@ -40,6 +40,13 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
                 fprintf(stderr, "yolod serve: %s\n", err);
                 return EXIT_USAGE;
             }
+            /* A key set twice in one file is an error, so two files are too. */
+            if (config_file) {
+                fprintf(stderr, "yolod serve: --config given twice ('%s' and '%s'); give one"
+                        " file\n", config_file, value);
+                return EXIT_USAGE;
+            }
+            config_file = value;
             if (config_load_file(config, value, err, sizeof err) != 0) {
                 fprintf(stderr, "yolod serve: %s\n", err);
                 return EXIT_USAGE;

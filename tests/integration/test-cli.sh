@@ -104,6 +104,8 @@ usage_error "config from /dev/zero" "zero:1: contains a NUL byte" serve --config
 usage_error "config long comment skipped" "bad.conf:2: unknown key 'frobnicate'" serve --config "$conf"
 { printf '\xef\xbb\xbf'; printf 'frobnicate = 1\n'; } >"$conf"
 usage_error "config with a byte order mark" "bad.conf:1: unknown key 'frobnicate'" serve --config "$conf"
+printf 'workers = 1\n' >"$WORK/good.conf"
+usage_error "config given twice" "--config given twice" serve --config "$WORK/good.conf" --config="$WORK/good.conf"
 
 # --- a missing model file is a runtime error naming the file
 out=$("$YOLOD" detect --model "$WORK/missing.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)
