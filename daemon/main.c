@@ -39,7 +39,7 @@ static const char serve_help[] =
     "Command-line options override the config file, which overrides the defaults.\n"
     "\n"
     "Options:\n"
-    "  --config FILE            read settings from FILE (key = value lines); once\n"
+    "  --config FILE            read settings from FILE (key = value lines); at most one\n"
     "  --model FILE             ONNX or .yolod model to load; repeat for several models. The first\n"
     "                           is the default; requests choose another with model=NAME,\n"
     "                           where NAME is the file name without its extension.\n"
