@@ -1,9 +1,12 @@
 /*
  * Directory watch. The thread polls the inotify descriptor and an eventfd
  * that watch_stop writes. After a relevant event it keeps reading until
- * QUIET_MS pass without one, then calls back once.
+ * QUIET_MS pass without one, then calls back once. When the directory path
+ * is a symbolic link, its parent is watched too, so a deploy that points the
+ * link at another folder moves the watch there.
  */
 #include <errno.h>
+#include <libgen.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -24,16 +28,39 @@
 #define REWATCH_MS 1000
 #define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | \
                     IN_DELETE_SELF | IN_MOVE_SELF)
+/* Events in the parent folder that point the link at a new target. */
+#define LINK_MASK (IN_CREATE | IN_MOVED_TO)
 
 struct watch {
     int inotify_fd, stop_fd;
     int wd;                  /* the directory's watch, -1 while it is gone */
+    int link_wd;             /* the parent folder's watch when dir is a link, else -1 */
+    char *link_name;         /* the link's name in its parent folder */
     pthread_t thread;
     watch_fn on_change;
     void *user;
     atomic_bool enabled;
     char *dir;
 };
+
+/*
+ * Moves the directory's watch to the link's new target and returns whether
+ * it is watched. If not, the thread tries again every REWATCH_MS.
+ */
+static bool relink(struct watch *watch)
+{
+    if (watch->wd >= 0)
+        inotify_rm_watch(watch->inotify_fd, watch->wd);
+    watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
+    if (watch->wd < 0) {
+        log_printf(YD_LOG_WARN, "model directory link %s changed, but watching its target"
+                   " failed: %s; trying again every second", watch->dir, strerror(errno));
+        return false;
+    }
+    log_printf(YD_LOG_INFO, "model directory link %s changed; watching its new target",
+               watch->dir);
+    return true;
+}
 
 /* Reads the pending events; returns whether one concerns a model file, or -1 on error. */
 static int read_events(struct watch *watch)
@@ -47,13 +74,19 @@ static int read_events(struct watch *watch)
     for (char *at = buffer; at < buffer + length;) {
         const struct inotify_event *event = (const struct inotify_event *)at;
 
-        if (event->mask & IN_Q_OVERFLOW)
+        if (event->mask & IN_Q_OVERFLOW) {
             relevant = true;
-        /* A misnamed model file counts too, so the sync warns about it at once. */
-        else if (event->len > 0 && event->name[0] != '.' &&
-                 registry_has_model_extension(event->name))
+        } else if (event->wd == watch->link_wd) {
+            if (event->len > 0 && strcmp(event->name, watch->link_name) == 0 &&
+                (event->mask & LINK_MASK) && relink(watch))
+                relevant = true;
+        } else if (event->len > 0 && event->name[0] != '.' &&
+                   registry_has_model_extension(event->name)) {
+            /* A misnamed model file counts too, so the sync warns about it at once. */
             relevant = true;
-        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0) {
+        }
+        if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0 &&
+            event->wd == watch->wd) {
             /* The path no longer names the watched directory: watch the path again once it does. */
             log_printf(YD_LOG_WARN, "model directory %s was removed or renamed; watching for it"
                        " to come back", watch->dir);
@@ -118,6 +151,43 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+/* Watches the parent folder of watch->dir when dir is a symbolic link. */
+static int watch_link(struct watch *watch, yd_error *err)
+{
+    char *path = strdup(watch->dir), *parent_copy, *parent, *base;
+    size_t length;
+    struct stat st;
+    int rc = YD_OK;
+
+    if (!path)
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory watching %s", watch->dir);
+    /* "models/" would name the link's target, not the link. */
+    length = strlen(path);
+    while (length > 1 && path[length - 1] == '/')
+        path[--length] = '\0';
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode)) {
+        free(path);
+        return YD_OK;
+    }
+    /* dirname() and basename() may modify their argument, so each gets its own copy. */
+    parent_copy = strdup(path);
+    base = basename(path);
+    watch->link_name = strdup(base);
+    if (!parent_copy || !watch->link_name) {
+        rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory watching %s", watch->dir);
+        goto done;
+    }
+    parent = dirname(parent_copy);
+    watch->link_wd = inotify_add_watch(watch->inotify_fd, parent, LINK_MASK);
+    if (watch->link_wd < 0)
+        rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s, the folder of the link %s: %s",
+                          parent, watch->dir, strerror(errno));
+done:
+    free(parent_copy);
+    free(path);
+    return rc;
+}
+
 int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **out,
                 yd_error *err)
 {
@@ -127,6 +197,7 @@ int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **
     *out = NULL;
     if (!watch)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory watching %s", dir);
+    watch->link_wd = -1;
     watch->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     watch->stop_fd = eventfd(0, EFD_CLOEXEC);
     watch->dir = strdup(dir);
@@ -142,6 +213,9 @@ int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **
         rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
         goto fail;
     }
+    rc = watch_link(watch, err);
+    if (rc < 0)
+        goto fail;
     if (pthread_create(&watch->thread, NULL, watch_main, watch) != 0) {
         rc = yd_error_set(err, YD_ERR_INTERNAL, "cannot start the thread watching %s", dir);
         goto fail;
@@ -155,6 +229,7 @@ fail:
     if (watch->stop_fd >= 0)
         close(watch->stop_fd);
     free(watch->dir);
+    free(watch->link_name);
     free(watch);
     return rc;
 }
@@ -177,5 +252,6 @@ void watch_stop(struct watch *watch)
     close(watch->inotify_fd);
     close(watch->stop_fd);
     free(watch->dir);
+    free(watch->link_name);
     free(watch);
 }

@@ -278,6 +278,31 @@ one=$(thread_count)
 [ $((six - one)) -eq 5 ] && ok "reloads keep no idle threads" \
     || fail "reloads keep no idle threads" "$six threads with --threads 6, $one with --threads 1; expected 5 more"
 
+# A model directory that is a symbolic link: pointing the link at another
+# folder, by rename (atomic) or by ln -sfn, moves the watch there.
+mkdir -p "$WORK/release-a" "$WORK/release-b"
+model_path=$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")
+ln -s "$model_path" "$WORK/release-a/first.onnx"
+ln -s "$model_path" "$WORK/release-b/second.onnx"
+ln -s release-a "$WORK/current"
+start_serve link-dir --model-dir "$WORK/current" --workers 1 --threads 1
+# served_names: the sorted model names GET /v1/models lists.
+served_names() {
+    curl -s --max-time 10 "$URL/v1/models" >"$WORK/link-models.json"
+    json_get "$WORK/link-models.json" 'sorted(m["name"] for m in j["models"])'
+}
+ln -s release-b "$WORK/current.new"
+mv -T "$WORK/current.new" "$WORK/current"
+for i in $(seq 100); do [ "$(served_names)" = "['second']" ] && break; sleep 0.1; done
+[ "$(served_names)" = "['second']" ] && ok "renamed link moves the watch" || fail "renamed link moves the watch" "$(served_names)"
+check "link change logged" grep -q "model directory link $WORK/current changed; watching its new target" "$LOG"
+ln -sfn release-a "$WORK/current"
+for i in $(seq 100); do [ "$(served_names)" = "['first']" ] && break; sleep 0.1; done
+[ "$(served_names)" = "['first']" ] && ok "link replaced by ln -sfn moves the watch" || fail "link replaced by ln -sfn moves the watch" "$(served_names)"
+ln -s "$model_path" "$WORK/release-a/third.onnx"
+for i in $(seq 100); do [ "$(served_names)" = "['first', 'third']" ] && break; sleep 0.1; done
+[ "$(served_names)" = "['first', 'third']" ] && ok "new target's changes are watched" || fail "new target's changes are watched" "$(served_names)"
+
 # A reload of more variants than a reply lists: a failure past them still fails the reply.
 mkdir -p "$WORK/many"
 for i in $(seq -w 1 18); do cp "$WORK/int8.good" "$WORK/many/yolov8n.v$i.yolod"; done
