@@ -449,6 +449,9 @@ int command_serve(int argc, char **argv)
             log_printf(YD_LOG_WARN, "%s; replaced model files are loaded on SIGHUP only",
                        error.message);
         watch_set_enabled(watch, config.watch_model_dir);
+        /* Files added or replaced while the models loaded, before the watch began. */
+        if (watch && config.watch_model_dir)
+            model_dir_changed(&state);
     }
 
     model_list[0] = '\0';

@@ -777,9 +777,16 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
             log_printf(YD_LOG_INFO, "%s is already loaded through --model or the config", files[i]);
             continue;
         }
-        if (registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, &error) < 0)
-            log_printf(YD_LOG_ERROR, "cannot load %s, serving the other files: %s", files[i],
+        if (registry_add_file(registry, files[i], REGISTRY_SOURCE_DIR, &error) < 0) {
+            int level;
+
+            /* Recorded, so the rescan after startup does not log it again. */
+            pthread_mutex_lock(&registry->admin_lock);
+            level = problem_level(registry, files[i], YD_LOG_ERROR);
+            pthread_mutex_unlock(&registry->admin_lock);
+            log_printf(level, "cannot load %s, serving the other files: %s", files[i],
                        error.message);
+        }
     }
     free_files(files, count);
     return YD_OK;

@@ -303,6 +303,24 @@ ln -s "$model_path" "$WORK/release-a/third.onnx"
 for i in $(seq 100); do [ "$(served_names)" = "['first', 'third']" ] && break; sleep 0.1; done
 [ "$(served_names)" = "['first', 'third']" ] && ok "new target's changes are watched" || fail "new target's changes are watched" "$(served_names)"
 
+# Files added while the models load at startup, before the watch begins,
+# are loaded once it does. Each of the 12 links takes about 0.1 s to load.
+mkdir -p "$WORK/slow"
+for i in $(seq -w 1 12); do ln -s "$model_path" "$WORK/slow/m$i.onnx"; done
+echo "not a model" >"$WORK/slow/broken.onnx"
+port=$(free_port)
+LOG=$WORK/slow.log
+"$YOLOD" serve --listen "127.0.0.1:$port" --model-dir "$WORK/slow" --workers 1 --threads 1 2>"$LOG" &
+PID=$!
+DAEMON_PIDS+=("$PID")
+URL=http://127.0.0.1:$port
+for i in $(seq 600); do grep -qs "loaded model m01" "$LOG" && break; sleep 0.05; done
+ln -s "$model_path" "$WORK/slow/late.onnx"
+for i in $(seq 1200); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] && break; sleep 0.1; done
+for i in $(seq 100); do grep -q "loaded model late" "$LOG" && break; sleep 0.1; done
+expect_status "file added during startup is served" 200 "$WORK/late.json" "$URL/v1/models/late"
+[ "$(grep -c "broken.onnx" "$LOG")" = 1 ] && ok "broken file logged once at startup" || fail "broken file logged once at startup" "$(grep "broken.onnx" "$LOG")"
+
 # A reload of more variants than a reply lists: a failure past them still fails the reply.
 mkdir -p "$WORK/many"
 for i in $(seq -w 1 18); do cp "$WORK/int8.good" "$WORK/many/yolov8n.v$i.yolod"; done
