@@ -44,6 +44,10 @@ struct entry {
     bool is_default;           /* the variant used when a request names none */
     bool unloaded_by_admin;    /* only a load or a sync with revive brings it back */
     bool leaving;              /* during a sync: its file is gone, unloaded unless replaced */
+    /* Set when its file now contains another variant, served by another entry.
+     * Lookups by path skip it until a file of its variant loads into it. */
+    bool superseded;
+    struct file_id failed_file; /* the file version whose last load failed, else zeros */
     yd_model *model;           /* current version or NULL; the registry holds one reference */
     uint64_t version;          /* last version published, kept while unloaded */
     double loaded_at;          /* Unix time in seconds */
@@ -360,11 +364,11 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
     int rc;
 
     *out = NULL;
+    file_identity(path, id);
     /* Opening a FIFO would block with admin_lock held, and the whole daemon
      * with it, until a writer came. A directory gets its own message below. */
     if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         return yd_error_set(err, YD_ERR_IO, "cannot load '%s': not a regular file", path);
-    file_identity(path, id);
     rc = yd_model_load(path, &options, out, err);
     if (rc < 0)
         return rc;
@@ -413,6 +417,8 @@ static uint64_t publish(struct registry *registry, int index, yd_model *model, c
     entry->size_bytes = (long long)id->size;
     entry->file = *id;
     entry->unloaded_by_admin = false;
+    entry->superseded = false;
+    memset(&entry->failed_file, 0, sizeof entry->failed_file);
     if (new_path) {
         old_path = entry->path;
         entry->path = new_path;
@@ -469,6 +475,16 @@ static struct registry_result *next_result(struct registry_results *results,
     return results->count < REGISTRY_MAX_RESULTS ? &results->items[results->count++] : spare;
 }
 
+static int add_model_locked(struct registry *registry, const char *path,
+                            enum registry_source source, yd_model *model, const char *variant,
+                            const struct file_id *id, double start,
+                            struct registry_result *result, yd_error *err);
+static void unload_entry(struct registry *registry, int index, bool by_admin, const char *why,
+                         struct registry_result *result);
+static int move_to_variant(struct registry *registry, int index, const char *path,
+                           yd_model *model, const char *variant, const struct file_id *id,
+                           double start, struct registry_result *result, yd_error *err);
+
 /*
  * Loads the entry's file (or `path` when not NULL) as its next version,
  * logs the outcome and counts it in the metrics. Caller holds admin_lock.
@@ -489,11 +505,20 @@ static void load_entry(struct registry *registry, int index, const char *path,
         path = entry->path;
     result_init(result, entry);
     rc = load_file(registry, path, &model, variant, sizeof variant, &id, &error);
-    if (rc == YD_OK && (strcmp(yd_model_name(model), entry->name) != 0 ||
-                        strcmp(variant, entry->variant) != 0))
+    if (rc == YD_OK && strcmp(yd_model_name(model), entry->name) == 0 &&
+        strcmp(variant, entry->variant) != 0) {
+        /* Only a file named without a variant (NAME.onnx, NAME.yolod) can
+         * change variant. It is served as its new variant from now on. */
+        rc = move_to_variant(registry, index, path, model, variant, &id, start, result, &error);
+        model = NULL;
+        if (rc == YD_OK)
+            return;
+        result_init(result, entry);
+    } else if (rc == YD_OK && strcmp(yd_model_name(model), entry->name) != 0) {
         rc = yd_error_set(&error, YD_ERR_MODEL_FORMAT,
                           "%s now holds model '%s' variant '%s', expected '%s' variant '%s'",
                           path, yd_model_name(model), variant, entry->name, entry->variant);
+    }
     if (rc == YD_OK) {
         result->version = publish(registry, index, model, path, &id);
         result->action = was_loaded ? "reloaded" : "loaded";
@@ -504,12 +529,13 @@ static void load_entry(struct registry *registry, int index, const char *path,
                    yd_model_variant(entry->model), yd_model_flops(entry->model) / 1e9,
                    yd_now_ms() - start);
     } else {
-        result->action = "failed";
-        result->version = was_loaded ? entry->version : 0;
-        snprintf(result->message, sizeof result->message, "%s", error.message);
         int level = problem_level(registry, path, YD_LOG_ERROR);
 
+        result->action = "failed";
+        result->version = was_loaded ? entry->version : 0;
         result->repeated = level == YD_LOG_DEBUG;
+        snprintf(result->message, sizeof result->message, "%s", error.message);
+        entry->failed_file = id;
         if (was_loaded)
             log_printf(level, "reload of model %s variant %s from %s failed, version %llu"
                        " keeps serving: %s", entry->name, entry->variant, path,
@@ -525,6 +551,31 @@ static void load_entry(struct registry *registry, int index, const char *path,
         yd_model_release(model);
     /* glibc keeps the freed memory of this thread's arena otherwise. */
     malloc_trim(0);
+}
+
+/*
+ * Serves model, which the file of entry index now contains under another
+ * variant, through the entry of that variant, and retires entry index.
+ * Takes the caller's reference to model. Caller holds admin_lock.
+ */
+static int move_to_variant(struct registry *registry, int index, const char *path,
+                           yd_model *model, const char *variant, const struct file_id *id,
+                           double start, struct registry_result *result, yd_error *err)
+{
+    struct entry *entry = &registry->entries[index];
+    struct registry_result unloaded;
+    char why[128];
+    int rc = add_model_locked(registry, path, entry->source, model, variant, id, start, result,
+                              err);
+
+    if (rc < 0)
+        return rc;
+    snprintf(why, sizeof why, "its file now contains variant %s", variant);
+    if (entry->model)
+        unload_entry(registry, index, false, why, &unloaded);
+    entry->superseded = true;
+    malloc_trim(0);
+    return YD_OK;
 }
 
 /* Stops serving entry index. Caller holds admin_lock. */
@@ -558,24 +609,21 @@ static void unload_entry(struct registry *registry, int index, bool by_admin, co
  * Loads path into the entry of its (name, variant), creating the entry.
  * Caller holds admin_lock.
  */
-static int add_file_locked(struct registry *registry, const char *path,
-                           enum registry_source source, struct registry_result *result,
-                           yd_error *err)
+/*
+ * Publishes model, loaded from path, as the next version of the entry of its
+ * (name, variant), creating the entry. Takes the caller's reference to
+ * model. Caller holds admin_lock.
+ */
+static int add_model_locked(struct registry *registry, const char *path,
+                            enum registry_source source, yd_model *model, const char *variant,
+                            const struct file_id *id, double start,
+                            struct registry_result *result, yd_error *err)
 {
-    yd_model *model = NULL;
-    struct file_id id;
-    char variant[64];
-    double start = yd_now_ms();
-    bool replaces;
-    int index, rc;
+    int index = find_entry(registry, yd_model_name(model), variant);
+    bool replaces = index >= 0 && registry->entries[index].leaving;
+    int rc;
 
     memset(result, 0, sizeof *result);
-    rc = load_file(registry, path, &model, variant, sizeof variant, &id, err);
-    if (rc < 0)
-        goto fail;
-    index = find_entry(registry, yd_model_name(model), variant);
-    replaces = index >= 0 && registry->entries[index].leaving;
-
     if (replaces) {
         /* A sync found this entry's file gone and this file in its place:
          * swap, so the variant serves throughout. */
@@ -598,7 +646,7 @@ static int add_file_locked(struct registry *registry, const char *path,
     registry->entries[index].source = source;
     result_init(result, &registry->entries[index]);
     result->action = registry->entries[index].model ? "reloaded" : "loaded";
-    result->version = publish(registry, index, model, path, &id);
+    result->version = publish(registry, index, model, path, id);
     if (replaces)
         metrics_observe_reload(index, true);
     log_printf(YD_LOG_INFO, "%s model %s variant %s version %llu from %s: %s, input %dx%d,"
@@ -609,15 +657,34 @@ static int add_file_locked(struct registry *registry, const char *path,
     return YD_OK;
 
 fail:
-    /* The file names the failure, because its model name may be unknown. */
     snprintf(result->name, sizeof result->name, "%s", path);
+    snprintf(result->variant, sizeof result->variant, "%s", variant);
     result->new_file = true;
-    if (model) {
-        snprintf(result->variant, sizeof result->variant, "%s", variant);
-        yd_model_release(model);
-    } else {
-        variant_of_file(path, NULL, result->variant, sizeof result->variant);
-    }
+    result->action = "failed";
+    result->code = rc;
+    snprintf(result->message, sizeof result->message, "%s", err->message);
+    yd_model_release(model);
+    return rc;
+}
+
+/* Loads path as a file no entry serves yet. Caller holds admin_lock. */
+static int add_file_locked(struct registry *registry, const char *path,
+                           enum registry_source source, struct registry_result *result,
+                           yd_error *err)
+{
+    yd_model *model = NULL;
+    struct file_id id;
+    char variant[64];
+    double start = yd_now_ms();
+    int rc = load_file(registry, path, &model, variant, sizeof variant, &id, err);
+
+    if (rc == YD_OK)
+        return add_model_locked(registry, path, source, model, variant, &id, start, result, err);
+    /* The file names the failure, because its model name is unknown. */
+    memset(result, 0, sizeof *result);
+    snprintf(result->name, sizeof result->name, "%s", path);
+    variant_of_file(path, NULL, result->variant, sizeof result->variant);
+    result->new_file = true;
     result->action = "failed";
     result->code = rc;
     snprintf(result->message, sizeof result->message, "%s", err->message);
@@ -954,9 +1021,13 @@ int registry_reload(struct registry *registry, const char *name, const char *var
 {
     struct registry_result spare;
 
+    int count;
+
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
-    for (int i = 0; i < registry_count(registry); i++) {
+    /* A file that now contains another variant adds an entry, which is not reloaded again. */
+    count = registry_count(registry);
+    for (int i = 0; i < count; i++) {
         struct registry_result *result;
 
         if (!registry->entries[i].model || !entry_matches(registry, i, name, variant))
@@ -990,7 +1061,7 @@ static bool file_is_of(const char *path, const char *name, const char *variant)
 static int entry_of_path(const struct registry *registry, const char *path)
 {
     for (int i = 0; i < registry_count(registry); i++)
-        if (strcmp(registry->entries[i].path, path) == 0)
+        if (!registry->entries[i].superseded && strcmp(registry->entries[i].path, path) == 0)
             return i;
     return -1;
 }
@@ -1012,15 +1083,18 @@ int registry_load(struct registry *registry, const char *name, const char *varia
 {
     struct registry_result spare;
     char **files = NULL;
-    int count = 0;
+    int count = 0, entries;
     yd_error error = { 0 };
 
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
-    for (int i = 0; i < registry_count(registry); i++) {
+    /* A file that now contains another variant adds an entry, already in the results. */
+    entries = registry_count(registry);
+    for (int i = 0; i < entries; i++) {
         struct registry_result *result;
 
-        if (!entry_matches(registry, i, name, variant) || file_left_dir(&registry->entries[i]))
+        if (!entry_matches(registry, i, name, variant) || file_left_dir(&registry->entries[i]) ||
+            registry->entries[i].superseded)
             continue;
         result = next_result(results, &spare);
         if (registry->entries[i].model) {
@@ -1116,8 +1190,13 @@ static void sync_file(struct registry *registry, const char *path, enum registry
 
         if (!entry->model && entry->unloaded_by_admin && !revive)
             return;
-        if (entry->model && file_identity(path, &id) == 0 && same_file(&id, &entry->file))
-            return;
+        if (file_identity(path, &id) == 0) {
+            if (entry->model && same_file(&id, &entry->file))
+                return;
+            /* A watch rescan does not retry a file version that already failed to load. */
+            if (registry->watch_rescan && same_file(&id, &entry->failed_file))
+                return;
+        }
         result = next_result(results, &spare);
         load_entry(registry, index, NULL, result);
     } else {

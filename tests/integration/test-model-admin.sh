@@ -256,6 +256,47 @@ check "variant in capitals warned" grep -q "upper.INT8.yolod contains variant 'i
 check "label variant live not warned" bash -c "! grep -q 'yolov8n.live.yolod contains' '$LOG'"
 rm "$DIR/other.fp16.yolod" "$DIR/onnxname.onnx" "$DIR/upper.INT8.yolod"
 for i in $(seq 300); do grep -q "unloaded model onnxname" "$LOG" && grep -q "unloaded model other" "$LOG" && grep -q "unloaded model upper" "$LOG" && break; sleep 0.1; done
+# variants_of NAME: the sorted variants GET /v1/models/NAME lists.
+variants_of() {
+    curl -s --max-time 10 "$URL/v1/models/$1" >"$WORK/variants.json"
+    json_get "$WORK/variants.json" 'sorted(v["variant"] for v in j.get("variants", []))'
+}
+
+# A NAME.onnx file whose content changes variant is served as its new variant.
+cp "$WORK/int8.good" "$DIR/flip.onnx"
+for i in $(seq 100); do [ "$(variants_of flip)" = "['int8']" ] && break; sleep 0.1; done
+[ "$(variants_of flip)" = "['int8']" ] && ok "onnx name with int8 content serves int8" || fail "onnx name with int8 content serves int8" "$(variants_of flip)"
+cp "$MODEL" "$DIR/.flip" && mv "$DIR/.flip" "$DIR/flip.onnx"
+for i in $(seq 100); do [ "$(variants_of flip)" = "['fp32']" ] && break; sleep 0.1; done
+[ "$(variants_of flip)" = "['fp32']" ] && ok "file turned fp32 serves fp32" || fail "file turned fp32 serves fp32" "$(variants_of flip)"
+check "variant change logged" grep -q "unloaded model flip variant int8 version 1 (its file now contains variant fp32)" "$LOG"
+expect_status "detect with the new variant" 200 "$WORK/flip.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=flip"
+cp "$WORK/int8.good" "$DIR/.flip" && mv "$DIR/.flip" "$DIR/flip.onnx"
+for i in $(seq 100); do [ "$(variants_of flip)" = "['int8']" ] && break; sleep 0.1; done
+[ "$(variants_of flip)" = "['int8']" ] && ok "file turned back serves int8" || fail "file turned back serves int8" "$(variants_of flip)"
+expect_status "unload the changed model" 200 "$WORK/flip-unload.json" -X POST "$URL/v1/models/flip/unload"
+expect_status "load the changed model again" 200 "$WORK/flip-load.json" -X POST "$URL/v1/models/flip/load"
+got=$(json_get "$WORK/flip-load.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
+[ "$got" = "[('int8', 'loaded')]" ] && ok "load lists the variant once" || fail "load lists the variant once" "$got"
+rm "$DIR/flip.onnx"
+for i in $(seq 100); do [ "$(variants_of flip)" = "[]" ] && break; sleep 0.1; done
+
+# A reload that failed is not retried, nor counted again, by rescans that
+# find its file unchanged.
+cp "$WORK/fp32.good" "$DIR/stale.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of stale)" = "['fp16']" ] && break; sleep 0.1; done
+head -c 1000 "$WORK/fp32.good" >"$DIR/.stale" && mv "$DIR/.stale" "$DIR/stale.fp16.yolod"
+for i in $(seq 100); do grep -q "reload of model stale variant fp16 .* failed" "$LOG" && break; sleep 0.1; done
+echo "not a model" >"$DIR/unrelated1.onnx"
+sleep 1
+echo "not a model" >"$DIR/unrelated2.onnx"
+sleep 1
+failures=$(curl -s "$URL/metrics" | grep '^yolod_model_reloads_total{model="stale",variant="fp16",result="failure"}' | awk '{print $2}')
+[ "$failures" = 1 ] && ok "unchanged failed file counted once" || fail "unchanged failed file counted once" "failures: ${failures:-none}"
+expect_status "failed reload keeps the old version serving" 200 "$WORK/stale.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=stale"
+rm "$DIR/stale.fp16.yolod" "$DIR/unrelated1.onnx" "$DIR/unrelated2.onnx"
+for i in $(seq 100); do [ "$(variants_of stale)" = "[]" ] && break; sleep 0.1; done
+
 # A rescan logs a problem it logged before (same file version) at debug only.
 echo "not a model" >"$DIR/broken.onnx"
 echo "not a model" >"$DIR/broken-int8.yolod"
