@@ -150,16 +150,23 @@ static int load_models(const struct config *config, struct registry *registry)
     return 0;
 }
 
-/* Makes `variant` the default of every model that has it loaded. */
+/* Makes `variant` the default of every model that has it loaded, and logs when none has. */
 static void apply_default_variant(struct registry *registry, const char *variant)
 {
     yd_error error = { 0 };
+    bool found = false;
 
     if (!variant[0])
         return;
-    for (int i = 0; i < registry_count(registry); i++)
-        if (strcmp(registry_variant(registry, i), variant) == 0 && registry_is_loaded(registry, i))
+    for (int i = 0; i < registry_count(registry); i++) {
+        if (strcmp(registry_variant(registry, i), variant) == 0 && registry_is_loaded(registry, i)) {
             registry_set_default(registry, registry_name(registry, i), variant, &error);
+            found = true;
+        }
+    }
+    if (!found)
+        log_printf(YD_LOG_WARN, "default_variant '%s' matches no loaded variant yet (variant"
+                   " names are case-sensitive)", variant);
 }
 
 /* State shared by the watch thread and the SIGHUP handler. */

@@ -724,7 +724,7 @@ bool registry_has_model_extension(const char *file)
 {
     const char *dot = strrchr(file, '.');
 
-    return dot && (strcmp(dot, ".onnx") == 0 || strcmp(dot, ".yolod") == 0);
+    return dot && (strcasecmp(dot, ".onnx") == 0 || strcasecmp(dot, ".yolod") == 0);
 }
 
 /* Lists the model files of dir as "dir/file" paths, sorted by compare_names. Caller holds admin_lock. */
@@ -743,6 +743,7 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
                             strerror(errno));
     while ((item = readdir(handle)) != NULL) {
         struct stat st;
+        const char *why;
 
         if (!registry_is_model_file(item->d_name)) {
             char path[PATH_MAX];
@@ -751,13 +752,22 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
                 continue;
             snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
             log_printf(problem_level(registry, path, YD_LOG_WARN), "skipping %s: a model directory"
-                       " serves only files named NAME.onnx or NAME.VARIANT.yolod, such as"
-                       " yolov8n.int8.yolod; rename it", path);
+                       " serves only files named NAME.onnx or NAME.VARIANT.yolod in lower case,"
+                       " such as yolov8n.int8.yolod; rename it", path);
             continue;
         }
         /* Only regular files (or links to one): opening a FIFO would block the sync. */
-        if (fstatat(dirfd(handle), item->d_name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
-            log_printf(YD_LOG_DEBUG, "skipping %s/%s: not a regular file", dir, item->d_name);
+        if (fstatat(dirfd(handle), item->d_name, &st, 0) != 0)
+            why = errno == ENOENT ? "a link to a missing file" : strerror(errno);
+        else if (!S_ISREG(st.st_mode))
+            why = S_ISDIR(st.st_mode) ? "a directory" : "not a regular file";
+        else
+            why = NULL;
+        if (why) {
+            char path[PATH_MAX];
+
+            snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
+            log_printf(problem_level(registry, path, YD_LOG_WARN), "skipping %s: %s", path, why);
             continue;
         }
         if (count == capacity) {

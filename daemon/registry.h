@@ -95,7 +95,7 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 /* Whether file (a name without directory) is NAME.onnx or NAME.VARIANT.yolod. */
 bool registry_is_model_file(const char *file);
 
-/* Returns whether a file name ends in .onnx or .yolod, served or not. */
+/* Returns whether a file name ends in .onnx or .yolod in any letter case, served or not. */
 bool registry_has_model_extension(const char *file);
 
 /* Number of entries; indexes 0..count-1 stay valid for the registry's lifetime. */

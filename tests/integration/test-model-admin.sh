@@ -226,7 +226,14 @@ rm "$DIR/yolov8n.bad.yolod"
 # The SIGHUP below finds both files gone and unloads fp32.
 rm "$DIR/yolov8n.fp32.yolod" "$DIR/yolov8n.onnx"
 
-# default_variant in the config, applied by SIGHUP; the watch back on.
+# default_variant in the config, applied by SIGHUP; the watch back on. A
+# variant name in other letter case matches nothing and is logged.
+write_config yes 'default_variant = INT8
+'
+hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+kill -HUP "$PID"
+for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+check "unmatched default_variant logged" grep -q "warn  default_variant 'INT8' matches no loaded variant yet" "$LOG"
 write_config yes 'default_variant = int8
 '
 hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
@@ -331,6 +338,9 @@ wait_version fp32 3 && ok "the watch follows a directory that was moved away and
 mkfifo "$DIR/fifo.onnx"
 echo "not a model" >"$DIR/junk.onnx"
 echo "not a model" >"$DIR/yolov8n-int8.yolod"
+ln -s "$WORK/missing.onnx" "$DIR/dangling.onnx"
+mkdir "$DIR/folder.onnx"
+echo "not a model" >"$DIR/UPPER.ONNX"
 BAD_NAME="$DIR/$(printf 'bad\377name').onnx"
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$BAD_NAME"
 hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
@@ -339,6 +349,10 @@ for i in $(seq 150); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt
 [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && ok "SIGHUP with a FIFO and a junk file completes" || fail "SIGHUP with a FIFO and a junk file completes" "$(tail -3 "$LOG")"
 grep -q "junk.onnx" "$LOG" && ok "junk file logged" || fail "junk file logged" "$(tail -3 "$LOG")"
 grep -q "skipping .*/yolov8n-int8.yolod: a model directory serves only files named NAME.onnx or NAME.VARIANT.yolod" "$LOG" && ok "misnamed model file logged" || fail "misnamed model file logged" "$(grep skipping "$LOG" | tail -3)"
+check "FIFO in the directory logged" grep -q "warn  skipping .*/fifo.onnx: not a regular file" "$LOG"
+check "dangling link logged" grep -q "warn  skipping .*/dangling.onnx: a link to a missing file" "$LOG"
+check "directory named .onnx logged" grep -q "warn  skipping .*/folder.onnx: a directory" "$LOG"
+check "capital extension logged" grep -q "warn  skipping .*/UPPER.ONNX: a model directory serves only" "$LOG"
 grep -q 'bad\\xFFname.onnx.*not valid UTF-8' "$LOG" && ok "file name that is not UTF-8 logged" || fail "file name that is not UTF-8 logged" "$(tail -3 "$LOG")"
 curl -s "$URL/v1/models" >"$WORK/models-utf8.json"
 python3 -c 'import json, sys; json.load(open(sys.argv[1], encoding="utf-8"))' "$WORK/models-utf8.json" && ok "model list stays valid UTF-8 JSON" || fail "model list stays valid UTF-8 JSON" "$(head -c 300 "$WORK/models-utf8.json")"
@@ -350,7 +364,9 @@ expect_status "readyz with no model loaded" 503 "$WORK/ready.json" "$URL/readyz"
 expect_status "kserve ready with no model loaded" 503 "$WORK/ready.json" "$URL/v2/health/ready"
 expect_status "load the model again" 200 "$WORK/load3.json" -X POST "$URL/v1/models/yolov8n/load"
 expect_status "readyz after the load" 200 "$WORK/ready.json" "$URL/readyz"
-rm -f "$DIR/fifo.onnx" "$DIR/junk.onnx" "$DIR/yolov8n-int8.yolod" "$BAD_NAME" "$DIR/yolov8n.onnx"
+rm -f "$DIR/fifo.onnx" "$DIR/junk.onnx" "$DIR/yolov8n-int8.yolod" "$BAD_NAME" "$DIR/yolov8n.onnx" \
+    "$DIR/dangling.onnx" "$DIR/UPPER.ONNX"
+rmdir "$DIR/folder.onnx"
 wait_version fp32 none || fail "fp32 unloaded again" "$(cat "$WORK/describe.json")"
 
 # A config that does not parse changes nothing.
