@@ -223,7 +223,9 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     double decode_start;
     int rc;
 
-    rc = atomic_load(&server->stopping) ? WORKER_STOPPED : worker_pool_reserve(server->pool);
+    /* The workers stop only after the drain, so a request that began before it still runs. */
+    rc = atomic_load(&server->stopping) && !request->before_stop ? WORKER_STOPPED
+                                                                 : worker_pool_reserve(server->pool);
     if (rc != 0)
         return reply_unavailable(connection, request, format, rc);
 

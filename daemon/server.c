@@ -690,6 +690,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
         /* libmicrohttpd 0.9.75 never passes NULL here; the checks cost nothing. */
         snprintf(request->method, sizeof request->method, "%s", method ? method : "");
         request->path = strdup(url ? url : "");
+        request->before_stop = !atomic_load(&request->server->stopping);
         *con_cls = request;
         atomic_fetch_add(&request->server->active_requests, 1);
         set_request_id(request, connection);
@@ -907,7 +908,8 @@ void server_stop(struct server *server)
     if (server->daemon) {
         double deadline = yd_now_ms() + 1000.0 * server->config->request_timeout_s;
 
-        /* New detections get 503 from here on. After the quiesce libmicrohttpd
+        /* Detections whose headers arrive from here on get 503; those already
+         * receiving a body are served. After the quiesce libmicrohttpd
          * no longer uses the listen socket, which is ours: closing it makes
          * new connections fail at once instead of waiting in the backlog. */
         atomic_store(&server->stopping, true);

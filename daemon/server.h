@@ -62,6 +62,7 @@ struct request {
     bool body_too_large;
     bool body_over_budget;   /* max_buffered_bytes was reached while it arrived */
     bool keeps_body;         /* a detection route; other routes drop their bodies */
+    bool before_stop;        /* its headers arrived before SIGTERM, so the drain serves it */
     /* The other route's confidence field (conf or min_confidence): read
      * nowhere here, so ignored like any unknown parameter. */
     int ignored_field;

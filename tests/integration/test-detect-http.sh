@@ -255,7 +255,8 @@ wait "$holder"
 expect_status "body after the budget frees up" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 
 # --- SIGTERM drain: a request on a kept-alive connection gets 503
-# shutting_down with Connection: close, and a new connection fails at once.
+# shutting_down with Connection: close, a body that was arriving is served,
+# and a new connection fails at once.
 # A half-sent body keeps the drain going until the 3 s request timeout.
 start_daemon drain --request-timeout 3 --workers 1 --threads 1
 DRAIN_PORT=${URL##*:}
@@ -271,6 +272,9 @@ admin.request("GET", "/healthz")
 admin.getresponse().read()
 slow = socket.create_connection(("127.0.0.1", port))
 slow.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+upload = socket.create_connection(("127.0.0.1", port), timeout=10)
+upload.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(image)
+               + image[:1000])
 time.sleep(0.3)
 os.kill(pid, signal.SIGTERM)
 time.sleep(0.3)
@@ -281,6 +285,14 @@ print("second", second.status, second.getheader("Connection"), "shutting_down" i
 admin.request("POST", "/v1/models/yolov8n/reload")
 reload = admin.getresponse()
 print("reload", reload.status, "shutting_down" in reload.read().decode())
+upload.sendall(image[1000:])
+reply = b""
+while b"\r\n\r\n" not in reply:
+    chunk = upload.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+print("upload", reply.split(b"\r\n")[0].decode())
 start = time.monotonic()
 try:
     socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -292,6 +304,7 @@ wait "$PID"
 rc=$?
 grep -q '^first 200$' "$WORK/drain.txt" && ok "drain: first request on the connection gets 200" || fail "drain: first request on the connection gets 200" "$(cat "$WORK/drain.txt")"
 grep -q '^second 503 close True$' "$WORK/drain.txt" && ok "drain: kept-alive request gets 503 and Connection: close" || fail "drain: kept-alive request gets 503 and Connection: close" "$(cat "$WORK/drain.txt")"
+grep -q '^upload HTTP/1.1 200 OK$' "$WORK/drain.txt" && ok "drain: a body arriving at SIGTERM is served" || fail "drain: a body arriving at SIGTERM is served" "$(cat "$WORK/drain.txt")"
 grep -q '^reload 503 True$' "$WORK/drain.txt" && ok "drain: a model reload gets 503" || fail "drain: a model reload gets 503" "$(cat "$WORK/drain.txt")"
 grep -q '^new connection refused after 0\.[0-9] s$' "$WORK/drain.txt" && ok "drain: a new connection is refused at once" || fail "drain: a new connection is refused at once" "$(cat "$WORK/drain.txt")"
 [ "$rc" -eq 0 ] && ok "drain: daemon exits 0" || fail "drain: daemon exits 0" "exit $rc"
