@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ static struct route_metrics routes[MAX_ROUTES];
 static int route_count;
 static struct model_metrics *models;
 static int model_count;
+static atomic_ullong rejected_connections;
 
 /* Growable output text; `failed` is set once an allocation fails. */
 struct output {
@@ -313,8 +315,18 @@ void metrics_observe_reload(int model_index, bool success)
     pthread_mutex_unlock(&metrics_lock);
 }
 
+void metrics_count_rejected_connection(void)
+{
+    atomic_fetch_add(&rejected_connections, 1);
+}
+
 static void output_requests(struct output *out)
 {
+    output_family(out, "yolod_http_connections_rejected_total", "counter",
+                  "Connections closed unanswered at a connection limit (max_connections_per_ip or the total limit).");
+    output_printf(out, "yolod_http_connections_rejected_total %llu\n",
+                  (unsigned long long)atomic_load(&rejected_connections));
+
     output_family(out, "yolod_http_requests_total", "counter",
                   "HTTP responses sent, by matched route pattern (other for unknown paths) and status code.");
     for (int i = 0; i < route_count; i++) {

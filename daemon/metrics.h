@@ -35,6 +35,9 @@ void metrics_model_unloaded(int model_index);
  */
 void metrics_observe_request(const char *route, unsigned int status, double seconds);
 
+/* Counts a connection libmicrohttpd closed at a connection limit. */
+void metrics_count_rejected_connection(void);
+
 /*
  * Records one inference job: seconds from queueing to a worker taking it,
  * seconds in yd_detect, and the detections it returned (0 when it failed).

@@ -758,8 +758,10 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
 
 /*
  * Logs libmicrohttpd's messages as warnings. Connections it rejects at a
- * connection limit are counted and logged on one line a second at most,
- * so a connection flood cannot fill the log (test-hostile-http.sh checks).
+ * connection limit are counted in yolod_http_connections_rejected_total and
+ * logged on one line a second at most, so a connection flood cannot fill the
+ * log (test-hostile-http.sh checks). The line for the last rejections of a
+ * burst waits for the next rejection, so only the metric is always current.
  */
 static void log_mhd_message(void *cls, const char *fmt, va_list ap)
 {
@@ -778,6 +780,7 @@ static void log_mhd_message(void *cls, const char *fmt, va_list ap)
         long long now = (long long)yd_now_ms(), last = atomic_load(&last_rejection_ms);
         long count = atomic_fetch_add(&rejections, 1) + 1;
 
+        metrics_count_rejected_connection();
         if (now - last < 1000 || !atomic_compare_exchange_strong(&last_rejection_ms, &last, now))
             return;
         atomic_fetch_sub(&rejections, count);

@@ -189,12 +189,24 @@ else
 fi
 # A burst of rejected connections: counted on one log line a second, not one
 # each. The pause lets the burst's first rejection start a new line.
+# Every rejection is counted in yolod_http_connections_rejected_total.
 sleep 1.1
 lines_before=$(grep -c "libmicrohttpd rejected" "$HOSTILE_LOG")
+# rejected_total: the value of yolod_http_connections_rejected_total.
+rejected_total() {
+    curl -s --max-time 10 "http://127.0.0.1:$PORT/metrics" | awk '$1 == "yolod_http_connections_rejected_total" {print $2}'
+}
+rejected_before=$(rejected_total)
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 $CLIENT per-address "$PORT" --limit 4 >/dev/null
 sleep 0.2
+rejected=$(( $(rejected_total) - rejected_before ))
+if [ "$rejected" -ge 3 ]; then
+    ok "rejected connections counted in metrics ($rejected)"
+else
+    fail "rejected connections counted in metrics" "$rejected counted for three rejected connections"
+fi
 lines=$(( $(grep -c "libmicrohttpd rejected" "$HOSTILE_LOG") - lines_before ))
 if [ "$lines" -ge 1 ] && [ "$lines" -le 2 ] && ! grep -q "Server reached connection limit" "$HOSTILE_LOG"; then
     ok "rejected connections logged once a second"
