@@ -74,6 +74,7 @@ static int route_count;
 static struct model_metrics *models;
 static int model_count;
 static atomic_ullong rejected_connections;
+static atomic_ullong new_file_failures;
 
 /* Growable output text; `failed` is set once an allocation fails. */
 struct output {
@@ -320,6 +321,11 @@ void metrics_count_rejected_connection(void)
     atomic_fetch_add(&rejected_connections, 1);
 }
 
+void metrics_count_new_file_failure(void)
+{
+    atomic_fetch_add(&new_file_failures, 1);
+}
+
 static void output_requests(struct output *out)
 {
     output_family(out, "yolod_http_connections_rejected_total", "counter",
@@ -425,6 +431,10 @@ static void output_models(struct output *out)
                           labels.data, models[i].load_time);
     }
 
+    output_family(out, "yolod_model_file_failures_total", "counter",
+                  "Model files that no variant served and that failed to load, each file version once.");
+    output_printf(out, "yolod_model_file_failures_total %llu\n",
+                  (unsigned long long)atomic_load(&new_file_failures));
     output_family(out, "yolod_model_reloads_total", "counter",
                   "Reloads of a model variant from its file, by result (success or failure).");
     for (int i = 0; i < model_count; i++) {

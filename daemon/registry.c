@@ -863,6 +863,7 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
             pthread_mutex_unlock(&registry->admin_lock);
             log_printf(level, "cannot load %s, serving the other files: %s", files[i],
                        error.message);
+            metrics_count_new_file_failure();
         }
     }
     free_files(files, count);
@@ -1127,6 +1128,7 @@ int registry_load(struct registry *registry, const char *name, const char *varia
         if (add_file_locked(registry, files[i], REGISTRY_SOURCE_DIR, result, &error) < 0) {
             results->failures++;
             log_printf(YD_LOG_ERROR, "load of %s failed: %s", files[i], error.message);
+            metrics_count_new_file_failure();
         }
     }
     pthread_mutex_unlock(&registry->admin_lock);
@@ -1217,6 +1219,8 @@ static void sync_file(struct registry *registry, const char *path, enum registry
 
             result->repeated = level == YD_LOG_DEBUG;
             log_printf(level, "load of %s failed: %s", path, error.message);
+            if (!result->repeated)
+                metrics_count_new_file_failure();
         }
     }
     results->failures += result->code != YD_OK;

@@ -304,7 +304,9 @@ expect_status "failed reload keeps the old version serving" 200 "$WORK/stale.jso
 rm "$DIR/stale.fp16.yolod" "$DIR/unrelated1.onnx" "$DIR/unrelated2.onnx"
 for i in $(seq 100); do [ "$(variants_of stale)" = "[]" ] && break; sleep 0.1; done
 
-# A rescan logs a problem it logged before (same file version) at debug only.
+# A rescan logs a problem it logged before (same file version) at debug
+# only, and counts it in yolod_model_file_failures_total once.
+file_failures_before=$(curl -s "$URL/metrics" | awk '$1 == "yolod_model_file_failures_total" {print $2}')
 echo "not a model" >"$DIR/broken.onnx"
 echo "not a model" >"$DIR/broken-int8.yolod"
 for i in $(seq 100); do grep -q "error load of .*/broken.onnx failed" "$LOG" && grep -q "warn  skipping .*/broken-int8.yolod" "$LOG" && break; sleep 0.1; done
@@ -313,6 +315,9 @@ for i in $(seq 100); do grep -q "debug load of .*/broken.onnx failed" "$LOG" && 
 check "rescan logs a known failure at debug" grep -q "debug load of .*/broken.onnx failed" "$LOG"
 [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 1 ] && ok "known failure logged once as error" || fail "known failure logged once as error" "$(grep "broken.onnx" "$LOG")"
 check "rescan logs a misnamed file at debug" grep -q "debug skipping .*/broken-int8.yolod" "$LOG"
+file_failures=$(curl -s "$URL/metrics" | awk '$1 == "yolod_model_file_failures_total" {print $2}')
+[ "$file_failures" = "$((file_failures_before + 2))" ] && ok "new file failures counted once each" || fail "new file failures counted once each" "$file_failures_before before, $file_failures after broken.onnx and trigger.onnx"
+
 [ "$(grep -c "warn  skipping .*/broken-int8.yolod" "$LOG")" = 1 ] && ok "misnamed file warned once" || fail "misnamed file warned once" "$(grep "broken-int8" "$LOG")"
 echo "still not a model, longer" >"$DIR/broken.onnx"
 for i in $(seq 100); do [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 2 ] && break; sleep 0.1; done
