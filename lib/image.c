@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "util.h"
@@ -121,24 +122,28 @@ int yd_image_decode(const void *data, size_t size, uint64_t max_pixels,
     return YD_OK;
 }
 
+/* Bytes of a file or stream read to recognise its format. */
+#define IMAGE_HEADER_SIZE 16
+
 /*
- * Rejects a file that is neither JPEG nor PNG from its first bytes, before
- * yd_read_file() reads all of it. An unreadable or empty file passes, and
+ * Rejects a file that cannot be opened or is not a regular file, and one
+ * that is neither JPEG nor PNG from its first bytes, before yd_read_file()
+ * reads all of it. A file that is empty or fails to read passes, and
  * yd_read_file() or the decoder reports it.
  */
 static int check_file_header(const char *path, yd_error *err)
 {
-    uint8_t head[16];
-    FILE *file = fopen(path, "rb");
-    size_t n;
+    uint8_t head[IMAGE_HEADER_SIZE];
+    int fd = yd_open_regular_file(path, err);
+    ssize_t n;
 
-    if (!file)
+    if (fd < 0)
+        return fd;
+    n = read(fd, head, sizeof head);
+    close(fd);
+    if (n <= 0 || yd_image_sniff(head, (size_t)n) != YD_IMAGE_UNKNOWN)
         return YD_OK;
-    n = fread(head, 1, sizeof head, file);
-    fclose(file);
-    if (n == 0 || yd_image_sniff(head, n) != YD_IMAGE_UNKNOWN)
-        return YD_OK;
-    return reject_unknown(head, n, err);
+    return reject_unknown(head, (size_t)n, err);
 }
 
 int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error *err)

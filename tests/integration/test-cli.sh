@@ -156,6 +156,64 @@ if [ "$rc" -eq 1 ]; then ok "detect huge non-image exits 1"; else fail "detect h
 check "detect huge non-image error" $CHECK error "$OUT" --code unsupported_media_type --contains "first bytes 00 00 00 00"
 rm -f "$WORK/huge.jpg"
 
+# --- FIFOs, pipes and standard input. Every command that could block runs
+# under timeout, which exits 124.
+FIFO=$WORK/model.fifo
+mkfifo "$FIFO"
+
+# runs NAME WANT_EXIT WORD COMMAND...: COMMAND exits WANT_EXIT within 60 s
+# and its stderr contains WORD.
+runs() {
+    local name=$1 want=$2 word=$3 rc
+    shift 3
+    timeout 60 "$@" >"$OUT" 2>"$ERR"
+    rc=$?
+    if [ "$rc" -eq "$want" ] && grep -qi -- "$word" "$ERR"; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc (expected $want), stderr: $(head -c 400 "$ERR")"
+    fi
+}
+
+# A FIFO as a model is rejected at once, whatever command loads it.
+printf '{"images": [{"id": 1, "file_name": "bus.jpg", "width": 810, "height": 1080}],
+  "categories": [{"id": 1, "name": "person"}], "annotations": []}\n' >"$WORK/bus-coco.json"
+not_regular="cannot read '$FIFO': it is a FIFO, not a regular file"
+runs "inspect FIFO model" 1 "$not_regular" "$YOLOD" inspect "$FIFO"
+runs "detect FIFO model" 1 "$not_regular" "$YOLOD" detect --model "$FIFO" "$IMAGES/bus.jpg"
+runs "eval FIFO model" 1 "$not_regular" \
+    "$YOLOD" eval --coco "$WORK/bus-coco.json" --images "$IMAGES" --model "$FIFO"
+runs "bench FIFO model" 1 "$not_regular" "$YOLOD" bench --model "$FIFO" --runs 1
+runs "compress FIFO model" 1 "$not_regular" \
+    "$YOLOD" compress "$FIFO" --variant fp16 -o "$WORK/fifo.yolod"
+
+# With a writer the same message, not "Illegal seek". The writer may block
+# after inspect has closed the FIFO, so it runs under its own timeout.
+timeout 10 cat "$MODEL" >"$FIFO" 2>/dev/null &
+writer=$!
+runs "inspect FIFO model with a writer" 1 "$not_regular" "$YOLOD" inspect "$FIFO"
+kill "$writer" 2>/dev/null
+wait "$writer" 2>/dev/null
+
+# Calibration skips a FIFO named like an image, with one warning.
+mkdir "$WORK/calib"
+ln -s "$IMAGES/bus.jpg" "$WORK/calib/a.jpg"
+mkfifo "$WORK/calib/zz.jpg"
+runs "compress calibration skips a FIFO" 0 "skipping calibration image $WORK/calib/zz.jpg: it is a FIFO, not a regular file" \
+    "$YOLOD" compress "$MODEL" --variant int8 --calib "$WORK/calib" -o "$WORK/calib.yolod"
+warnings=$(grep -c "zz.jpg" "$ERR")
+if [ "$warnings" -eq 1 ]; then ok "compress calibration FIFO warned once"; else fail "compress calibration FIFO warned once" "$warnings warnings"; fi
+
+# eval stops before the model runs when an annotated image is a FIFO.
+mkdir "$WORK/eval-images"
+mkfifo "$WORK/eval-images/bus.jpg"
+runs "eval FIFO image" 1 "invalid image $WORK/eval-images/bus.jpg (image id 1): it is a FIFO, not a regular file" \
+    "$YOLOD" eval --coco "$WORK/bus-coco.json" --images "$WORK/eval-images" --model "$MODEL"
+
+# bench reads --image whole before timing, so a FIFO is rejected too.
+runs "bench FIFO image" 1 "it is a FIFO, not a regular file" \
+    "$YOLOD" bench --model "$MODEL" --image "$WORK/eval-images/bus.jpg" --runs 1
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?

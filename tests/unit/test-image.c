@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <png.h>
 
@@ -244,6 +246,30 @@ static void test_decode_rejects_non_images(void)
     CHECK(image.rgb == NULL);
     CHECK_INT_EQ(yd_image_load("/", 0, &image, &err), YD_ERR_IO);
     CHECK(strstr(err.message, "cannot read '/': Is a directory") != NULL);
+}
+
+/* ------------------------------------------------------------ streams */
+
+/*
+ * A FIFO without a writer is rejected at once instead of blocking. SIGALRM
+ * ends the program if the load blocks, so the test fails instead of hanging.
+ */
+static void test_load_rejects_fifo(void)
+{
+    char dir[] = "/tmp/yolod-test-fifo.XXXXXX", path[64];
+    yd_image image = {0};
+    yd_error err = {0};
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/image.jpg", dir);
+    CHECK_OK(mkfifo(path, 0600));
+    alarm(10);
+    CHECK_INT_EQ(yd_image_load(path, 0, &image, &err), YD_ERR_IO);
+    alarm(0);
+    CHECK(strstr(err.message, "it is a FIFO, not a regular file") != NULL);
+    CHECK(image.rgb == NULL);
+    unlink(path);
+    rmdir(dir);
 }
 
 /* ------------------------------------------------------------ letterbox */
@@ -1317,6 +1343,7 @@ int main(void)
 
     RUN(test_sniff_magic_bytes);
     RUN(test_decode_rejects_non_images);
+    RUN(test_load_rejects_fifo);
     RUN(test_letterbox_geometry_table);
     RUN(test_letterbox_bus_matches_reference);
     RUN(test_letterbox_zidane_matches_reference);
