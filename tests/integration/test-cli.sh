@@ -214,6 +214,27 @@ runs "eval FIFO image" 1 "invalid image $WORK/eval-images/bus.jpg (image id 1): 
 runs "bench FIFO image" 1 "it is a FIFO, not a regular file" \
     "$YOLOD" bench --model "$MODEL" --image "$WORK/eval-images/bus.jpg" --runs 1
 
+# detect reads an image from a process substitution, a FIFO or "-".
+timeout 60 "$YOLOD" detect --model "$MODEL" <(cat "$IMAGES/bus.jpg") >"$OUT" 2>"$ERR"
+check "detect process substitution" $CHECK golden "$OUT" "$GOLDEN/bus.detections.json" --size 810x1080
+timeout 10 cat "$IMAGES/zidane.jpg" >"$WORK/eval-images/bus.jpg" &
+writer=$!
+timeout 60 "$YOLOD" detect --model "$MODEL" "$WORK/eval-images/bus.jpg" >"$OUT" 2>"$ERR"
+check "detect FIFO image" $CHECK golden "$OUT" "$GOLDEN/zidane.detections.json" --size 1280x720
+wait "$writer" 2>/dev/null
+timeout 60 "$YOLOD" detect --model "$MODEL" "$IMAGES/zidane.jpg" - <"$IMAGES/bus.jpg" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 0 ]; then ok "detect standard input exits 0"; else fail "detect standard input exits 0" "exit $rc: $(cat "$ERR")"; fi
+line 2 "$WORK/stdin.json"
+check "detect standard input" $CHECK golden "$WORK/stdin.json" "$GOLDEN/bus.detections.json" --size 810x1080
+if [ "$(json_get "$WORK/stdin.json" 'j["file"]')" = "-" ]; then ok "detect standard input file field"; else fail "detect standard input file field" "$(head -c 200 "$WORK/stdin.json")"; fi
+usage_error "detect standard input twice" "'-' (standard input) given more than once" \
+    detect --model "$MODEL" - "$IMAGES/bus.jpg" -
+{ printf '\xff\xd8\xff'; head -c 34000000 /dev/zero; } |
+    timeout 60 "$YOLOD" detect --model "$MODEL" - >"$OUT" 2>"$ERR"
+check "detect standard input above the byte limit" $CHECK error "$OUT" --code image_too_large \
+    --contains "standard input holds more than 33554432 bytes"
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?

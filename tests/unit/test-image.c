@@ -272,6 +272,58 @@ static void test_load_rejects_fifo(void)
     rmdir(dir);
 }
 
+/* Writes size bytes into a new pipe, closes its write end and returns the read end. */
+static int pipe_with(const void *data, size_t size)
+{
+    int ends[2];
+
+    if (pipe(ends) != 0)
+        return -1;
+    if (write(ends[1], data, size) != (ssize_t)size) {
+        close(ends[0]);
+        close(ends[1]);
+        return -1;
+    }
+    close(ends[1]);
+    return ends[0];
+}
+
+static void test_load_fd_reads_pipe(void)
+{
+    size_t size;
+    uint8_t *data = read_file_or_die(shared_path("images/odd/bus_16x16_tiny.jpg"), &size);
+    yd_image image = {0};
+    yd_error err = {0};
+    int fd;
+
+    /* The whole file fits in a pipe's buffer, so the writes do not block. */
+    fd = pipe_with(data, size);
+    CHECK(fd >= 0);
+    CHECK_OK(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err));
+    CHECK_INT_EQ(image.width, 16);
+    CHECK_INT_EQ(image.height, 16);
+    yd_image_free(&image);
+    close(fd);
+
+    fd = pipe_with(data, size);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size - 1, 0, &image, &err),
+                 YD_ERR_IMAGE_TOO_LARGE);
+    CHECK(strstr(err.message, "the pipe holds more than") != NULL);
+    CHECK(image.rgb == NULL);
+    close(fd);
+
+    fd = pipe_with("hello, world", 12);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err),
+                 YD_ERR_IMAGE_UNSUPPORTED);
+    CHECK(strstr(err.message, "first bytes 68 65 6c 6c") != NULL);
+    close(fd);
+
+    fd = pipe_with("", 0);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err), YD_ERR_IMAGE_EMPTY);
+    close(fd);
+    free(data);
+}
+
 /* ------------------------------------------------------------ letterbox */
 
 static void test_letterbox_geometry_table(void)
@@ -1342,8 +1394,9 @@ int main(void)
     shared_dir();
 
     RUN(test_sniff_magic_bytes);
-    RUN(test_decode_rejects_non_images);
     RUN(test_load_rejects_fifo);
+    RUN(test_load_fd_reads_pipe);
+    RUN(test_decode_rejects_non_images);
     RUN(test_letterbox_geometry_table);
     RUN(test_letterbox_bus_matches_reference);
     RUN(test_letterbox_zidane_matches_reference);
