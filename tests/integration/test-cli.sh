@@ -235,6 +235,28 @@ usage_error "detect standard input twice" "'-' (standard input) given more than 
 check "detect standard input above the byte limit" $CHECK error "$OUT" --code image_too_large \
     --contains "standard input holds more than 33554432 bytes"
 
+# bench --image has detect's default pixel limit: 8000x8000 is above 50M.
+python3 - "$WORK/huge.png" <<'EOF'
+import struct, sys, zlib
+
+def chunk(kind, data):
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+side = 8000
+rows = zlib.compressobj(1)
+pixels = b"".join(rows.compress(b"\0" * (side + 1)) for _ in range(side)) + rows.flush()
+header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+with open(sys.argv[1], "wb") as out:
+    out.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+EOF
+too_large="image is 8000x8000 (64000000 pixels), above the limit of 50000000 pixels"
+runs "bench image above the pixel limit" 1 "$too_large" \
+    "$YOLOD" bench --model "$MODEL" --image "$WORK/huge.png" --runs 1 --warmup 0
+timeout 60 "$YOLOD" detect --model "$MODEL" "$WORK/huge.png" >"$OUT" 2>"$ERR"
+check "detect image above the pixel limit" $CHECK error "$OUT" --code image_too_large --contains "$too_large"
+rm -f "$WORK/huge.png"
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?
