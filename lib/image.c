@@ -17,15 +17,25 @@
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+/* The shortest prefix of the PNG signature taken as PNG: 0x89 "PNG". */
+#define PNG_SIGNATURE_MIN_PREFIX 4
+
+/*
+ * A JPEG starts with the SOI marker FF D8 and the FF of the next marker, and
+ * a PNG with its 8-byte signature. Data that ends inside one of these (at
+ * least FF D8, or 0x89 "PNG") is taken as that format, so the decoder
+ * reports it as truncated instead of as an unknown format.
+ */
 yd_image_format yd_image_sniff(const void *data, size_t size)
 {
     const uint8_t *bytes = data;
 
     if (!data)
         return YD_IMAGE_UNKNOWN;
-    if (size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff)
+    if (size >= 2 && bytes[0] == 0xff && bytes[1] == 0xd8 && (size == 2 || bytes[2] == 0xff))
         return YD_IMAGE_JPEG;
-    if (size >= sizeof png_signature && memcmp(bytes, png_signature, sizeof png_signature) == 0)
+    if (size >= PNG_SIGNATURE_MIN_PREFIX &&
+        memcmp(bytes, png_signature, size < sizeof png_signature ? size : sizeof png_signature) == 0)
         return YD_IMAGE_PNG;
     return YD_IMAGE_UNKNOWN;
 }

@@ -186,6 +186,40 @@ static uint8_t *make_rgba_samples(int width, int height)
 
 /* ------------------------------------------------------------ sniffing */
 
+/* Data cut inside a signature keeps its format, so it decodes as truncated. */
+static void test_sniff_short_signatures(void)
+{
+    static const uint8_t jpeg[] = {0xff, 0xd8, 0xff};
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const uint8_t jpeg_no_marker[] = {0xff, 0xd8, 0x00};
+    static const uint8_t png_text_mode[] = {0x89, 'P', 'N', 'G', '\n', 0x1a, '\n', 0};
+
+    CHECK_INT_EQ(yd_image_sniff(jpeg, 2), YD_IMAGE_JPEG);
+    CHECK_INT_EQ(yd_image_sniff(jpeg, 1), YD_IMAGE_UNKNOWN);
+    CHECK_INT_EQ(yd_image_sniff(jpeg_no_marker, sizeof jpeg_no_marker), YD_IMAGE_UNKNOWN);
+    for (size_t size = 4; size <= sizeof png; size++)
+        CHECK_INT_EQ(yd_image_sniff(png, size), YD_IMAGE_PNG);
+    CHECK_INT_EQ(yd_image_sniff(png, 3), YD_IMAGE_UNKNOWN);
+    CHECK_INT_EQ(yd_image_sniff(png_text_mode, sizeof png_text_mode), YD_IMAGE_UNKNOWN);
+}
+
+/* A JPEG or PNG signature with nothing after it is a truncated image. */
+static void test_decode_bare_signature_truncated(void)
+{
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    yd_image image = {0};
+    yd_error err = {0};
+
+    CHECK_INT_EQ(yd_image_decode("\xff\xd8", 2, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+    CHECK(strstr(err.message, "JPEG image is truncated") != NULL);
+    CHECK(image.rgb == NULL);
+    for (size_t size = 4; size <= sizeof png; size++) {
+        CHECK_INT_EQ(yd_image_decode(png, size, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+        CHECK(strstr(err.message, "PNG image is truncated") != NULL);
+        CHECK(image.rgb == NULL);
+    }
+}
+
 static void test_sniff_magic_bytes(void)
 {
     static const uint8_t jpeg[] = {0xff, 0xd8, 0xff, 0xe0};
@@ -194,10 +228,8 @@ static void test_sniff_magic_bytes(void)
 
     CHECK_INT_EQ(yd_image_sniff(jpeg, sizeof jpeg), YD_IMAGE_JPEG);
     CHECK_INT_EQ(yd_image_sniff(jpeg, 3), YD_IMAGE_JPEG);
-    CHECK_INT_EQ(yd_image_sniff(jpeg, 2), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(png, sizeof png), YD_IMAGE_PNG);
     CHECK_INT_EQ(yd_image_sniff(png, 8), YD_IMAGE_PNG);
-    CHECK_INT_EQ(yd_image_sniff(png, 7), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(text, sizeof text), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(NULL, 10), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(jpeg, 0), YD_IMAGE_UNKNOWN);
@@ -219,7 +251,7 @@ static void test_decode_rejects_non_images(void)
         {"\x00\x00\x00\x18" "ftypheic", 12, "HEIF"},
         {"hello", 5, "first bytes 68 65 6c 6c"},
         {"\xff", 1, "first bytes ff)"},
-        {"\x89PNG\r\n", 6, "first bytes 89 50 4e 47)"},
+        {"\x89PNG\n\x1a\n", 7, "first bytes 89 50 4e 47)"},
     };
     yd_image image = {0};
     yd_error err = {0};
@@ -1394,6 +1426,8 @@ int main(void)
     shared_dir();
 
     RUN(test_sniff_magic_bytes);
+    RUN(test_sniff_short_signatures);
+    RUN(test_decode_bare_signature_truncated);
     RUN(test_load_rejects_fifo);
     RUN(test_load_fd_reads_pipe);
     RUN(test_decode_rejects_non_images);
