@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "commands.h"
+#include "config.h"
 #include "engine.h"
 #include "log.h"
 #include "util.h"
@@ -23,6 +24,7 @@ typedef struct bench_options {
     const char *input_path;
     const char *image_path;
     int threads, runs, warmup, json, layers;
+    uint64_t max_pixels; /* largest --image in pixels (width * height), as in detect */
 } bench_options;
 
 static int compare_doubles(const void *a, const void *b)
@@ -188,9 +190,10 @@ static int time_tensor(yd_session *session, const yd_model *model, const bench_o
  * does after it has read the body: decode, yd_detect with the default
  * parameters, free. Stores the stage times of run `i` when i >= 0.
  */
-static int detect_once(yd_session *session, const char *path, const uint8_t *data, size_t size,
-                       int i, int runs, double *times, int *detections)
+static int detect_once(yd_session *session, const bench_options *o, const uint8_t *data,
+                       size_t size, int i, double *times, int *detections)
 {
+    const int runs = o->runs;
     yd_detect_params params;
     yd_image image = {0};
     yd_result result = {0};
@@ -199,13 +202,13 @@ static int detect_once(yd_session *session, const char *path, const uint8_t *dat
     int rc;
 
     yd_detect_params_default(&params);
-    rc = yd_image_decode(data, size, 0, &image, &err);
+    rc = yd_image_decode(data, size, o->max_pixels, &image, &err);
     decoded = yd_now_ms();
     if (rc == YD_OK)
         rc = yd_detect(session, &image, &params, &result, &err);
     yd_image_free(&image);
     if (rc != YD_OK) {
-        fprintf(stderr, "yolod bench: %s: %s\n", path, err.message);
+        fprintf(stderr, "yolod bench: %s: %s\n", o->image_path, err.message);
         return -1;
     }
     *detections = result.count;
@@ -233,10 +236,10 @@ static int time_image(yd_session *session, const bench_options *o, double *times
         return -1;
     }
     for (int i = 0; i < o->warmup; i++)
-        if (detect_once(session, o->image_path, data, size, -1, o->runs, times, detections) != 0)
+        if (detect_once(session, o, data, size, -1, times, detections) != 0)
             goto done;
     for (int i = 0; i < o->runs; i++)
-        if (detect_once(session, o->image_path, data, size, i, o->runs, times, detections) != 0)
+        if (detect_once(session, o, data, size, i, times, detections) != 0)
             goto done;
     status = 0;
 
@@ -388,7 +391,9 @@ static const char bench_help[] =
     "  --warmup N       untimed runs first (default 3)\n"
     "  --input FILE     raw float32 [3][H][W] input tensor (default: a fixed pattern)\n"
     "  --image FILE     JPEG or PNG to time the whole pipeline on; also reports the\n"
-    "                   median of each stage and images/s (runs / total time)\n"
+    "                   median of each stage and images/s (runs / total time); as\n"
+    "                   in detect, an image above 50M pixels (width * height) is\n"
+    "                   rejected\n"
     "  --json           print one JSON object: median_ms, min_ms, max_ms, mean_ms,\n"
     "                   threads, gflops (2 per multiply-add); with --image also\n"
     "                   images_per_second, detections, decode_ms, preprocess_ms,\n"
@@ -413,6 +418,7 @@ void command_bench_print_help(void)
 int command_bench(int argc, char **argv)
 {
     bench_options o = {.runs = 20, .warmup = 3};
+    struct config defaults;
     yd_model *model = NULL;
     yd_session *session = NULL;
     yd_error err = {0};
@@ -422,6 +428,9 @@ int command_bench(int argc, char **argv)
 
     if (parse_bench_args(argc, argv, &o) != 0)
         return EXIT_USAGE;
+    config_init(&defaults);
+    o.max_pixels = defaults.max_pixels;
+    config_free(&defaults);
     yd_set_log_callback(log_library_message, NULL);
     if (yd_model_load(o.model_path, NULL, &model, &err) != YD_OK) {
         fprintf(stderr, "yolod bench: %s\n", err.message);

@@ -134,9 +134,12 @@ static void free_names(char **names, int count)
 /*
  * Lists the JPEG and PNG file names of `dir` (not its subfolders, nor
  * hidden files) in name order: the files calibration decodes, first ones
- * first, and the digest covers.
+ * first, and the digest covers. Entries that are not regular files (or
+ * links to one) are left out, because opening a FIFO would wait for a
+ * writer. With report_skipped, each one is logged as a warning.
  */
-static int list_calibration_files(const char *dir, char ***out, int *count, yd_error *err)
+static int list_calibration_files(const char *dir, int report_skipped, char ***out, int *count,
+                                  yd_error *err)
 {
     DIR *d = opendir(dir);
     struct dirent *entry;
@@ -149,11 +152,24 @@ static int list_calibration_files(const char *dir, char ***out, int *count, yd_e
         return yd_error_set(err, YD_ERR_IO, "cannot open calibration folder '%s': %m", dir);
     while ((entry = readdir(d)) != NULL) {
         const char *dot = strrchr(entry->d_name, '.');
+        struct stat st;
         char **grown;
 
         if (entry->d_name[0] == '.' || !dot || (strcasecmp(dot, ".jpg") != 0 &&
             strcasecmp(dot, ".jpeg") != 0 && strcasecmp(dot, ".png") != 0))
             continue;
+        if (fstatat(dirfd(d), entry->d_name, &st, 0) != 0) {
+            if (report_skipped)
+                log_printf(YD_LOG_WARN, "skipping calibration image %s/%s: %s", dir,
+                           entry->d_name, strerror(errno));
+            continue;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            if (report_skipped)
+                log_printf(YD_LOG_WARN, "skipping calibration image %s/%s: it is %s, not a "
+                           "regular file", dir, entry->d_name, yd_file_type_name(st.st_mode));
+            continue;
+        }
         grown = realloc(names, (size_t)(nnames + 1) * sizeof *names);
         if (!grown || !(grown[nnames] = strdup(entry->d_name))) {
             free_names(grown ? grown : names, nnames);
@@ -181,7 +197,7 @@ static int load_calibration(const char *dir, int limit, yd_image **out, int *cou
     int nnames, loaded = 0, rc;
     yd_image *images;
 
-    rc = list_calibration_files(dir, &names, &nnames, err);
+    rc = list_calibration_files(dir, 1, &names, &nnames, err);
     if (rc != YD_OK)
         return rc;
     images = calloc((size_t)nnames, sizeof *images);
@@ -765,22 +781,6 @@ static int check_keep_float(const struct compress_options *options, const yd_gra
     return -1;
 }
 
-/* Names a file type for "it is ..., not a regular file". */
-static const char *file_type_name(mode_t mode)
-{
-    if (S_ISDIR(mode))
-        return "a directory";
-    if (S_ISFIFO(mode))
-        return "a FIFO";
-    if (S_ISCHR(mode))
-        return "a character device";
-    if (S_ISBLK(mode))
-        return "a block device";
-    if (S_ISSOCK(mode))
-        return "a socket";
-    return "a special file";
-}
-
 /*
  * Rejects an -o path that renaming the new file over it would damage: an
  * existing FIFO, device, socket or directory, or the input model itself.
@@ -811,7 +811,7 @@ static int check_output_path(const struct compress_options *options)
         return 0;
     if (!S_ISREG(output.st_mode)) {
         fprintf(stderr, "yolod compress: cannot write '%s': it is %s, not a regular file\n",
-                options->output_path, file_type_name(output.st_mode));
+                options->output_path, yd_file_type_name(output.st_mode));
         return -1;
     }
     if (stat(options->model_path, &input) == 0 && input.st_dev == output.st_dev &&
@@ -837,7 +837,8 @@ static int calibration_digest(const char *dir_path, int limit, char hex[65], yd_
     yd_sha256 sha;
     uint8_t digest[32], buf[1 << 16];
 
-    rc = list_calibration_files(dir_path, &names, &n, err);
+    /* load_calibration() already logged the entries it skipped. */
+    rc = list_calibration_files(dir_path, 0, &names, &n, err);
     if (rc != YD_OK)
         return rc;
     yd_sha256_init(&sha);
@@ -846,15 +847,22 @@ static int calibration_digest(const char *dir_path, int limit, char hex[65], yd_
         yd_error ignored;
         FILE *f;
         size_t got;
+        int fd;
 
         snprintf(path, sizeof path, "%s/%s", dir_path, names[i]);
         if (yd_image_load(path, CALIB_MAX_PIXELS, &image, &ignored) != YD_OK)
             continue;
         yd_image_free(&image);
         used++;
-        f = fopen(path, "rb");
+        fd = yd_open_regular_file(path, err);
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        f = fdopen(fd, "rb");
         if (!f) {
             rc = yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);
+            close(fd);
             break;
         }
         yd_sha256_update(&sha, names[i], strlen(names[i]) + 1);

@@ -1,9 +1,14 @@
 /*
  * `yolod detect`: run detection on image files and print one JSON line each.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "config.h"
@@ -16,8 +21,13 @@ struct detect_options {
     const char *model_path;
     struct params_text text;
     int threads;
-    struct config defaults; /* conf, iou, max_det and max_pixels */
+    /* Defaults of conf, iou, max_det and max_pixels, and max_body_bytes,
+     * the byte limit of an image read from a stream. */
+    struct config defaults;
 };
+
+/* The image argument that reads standard input. */
+#define STDIN_IMAGE "-"
 
 static void print_line(cJSON *root)
 {
@@ -41,6 +51,37 @@ static void print_image_error(const char *path, const char *code, const char *me
     print_line(root);
 }
 
+/*
+ * Loads the image named by an argument. "-" reads standard input, and a
+ * pipe, FIFO or device is read to its end, both bounded by max_body_bytes
+ * as a request body is in serve. Anything else goes through
+ * yd_image_load(), which reports missing files and directories.
+ */
+static int load_image(const char *path, const struct detect_options *options, yd_image *image,
+                      yd_error *error)
+{
+    const size_t max_bytes = options->defaults.max_body_bytes;
+    const uint64_t max_pixels = options->defaults.max_pixels;
+    char name[PATH_MAX + 3];
+    struct stat st;
+    int fd, rc;
+
+    if (strcmp(path, STDIN_IMAGE) == 0)
+        return yd_image_load_fd(STDIN_FILENO, "standard input", max_bytes, max_pixels, image,
+                                error);
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+        return yd_image_load(path, max_pixels, image, error);
+
+    /* Opening a FIFO waits for its writer, as any reader of a FIFO does. */
+    fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return yd_error_set(error, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    snprintf(name, sizeof name, "'%s'", path);
+    rc = yd_image_load_fd(fd, name, max_bytes, max_pixels, image, error);
+    close(fd);
+    return rc;
+}
+
 /* Processes one image; returns 0 on success, -1 after printing its error object. */
 static int detect_file(yd_session *session, const yd_model *model, const char *path,
                        const struct detect_options *options, const yd_detect_params *params)
@@ -53,7 +94,7 @@ static int detect_file(yd_session *session, const yd_model *model, const char *p
     double start = yd_now_ms();
     int rc;
 
-    rc = yd_image_load(path, options->defaults.max_pixels, &image, &error);
+    rc = load_image(path, options, &image, &error);
     timings.decode_ms = yd_now_ms() - start;
     if (rc < 0) {
         print_image_error(path, yd_error_name(rc), error.message);
@@ -135,6 +176,14 @@ static int parse_detect_args(int argc, char **argv, struct detect_options *optio
     }
     log_set_level(log_level);
     options->threads = options->defaults.threads;
+
+    for (int i = 0, stdin_count = 0; i < *image_count; i++) {
+        if (strcmp(images[i], STDIN_IMAGE) == 0 && ++stdin_count == 2) {
+            fprintf(stderr, "yolod detect: '-' (standard input) given more than once; "
+                    "give it at most once\n");
+            return EXIT_USAGE;
+        }
+    }
 
     if (!options->model_path) {
         fprintf(stderr, "yolod detect: missing --model FILE; see 'yolod help detect'\n");

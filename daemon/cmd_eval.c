@@ -28,7 +28,8 @@
 /* Images between two progress lines on stderr. */
 #define PROGRESS_EVERY 10
 
-/* Missing images listed by name before the rest are only counted. */
+/* Missing images, and images that are not regular files, listed by name
+ * before the rest are only counted. */
 #define MISSING_LISTED 5
 
 static const char eval_help[] =
@@ -259,11 +260,15 @@ static int image_path(const char *dir, const yd_coco_image *image, char *path, s
     return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
-/* Checks that every image file exists before the model runs; reports the missing ones. */
+/*
+ * Checks that every image file exists and is a regular file before the
+ * model runs; reports the others. Opening a FIFO would wait for a writer.
+ */
 static int check_images(const yd_coco_dataset *dataset, const char *dir)
 {
     char path[PATH_MAX];
-    size_t missing = 0;
+    size_t missing = 0, not_regular = 0;
+    struct stat st;
 
     for (size_t i = 0; i < dataset->image_count; i++) {
         const yd_coco_image *image = &dataset->images[i];
@@ -277,19 +282,28 @@ static int check_images(const yd_coco_dataset *dataset, const char *dir)
             fprintf(stderr, "yolod eval: image path too long: %s/%s\n", dir, image->file_name);
             return -1;
         }
-        if (access(path, R_OK) == 0)
+        if (access(path, R_OK) != 0) {
+            if (missing < MISSING_LISTED)
+                fprintf(stderr, "yolod eval: image not found: %s (image id %lld): %s\n", path,
+                        (long long)image->id, strerror(errno));
+            missing++;
             continue;
-        if (missing < MISSING_LISTED)
-            fprintf(stderr, "yolod eval: image not found: %s (image id %lld): %s\n", path,
-                    (long long)image->id, strerror(errno));
-        missing++;
+        }
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            if (not_regular < MISSING_LISTED)
+                fprintf(stderr, "yolod eval: invalid image %s (image id %lld): it is %s, not a "
+                        "regular file\n", path, (long long)image->id,
+                        yd_file_type_name(st.st_mode));
+            not_regular++;
+        }
     }
-    if (missing > 0) {
+    if (missing > 0)
         fprintf(stderr, "yolod eval: %zu of %zu images not found under '%s'; check --images\n",
                 missing, dataset->image_count, dir);
-        return -1;
-    }
-    return 0;
+    if (not_regular > 0)
+        fprintf(stderr, "yolod eval: %zu of %zu images under '%s' are not regular files; "
+                "replace them with the image files\n", not_regular, dataset->image_count, dir);
+    return missing > 0 || not_regular > 0 ? -1 : 0;
 }
 
 /*

@@ -5,24 +5,37 @@
  * Pixels follow OpenCV's imread(IMREAD_COLOR) on the same libjpeg-turbo and
  * libpng, so the letterboxed tensor matches the Ultralytics reference.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "util.h"
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
+/* The shortest prefix of the PNG signature taken as PNG: 0x89 "PNG". */
+#define PNG_SIGNATURE_MIN_PREFIX 4
+
+/*
+ * A JPEG starts with the SOI marker FF D8 and the FF of the next marker, and
+ * a PNG with its 8-byte signature. Data that ends inside one of these (at
+ * least FF D8, or 0x89 "PNG") is taken as that format, so the decoder
+ * reports it as truncated instead of as an unknown format.
+ */
 yd_image_format yd_image_sniff(const void *data, size_t size)
 {
     const uint8_t *bytes = data;
 
     if (!data)
         return YD_IMAGE_UNKNOWN;
-    if (size >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff)
+    if (size >= 2 && bytes[0] == 0xff && bytes[1] == 0xd8 && (size == 2 || bytes[2] == 0xff))
         return YD_IMAGE_JPEG;
-    if (size >= sizeof png_signature && memcmp(bytes, png_signature, sizeof png_signature) == 0)
+    if (size >= PNG_SIGNATURE_MIN_PREFIX &&
+        memcmp(bytes, png_signature, size < sizeof png_signature ? size : sizeof png_signature) == 0)
         return YD_IMAGE_PNG;
     return YD_IMAGE_UNKNOWN;
 }
@@ -121,24 +134,28 @@ int yd_image_decode(const void *data, size_t size, uint64_t max_pixels,
     return YD_OK;
 }
 
+/* Bytes of a file or stream read to recognise its format. */
+#define IMAGE_HEADER_SIZE 16
+
 /*
- * Rejects a file that is neither JPEG nor PNG from its first bytes, before
- * yd_read_file() reads all of it. An unreadable or empty file passes, and
+ * Rejects a file that cannot be opened or is not a regular file, and one
+ * that is neither JPEG nor PNG from its first bytes, before yd_read_file()
+ * reads all of it. A file that is empty or fails to read passes, and
  * yd_read_file() or the decoder reports it.
  */
 static int check_file_header(const char *path, yd_error *err)
 {
-    uint8_t head[16];
-    FILE *file = fopen(path, "rb");
-    size_t n;
+    uint8_t head[IMAGE_HEADER_SIZE];
+    int fd = yd_open_regular_file(path, err);
+    ssize_t n;
 
-    if (!file)
+    if (fd < 0)
+        return fd;
+    n = read(fd, head, sizeof head);
+    close(fd);
+    if (n <= 0 || yd_image_sniff(head, (size_t)n) != YD_IMAGE_UNKNOWN)
         return YD_OK;
-    n = fread(head, 1, sizeof head, file);
-    fclose(file);
-    if (n == 0 || yd_image_sniff(head, n) != YD_IMAGE_UNKNOWN)
-        return YD_OK;
-    return reject_unknown(head, n, err);
+    return reject_unknown(head, (size_t)n, err);
 }
 
 int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error *err)
@@ -155,6 +172,101 @@ int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out, yd_error
     /* NOTE: a file with a JPEG or PNG header is still read whole before the
      * decoder checks max_pixels, so a huge one costs its size in memory. */
     rc = yd_read_file(path, &data, &size, err);
+    if (rc < 0)
+        return rc;
+    rc = yd_image_decode(data, size, max_pixels, out, err);
+    free(data);
+    return rc;
+}
+
+/* Waits until fd, which has O_NONBLOCK set, has data or end of file. */
+static void wait_readable(int fd)
+{
+    struct pollfd poller = { .fd = fd, .events = POLLIN };
+
+    while (poll(&poller, 1, -1) < 0 && errno == EINTR)
+        continue;
+}
+
+/*
+ * Reads fd to end of file into a malloc'ed buffer of at most max_bytes.
+ * Stops after the first bytes when they are neither JPEG nor PNG.
+ */
+static int read_stream(int fd, const char *name, size_t max_bytes, uint8_t **data, size_t *size,
+                       yd_error *err)
+{
+    size_t capacity = 0, done = 0;
+    uint8_t *buf = NULL;
+    int sniffed = 0;
+
+    for (;;) {
+        ssize_t got;
+
+        /* Room for one byte over max_bytes distinguishes a stream at the limit
+         * from a longer one. */
+        if (done == capacity) {
+            size_t grown = capacity ? capacity * 2 : 1 << 16;
+            uint8_t *bigger;
+
+            if (max_bytes < SIZE_MAX && grown > max_bytes + 1)
+                grown = max_bytes + 1;
+            bigger = realloc(buf, grown);
+            if (!bigger) {
+                free(buf);
+                return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory reading %s (%zu bytes)",
+                                    name, grown);
+            }
+            buf = bigger;
+            capacity = grown;
+        }
+        got = read(fd, buf + done, capacity - done);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            wait_readable(fd);
+            continue;
+        }
+        if (got < 0) {
+            int read_error = errno;
+
+            free(buf);
+            return yd_error_set(err, YD_ERR_IO, "cannot read %s: %s", name, strerror(read_error));
+        }
+        done += (size_t)got;
+        if (!sniffed && (got == 0 || done >= IMAGE_HEADER_SIZE)) {
+            sniffed = 1;
+            if (done > 0 && yd_image_sniff(buf, done) == YD_IMAGE_UNKNOWN) {
+                int rc = reject_unknown(buf, done, err);
+
+                free(buf);
+                return rc;
+            }
+        }
+        if (got == 0)
+            break;
+        if (done > max_bytes) {
+            free(buf);
+            return yd_error_set(err, YD_ERR_IMAGE_TOO_LARGE,
+                                "%s holds more than %zu bytes, the limit for an image read from "
+                                "a stream; save the image to a file and pass its path",
+                                name, max_bytes);
+        }
+    }
+    *data = buf;
+    *size = done;
+    return YD_OK;
+}
+
+int yd_image_load_fd(int fd, const char *name, size_t max_bytes, uint64_t max_pixels,
+                     yd_image *out, yd_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    int rc;
+
+    if (out)
+        memset(out, 0, sizeof *out);
+    rc = read_stream(fd, name, max_bytes, &data, &size, err);
     if (rc < 0)
         return rc;
     rc = yd_image_decode(data, size, max_pixels, out, err);

@@ -222,13 +222,19 @@ void yd_sha256_hex(const uint8_t digest[32], char hex[65])
 
 int yd_sha256_file(const char *path, char hex[65], yd_error *err)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = yd_open_regular_file(path, err);
+    FILE *f;
     uint8_t buf[1 << 16], digest[32];
     yd_sha256 sha;
     size_t n;
 
-    if (!f)
+    if (fd < 0)
+        return fd;
+    f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
         return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    }
     yd_sha256_init(&sha);
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         yd_sha256_update(&sha, buf, n);
@@ -907,20 +913,22 @@ int yd_model_file_sniff(const void *data, size_t size)
 int yd_model_file_sniff_path(const char *path, yd_error *err)
 {
     uint8_t head[YD_MODEL_FILE_MAGIC_SIZE];
-    FILE *f = fopen(path, "rb");
-    size_t n;
+    int fd = yd_open_regular_file(path, err);
+    ssize_t n;
 
-    if (!f)
-        return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    n = fread(head, 1, sizeof head, f);
-    if (ferror(f)) {
+    if (fd < 0)
+        return fd;
+    do
+        n = read(fd, head, sizeof head);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
         int read_error = errno;
 
-        fclose(f);
+        close(fd);
         return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(read_error));
     }
-    fclose(f);
-    return yd_model_file_sniff(head, n);
+    close(fd);
+    return yd_model_file_sniff(head, (size_t)n);
 }
 
 /* Checks magic, header, size and checksums; fills the four known sections. */
@@ -1632,17 +1640,13 @@ int yd_model_file_load(const char *path, yd_graph **graph, char ***class_names,
         *graph = NULL;
     if (class_names)
         *class_names = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = yd_open_regular_file(path, err);
     if (fd < 0)
-        return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return fd;
     if (fstat(fd, &st) != 0) {
         rc = yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
         close(fd);
         return rc;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return yd_error_set(err, YD_ERR_IO, "'%s' is not a regular file", path);
     }
     if (st.st_size == 0) {
         close(fd);

@@ -49,7 +49,8 @@ int yd_model_file_sniff(const void *data, size_t size);
 /*
  * Returns 1 when the file at path starts with the .yolod magic, 0 when it
  * does not (including files shorter than the magic), or YD_ERR_IO when it
- * cannot be opened or read.
+ * cannot be opened or read or is not a regular file. Every model load
+ * passes here first, so a FIFO is rejected without waiting for a writer.
  */
 int yd_model_file_sniff_path(const char *path, yd_error *err);
 

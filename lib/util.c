@@ -2,10 +2,12 @@
  * Error reporting and the library's log sink.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -69,36 +71,91 @@ double yd_now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err)
+const char *yd_file_type_name(mode_t mode)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
-    uint8_t *buf = NULL;
-    long n;
+    if (S_ISREG(mode))
+        return "a regular file";
+    if (S_ISDIR(mode))
+        return "a directory";
+    if (S_ISFIFO(mode))
+        return "a FIFO";
+    if (S_ISCHR(mode))
+        return "a character device";
+    if (S_ISBLK(mode))
+        return "a block device";
+    if (S_ISSOCK(mode))
+        return "a socket";
+    return "a special file";
+}
 
-    if (!f)
-        return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %m", path);
-    /* fopen() opens a directory for reading, and ftell() then gives LONG_MAX. */
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
+int yd_open_regular_file(const char *path, yd_error *err)
+{
+    /* O_NONBLOCK makes open() return at once on a FIFO without a writer,
+     * and it has no effect on reading a regular file. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    struct stat st;
+
+    if (fd < 0)
+        return yd_error_set(err, YD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        int stat_error = errno;
+
+        close(fd);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(stat_error));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
         return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(EISDIR));
     }
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %m", path);
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': it is %s, not a regular file", path,
+                            yd_file_type_name(st.st_mode));
     }
-    buf = malloc(n > 0 ? (size_t)n : 1);
+    return fd;
+}
+
+int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err)
+{
+    int fd = yd_open_regular_file(path, err);
+    struct stat st;
+    uint8_t *buf;
+    size_t done = 0, expected;
+    int read_error = 0;
+
+    if (fd < 0)
+        return fd;
+    if (fstat(fd, &st) != 0) {
+        read_error = errno;
+        close(fd);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(read_error));
+    }
+    expected = (size_t)st.st_size;
+    buf = malloc(expected > 0 ? expected : 1);
     if (!buf) {
-        fclose(f);
-        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory reading '%s' (%ld bytes)", path, n);
+        close(fd);
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory reading '%s' (%zu bytes)", path,
+                            expected);
     }
-    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    while (done < expected) {
+        ssize_t got = read(fd, buf + done, expected - done);
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            read_error = errno;
+        if (got <= 0)
+            break;
+        done += (size_t)got;
+    }
+    close(fd);
+    if (done != expected) {
         free(buf);
-        fclose(f);
+        if (read_error)
+            return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(read_error));
         return yd_error_set(err, YD_ERR_IO, "short read on '%s'", path);
     }
-    fclose(f);
     *data = buf;
-    *size = (size_t)n;
+    *size = expected;
     return YD_OK;
 }

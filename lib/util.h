@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "yolod.h"
@@ -17,7 +18,21 @@ void yd_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Monotonic clock in milliseconds. */
 double yd_now_ms(void);
 
-/* Reads a whole file into a malloc'ed buffer. */
+/*
+ * Opens path read-only and checks that it is a regular file (a symbolic
+ * link is judged by its target). The open does not wait for a FIFO's
+ * writer, so a FIFO, device or socket is rejected at once instead of
+ * blocking the caller. Returns the descriptor, or YD_ERR_IO with "cannot
+ * open 'PATH': ...", "cannot read 'PATH': Is a directory" or "cannot read
+ * 'PATH': it is a FIFO, not a regular file" in err.
+ */
+int yd_open_regular_file(const char *path, yd_error *err);
+
+/* Names a file type for "it is ..., not a regular file" ("a FIFO"). */
+const char *yd_file_type_name(mode_t mode);
+
+/* Reads a whole regular file into a malloc'ed buffer. Other files are
+ * rejected as yd_open_regular_file() rejects them. */
 int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err);
 
 /* v limited to [lo, hi]. */

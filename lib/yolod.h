@@ -86,9 +86,23 @@ yd_image_format yd_image_sniff(const void *data, size_t size);
 int yd_image_decode(const void *data, size_t size, uint64_t max_pixels,
                     yd_image *out, yd_error *err);
 
-/* Reads a whole file and decodes it as yd_image_decode() does. */
+/*
+ * Reads a whole regular file and decodes it as yd_image_decode() does. A
+ * FIFO, device or socket is rejected with YD_ERR_IO without waiting for it.
+ */
 int yd_image_load(const char *path, uint64_t max_pixels, yd_image *out,
                   yd_error *err);
+
+/*
+ * Reads an encoded image from fd to end of file (a pipe, a FIFO or standard
+ * input) and decodes it as yd_image_decode() does. A stream longer than
+ * max_bytes fails with YD_ERR_IMAGE_TOO_LARGE, and one whose first bytes
+ * are neither JPEG nor PNG with YD_ERR_IMAGE_UNSUPPORTED, before the rest
+ * is read. name is how messages call the stream ("standard input", or a
+ * quoted path). fd is left open.
+ */
+int yd_image_load_fd(int fd, const char *name, size_t max_bytes, uint64_t max_pixels,
+                     yd_image *out, yd_error *err);
 
 void yd_image_free(yd_image *image);
 

@@ -72,8 +72,29 @@ finish() {
     exit $?
 }
 
+# free_port: prints a free loopback TCP port, which the kernel picks. With
+# TEST_PORTS=LOW-HIGH (for example 49000-49999) it picks one from that
+# range instead, for hosts that allow servers only on some ports.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    python3 - "${TEST_PORTS:-}" <<'EOF'
+import random, socket, sys
+
+candidates = [0]
+if sys.argv[1]:
+    low, high = (int(p) for p in sys.argv[1].split("-"))
+    candidates = random.sample(range(low, high + 1), high - low + 1)
+for candidate in candidates:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", candidate))
+    except OSError:
+        s.close()
+        continue
+    print(s.getsockname()[1])
+    s.close()
+    sys.exit(0)
+sys.exit("free_port: no free port in TEST_PORTS=" + sys.argv[1])
+EOF
 }
 
 # start_daemon NAME [ARGS...]: starts `yolod serve` on a free loopback port

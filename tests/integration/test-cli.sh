@@ -156,6 +156,107 @@ if [ "$rc" -eq 1 ]; then ok "detect huge non-image exits 1"; else fail "detect h
 check "detect huge non-image error" $CHECK error "$OUT" --code unsupported_media_type --contains "first bytes 00 00 00 00"
 rm -f "$WORK/huge.jpg"
 
+# --- FIFOs, pipes and standard input. Every command that could block runs
+# under timeout, which exits 124.
+FIFO=$WORK/model.fifo
+mkfifo "$FIFO"
+
+# runs NAME WANT_EXIT WORD COMMAND...: COMMAND exits WANT_EXIT within 60 s
+# and its stderr contains WORD.
+runs() {
+    local name=$1 want=$2 word=$3 rc
+    shift 3
+    timeout 60 "$@" >"$OUT" 2>"$ERR"
+    rc=$?
+    if [ "$rc" -eq "$want" ] && grep -qi -- "$word" "$ERR"; then
+        ok "$name"
+    else
+        fail "$name" "exit $rc (expected $want), stderr: $(head -c 400 "$ERR")"
+    fi
+}
+
+# A FIFO as a model is rejected at once, whatever command loads it.
+printf '{"images": [{"id": 1, "file_name": "bus.jpg", "width": 810, "height": 1080}],
+  "categories": [{"id": 1, "name": "person"}], "annotations": []}\n' >"$WORK/bus-coco.json"
+not_regular="cannot read '$FIFO': it is a FIFO, not a regular file"
+runs "inspect FIFO model" 1 "$not_regular" "$YOLOD" inspect "$FIFO"
+runs "detect FIFO model" 1 "$not_regular" "$YOLOD" detect --model "$FIFO" "$IMAGES/bus.jpg"
+runs "eval FIFO model" 1 "$not_regular" \
+    "$YOLOD" eval --coco "$WORK/bus-coco.json" --images "$IMAGES" --model "$FIFO"
+runs "bench FIFO model" 1 "$not_regular" "$YOLOD" bench --model "$FIFO" --runs 1
+runs "compress FIFO model" 1 "$not_regular" \
+    "$YOLOD" compress "$FIFO" --variant fp16 -o "$WORK/fifo.yolod"
+
+# With a writer the same message, not "Illegal seek". The writer may block
+# after inspect has closed the FIFO, so it runs under its own timeout.
+timeout 10 cat "$MODEL" >"$FIFO" 2>/dev/null &
+writer=$!
+runs "inspect FIFO model with a writer" 1 "$not_regular" "$YOLOD" inspect "$FIFO"
+kill "$writer" 2>/dev/null
+wait "$writer" 2>/dev/null
+
+# Calibration skips a FIFO named like an image, with one warning.
+mkdir "$WORK/calib"
+ln -s "$IMAGES/bus.jpg" "$WORK/calib/a.jpg"
+mkfifo "$WORK/calib/zz.jpg"
+runs "compress calibration skips a FIFO" 0 "skipping calibration image $WORK/calib/zz.jpg: it is a FIFO, not a regular file" \
+    "$YOLOD" compress "$MODEL" --variant int8 --calib "$WORK/calib" -o "$WORK/calib.yolod"
+warnings=$(grep -c "zz.jpg" "$ERR")
+if [ "$warnings" -eq 1 ]; then ok "compress calibration FIFO warned once"; else fail "compress calibration FIFO warned once" "$warnings warnings"; fi
+
+# eval stops before the model runs when an annotated image is a FIFO.
+mkdir "$WORK/eval-images"
+mkfifo "$WORK/eval-images/bus.jpg"
+runs "eval FIFO image" 1 "invalid image $WORK/eval-images/bus.jpg (image id 1): it is a FIFO, not a regular file" \
+    "$YOLOD" eval --coco "$WORK/bus-coco.json" --images "$WORK/eval-images" --model "$MODEL"
+
+# bench reads --image whole before timing, so a FIFO is rejected too.
+runs "bench FIFO image" 1 "it is a FIFO, not a regular file" \
+    "$YOLOD" bench --model "$MODEL" --image "$WORK/eval-images/bus.jpg" --runs 1
+
+# detect reads an image from a process substitution, a FIFO or "-".
+timeout 60 "$YOLOD" detect --model "$MODEL" <(cat "$IMAGES/bus.jpg") >"$OUT" 2>"$ERR"
+check "detect process substitution" $CHECK golden "$OUT" "$GOLDEN/bus.detections.json" --size 810x1080
+timeout 10 cat "$IMAGES/zidane.jpg" >"$WORK/eval-images/bus.jpg" &
+writer=$!
+timeout 60 "$YOLOD" detect --model "$MODEL" "$WORK/eval-images/bus.jpg" >"$OUT" 2>"$ERR"
+check "detect FIFO image" $CHECK golden "$OUT" "$GOLDEN/zidane.detections.json" --size 1280x720
+wait "$writer" 2>/dev/null
+timeout 60 "$YOLOD" detect --model "$MODEL" "$IMAGES/zidane.jpg" - <"$IMAGES/bus.jpg" >"$OUT" 2>"$ERR"
+rc=$?
+if [ "$rc" -eq 0 ]; then ok "detect standard input exits 0"; else fail "detect standard input exits 0" "exit $rc: $(cat "$ERR")"; fi
+line 2 "$WORK/stdin.json"
+check "detect standard input" $CHECK golden "$WORK/stdin.json" "$GOLDEN/bus.detections.json" --size 810x1080
+if [ "$(json_get "$WORK/stdin.json" 'j["file"]')" = "-" ]; then ok "detect standard input file field"; else fail "detect standard input file field" "$(head -c 200 "$WORK/stdin.json")"; fi
+usage_error "detect standard input twice" "'-' (standard input) given more than once" \
+    detect --model "$MODEL" - "$IMAGES/bus.jpg" -
+{ printf '\xff\xd8\xff'; head -c 34000000 /dev/zero; } |
+    timeout 60 "$YOLOD" detect --model "$MODEL" - >"$OUT" 2>"$ERR"
+check "detect standard input above the byte limit" $CHECK error "$OUT" --code image_too_large \
+    --contains "standard input holds more than 33554432 bytes"
+
+# bench --image has detect's default pixel limit: 8000x8000 is above 50M.
+python3 - "$WORK/huge.png" <<'EOF'
+import struct, sys, zlib
+
+def chunk(kind, data):
+    body = kind + data
+    return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+side = 8000
+rows = zlib.compressobj(1)
+pixels = b"".join(rows.compress(b"\0" * (side + 1)) for _ in range(side)) + rows.flush()
+header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+with open(sys.argv[1], "wb") as out:
+    out.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+EOF
+too_large="image is 8000x8000 (64000000 pixels), above the limit of 50000000 pixels"
+runs "bench image above the pixel limit" 1 "$too_large" \
+    "$YOLOD" bench --model "$MODEL" --image "$WORK/huge.png" --runs 1 --warmup 0
+timeout 60 "$YOLOD" detect --model "$MODEL" "$WORK/huge.png" >"$OUT" 2>"$ERR"
+check "detect image above the pixel limit" $CHECK error "$OUT" --code image_too_large --contains "$too_large"
+rm -f "$WORK/huge.png"
+
 # --- the shipped example config is valid
 out=$("$YOLOD" serve --config "$HERE/../../conf/yolod.conf" --model "$WORK/missing.onnx" 2>&1)
 rc=$?

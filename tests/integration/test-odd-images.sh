@@ -88,6 +88,16 @@ expect_error "empty multipart image" 400 empty_body "empty" -F image=@"$ODD/empt
 expect_error "text named jpg" 415 unsupported_media_type "PNG" --data-binary @"$ODD/not_an_image.jpg" "$URL/v1/detect"
 expect_error "truncated multipart" 422 undecodable_image "truncated" -F image=@"$ODD/bus_truncated.jpg" "$URL/v1/detect"
 
+# A body cut inside a JPEG or PNG signature is a truncated image, not
+# another format.
+printf '\xff\xd8' >"$WORK/soi.jpg"
+expect_error "bare jpeg signature" 422 undecodable_image "JPEG image is truncated" --data-binary @"$WORK/soi.jpg" "$URL/v1/detect"
+printf '\x89PNG\r\n\x1a\n' >"$WORK/signature.png"
+expect_error "bare png signature" 422 undecodable_image "PNG image is truncated" --data-binary @"$WORK/signature.png" "$URL/v1/detect"
+printf '\x89PNG' >"$WORK/signature-start.png"
+expect_error "png signature start" 422 undecodable_image "PNG image is truncated" --data-binary @"$WORK/signature-start.png" "$URL/v1/detect"
+expect_error "bare jpeg signature multipart" 422 undecodable_image "JPEG image is truncated" -F image=@"$WORK/soi.jpg" "$URL/v1/detect"
+
 # Every odd file once more as multipart: the daemon must still be alive.
 for file in "$ODD"/*; do
     [ "$(basename "$file")" = README.md ] && continue

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <png.h>
 
@@ -184,6 +186,40 @@ static uint8_t *make_rgba_samples(int width, int height)
 
 /* ------------------------------------------------------------ sniffing */
 
+/* Data cut inside a signature keeps its format, so it decodes as truncated. */
+static void test_sniff_short_signatures(void)
+{
+    static const uint8_t jpeg[] = {0xff, 0xd8, 0xff};
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    static const uint8_t jpeg_no_marker[] = {0xff, 0xd8, 0x00};
+    static const uint8_t png_text_mode[] = {0x89, 'P', 'N', 'G', '\n', 0x1a, '\n', 0};
+
+    CHECK_INT_EQ(yd_image_sniff(jpeg, 2), YD_IMAGE_JPEG);
+    CHECK_INT_EQ(yd_image_sniff(jpeg, 1), YD_IMAGE_UNKNOWN);
+    CHECK_INT_EQ(yd_image_sniff(jpeg_no_marker, sizeof jpeg_no_marker), YD_IMAGE_UNKNOWN);
+    for (size_t size = 4; size <= sizeof png; size++)
+        CHECK_INT_EQ(yd_image_sniff(png, size), YD_IMAGE_PNG);
+    CHECK_INT_EQ(yd_image_sniff(png, 3), YD_IMAGE_UNKNOWN);
+    CHECK_INT_EQ(yd_image_sniff(png_text_mode, sizeof png_text_mode), YD_IMAGE_UNKNOWN);
+}
+
+/* A JPEG or PNG signature with nothing after it is a truncated image. */
+static void test_decode_bare_signature_truncated(void)
+{
+    static const uint8_t png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    yd_image image = {0};
+    yd_error err = {0};
+
+    CHECK_INT_EQ(yd_image_decode("\xff\xd8", 2, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+    CHECK(strstr(err.message, "JPEG image is truncated") != NULL);
+    CHECK(image.rgb == NULL);
+    for (size_t size = 4; size <= sizeof png; size++) {
+        CHECK_INT_EQ(yd_image_decode(png, size, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+        CHECK(strstr(err.message, "PNG image is truncated") != NULL);
+        CHECK(image.rgb == NULL);
+    }
+}
+
 static void test_sniff_magic_bytes(void)
 {
     static const uint8_t jpeg[] = {0xff, 0xd8, 0xff, 0xe0};
@@ -192,10 +228,8 @@ static void test_sniff_magic_bytes(void)
 
     CHECK_INT_EQ(yd_image_sniff(jpeg, sizeof jpeg), YD_IMAGE_JPEG);
     CHECK_INT_EQ(yd_image_sniff(jpeg, 3), YD_IMAGE_JPEG);
-    CHECK_INT_EQ(yd_image_sniff(jpeg, 2), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(png, sizeof png), YD_IMAGE_PNG);
     CHECK_INT_EQ(yd_image_sniff(png, 8), YD_IMAGE_PNG);
-    CHECK_INT_EQ(yd_image_sniff(png, 7), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(text, sizeof text), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(NULL, 10), YD_IMAGE_UNKNOWN);
     CHECK_INT_EQ(yd_image_sniff(jpeg, 0), YD_IMAGE_UNKNOWN);
@@ -217,7 +251,7 @@ static void test_decode_rejects_non_images(void)
         {"\x00\x00\x00\x18" "ftypheic", 12, "HEIF"},
         {"hello", 5, "first bytes 68 65 6c 6c"},
         {"\xff", 1, "first bytes ff)"},
-        {"\x89PNG\r\n", 6, "first bytes 89 50 4e 47)"},
+        {"\x89PNG\n\x1a\n", 7, "first bytes 89 50 4e 47)"},
     };
     yd_image image = {0};
     yd_error err = {0};
@@ -244,6 +278,82 @@ static void test_decode_rejects_non_images(void)
     CHECK(image.rgb == NULL);
     CHECK_INT_EQ(yd_image_load("/", 0, &image, &err), YD_ERR_IO);
     CHECK(strstr(err.message, "cannot read '/': Is a directory") != NULL);
+}
+
+/* ------------------------------------------------------------ streams */
+
+/*
+ * A FIFO without a writer is rejected at once instead of blocking. SIGALRM
+ * ends the program if the load blocks, so the test fails instead of hanging.
+ */
+static void test_load_rejects_fifo(void)
+{
+    char dir[] = "/tmp/yolod-test-fifo.XXXXXX", path[64];
+    yd_image image = {0};
+    yd_error err = {0};
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/image.jpg", dir);
+    CHECK_OK(mkfifo(path, 0600));
+    alarm(10);
+    CHECK_INT_EQ(yd_image_load(path, 0, &image, &err), YD_ERR_IO);
+    alarm(0);
+    CHECK(strstr(err.message, "it is a FIFO, not a regular file") != NULL);
+    CHECK(image.rgb == NULL);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Writes size bytes into a new pipe, closes its write end and returns the read end. */
+static int pipe_with(const void *data, size_t size)
+{
+    int ends[2];
+
+    if (pipe(ends) != 0)
+        return -1;
+    if (write(ends[1], data, size) != (ssize_t)size) {
+        close(ends[0]);
+        close(ends[1]);
+        return -1;
+    }
+    close(ends[1]);
+    return ends[0];
+}
+
+static void test_load_fd_reads_pipe(void)
+{
+    size_t size;
+    uint8_t *data = read_file_or_die(shared_path("images/odd/bus_16x16_tiny.jpg"), &size);
+    yd_image image = {0};
+    yd_error err = {0};
+    int fd;
+
+    /* The whole file fits in a pipe's buffer, so the writes do not block. */
+    fd = pipe_with(data, size);
+    CHECK(fd >= 0);
+    CHECK_OK(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err));
+    CHECK_INT_EQ(image.width, 16);
+    CHECK_INT_EQ(image.height, 16);
+    yd_image_free(&image);
+    close(fd);
+
+    fd = pipe_with(data, size);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size - 1, 0, &image, &err),
+                 YD_ERR_IMAGE_TOO_LARGE);
+    CHECK(strstr(err.message, "the pipe holds more than") != NULL);
+    CHECK(image.rgb == NULL);
+    close(fd);
+
+    fd = pipe_with("hello, world", 12);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err),
+                 YD_ERR_IMAGE_UNSUPPORTED);
+    CHECK(strstr(err.message, "first bytes 68 65 6c 6c") != NULL);
+    close(fd);
+
+    fd = pipe_with("", 0);
+    CHECK_INT_EQ(yd_image_load_fd(fd, "the pipe", size, 0, &image, &err), YD_ERR_IMAGE_EMPTY);
+    close(fd);
+    free(data);
 }
 
 /* ------------------------------------------------------------ letterbox */
@@ -1316,6 +1426,10 @@ int main(void)
     shared_dir();
 
     RUN(test_sniff_magic_bytes);
+    RUN(test_sniff_short_signatures);
+    RUN(test_decode_bare_signature_truncated);
+    RUN(test_load_rejects_fifo);
+    RUN(test_load_fd_reads_pipe);
     RUN(test_decode_rejects_non_images);
     RUN(test_letterbox_geometry_table);
     RUN(test_letterbox_bus_matches_reference);
