@@ -72,8 +72,25 @@ finish() {
     exit $?
 }
 
+# free_port: prints a free loopback port, picked at random from
+# TEST_PORT_RANGE (LOW-HIGH, for hosts that allow only some ports) when it
+# is set, else by the kernel.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    python3 -c '
+import random, socket, sys
+low, _, high = sys.argv[1].partition("-")
+ports = random.sample(range(int(low), int(high) + 1), int(high) + 1 - int(low)) if high else [0]
+for port in ports:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    print(s.getsockname()[1])
+    s.close()
+    sys.exit(0)
+sys.exit("no free port in TEST_PORT_RANGE " + sys.argv[1])
+' "${TEST_PORT_RANGE:-}"
 }
 
 # start_daemon NAME [ARGS...]: starts `yolod serve` on a free loopback port
