@@ -62,6 +62,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
 
+# The multipart parser is daemon code without libmicrohttpd, tested alone.
+$(BUILD)/tests/test-multipart: tests/unit/test-multipart.c tests/unit/testlib.h \
+		$(BUILD)/daemon/multipart_parser.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LDFLAGS) -Idaemon -Itests/unit -o $@ $< $(BUILD)/daemon/multipart_parser.o
+
 tests: $(TEST_BIN) $(BUILD)/yolod
 
 # Installs missing Debian packages (apt-get; needs root or sudo only then):
