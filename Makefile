@@ -62,6 +62,12 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/testlib.h $(BUILD)/libyolod.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALLFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(BUILD)/libyolod.a $(DLIBS) $(LIBS)
 
+# The multipart parser is daemon code without libmicrohttpd, tested alone.
+$(BUILD)/tests/test-multipart: tests/unit/test-multipart.c tests/unit/testlib.h \
+		$(BUILD)/daemon/multipart_parser.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLFLAGS) $(LDFLAGS) -Idaemon -Itests/unit -o $@ $< $(BUILD)/daemon/multipart_parser.o
+
 tests: $(TEST_BIN) $(BUILD)/yolod
 
 # Installs missing Debian packages (apt-get; needs root or sudo only then):
@@ -86,6 +92,19 @@ demo: deps
 memcheck: $(BUILD)/yolod
 	scripts/install-deps.sh valgrind
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
+
+# libFuzzer target for the multipart parser, with ASan and UBSan; needs clang
+# and its compiler-rt (Debian: clang-14, libclang-rt-14-dev). Run it as
+# fuzz/fuzz-multipart.c describes.
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -std=c17 -D_GNU_SOURCE -g -O1 $(WARN) \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(BUILD)/fuzz/fuzz-multipart: fuzz/fuzz-multipart.c daemon/multipart_parser.c daemon/multipart_parser.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Idaemon -o $@ fuzz/fuzz-multipart.c daemon/multipart_parser.c
+
+fuzz-multipart: $(BUILD)/fuzz/fuzz-multipart
 
 # Benchmarks, recorded in docs/benchmarks.md. `make bench` times yolod against
 # ONNX Runtime (npm onnxruntime-node in bench/node_modules) with alternating
@@ -154,6 +173,6 @@ install: $(BUILD)/yolod
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test-deps tests test demo memcheck bench bench-daemon bench-memory install clean
+.PHONY: all deps test-deps tests test demo memcheck fuzz-multipart bench bench-daemon bench-memory install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

@@ -718,6 +718,8 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
         return MHD_YES;
     }
 
+    if (request->multipart)
+        multipart_finish(request);
     return finish_request(connection, request);
 }
 

@@ -68,10 +68,12 @@ struct request {
     int ignored_field;
     bool body_no_memory;
 
-    struct MHD_PostProcessor *post;
+    struct multipart_parser *multipart_parser; /* NULL unless the body is multipart */
     bool multipart;
     int image_parts;         /* "image" parts seen in a multipart body */
-    bool multipart_invalid;  /* the post processor failed or a part was rejected */
+    bool part_is_image;      /* the current part is named "image" */
+    int part_field;          /* request_field of the current part, or -1 */
+    bool multipart_invalid;  /* the body is malformed or a part was rejected */
     const char *multipart_error_code; /* error code for a rejected part, else NULL */
     char multipart_error[160]; /* why the part was rejected */
     char *fields[FIELD_COUNT];
@@ -138,10 +140,16 @@ enum MHD_Result server_reply_error_with_header(struct MHD_Connection *connection
                                                const char *code, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
-/* multipart.c: sets up the MHD_PostProcessor; -1 if the header is unusable. */
+/*
+ * multipart.c: sets up the multipart parser for a multipart/form-data
+ * Content-Type. Returns -1 if its boundary parameter is missing or invalid.
+ */
 int multipart_begin(struct request *request, struct MHD_Connection *connection);
-/* Feeds body bytes to the post processor; -1 if the body is malformed. */
+/* Feeds body bytes to the multipart parser. Returns -1 if the body is malformed. */
 int multipart_feed(struct request *request, const char *data, size_t size);
+/* Marks the body invalid and returns -1 if it ended before the closing delimiter. */
+int multipart_finish(struct request *request);
+/* Frees the multipart parser. */
 void multipart_end(struct request *request);
 
 /* api_detect.c: POST /v1/detect, called once the body is complete. */

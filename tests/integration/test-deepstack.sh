@@ -104,6 +104,24 @@ ds_error "truncated JPEG" 422 "" -F image=@"$WORK/truncated.jpg" "$URL/v1/vision
 ds_error "unknown model" 404 "nope" -F image=@"$SQUARE" -F model=nope "$URL/v1/vision/detection"
 expect_status "GET on detection is 405" 405 "$R" "$URL/v1/vision/detection"
 
+# --- multipart headers that libmicrohttpd's post processor misread: a
+# parameter after the boundary, a capitalised parameter name, an unquoted
+# part name.
+multipart_body "$WORK/quoted.body" "$IMAGES/bus.jpg" 'name="image"; filename="bus.jpg"'
+multipart_body "$WORK/unquoted.body" "$IMAGES/bus.jpg" 'name=image; filename=bus.jpg'
+for request in 'boundary=XyZ; charset=utf-8|quoted' 'boundary="XyZ"; charset=utf-8|quoted' \
+        'Boundary=XyZ|quoted' 'boundary=XyZ|unquoted' 'BOUNDARY=XyZ; charset="utf-8"|unquoted'; do
+    parameters=${request%|*}
+    body=${request#*|}
+    name="multipart '$parameters' with $body name"
+    if expect_status "$name" 200 "$R" -H "Content-Type: multipart/form-data; $parameters" \
+            --data-binary @"$WORK/$body.body" "$URL/v1/vision/detection"; then
+        check "$name reply shape" $DS success "$R" --width 810 --height 1080 --min-confidence 0.4
+        check "$name 1 bus" $DS count "$R" --label bus --min 1 --max 1
+        check "$name persons" $DS count "$R" --label person --min 3
+    fi
+done
+
 # --- KServe v2 health
 expect_status "kserve live" 200 "$R" "$URL/v2/health/live"
 check "kserve live body" python3 -c 'import json,sys; assert json.load(open(sys.argv[1])) == {"live": True}' "$R"

@@ -71,6 +71,38 @@ if expect_status "multipart fields as parameters" 200 "$R" -F image=@"$IMAGES/bu
     check "multipart conf and classes" $CHECK count "$R" --label person --min 3 --max 3
     check "multipart classes person only" $CHECK shape "$R" --classes 0 --min-conf 0.5
 fi
+# --- multipart headers that libmicrohttpd's post processor misread: a
+# parameter after the boundary (Apache HttpClient sends charset), a
+# parameter name not in lowercase, and an unquoted part name.
+multipart_body "$WORK/quoted.body" "$IMAGES/bus.jpg" 'name="image"; filename="bus.jpg"'
+multipart_body "$WORK/unquoted.body" "$IMAGES/bus.jpg" 'name=image; filename=bus.jpg'
+for content_type in 'multipart/form-data; boundary=XyZ; charset=utf-8' \
+        'multipart/form-data; boundary="XyZ"; charset=utf-8' \
+        'multipart/form-data; charset=utf-8; boundary=XyZ' \
+        'multipart/form-data; Boundary=XyZ' 'Multipart/Form-Data; BOUNDARY="XyZ"'; do
+    if expect_status "multipart '$content_type'" 200 "$R" -H "Content-Type: $content_type" \
+            --data-binary @"$WORK/quoted.body" "$URL/v1/detect"; then
+        check "multipart '$content_type' golden detections" $CHECK golden "$R" \
+            "$GOLDEN/bus.detections.json" --size 810x1080
+    fi
+done
+if expect_status "multipart unquoted name=image" 200 "$R" \
+        -H 'Content-Type: multipart/form-data; boundary=XyZ' --data-binary @"$WORK/unquoted.body" \
+        "$URL/v1/detect"; then
+    check "multipart unquoted name golden detections" $CHECK golden "$R" \
+        "$GOLDEN/bus.detections.json" --size 810x1080
+fi
+{
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name=classes\r\n\r\nbus\r\n'
+    cat "$WORK/unquoted.body"
+} >"$WORK/unquoted-classes.body"
+if expect_status "multipart unquoted name=classes" 200 "$R" \
+        -H 'Content-Type: multipart/form-data; boundary=XyZ; charset=utf-8' \
+        --data-binary @"$WORK/unquoted-classes.body" "$URL/v1/detect"; then
+    check "multipart unquoted classes bus only" $CHECK shape "$R" --classes 5
+    check "multipart unquoted classes 1 bus" $CHECK count "$R" --label bus --min 1 --max 1
+fi
+
 if expect_status "model by name" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=yolov8n"; then
     check "model by name reply" $CHECK shape "$R" --model yolov8n
 fi

@@ -50,14 +50,57 @@ alive() {
 
 MP='Content-Type: multipart/form-data; boundary=XB'
 
-# --- multipart parts without a name reach the post processor callback with key NULL
+# --- multipart parts without a name
 json_error "part with empty headers" 400 bad_request "no name" -- \
     -H "$MP" --data-binary $'--XB\r\n\r\n\r\n--XB--\r\n' "$URL/v1/detect"
-json_error "part with unquoted name" 400 bad_request "no name" -- \
-    -H "$MP" --data-binary $'--XB\r\nContent-Disposition: form-data; name=image\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
 json_error "part with only Content-Type" 400 bad_request "no name" -- \
     -H "$MP" --data-binary $'--XB\r\nContent-Type: image/jpeg\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+json_error "part with filename only" 400 bad_request "no name" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Disposition: form-data; filename="a.jpg"\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+# An unquoted name is valid: the part "x" is the image, which is not JPEG or PNG.
+json_error "part with unquoted name is the image" 415 unsupported_media_type "JPEG" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Disposition: form-data; name=image\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
 alive "unnamed parts"
+
+# --- malformed multipart bodies and boundaries
+json_error "multipart without closing delimiter" 400 bad_request "closing boundary line '--XB--'" -- \
+    -H "$MP" --data-binary @"$TINY" "$URL/v1/detect"
+{ printf -- '--XB\r\nContent-Disposition: form-data; name="image"\r\n\r\n'; cat "$TINY"; } >"$WORK/open.body"
+json_error "multipart image without closing delimiter" 400 bad_request "closing boundary" -- \
+    -H "$MP" --data-binary @"$WORK/open.body" "$URL/v1/detect"
+json_error "multipart with bare LF lines" 400 bad_request "CRLF" -- \
+    -H "$MP" --data-binary $'--XB\nContent-Disposition: form-data; name=image\n\nx\n--XB--\n' "$URL/v1/detect"
+json_error "multipart Content-Disposition attachment" 400 bad_request "form-data" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Disposition: attachment; name=image\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+json_error "multipart header without colon" 400 bad_request "malformed part header" -- \
+    -H "$MP" --data-binary $'--XB\r\nContent-Disposition form-data\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+long_header=$(head -c 5000 /dev/zero | tr '\0' a)
+json_error "multipart header line over 4096 bytes" 400 bad_request "4096" -- \
+    -H "$MP" --data-binary $'--XB\r\nX-Long: '"$long_header"$'\r\n\r\nx\r\n--XB--\r\n' "$URL/v1/detect"
+python3 -c '
+import sys
+header = b"X-Padding: " + b"p" * 1000 + b"\r\n"
+sys.stdout.buffer.write(b"--XB\r\n" + header * 1000 + b"\r\nx\r\n--XB--\r\n")' >"$WORK/headers.body"
+rss_before=$(rss_kb)
+json_error "multipart header block over 16384 bytes" 400 bad_request "16384" -- \
+    -H "$MP" --data-binary @"$WORK/headers.body" "$URL/v1/detect"
+rss_growth=$(( $(rss_kb) - rss_before ))
+if [ "$rss_growth" -lt 8000 ]; then
+    ok "1 MB of part headers is not buffered"
+else
+    fail "1 MB of part headers is not buffered" "RSS grew by $rss_growth kB"
+fi
+for value in 'boundary=' 'boundary=""' 'charset=utf-8' 'boundary=a#b' 'boundary="XB' \
+        'boundary=XB; boundary=XB' "boundary=$(head -c 71 /dev/zero | tr '\0' b)"; do
+    json_error "multipart Content-Type '$value'" 400 bad_request "boundary" -- \
+        -H "Content-Type: multipart/form-data; $value" --data-binary @"$TINY" "$URL/v1/detect"
+done
+expect_status "multipart boundary of 70 characters" 200 "$R" \
+    -H "Content-Type: multipart/form-data; boundary=$(head -c 70 /dev/zero | tr '\0' b)" \
+    --data-binary @<(printf -- '--%s\r\nContent-Disposition: form-data; name=image\r\n\r\n' \
+        "$(head -c 70 /dev/zero | tr '\0' b)"; cat "$TINY"; printf -- '\r\n--%s--\r\n' \
+        "$(head -c 70 /dev/zero | tr '\0' b)") "$URL/v1/detect"
+alive "malformed multipart bodies"
 
 # --- methods compare exactly, not as substrings of the Allow list
 json_error "method OST on detect" 405 method_not_allowed "OST" -- -X OST "$URL/v1/detect"
