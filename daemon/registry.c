@@ -360,15 +360,12 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
                      char *variant, size_t variant_size, struct file_id *id, yd_error *err)
 {
     yd_model_options options = { .serve_only = 1 };
-    struct stat st;
     int rc;
 
     *out = NULL;
     file_identity(path, id);
-    /* Opening a FIFO would block with admin_lock held, and the whole daemon
-     * with it, until a writer came. A directory gets its own message below. */
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-        return yd_error_set(err, YD_ERR_IO, "cannot load '%s': not a regular file", path);
+    /* yd_model_load() rejects a FIFO without opening it for reading, which
+     * would block with admin_lock held until a writer came. */
     rc = yd_model_load(path, &options, out, err);
     if (rc < 0)
         return rc;
