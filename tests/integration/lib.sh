@@ -167,6 +167,18 @@ expect_status() {
     return 1
 }
 
+# multipart_body OUT FILE PARAMS: writes to OUT a multipart/form-data body,
+# boundary XyZ, whose one part is FILE with the Content-Disposition
+# parameters PARAMS, as in `multipart_body b.body bus.jpg 'name=image'`.
+multipart_body() {
+    {
+        printf -- '--XyZ\r\nContent-Disposition: form-data; %s\r\n' "$3"
+        printf -- 'Content-Type: application/octet-stream\r\n\r\n'
+        cat "$2"
+        printf -- '\r\n--XyZ--\r\n'
+    } >"$1"
+}
+
 # expect_error NAME STATUS CODE MESSAGE_WORD CURL_ARGS...: checks an error
 # reply: status, JSON error code, and a word the message must contain
 # (case-insensitive).
