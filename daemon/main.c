@@ -235,7 +235,7 @@ int main(int argc, char **argv)
             return 0;
         }
         if (command_print_help(argv[2]) != 0) {
-            fprintf(stderr, "yolod: unknown command '%s' (commands: serve, detect, eval, compress, inspect, bench)\n", argv[2]);
+            fprintf(stderr, "yolod: unknown command '%s' (commands: serve, detect, eval, compress, inspect, bench, help)\n", argv[2]);
             return EXIT_USAGE;
         }
         return 0;
