@@ -115,6 +115,8 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
                         const struct detect_format *format, enum MHD_Result *result)
 {
     const struct config *config = request->server->config;
+    yd_error error = { 0 };
+    int rc;
 
     if (request->body_too_large) {
         *result = reply_failure(connection, request, format, MHD_HTTP_CONTENT_TOO_LARGE, NULL,
@@ -164,10 +166,15 @@ static bool reject_body(struct MHD_Connection *connection, struct request *reque
                                      " or as the multipart field 'image'");
         return true;
     }
-    if (yd_image_sniff(request->body, request->body_size) == YD_IMAGE_UNKNOWN) {
+    rc = yd_image_check_format(request->body, request->body_size, &error);
+    if (rc == YD_ERR_IMAGE_UNSUPPORTED) {
         *result = reply_failure(connection, request, format, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
-                                     "unsupported_media_type",
-                                     "unsupported image format: only JPEG and PNG are supported");
+                                "unsupported_media_type", "%s", error.message);
+        return true;
+    }
+    if (rc < 0) {
+        *result = reply_failure(connection, request, format, status_for_error(rc), NULL,
+                                yd_error_name(rc), "%s", error.message);
         return true;
     }
     return false;

@@ -82,6 +82,13 @@ static int reject_unknown(const uint8_t *bytes, size_t size, yd_error *err)
                         hex);
 }
 
+int yd_image_check_format(const void *data, size_t size, yd_error *err)
+{
+    if (yd_image_sniff(data, size) != YD_IMAGE_UNKNOWN)
+        return YD_OK;
+    return reject_unknown(data, size, err);
+}
+
 int yd_image_check_size(const char *format, uint64_t width, uint64_t height,
                         uint64_t max_pixels, yd_error *err)
 {

@@ -77,6 +77,13 @@ typedef struct yd_image {
 yd_image_format yd_image_sniff(const void *data, size_t size);
 
 /*
+ * Returns YD_OK when the first bytes are those of a JPEG or PNG, else the
+ * error decoding would give: YD_ERR_IMAGE_UNSUPPORTED naming the format
+ * when known (WebP, GIF, ...), or YD_ERR_IMAGE_CORRUPT for a broken JPEG start.
+ */
+int yd_image_check_format(const void *data, size_t size, yd_error *err);
+
+/*
  * Decodes a JPEG or PNG held in memory into 8-bit RGB. Grayscale, CMYK/YCCK,
  * palette, alpha and 16-bit inputs are converted; EXIF orientation is
  * applied. max_pixels (0 = no limit) is checked against the header before the

@@ -81,6 +81,9 @@ fi
 expect_error "truncated jpeg" 422 undecodable_image "truncated" --data-binary @"$ODD/bus_truncated.jpg" "$URL/v1/detect"
 expect_error "webp" 415 unsupported_media_type "JPEG" --data-binary @"$ODD/bus.webp" "$URL/v1/detect"
 check "webp names PNG" $CHECK error "$WORK/error.json" --code unsupported_media_type --contains PNG
+check "webp names its format" $CHECK error "$WORK/error.json" --code unsupported_media_type --contains WebP
+printf '\xff\xd8\x00abc' >"$WORK/soi-then-data.jpg"
+expect_error "JPEG start without a marker" 422 undecodable_image "marker" --data-binary @"$WORK/soi-then-data.jpg" "$URL/v1/detect"
 expect_error "bmp" 415 unsupported_media_type "JPEG" --data-binary @"$ODD/bus.bmp" "$URL/v1/detect"
 check "bmp names PNG" $CHECK error "$WORK/error.json" --code unsupported_media_type --contains PNG
 expect_error "empty file" 400 empty_body "empty" --data-binary @"$ODD/empty.jpg" "$URL/v1/detect"
