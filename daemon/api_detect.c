@@ -224,7 +224,6 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     struct server *server = request->server;
     struct detect_job job;
     struct json_timings timings;
-    const union MHD_ConnectionInfo *info;
     yd_image image = { 0 };
     yd_error error = { 0 };
     enum MHD_Result result;
@@ -263,19 +262,9 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     job.model_index = ref->index;
     job.image = &image;
     job.params = *params;
-    info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    job.client_fd = info ? info->connect_fd : -1;
     rc = worker_pool_run_reserved(server->pool, &job);
     if (rc != 0) {
         result = reply_unavailable(connection, request, format, rc);
-        goto cleanup;
-    }
-    if (job.abandoned) {
-        /* Closing the connection counts the request as aborted. */
-        log_printf(YD_LOG_DEBUG, "%s %s: the client closed the connection while the request was"
-                   " queued; skipped its inference request_id=%s", request->method,
-                   request->path, request->id);
-        result = MHD_NO;
         goto cleanup;
     }
     if (job.rc < 0) {

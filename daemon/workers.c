@@ -15,7 +15,6 @@
  * its session.
  */
 #include <malloc.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -132,20 +131,6 @@ static void cache_prune(struct worker *worker)
     malloc_trim(0);
 }
 
-/*
- * Returns whether the client of a queued job has closed its connection, so
- * the job need not run: the socket reads end-of-file or reports an error.
- * A client that shut down only its sending side counts as gone too.
- */
-static bool client_gone(int fd)
-{
-    struct pollfd poller = { .fd = fd, .events = POLLRDHUP };
-
-    if (fd < 0 || poll(&poller, 1, 0) <= 0)
-        return false;
-    return (poller.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
-}
-
 static void *worker_main(void *arg)
 {
     struct worker *worker = arg;
@@ -183,19 +168,14 @@ static void *worker_main(void *arg)
         pool->count--;
         pthread_mutex_unlock(&pool->lock);
 
-        if (client_gone(job->client_fd)) {
-            job->abandoned = true;
-            job->rc = YD_ERR_INTERNAL;
-        } else {
-            session = cache_find(worker, job->model, &job->error);
-            if (session)
-                job->rc = yd_detect(session, job->image, &job->params, &job->result, &job->error);
-            else
-                job->rc = job->error.code < 0 ? job->error.code : YD_ERR_INTERNAL;
-            metrics_observe_job(job->model_index, queue_wait_ms / 1000.0,
-                                (yd_now_ms() - taken_ms) / 1000.0,
-                                job->rc == 0 ? job->result.count : 0);
-        }
+        session = cache_find(worker, job->model, &job->error);
+        if (session)
+            job->rc = yd_detect(session, job->image, &job->params, &job->result, &job->error);
+        else
+            job->rc = job->error.code < 0 ? job->error.code : YD_ERR_INTERNAL;
+        metrics_observe_job(job->model_index, queue_wait_ms / 1000.0,
+                            (yd_now_ms() - taken_ms) / 1000.0,
+                            job->rc == 0 ? job->result.count : 0);
 
         pthread_mutex_lock(&pool->lock);
         job->done = true;

@@ -22,10 +22,6 @@ struct detect_job {
     yd_result result; /* filled when rc == 0; the submitter frees it */
     yd_error error;
     int rc;           /* yd_detect's return value */
-    /* The client's socket, or -1. A job whose client has closed the
-     * connection (read end-of-file) is not run and is marked abandoned. */
-    int client_fd;
-    bool abandoned;
     bool done;
 };
 
