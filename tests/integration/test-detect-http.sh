@@ -286,6 +286,22 @@ expect_error "body over the buffer budget" 503 buffers_full "max_buffered_bytes"
 wait "$holder"
 expect_status "body after the budget frees up" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 
+# --- A client that shuts down its sending side after the request (nc -N,
+# socat) still gets its reply.
+python3 - "${URL##*:}" "$IMAGES/bus.jpg" >"$WORK/half-close.txt" 2>&1 <<'PY'
+import socket, sys
+port, image = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+s = socket.create_connection(("127.0.0.1", port), timeout=60)
+s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+          % len(image) + image)
+s.shutdown(socket.SHUT_WR)
+reply = b""
+while chunk := s.recv(65536):
+    reply += chunk
+print(reply.split(b"\r\n")[0].decode())
+PY
+grep -q '^HTTP/1.1 200 OK$' "$WORK/half-close.txt" && ok "half-closed client gets its reply" || fail "half-closed client gets its reply" "$(cat "$WORK/half-close.txt")"
+
 # --- SIGTERM drain: a request on a kept-alive connection gets 503
 # shutting_down with Connection: close, a body that was arriving is served,
 # and a new connection fails at once.
