@@ -491,7 +491,11 @@ cleanup:
         pthread_cancel(loading_thread);
         pthread_join(loading_thread, NULL);
     }
-    /* No reload may start while the registry goes away. */
+    /* Refuse new work first: joining the watch waits for a rescan in progress,
+     * which the registry cuts short once told to stop. No reload may start
+     * while the registry goes away. */
+    server_begin_stop(&server);
+    registry_request_stop(registry);
     watch_stop(watch);
     server_stop(&server);
     worker_pool_stop(server.pool);

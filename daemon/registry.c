@@ -75,6 +75,7 @@ struct registry {
     struct reported_file reported[REPORTED_MAX];
     int reported_next;
     bool watch_rescan;
+    atomic_bool stop_requested; /* set at shutdown: syncs load no more files */
 };
 
 static double wall_clock_seconds(void)
@@ -152,9 +153,16 @@ int registry_create(int session_threads, struct registry **out, yd_error *err)
     pthread_mutex_init(&registry->lock, NULL);
     pthread_mutex_init(&registry->admin_lock, NULL);
     atomic_init(&registry->count, 0);
+    atomic_init(&registry->stop_requested, false);
     registry->session_threads = session_threads;
     *out = registry;
     return YD_OK;
+}
+
+void registry_request_stop(struct registry *registry)
+{
+    if (registry)
+        atomic_store(&registry->stop_requested, true);
 }
 
 void registry_destroy(struct registry *registry)
@@ -1193,6 +1201,9 @@ static void sync_file(struct registry *registry, const char *path, enum registry
     int index = entry_of_path(registry, path);
     yd_error error = { 0 };
     struct file_id id;
+
+    if (atomic_load(&registry->stop_requested))
+        return;
 
     if (index >= 0) {
         const struct entry *entry = &registry->entries[index];

@@ -72,6 +72,9 @@ struct registry_results {
 
 int registry_create(int session_threads, struct registry **out, yd_error *err);
 
+/* Makes syncs in progress and later ones load no more files, at shutdown. */
+void registry_request_stop(struct registry *registry);
+
 /* Releases every current version; requests must have finished. */
 void registry_destroy(struct registry *registry);
 

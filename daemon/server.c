@@ -908,21 +908,28 @@ int server_start(struct server *server)
     return 0;
 }
 
+void server_begin_stop(struct server *server)
+{
+    if (!server->daemon || atomic_load(&server->stopping))
+        return;
+    /* Detections whose headers arrive from here on get 503; those already
+     * receiving a body are served. After the quiesce libmicrohttpd
+     * no longer uses the listen socket, which is ours: closing it makes
+     * new connections fail at once instead of waiting in the backlog. */
+    atomic_store(&server->stopping, true);
+    MHD_quiesce_daemon(server->daemon);
+    if (server->listen_fd >= 0) {
+        close(server->listen_fd);
+        server->listen_fd = -1;
+    }
+}
+
 void server_stop(struct server *server)
 {
     if (server->daemon) {
         double deadline = yd_now_ms() + 1000.0 * server->config->request_timeout_s;
 
-        /* Detections whose headers arrive from here on get 503; those already
-         * receiving a body are served. After the quiesce libmicrohttpd
-         * no longer uses the listen socket, which is ours: closing it makes
-         * new connections fail at once instead of waiting in the backlog. */
-        atomic_store(&server->stopping, true);
-        MHD_quiesce_daemon(server->daemon);
-        if (server->listen_fd >= 0) {
-            close(server->listen_fd);
-            server->listen_fd = -1;
-        }
+        server_begin_stop(server);
         while (atomic_load(&server->active_requests) > 0 && yd_now_ms() < deadline)
             usleep(10 * 1000);
         if (atomic_load(&server->active_requests) > 0)

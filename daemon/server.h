@@ -100,6 +100,12 @@ int server_start(struct server *server);
 void server_stop(struct server *server);
 
 /*
+ * Starts server_stop's drain without waiting: new detections and model
+ * changes get 503 and new connections are refused. server_stop() finishes it.
+ */
+void server_begin_stop(struct server *server);
+
+/*
  * Appends bytes to the request body, or marks it too large once it would
  * exceed max_body_bytes, or over budget once all bodies together would
  * exceed max_buffered_bytes (the excess is discarded either way).

@@ -321,6 +321,21 @@ for i in $(seq 100); do grep -q "loaded model late" "$LOG" && break; sleep 0.1; 
 expect_status "file added during startup is served" 200 "$WORK/late.json" "$URL/v1/models/late"
 [ "$(grep -c "broken.onnx" "$LOG")" = 1 ] && ok "broken file logged once at startup" || fail "broken file logged once at startup" "$(grep "broken.onnx" "$LOG")"
 
+# SIGTERM while the watch loads new files: the daemon refuses new requests
+# at once and stops without loading the rest.
+mkdir -p "$WORK/busy"
+ln -s "$model_path" "$WORK/busy/a.onnx"
+start_serve busy --model-dir "$WORK/busy" --workers 1 --threads 1
+for i in $(seq -w 1 12); do ln -s "$model_path" "$WORK/busy/b$i.onnx"; done
+for i in $(seq 100); do grep -q "loaded model b01" "$LOG" && break; sleep 0.05; done
+kill -TERM "$PID"
+sleep 0.2
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect")
+[ "$code" = 000 ] || [ "$code" = 503 ] && ok "no detection served after SIGTERM during a rescan" || fail "no detection served after SIGTERM during a rescan" "status $code"
+wait "$PID"
+loaded=$(grep -c "loaded model b" "$LOG")
+[ "$loaded" -lt 12 ] && ok "rescan cut short by SIGTERM ($loaded of 12 loaded)" || fail "rescan cut short by SIGTERM" "$loaded of 12 loaded"
+
 # A reload of more variants than a reply lists: a failure past them still fails the reply.
 mkdir -p "$WORK/many"
 for i in $(seq -w 1 18); do cp "$WORK/int8.good" "$WORK/many/yolov8n.v$i.yolod"; done
