@@ -56,12 +56,14 @@ struct entry {
 };
 
 /* Maximum number of files whose logged problems a watch rescan remembers. */
-#define REPORTED_MAX 64
+#define REPORTED_MAX 1024
 
 /* A file whose misnaming or failed load was logged, with the version logged. */
 struct reported_file {
     char *path;
     struct file_id file;
+    int code;        /* YD_ERR_* of a failed load of a new file, else 0 */
+    char *message;   /* its error message, or NULL */
 };
 
 struct registry {
@@ -107,22 +109,33 @@ static bool same_file(const struct file_id *a, const struct file_id *b)
            a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
-/*
- * Returns the log level for a problem with the file at path: `level`, or debug
- * when a watch rescan finds this version of the file already logged. Caller
- * holds admin_lock.
- */
-static int problem_level(struct registry *registry, const char *path, int level)
+/* Returns the recorded problem of path, or NULL. Caller holds admin_lock. */
+static struct reported_file *find_problem(struct registry *registry, const char *path)
 {
-    struct reported_file *slot = NULL;
+    for (int i = 0; i < REPORTED_MAX; i++)
+        if (registry->reported[i].path && strcmp(registry->reported[i].path, path) == 0)
+            return &registry->reported[i];
+    return NULL;
+}
+
+/*
+ * Records a problem with the file at path and returns its log level: `level`,
+ * or debug when a watch rescan finds this version of the file already logged.
+ * *first (when not NULL) is set when this version was not recorded before,
+ * so counters count it once. Caller holds admin_lock.
+ */
+static int problem_level(struct registry *registry, const char *path, int level, bool *first)
+{
+    struct reported_file *slot = find_problem(registry, path);
     struct file_id id;
+    bool known;
 
     file_identity(path, &id);
-    for (int i = 0; i < REPORTED_MAX && !slot; i++)
-        if (registry->reported[i].path && strcmp(registry->reported[i].path, path) == 0)
-            slot = &registry->reported[i];
-    if (slot && registry->watch_rescan && same_file(&slot->file, &id))
-        return YD_LOG_DEBUG;
+    known = slot && same_file(&slot->file, &id);
+    if (first)
+        *first = !known;
+    if (known)
+        return registry->watch_rescan ? YD_LOG_DEBUG : level;
     if (!slot) {
         slot = &registry->reported[registry->reported_next];
         registry->reported_next = (registry->reported_next + 1) % REPORTED_MAX;
@@ -130,7 +143,34 @@ static int problem_level(struct registry *registry, const char *path, int level)
         slot->path = strdup(path);
     }
     slot->file = id;
+    slot->code = 0;
+    free(slot->message);
+    slot->message = NULL;
     return level;
+}
+
+/* Records why a new file failed to load, after problem_level(). Caller holds admin_lock. */
+static void record_failure(struct registry *registry, const char *path, int code,
+                           const char *message)
+{
+    struct reported_file *slot = find_problem(registry, path);
+
+    if (!slot)
+        return;
+    slot->code = code;
+    free(slot->message);
+    slot->message = strdup(message);
+}
+
+/* Returns the recorded failure of this version of a new file at path, or NULL. */
+static const struct reported_file *known_failure(struct registry *registry, const char *path)
+{
+    const struct reported_file *slot = find_problem(registry, path);
+    struct file_id id;
+
+    if (!slot || slot->code == 0 || file_identity(path, &id) != 0 || !same_file(&slot->file, &id))
+        return NULL;
+    return slot;
 }
 
 /* Forgets a logged problem with path once the file loads. Caller holds admin_lock. */
@@ -139,7 +179,9 @@ static void forget_problem(struct registry *registry, const char *path)
     for (int i = 0; i < REPORTED_MAX; i++) {
         if (registry->reported[i].path && strcmp(registry->reported[i].path, path) == 0) {
             free(registry->reported[i].path);
+            free(registry->reported[i].message);
             registry->reported[i].path = NULL;
+            registry->reported[i].message = NULL;
         }
     }
 }
@@ -179,8 +221,10 @@ void registry_destroy(struct registry *registry)
         free(entry->path);
     }
     pthread_mutex_destroy(&registry->admin_lock);
-    for (int i = 0; i < REPORTED_MAX; i++)
+    for (int i = 0; i < REPORTED_MAX; i++) {
         free(registry->reported[i].path);
+        free(registry->reported[i].message);
+    }
     pthread_mutex_destroy(&registry->lock);
     free(registry);
 }
@@ -534,7 +578,7 @@ static void load_entry(struct registry *registry, int index, const char *path,
                    yd_model_variant(entry->model), yd_model_flops(entry->model) / 1e9,
                    yd_now_ms() - start);
     } else {
-        int level = problem_level(registry, path, YD_LOG_ERROR);
+        int level = problem_level(registry, path, YD_LOG_ERROR, NULL);
 
         result->action = "failed";
         result->version = was_loaded ? entry->version : 0;
@@ -756,9 +800,10 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
             if (item->d_name[0] == '.' || !registry_has_model_extension(item->d_name))
                 continue;
             snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
-            log_printf(problem_level(registry, path, YD_LOG_WARN), "skipping %s: a model directory"
-                       " serves only files named NAME.onnx or NAME.VARIANT.yolod in lower case,"
-                       " such as yolov8n.int8.yolod; rename it", path);
+            log_printf(problem_level(registry, path, YD_LOG_WARN, NULL),
+                       "skipping %s: a model directory serves only files named NAME.onnx or"
+                       " NAME.VARIANT.yolod (lower-case extensions), such as yolov8n.int8.yolod;"
+                       " rename it", path);
             continue;
         }
         /* Only regular files (or links to one): opening a FIFO would block the sync. */
@@ -772,7 +817,8 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
             char path[PATH_MAX];
 
             snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
-            log_printf(problem_level(registry, path, YD_LOG_WARN), "skipping %s: %s", path, why);
+            log_printf(problem_level(registry, path, YD_LOG_WARN, NULL), "skipping %s: %s", path,
+                       why);
             continue;
         }
         if (count == capacity) {
@@ -864,7 +910,8 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
 
             /* Recorded, so the rescan after startup does not log it again. */
             pthread_mutex_lock(&registry->admin_lock);
-            level = problem_level(registry, files[i], YD_LOG_ERROR);
+            level = problem_level(registry, files[i], YD_LOG_ERROR, NULL);
+            record_failure(registry, files[i], error.code, error.message);
             pthread_mutex_unlock(&registry->admin_lock);
             log_printf(level, "cannot load %s, serving the other files: %s", files[i],
                        error.message);
@@ -1131,9 +1178,14 @@ int registry_load(struct registry *registry, const char *name, const char *varia
             continue;
         result = next_result(results, &spare);
         if (add_file_locked(registry, files[i], REGISTRY_SOURCE_DIR, result, &error) < 0) {
+            bool first;
+
             results->failures++;
-            log_printf(YD_LOG_ERROR, "load of %s failed: %s", files[i], error.message);
-            metrics_count_new_file_failure();
+            log_printf(problem_level(registry, files[i], YD_LOG_ERROR, &first),
+                       "load of %s failed: %s", files[i], error.message);
+            record_failure(registry, files[i], error.code, error.message);
+            if (first)
+                metrics_count_new_file_failure();
         }
     }
     pthread_mutex_unlock(&registry->admin_lock);
@@ -1198,6 +1250,7 @@ static void sync_file(struct registry *registry, const char *path, enum registry
                       bool revive, struct registry_results *results)
 {
     struct registry_result spare, *result;
+    const struct reported_file *failure;
     int index = entry_of_path(registry, path);
     yd_error error = { 0 };
     struct file_id id;
@@ -1219,15 +1272,31 @@ static void sync_file(struct registry *registry, const char *path, enum registry
         }
         result = next_result(results, &spare);
         load_entry(registry, index, NULL, result);
+    } else if (registry->watch_rescan && (failure = known_failure(registry, path)) != NULL) {
+        /* Not parsed again but reported as the same failure, which still keeps
+         * an entry this file would replace serving (see replacement_failed). */
+        result = next_result(results, &spare);
+        memset(result, 0, sizeof *result);
+        snprintf(result->name, sizeof result->name, "%s", path);
+        variant_of_file(path, NULL, result->variant, sizeof result->variant);
+        snprintf(result->message, sizeof result->message, "%s",
+                 failure->message ? failure->message : "failed to load");
+        result->new_file = true;
+        result->action = "failed";
+        result->code = failure->code;
+        result->repeated = true;
+        log_printf(YD_LOG_DEBUG, "load of %s skipped: it failed unchanged before", path);
     } else {
         result = next_result(results, &spare);
         add_file_locked(registry, path, source, result, &error);
         if (result->code != YD_OK) {
-            int level = problem_level(registry, path, YD_LOG_ERROR);
+            bool first;
+            int level = problem_level(registry, path, YD_LOG_ERROR, &first);
 
             result->repeated = level == YD_LOG_DEBUG;
             log_printf(level, "load of %s failed: %s", path, error.message);
-            if (!result->repeated)
+            record_failure(registry, path, error.code, error.message);
+            if (first)
                 metrics_count_new_file_failure();
         }
     }

@@ -311,17 +311,24 @@ echo "not a model" >"$DIR/broken.onnx"
 echo "not a model" >"$DIR/broken-int8.yolod"
 for i in $(seq 100); do grep -q "error load of .*/broken.onnx failed" "$LOG" && grep -q "warn  skipping .*/broken-int8.yolod" "$LOG" && break; sleep 0.1; done
 echo "not a model" >"$DIR/trigger.onnx"
-for i in $(seq 100); do grep -q "debug load of .*/broken.onnx failed" "$LOG" && break; sleep 0.1; done
-check "rescan logs a known failure at debug" grep -q "debug load of .*/broken.onnx failed" "$LOG"
+for i in $(seq 100); do grep -q "debug load of .*/broken.onnx skipped" "$LOG" && break; sleep 0.1; done
+check "rescan logs a known failure at debug" grep -q "debug load of .*/broken.onnx skipped" "$LOG"
 [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 1 ] && ok "known failure logged once as error" || fail "known failure logged once as error" "$(grep "broken.onnx" "$LOG")"
 check "rescan logs a misnamed file at debug" grep -q "debug skipping .*/broken-int8.yolod" "$LOG"
 file_failures=$(curl -s "$URL/metrics" | awk '$1 == "yolod_model_file_failures_total" {print $2}')
 [ "$file_failures" = "$((file_failures_before + 2))" ] && ok "new file failures counted once each" || fail "new file failures counted once each" "$file_failures_before before, $file_failures after broken.onnx and trigger.onnx"
+check "rescan skips parsing a known failure" grep -q "debug load of .*/broken.onnx skipped: it failed unchanged before" "$LOG"
 
 [ "$(grep -c "warn  skipping .*/broken-int8.yolod" "$LOG")" = 1 ] && ok "misnamed file warned once" || fail "misnamed file warned once" "$(grep "broken-int8" "$LOG")"
 echo "still not a model, longer" >"$DIR/broken.onnx"
 for i in $(seq 100); do [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 2 ] && break; sleep 0.1; done
 [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 2 ] && ok "changed failing file logged again" || fail "changed failing file logged again" "$(grep "broken.onnx" "$LOG")"
+hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+kill -HUP "$PID"
+for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+curl -s -X POST "$URL/v1/models/broken/load" >/dev/null
+after_hup=$(curl -s "$URL/metrics" | awk '$1 == "yolod_model_file_failures_total" {print $2}')
+[ "$after_hup" = "$((file_failures + 1))" ] && ok "SIGHUP and load do not count a known failure again" || fail "SIGHUP and load do not count a known failure again" "$file_failures before the change of broken.onnx, $after_hup after"
 rm "$DIR/broken.onnx" "$DIR/broken-int8.yolod" "$DIR/trigger.onnx"
 rm "$DIR/yolov8n.onnx"
 wait_version fp32 none && ok "a removed file's variant is unloaded" || fail "a removed file's variant is unloaded" "$(cat "$WORK/describe.json")"
