@@ -38,10 +38,15 @@ static bool is_tchar(unsigned char c)
     return is_alnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* RFC 2046 section 5.1.1 bchars. A boundary must not end in a space. */
-static bool is_bchar(unsigned char c)
+/*
+ * Returns whether c may appear in a boundary: any printable ASCII character
+ * or space. RFC 2046 section 5.1.1 allows fewer ("bchars"), but clients send
+ * others, such as the "*****" of many Java and Android examples, and the
+ * delimiter search does not depend on which bytes it contains.
+ */
+static bool is_boundary_char(unsigned char c)
 {
-    return is_alnum(c) || (c != '\0' && strchr("'()+_,-./:=? ", c) != NULL);
+    return c >= 0x20 && c <= 0x7e;
 }
 
 /* RFC 9110 qdtext and the second byte of a quoted-pair: no control character but HTAB. */
@@ -169,7 +174,7 @@ static bool boundary_is_valid(const char *boundary, size_t length)
     if (length < 1 || length > MULTIPART_BOUNDARY_MAX || boundary[length - 1] == ' ')
         return false;
     for (size_t i = 0; i < length; i++)
-        if (!is_bchar((unsigned char)boundary[i]))
+        if (!is_boundary_char((unsigned char)boundary[i]))
             return false;
     return true;
 }
