@@ -1144,6 +1144,7 @@ static bool file_left_dir(const struct entry *entry)
 int registry_load(struct registry *registry, const char *name, const char *variant,
                   const char *dir, struct registry_results *results)
 {
+    bool loaded_before[REGISTRY_MAX_ENTRIES];
     struct registry_result spare;
     char **files = NULL;
     int count = 0, entries;
@@ -1151,13 +1152,17 @@ int registry_load(struct registry *registry, const char *name, const char *varia
 
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
-    /* A file that now contains another variant adds an entry, already in the results. */
+    /* A file that now contains another variant loads into another entry,
+     * already in the results, which may come later in this loop. */
     entries = registry_count(registry);
+    for (int i = 0; i < entries; i++)
+        loaded_before[i] = registry->entries[i].model != NULL;
     for (int i = 0; i < entries; i++) {
         struct registry_result *result;
 
         if (!entry_matches(registry, i, name, variant) || file_left_dir(&registry->entries[i]) ||
-            registry->entries[i].superseded)
+            registry->entries[i].superseded ||
+            (registry->entries[i].model && !loaded_before[i]))
             continue;
         result = next_result(results, &spare);
         if (registry->entries[i].model) {

@@ -285,6 +285,13 @@ expect_status "unload the changed model" 200 "$WORK/flip-unload.json" -X POST "$
 expect_status "load the changed model again" 200 "$WORK/flip-load.json" -X POST "$URL/v1/models/flip/load"
 got=$(json_get "$WORK/flip-load.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
 [ "$got" = "[('int8', 'loaded')]" ] && ok "load lists the variant once" || fail "load lists the variant once" "$got"
+# The content changes while the model is unloaded: load serves the new variant, listed once.
+expect_status "unload before the content changes" 200 "$WORK/flip-unload.json" -X POST "$URL/v1/models/flip/unload"
+cp "$MODEL" "$DIR/.flip" && mv "$DIR/.flip" "$DIR/flip.onnx"
+sleep 1
+expect_status "load after the content changed" 200 "$WORK/flip-load.json" -X POST "$URL/v1/models/flip/load"
+got=$(json_get "$WORK/flip-load.json" '[(v["variant"], v["result"]) for v in j["variants"]]')
+[ "$got" = "[('fp32', 'loaded')]" ] && ok "load of changed content lists it once" || fail "load of changed content lists it once" "$got"
 rm "$DIR/flip.onnx"
 for i in $(seq 100); do [ "$(variants_of flip)" = "[]" ] && break; sleep 0.1; done
 
