@@ -332,10 +332,61 @@ static void *stop_while_loading(void *unused)
     sigaddset(&stop_signals, SIGTERM);
     if (sigwait(&stop_signals, &signal_number) != 0)
         return NULL;
+    /* The signal is taken: a cancel from here on would lose it. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     notify_send("STOPPING=1");
     log_printf(YD_LOG_INFO, "received %s while loading the models; stopped before serving",
                strsignal(signal_number));
     _exit(0);
+}
+
+/* A thread that takes SIGINT or SIGTERM while the main thread rereads the configuration. */
+struct reload_guard {
+    pthread_t thread;
+    struct serve_state *state;
+    atomic_int signal_number; /* the signal taken, or 0 */
+};
+
+/*
+ * Waits for SIGINT or SIGTERM while a SIGHUP's model loads run on the main
+ * thread. On one, it starts the drain and stops further loads, so the reload
+ * ends after the file being loaded.
+ */
+static void *stop_during_reload(void *arg)
+{
+    struct reload_guard *guard = arg;
+    sigset_t stop_signals;
+    int signal_number;
+
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigwait(&stop_signals, &signal_number) != 0)
+        return NULL;
+    /* The signal is taken: a cancel from here on would lose it. */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    atomic_store(&guard->signal_number, signal_number);
+    log_printf(YD_LOG_INFO, "received %s during the reload; loading no more model files",
+               strsignal(signal_number));
+    server_begin_stop(guard->state->server);
+    registry_request_stop(guard->state->registry);
+    return NULL;
+}
+
+/* Rereads the configuration; returns the SIGINT or SIGTERM taken meanwhile, or 0. */
+static int reload(int argc, char **argv, struct serve_state *state, struct watch *watch)
+{
+    struct reload_guard guard = { .state = state };
+    bool guarded;
+
+    atomic_init(&guard.signal_number, 0);
+    guarded = pthread_create(&guard.thread, NULL, stop_during_reload, &guard) == 0;
+    reread_config(argc, argv, state, watch);
+    if (guarded) {
+        pthread_cancel(guard.thread);
+        pthread_join(guard.thread, NULL);
+    }
+    return atomic_load(&guard.signal_number);
 }
 
 /* Most inference threads (workers x threads) a daemon starts. */
@@ -474,9 +525,15 @@ int command_serve(int argc, char **argv)
     notify_status("listening on %s, models: %s", config.listen, model_list);
     notify_send("READY=1");
     while ((signal_number = wait_for_signal(&handled_signals)) == SIGHUP) {
+        int stop_signal;
+
         notify_send("RELOADING=1");
         log_printf(YD_LOG_INFO, "received SIGHUP, rereading the configuration");
-        reread_config(argc, argv, &state, watch);
+        stop_signal = reload(argc, argv, &state, watch);
+        if (stop_signal) {
+            signal_number = stop_signal;
+            break;
+        }
         notify_send("READY=1");
     }
     notify_send("STOPPING=1");
@@ -492,8 +549,8 @@ cleanup:
         pthread_join(loading_thread, NULL);
     }
     /* Refuse new work first: joining the watch waits for a rescan in progress,
-     * which the registry cuts short once told to stop. No reload may start
-     * while the registry goes away. */
+     * which loads no more files after registry_request_stop(). No reload may
+     * start while the registry goes away. */
     server_begin_stop(&server);
     registry_request_stop(registry);
     watch_stop(watch);

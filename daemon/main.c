@@ -81,7 +81,8 @@ static const char serve_help[] =
     "SIGHUP rereads the config file and flags: model lines, the model directory's\n"
     "files, watch_model_dir, default_variant and log_level apply at once.\n"
     "SIGINT or SIGTERM stops accepting connections, finishes queued requests and exits 0;\n"
-    "while the models are still loading, it exits 0 at once.\n";
+    "while the models are still loading, it exits 0 at once, and during a reload or a\n"
+    "model directory rescan it loads no more files.\n";
 
 static const char detect_help[] =
     "Usage: yolod detect --model FILE [OPTIONS] IMAGE...\n"

@@ -336,6 +336,22 @@ wait "$PID"
 loaded=$(grep -c "loaded model b" "$LOG")
 [ "$loaded" -lt 12 ] && ok "rescan cut short by SIGTERM ($loaded of 12 loaded)" || fail "rescan cut short by SIGTERM" "$loaded of 12 loaded"
 
+# SIGTERM while a SIGHUP loads new files: the same, though the main thread
+# that handles signals is the one loading.
+mkdir -p "$WORK/hup"
+ln -s "$model_path" "$WORK/hup/a.onnx"
+start_serve hup --model-dir "$WORK/hup" --watch-model-dir no --workers 1 --threads 1
+for i in $(seq -w 1 12); do ln -s "$model_path" "$WORK/hup/b$i.onnx"; done
+kill -HUP "$PID"
+for i in $(seq 200); do grep -q "loaded model b01" "$LOG" && break; sleep 0.05; done
+kill -TERM "$PID"
+wait "$PID"
+rc=$?
+loaded=$(grep -c "loaded model b" "$LOG")
+[ "$rc" -eq 0 ] && [ "$loaded" -lt 12 ] && ok "SIGHUP's loads cut short by SIGTERM ($loaded of 12 loaded)" \
+    || fail "SIGHUP's loads cut short by SIGTERM" "exit $rc, $loaded of 12 loaded"
+check "SIGTERM during the reload logged" grep -q "received Terminated during the reload; loading no more model files" "$LOG"
+
 # A reload of more variants than a reply lists: a failure past them still fails the reply.
 mkdir -p "$WORK/many"
 for i in $(seq -w 1 18); do cp "$WORK/int8.good" "$WORK/many/yolov8n.v$i.yolod"; done
