@@ -408,6 +408,7 @@ int command_serve(int argc, char **argv)
     int status = EXIT_RUNTIME;
     pthread_t loading_thread;
     bool loading_guard = false;
+    struct worker_pool *pool = NULL;
 
     config_init(&config);
     memset(&server, 0, sizeof server);
@@ -469,6 +470,18 @@ int command_serve(int argc, char **argv)
         log_printf(YD_LOG_ERROR, "%s", error.message);
         goto cleanup;
     }
+
+    /* The port opens before the models load, so health checks get answers
+     * (503 from /readyz) and detections get 503 starting meanwhile. */
+    server.registry = registry;
+    atomic_init(&server.ready, false);
+    atomic_init(&server.active_requests, 0);
+    atomic_init(&server.decodes, 0);
+    atomic_init(&server.buffered_bytes, 0);
+    server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
+    if (server_start(&server) != 0)
+        goto cleanup;
+
     loading_guard = pthread_create(&loading_thread, NULL, stop_while_loading, NULL) == 0;
     if (!loading_guard)
         log_printf(YD_LOG_WARN, "failed to start the signal thread for startup, so SIGTERM"
@@ -484,20 +497,11 @@ int command_serve(int argc, char **argv)
     apply_default_variant(registry, config.default_variant);
 
     if (worker_pool_start(registry, config.workers, threads,
-                          config.queue_size, &server.pool, &error) < 0) {
+                          config.queue_size, &pool, &error) < 0) {
         log_printf(YD_LOG_ERROR, "cannot start the inference workers: %s", error.message);
         goto cleanup;
     }
-
-    server.config = &config;
-    server.registry = registry;
-    atomic_init(&server.ready, false);
-    atomic_init(&server.active_requests, 0);
-    atomic_init(&server.decodes, 0);
-    atomic_init(&server.buffered_bytes, 0);
-    server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
-    if (server_start(&server) != 0)
-        goto cleanup;
+    server.pool = pool;
     atomic_store(&server.ready, true);
 
     state = (struct serve_state){ .config = &config, .server = &server, .registry = registry };

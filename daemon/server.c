@@ -596,6 +596,18 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
     const char *allow;
     enum route route = find_route(request->path, &allow);
 
+    /* The port opens before the startup models load, for health checks;
+     * detections and model changes wait until they are loaded. */
+    if (!atomic_load(&request->server->ready) && !atomic_load(&request->server->stopping) &&
+        (route == ROUTE_DETECT || route == ROUTE_DEEPSTACK_DETECT || route == ROUTE_MODEL_RELOAD ||
+         route == ROUTE_MODEL_LOAD || route == ROUTE_MODEL_UNLOAD || route == ROUTE_MODEL_DEFAULT)) {
+        if (route == ROUTE_DEEPSTACK_DETECT)
+            return api_deepstack_reply_error(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
+                                             "starting", "the server is loading its models; retry");
+        return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                              MHD_HTTP_HEADER_RETRY_AFTER, "1", "starting",
+                                              "the server is loading its models; retry");
+    }
     /* The registry is about to go: no model change starts during the drain. */
     if (atomic_load(&request->server->stopping) &&
         (route == ROUTE_MODEL_RELOAD || route == ROUTE_MODEL_LOAD || route == ROUTE_MODEL_UNLOAD ||

@@ -21,7 +21,8 @@
 struct server {
     const struct config *config;
     struct registry *registry; /* the served models; its first model is the default */
-    struct worker_pool *pool;
+    /* Set once the startup models are loaded, while the HTTP threads run. */
+    struct worker_pool *_Atomic pool;
     struct MHD_Daemon *daemon;
     int listen_fd;
     atomic_bool ready;       /* models loaded, workers running, not stopping */

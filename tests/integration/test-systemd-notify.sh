@@ -158,7 +158,8 @@ for i in $(seq -w 1 12); do
     ln -s "$model_path" "$WORK/many/m$i.onnx"
 done
 LOG=$WORK/loading.log
-NOTIFY_SOCKET=$WORK/loading.sock "$YOLOD" serve --listen "127.0.0.1:$(free_port)" \
+loading_port=$(free_port)
+NOTIFY_SOCKET=$WORK/loading.sock "$YOLOD" serve --listen "127.0.0.1:$loading_port" \
     --model-dir "$WORK/many" 2>"$LOG" &
 PID=$!
 DAEMON_PIDS+=("$PID")
@@ -167,6 +168,13 @@ while ! grep -qs "loaded model" "$LOG" && [ "$waited" -lt 600 ]; do
     sleep 0.05
     waited=$((waited + 1))
 done
+# The port is open while the models load: health checks are answered, and
+# detections get 503 starting.
+LOADING_URL=http://127.0.0.1:$loading_port
+expect_status "healthz while loading" 200 "$WORK/loading-live.json" "$LOADING_URL/healthz"
+expect_status "readyz while loading" 503 "$WORK/loading-ready.json" "$LOADING_URL/readyz"
+expect_status "detect while loading" 503 "$WORK/loading-detect.json" --data-binary @"$IMAGES/bus.jpg" "$LOADING_URL/v1/detect"
+check "detect while loading says starting" grep -q '"code":"starting"' "$WORK/loading-detect.json"
 stop_daemon "daemon stopped while loading"
 loaded=$(grep -c "loaded model" "$LOG")
 if [ "$loaded" -lt 12 ] && grep -qF "received Terminated while loading the models; stopped before serving" "$LOG"; then
