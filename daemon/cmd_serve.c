@@ -427,6 +427,9 @@ int command_serve(int argc, char **argv)
     sigaddset(&handled_signals, SIGINT);
     sigaddset(&handled_signals, SIGTERM);
     sigaddset(&handled_signals, SIGHUP);
+    /* By default SIGUSR1 would end the daemon. The log goes to stderr, so
+     * there is no log file to reopen: it is logged and ignored. */
+    sigaddset(&handled_signals, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &handled_signals, NULL);
 
     /*
@@ -528,8 +531,15 @@ int command_serve(int argc, char **argv)
 
     notify_status("listening on %s, models: %s", config.listen, model_list);
     notify_send("READY=1");
-    while ((signal_number = wait_for_signal(&handled_signals)) == SIGHUP) {
+    while ((signal_number = wait_for_signal(&handled_signals)) == SIGHUP ||
+           signal_number == SIGUSR1) {
         int stop_signal;
+
+        if (signal_number == SIGUSR1) {
+            log_printf(YD_LOG_INFO, "received SIGUSR1; ignored, because the log goes to stderr"
+                       " and there is no file to reopen");
+            continue;
+        }
 
         notify_send("RELOADING=1");
         log_printf(YD_LOG_INFO, "received SIGHUP, rereading the configuration");

@@ -82,7 +82,7 @@ static const char serve_help[] =
     "files, watch_model_dir, default_variant and log_level apply at once.\n"
     "SIGINT or SIGTERM stops accepting connections, finishes queued requests and exits 0;\n"
     "while the models are still loading, it exits 0 at once, and during a reload or a\n"
-    "model directory rescan it loads no more files.\n";
+    "model directory rescan it loads no more files. SIGUSR1 is logged and ignored.\n";
 
 static const char detect_help[] =
     "Usage: yolod detect --model FILE [OPTIONS] IMAGE...\n"

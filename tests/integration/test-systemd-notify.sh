@@ -92,6 +92,12 @@ else
 fi
 check "daemon logs no notification error" bash -c "! grep -F NOTIFY_SOCKET '$LOG'"
 
+# SIGUSR1, which log rotation setups send, is logged and ignored.
+kill -USR1 "$PID"
+for i in $(seq 50); do grep -q "received SIGUSR1" "$LOG" && break; sleep 0.1; done
+check "SIGUSR1 logged" grep -q "received SIGUSR1; ignored" "$LOG"
+expect_status "serving after SIGUSR1" 200 "$WORK/usr1.json" "$URL/readyz"
+
 stop_daemon "notifying daemon"
 if wait_for_message "$messages" STOPPING=1; then
     ok "STOPPING=1 sent after SIGTERM"
