@@ -318,22 +318,35 @@ static int wait_for_signal(const sigset_t *handled_signals)
 }
 
 /*
- * Exits 0 when SIGINT or SIGTERM arrives while the main thread loads the
- * models (about 0.1 s each for yolov8n). Nothing is served or written yet.
+ * Waits for SIGINT or SIGTERM, which every thread blocks, and returns it, or
+ * 0 when sigwait fails. Once a signal is taken the calling thread cannot be
+ * cancelled any more, because a cancel would lose the signal.
  */
-static void *stop_while_loading(void *unused)
+static int take_stop_signal(void)
 {
     sigset_t stop_signals;
     int signal_number;
 
-    (void)unused;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     if (sigwait(&stop_signals, &signal_number) != 0)
-        return NULL;
-    /* The signal is taken: a cancel from here on would lose it. */
+        return 0;
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+    return signal_number;
+}
+
+/*
+ * Exits 0 when SIGINT or SIGTERM arrives while the main thread loads the
+ * models (about 0.1 s each for yolov8n). Detections are not accepted yet.
+ */
+static void *stop_while_loading(void *unused)
+{
+    int signal_number = take_stop_signal();
+
+    (void)unused;
+    if (!signal_number)
+        return NULL;
     notify_send("STOPPING=1");
     log_printf(YD_LOG_INFO, "received %s while loading the models; stopped before serving",
                strsignal(signal_number));
@@ -355,16 +368,10 @@ struct reload_guard {
 static void *stop_during_reload(void *arg)
 {
     struct reload_guard *guard = arg;
-    sigset_t stop_signals;
-    int signal_number;
+    int signal_number = take_stop_signal();
 
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    if (sigwait(&stop_signals, &signal_number) != 0)
+    if (!signal_number)
         return NULL;
-    /* The signal is taken: a cancel from here on would lose it. */
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     atomic_store(&guard->signal_number, signal_number);
     log_printf(YD_LOG_INFO, "received %s during the reload; loading no more model files",
                strsignal(signal_number));
@@ -474,8 +481,8 @@ int command_serve(int argc, char **argv)
         goto cleanup;
     }
 
-    /* The port opens before the models load, so health checks get answers
-     * (503 from /readyz) and detections get 503 starting meanwhile. */
+    /* The port opens before the models load, so /healthz returns 200 and
+     * /readyz 503 meanwhile, and detections get 503 starting. */
     server.registry = registry;
     atomic_init(&server.ready, false);
     atomic_init(&server.active_requests, 0);

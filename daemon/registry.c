@@ -792,7 +792,7 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
                             strerror(errno));
     while ((item = readdir(handle)) != NULL) {
         struct stat st;
-        const char *why;
+        const char *skip_reason;
 
         if (!registry_is_model_file(item->d_name)) {
             char path[PATH_MAX];
@@ -808,17 +808,17 @@ static int list_model_files(struct registry *registry, const char *dir, char ***
         }
         /* Only regular files (or links to one): opening a FIFO would block the sync. */
         if (fstatat(dirfd(handle), item->d_name, &st, 0) != 0)
-            why = errno == ENOENT ? "a link to a missing file" : strerror(errno);
+            skip_reason = errno == ENOENT ? "a link to a missing file" : strerror(errno);
         else if (!S_ISREG(st.st_mode))
-            why = S_ISDIR(st.st_mode) ? "a directory" : "not a regular file";
+            skip_reason = S_ISDIR(st.st_mode) ? "a directory" : "not a regular file";
         else
-            why = NULL;
-        if (why) {
+            skip_reason = NULL;
+        if (skip_reason) {
             char path[PATH_MAX];
 
             snprintf(path, sizeof path, "%s/%s", dir, item->d_name);
             log_printf(problem_level(registry, path, YD_LOG_WARN, NULL), "skipping %s: %s", path,
-                       why);
+                       skip_reason);
             continue;
         }
         if (count == capacity) {

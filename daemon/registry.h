@@ -67,7 +67,7 @@ struct registry_result {
 struct registry_results {
     struct registry_result items[REGISTRY_MAX_RESULTS];
     int count, total, failures;
-    int repeated_failures; /* failures that are `repeated` */
+    int repeated_failures; /* failures with `repeated` set */
 };
 
 int registry_create(int session_threads, struct registry **out, yd_error *err);

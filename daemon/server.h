@@ -102,7 +102,7 @@ void server_stop(struct server *server);
 
 /*
  * Starts server_stop's drain without waiting: new detections and model
- * changes get 503 and new connections are refused. server_stop() finishes it.
+ * changes get 503, and new connections fail at once. server_stop() finishes it.
  */
 void server_begin_stop(struct server *server);
 

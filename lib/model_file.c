@@ -1631,55 +1631,21 @@ fail:
 int yd_model_file_load(const char *path, yd_graph **graph, char ***class_names,
                        yd_model_provenance *provenance, yd_error *err)
 {
-    struct stat st;
     uint8_t *data;
-    size_t done = 0;
-    int fd, rc, read_error = 0;
+    size_t size;
+    int rc;
 
     if (graph)
         *graph = NULL;
     if (class_names)
         *class_names = NULL;
-    fd = yd_open_regular_file(path, err);
-    if (fd < 0)
-        return fd;
-    if (fstat(fd, &st) != 0) {
-        rc = yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(errno));
-        close(fd);
-        return rc;
-    }
-    if (st.st_size == 0) {
-        close(fd);
-        return yd_model_file_parse("", 0, graph, class_names, provenance, err);
-    }
-    /*
-     * Read, not mapped: a file truncated while it is parsed (cp over it
+    /* Read, not mapped: a file truncated while it is parsed (cp over it
      * during a reload) would raise SIGBUS on a mapping, but only shortens
-     * a read. The buffer lives only while the weights are unpacked.
-     */
-    data = malloc((size_t)st.st_size);
-    if (!data) {
-        close(fd);
-        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory reading '%s' (%lld bytes)", path,
-                            (long long)st.st_size);
-    }
-    while (done < (size_t)st.st_size) {
-        ssize_t got = read(fd, data + done, (size_t)st.st_size - done);
-
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got < 0)
-            read_error = errno;
-        if (got <= 0)
-            break;
-        done += (size_t)got;
-    }
-    close(fd);
-    if (done != (size_t)st.st_size)
-        rc = yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path,
-                          read_error ? strerror(read_error) : "the file shrank while it was read");
-    else
-        rc = yd_model_file_parse(data, done, graph, class_names, provenance, err);
+     * a read. The buffer lives only while the weights are unpacked. */
+    rc = yd_read_file(path, &data, &size, err);
+    if (rc < 0)
+        return rc;
+    rc = yd_model_file_parse(data, size, graph, class_names, provenance, err);
     free(data);
     return rc;
 }

@@ -153,7 +153,8 @@ int yd_read_file(const char *path, uint8_t **data, size_t *size, yd_error *err)
         free(buf);
         if (read_error)
             return yd_error_set(err, YD_ERR_IO, "cannot read '%s': %s", path, strerror(read_error));
-        return yd_error_set(err, YD_ERR_IO, "short read on '%s'", path);
+        return yd_error_set(err, YD_ERR_IO, "cannot read '%s': the file shrank while it was read",
+                            path);
     }
     *data = buf;
     *size = expected;

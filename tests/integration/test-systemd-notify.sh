@@ -174,8 +174,8 @@ while ! grep -qs "loaded model" "$LOG" && [ "$waited" -lt 600 ]; do
     sleep 0.05
     waited=$((waited + 1))
 done
-# The port is open while the models load: health checks are answered, and
-# detections get 503 starting.
+# The port is open while the models load: /healthz returns 200, /readyz
+# 503, and detections get 503 starting.
 LOADING_URL=http://127.0.0.1:$loading_port
 expect_status "healthz while loading" 200 "$WORK/loading-live.json" "$LOADING_URL/healthz"
 expect_status "readyz while loading" 503 "$WORK/loading-ready.json" "$LOADING_URL/readyz"
