@@ -1,9 +1,9 @@
 # yolod build. `make` builds build/yolod; `make test` runs every test.
 #
 # Library and daemon code targets x86-64-v2 so the binary runs on any such
-# CPU; kernel files named *-avx2.c, *-avx512.c and *-avx512vnni.c get their
-# ISA flags and are
-# chosen at run time by CPU feature detection.
+# CPU; kernel files named *-avx2.c, *-avxvnni.c, *-avx512.c and
+# *-avx512vnni.c get their ISA flags and are chosen at run time by CPU
+# feature detection.
 
 CC       ?= gcc
 BUILD    ?= build
@@ -15,6 +15,7 @@ CFLAGS   ?= -O2
 ALLFLAGS := $(BASE) $(WARN) $(CFLAGS) -march=x86-64-v2 -Ilib
 KFLAGS   := $(BASE) $(WARN) -O3 -Ilib
 AVX2     := -march=x86-64-v3
+AVXVNNI  := -march=x86-64-v3 -mavxvnni
 AVX512   := -march=x86-64-v4 -mavx512vnni -mprefer-vector-width=512
 
 LIBS     := -ljpeg -lpng -lm -fopenmp -pthread
@@ -49,6 +50,10 @@ $(BUILD)/lib/kernels/%-avx512vnni.o: lib/kernels/%-avx512vnni.c
 $(BUILD)/lib/kernels/%-avx2.o: lib/kernels/%-avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(KFLAGS) $(AVX2) -MMD -MP -c -o $@ $<
+
+$(BUILD)/lib/kernels/%-avxvnni.o: lib/kernels/%-avxvnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(KFLAGS) $(AVXVNNI) -MMD -MP -c -o $@ $<
 
 $(BUILD)/lib/kernels/%.o: lib/kernels/%.c
 	@mkdir -p $(dir $@)

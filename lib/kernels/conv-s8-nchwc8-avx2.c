@@ -137,3 +137,66 @@ void yd_s8_conv_nchwc8__avx2(const yd_conv_shape *s, const yd_qconv *q, const ui
         }
     }
 }
+
+/*
+ * Quantizes an 8-float blocked tensor into the padded uint8 layout: each
+ * 16-lane pixel takes 8 floats from each of two blocks. The operations
+ * are those of yd_u8_quantize__avx512, so the bytes are the same.
+ */
+void yd_u8_quantize__avx2(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                          int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out)
+{
+    const int hp = h + pad_top + pad_bottom, wp = w + pad_left + pad_right;
+    const int nqb = (c + YD_QCB - 1) / YD_QCB, nb8 = (c + 7) / 8;
+    const __m256 inverse = _mm256_set1_ps(1.0f / scale);
+    const __m256i z = _mm256_set1_epi32(zero);
+    const __m256i lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
+    const __m256 limit_lo = _mm256_set1_ps(-YD_QUANT_LIMIT), limit_hi = _mm256_set1_ps(YD_QUANT_LIMIT);
+
+    assert(cb == 8);
+#pragma omp for schedule(static)
+    for (int item = 0; item < nqb * hp; item++) {
+        int qb = item / hp, y = item % hp - pad_top;
+        uint8_t *row = out + ((size_t)qb * hp + (size_t)(y + pad_top)) * wp * YD_QCB;
+        const float *src0 = in + ((size_t)(qb * 2) * h + (size_t)y) * w * 8;
+        const float *src1 = src0 + (size_t)h * w * 8;
+        /* The second half of a last block of at most 8 channels has no floats. */
+        const int two = qb * 2 + 1 < nb8;
+
+        if (y < 0 || y >= h) {
+            memset(row, zero, (size_t)wp * YD_QCB);
+            continue;
+        }
+        memset(row, zero, (size_t)pad_left * YD_QCB);
+        memset(row + (size_t)(pad_left + w) * YD_QCB, zero, (size_t)pad_right * YD_QCB);
+        for (int x = 0; x < w; x++) {
+            __m256i v[2];
+
+            for (int k = 0; k < 2; k++) {
+                const float *src = k == 0 ? src0 : src1;
+
+                if (k == 1 && !two) {
+                    v[k] = z;
+                    continue;
+                }
+                __m256 t = _mm256_mul_ps(_mm256_load_ps(src + (size_t)x * 8), inverse);
+
+                v[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(t, limit_lo), limit_hi));
+                v[k] = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(v[k], z), lo), hi);
+            }
+            /* The packs give int16 v0[0-3] v1[0-3] | v0[4-7] v1[4-7]. The
+             * 64-bit permutation orders them v0[0-7] | v1[0-7], and packus
+             * makes bytes v0[0-7] v0[0-7] | v1[0-7] v1[0-7]. */
+            __m256i words = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xd8);
+            __m256i bytes = _mm256_packus_epi16(words, words);
+
+            _mm_storeu_si128((__m128i *)(row + (size_t)(pad_left + x) * YD_QCB),
+                             _mm256_castsi256_si128(_mm256_permute4x64_epi64(bytes, 0x08)));
+        }
+        /* Lanes past c read padding floats; keep them at the zero point. */
+        if (qb == nqb - 1 && c % YD_QCB != 0)
+            for (int x = 0; x < w; x++)
+                memset(row + (size_t)(pad_left + x) * YD_QCB + c % YD_QCB, zero,
+                       (size_t)(YD_QCB - c % YD_QCB));
+    }
+}

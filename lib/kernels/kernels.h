@@ -58,7 +58,7 @@ struct yd_conv_shape;
 struct yd_qconv_u8_out;
 
 typedef struct yd_kernel_table {
-    const char *name;  /* "avx512", "avx2" or "scalar" */
+    const char *name;  /* "avx512", "avxvnni", "avx2" or "scalar" */
     int cb;            /* channel block in floats */
     yd_conv_fn conv;
     /* int8 convolution and its input quantizer (see below) */
@@ -84,7 +84,7 @@ typedef struct yd_kernel_table {
 
 /*
  * Returns the fastest table this CPU runs. The environment variable
- * YOLOD_ISA (scalar, avx2, avx512) forces a slower one, for tests.
+ * YOLOD_ISA (scalar, avx2, avxvnni, avx512) forces a slower one, for tests.
  */
 const yd_kernel_table *yd_kernels_select(void);
 
@@ -394,12 +394,16 @@ void yd_u8_upsample_quantize(const float *in, int nblocks, int h, int w, int sca
 
 void yd_u8_quantize__scalar(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
+void yd_u8_quantize__avx2(const float *in, int c, int h, int w, int cb, float scale, int zero,
+                          int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
 void yd_u8_quantize__avx512(const float *in, int c, int h, int w, int cb, float scale, int zero,
                             int pad_top, int pad_left, int pad_bottom, int pad_right, uint8_t *out);
 void yd_s8_conv__scalar(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                         const float *residual, float *out, int cb);
 void yd_s8_conv_nchwc8__avx2(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
                              const float *residual, float *out, int cb);
+void yd_s8_conv_nchwc8__avxvnni(const yd_conv_shape *shape, const yd_qconv *q, const uint8_t *in,
+                                const float *residual, float *out, int cb);
 void yd_s8_conv_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,
                                     const uint8_t *in, const float *residual, float *out, int cb);
 void yd_s8_conv_u8_nchwc16__avx512vnni(const yd_conv_shape *shape, const yd_qconv *q,

@@ -116,6 +116,31 @@ else
     fail "avx2 int8 no slower than fp32" "ratio $ratio"
 fi
 
+# CPUs with VNNI only on 256-bit vectors (AVX-VNNI: Intel client cores
+# since Alder Lake) run int8 with vpdpbusd on ymm, not in fp32.
+# YOLOD_ISA=avxvnni selects those kernels where the CPU has AVX-VNNI.
+if grep -qw avx_vnni /proc/cpuinfo; then
+    out=$(YOLOD_ISA=avxvnni "$YOLOD" bench --model "$INT8" --threads 1 --runs 1 2>&1)
+    if grep -q "avxvnni kernels" <<<"$out" && ! grep -q "dequantized" <<<"$out"; then
+        ok "avxvnni runs int8 layers in int8"
+    else
+        fail "avxvnni runs int8 layers in int8" "output: $out"
+    fi
+    YOLOD_ISA=avxvnni "$YOLOD" detect --model "$INT8" "$IMAGES/bus.jpg" >"$WORK/bus-avxvnni.json" \
+        2>"$WORK/err.txt"
+    check "avxvnni int8 bus detections" $CHECK golden "$WORK/bus-avxvnni.json" \
+        "$GOLDEN/bus.detections.json" --iou 0.9 --conf-tol 0.15
+    ratio=$(YOLOD_ISA=avxvnni latency_ratio 3)
+    echo "avxvnni int8 / fp32 latency: $ratio"
+    if python3 -c "import sys; sys.exit(0 if 0 < float('$ratio') <= 0.67 else 1)" 2>/dev/null; then
+        ok "avxvnni int8 faster than fp32"
+    else
+        fail "avxvnni int8 faster than fp32" "ratio $ratio"
+    fi
+else
+    echo "NOTE: this CPU has no AVX-VNNI; the avxvnni int8 checks did not run"
+fi
+
 # compress measures the int8 kernels' arithmetic on every CPU: under
 # YOLOD_ISA=avx2 mixed precision keeps the same layers float as above.
 fp32_layers() {

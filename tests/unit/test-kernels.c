@@ -1131,7 +1131,7 @@ static void quantizers_saturate_extreme_values(void)
     const float values[] = {1e20f, -1e20f, INFINITY, -INFINITY, NAN, 3e9f, -3e9f, 0.5f};
     const uint8_t expected[] = {255, 0, 255, 0, 0, 255, 0, 53};
     const int count = (int)(sizeof values / sizeof values[0]);
-    const char *tables[] = {"scalar", "avx2", "avx512"};
+    const char *tables[] = {"scalar", "avx2", "avxvnni", "avx512"};
     const int c = 3, h = 1, w = 19, zero = 3;
     const float scale = 0.01f;
     yd_conv_shape s = {.in_c = c, .in_h = h, .in_w = w};
@@ -1154,7 +1154,7 @@ static void quantizers_saturate_extreme_values(void)
         CHECK_INT_EQ(got[0], want);
         CHECK_INT_EQ(got[(size_t)(w - 1) * 4 + c - 1], want);
 
-        for (int t = 0; t < 3; t++) {
+        for (int t = 0; t < (int)(sizeof tables / sizeof tables[0]); t++) {
             const yd_kernel_table *table = yd_kernels_get(tables[t]);
 
             if (!table)
@@ -1181,10 +1181,16 @@ static void qconv_avx2_matches_scalar(void)
     check_qconv_table("avx2");
 }
 
+static void qconv_avxvnni_matches_scalar(void)
+{
+    check_qconv_table("avxvnni");
+}
+
 int main(void)
 {
     RUN(qconv_avx512vnni_matches_scalar);
     RUN(qconv_avx2_matches_scalar);
+    RUN(qconv_avxvnni_matches_scalar);
     RUN(image_quantizers_match_pack_then_quantize);
     RUN(quantizers_saturate_extreme_values);
     RUN(conv_avx512_matches_scalar);
