@@ -429,6 +429,10 @@ int command_serve(int argc, char **argv)
     yd_set_log_callback(log_library_message, NULL);
     notify_init();
 
+    /* A log reader that goes away (`yolod serve 2>&1 | tee`, svlogd) would
+     * end the daemon with SIGPIPE at its next log line. Ignored, the write fails. */
+    signal(SIGPIPE, SIG_IGN);
+
     /* Block the handled signals in every thread created from here on; main sigwaits. */
     sigemptyset(&handled_signals);
     sigaddset(&handled_signals, SIGINT);

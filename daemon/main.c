@@ -1,6 +1,8 @@
 /*
  * yolod: subcommand dispatch, help and version.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,8 +214,25 @@ static void set_openmp_spin(char **argv)
     /* exec failed (no /proc): carry on with libgomp's defaults. */
 }
 
+/*
+ * Opens /dev/null on any of the standard descriptors 0 to 2 that is closed.
+ * Otherwise the next open() or socket() takes its number, and log lines
+ * meant for stderr go into a model file or a client's socket.
+ */
+static void open_standard_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+            continue;
+        /* open() returns the lowest free number, which is fd. */
+        if (open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+            abort();
+    }
+}
+
 int main(int argc, char **argv)
 {
+    open_standard_fds();
     set_openmp_spin(argv);
 
     const char *command = argc > 1 ? argv[1] : NULL;
