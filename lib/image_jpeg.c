@@ -41,6 +41,7 @@ struct jpeg_decoder {
     enum jpeg_phase phase;
     int input_ended; /* libjpeg warned JWRN_JPEG_EOF and inserted a fake EOI */
     int truncated;
+    int ended_early; /* truncated by an EOI marker inside a scan */
     int error_code; /* YD_ERR_* of the failure that longjmp'ed */
     char message[JMSG_LENGTH_MAX];
     long warning_count;
@@ -95,8 +96,10 @@ static void fail_truncated(struct jpeg_decoder *dec)
  * decodes completely. Any warning after the end of data ("premature end of
  * data segment", a resync) means that the decoder needed bytes it did not
  * get, so it is fatal. check_scans_complete() covers multi-scan files.
- * Other warnings ("Corrupt JPEG data: ...") are counted and accepted, as
- * imread accepts them.
+ * So is an EOI marker that a scan runs into before its last block: the file
+ * was cut and closed, and 10 bytes of scan data could otherwise make a
+ * 7000x7000 gray image. Other warnings ("Corrupt JPEG data: ...") are counted
+ * and accepted, as imread accepts them.
  */
 static void on_emit_message(j_common_ptr cinfo, int msg_level)
 {
@@ -109,6 +112,10 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level)
             fail_truncated(dec);
         dec->input_ended = 1;
     } else if (dec->input_ended) {
+        fail_truncated(dec);
+    } else if (cinfo->err->msg_code == JWRN_HIT_MARKER &&
+               ((j_decompress_ptr)cinfo)->unread_marker == JPEG_EOI) {
+        dec->ended_early = 1;
         fail_truncated(dec);
     }
     if (dec->warning_count++ == 0)
@@ -190,6 +197,10 @@ static int run_decoder(struct jpeg_decoder *dec, const uint8_t *data, size_t siz
     j_decompress_ptr cinfo = &dec->cinfo;
 
     if (setjmp(dec->jump)) {
+        if (dec->ended_early)
+            return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
+                                "JPEG image is truncated: a scan ends at an EOI marker before the"
+                                " image is complete");
         if (dec->truncated)
             return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
                                 "JPEG image is truncated: the data ends after %zu bytes, %s",

@@ -91,6 +91,19 @@ expect_error "empty multipart image" 400 empty_body "empty" -F image=@"$ODD/empt
 expect_error "text named jpg" 415 unsupported_media_type "PNG" --data-binary @"$ODD/not_an_image.jpg" "$URL/v1/detect"
 expect_error "truncated multipart" 422 undecodable_image "truncated" -F image=@"$ODD/bus_truncated.jpg" "$URL/v1/detect"
 
+# A scan cut short and closed by an EOI marker is truncated, even when the
+# header declares 7000x7000 for 10 bytes of scan data.
+python3 - "$IMAGES/bus.jpg" "$WORK/early-eoi.jpg" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+sof = data.find(b"\xff\xc0")
+struct.pack_into(">HH", data, sof + 5, 7000, 7000)
+sos = data.find(b"\xff\xda")
+length = struct.unpack(">H", data[sos + 2:sos + 4])[0]
+open(sys.argv[2], "wb").write(bytes(data[:sos + 2 + length + 10]) + b"\xff\xd9")
+PY
+expect_error "scan ended by EOI" 422 undecodable_image "truncated" --data-binary @"$WORK/early-eoi.jpg" "$URL/v1/detect"
+
 # A body cut inside a JPEG or PNG signature is a truncated image, not
 # another format.
 printf '\xff\xd8' >"$WORK/soi.jpg"

@@ -1157,6 +1157,51 @@ static void test_jpeg_every_truncation(void)
     free(data);
 }
 
+/*
+ * A baseline JPEG whose scan stops early and is closed by an EOI marker is
+ * truncated, however large its header says it is: bus.jpg cut 10 bytes and
+ * 20000 bytes into its scan, and the same with a 7000x7000 header.
+ */
+static void test_jpeg_scan_ended_by_eoi(void)
+{
+    size_t size;
+    uint8_t *data = read_file_or_die(shared_path("images/bus.jpg"), &size);
+    static const size_t cuts[] = {10, 20000};
+    size_t sos = 0, sof = 0;
+
+    for (size_t i = 2; i + 4 <= size && !sos; i++) {
+        if (data[i] == 0xff && data[i + 1] == 0xc0)
+            sof = i;
+        if (data[i] == 0xff && data[i + 1] == 0xda)
+            sos = i;
+    }
+    CHECK(sos > 0 && sof > 0);
+    for (int large = 0; large <= 1; large++) {
+        for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+            size_t scan = sos + 2 + ((size_t)data[sos + 2] << 8 | data[sos + 3]);
+            size_t len = scan + cuts[k];
+            uint8_t *cut = malloc(len + 2);
+            yd_image image = {0};
+            yd_error err = {0};
+
+            memcpy(cut, data, len);
+            cut[len] = 0xff;
+            cut[len + 1] = 0xd9;
+            if (large) {
+                /* SOF: marker, length, precision, then height and width. */
+                cut[sof + 5] = cut[sof + 7] = 7000 >> 8;
+                cut[sof + 6] = cut[sof + 8] = 7000 & 0xff;
+            }
+            CHECK_INT_EQ(yd_image_decode(cut, len + 2, 0, &image, &err), YD_ERR_IMAGE_CORRUPT);
+            CHECK(strstr(err.message, "truncated") != NULL);
+            CHECK(strstr(err.message, "EOI") != NULL);
+            yd_image_free(&image);
+            free(cut);
+        }
+    }
+    free(data);
+}
+
 struct jpeg_scan {
     size_t start;  /* offset of the SOS marker */
     size_t length; /* SOS segment and entropy-coded data */
@@ -1445,6 +1490,7 @@ int main(void)
     RUN(test_png_colour_types);
     RUN(test_png_exif_orientation);
     RUN(test_jpeg_every_truncation);
+    RUN(test_jpeg_scan_ended_by_eoi);
     RUN(test_progressive_jpeg_missing_scans);
     RUN(test_progressive_jpeg_scan_limit);
     RUN(test_png_every_truncation);
