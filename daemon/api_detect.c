@@ -335,7 +335,7 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
 
     /* The reference keeps this version alive until the reply is queued, even across a reload. */
     if (registry_acquire(server->registry, model_name, variant, &ref, &name_known) != YD_OK) {
-        char names[512];
+        char names[512], default_name[256];
 
         if (!model_name && !name_known)
             return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
@@ -349,8 +349,9 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
                                  names);
         }
         if (!model_name && registry_acquire(server->registry, NULL, NULL, &ref, &name_known) == YD_OK) {
-            /* The entry's name outlives the reference. */
-            model_name = ref.name;
+            /* Copied, because the name may be freed once the reference is released. */
+            snprintf(default_name, sizeof default_name, "%s", ref.name);
+            model_name = default_name;
             registry_release(&ref);
         }
         registry_list_variants(server->registry, model_name ? model_name : "", names, sizeof names);

@@ -1,8 +1,6 @@
 /*
  * Liveness and readiness for load balancers and orchestrators.
  */
-#include <string.h>
-
 #include "server.h"
 
 enum MHD_Result api_health_live(struct MHD_Connection *connection, struct request *request)
@@ -25,21 +23,15 @@ enum MHD_Result api_health_ready(struct MHD_Connection *connection, struct reque
     struct server *server = request->server;
     bool ready = atomic_load(&server->ready) && registry_has_model(server->registry, NULL);
     cJSON *root = cJSON_CreateObject();
-    cJSON *models;
+    cJSON *models = registry_names_json(server->registry);
 
-    if (!root)
+    if (!root || !models) {
+        cJSON_Delete(root);
+        cJSON_Delete(models);
         return server_reply_json(connection, request, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
-    cJSON_AddStringToObject(root, "status", ready ? "ready" : "not_ready");
-    models = cJSON_AddArrayToObject(root, "models");
-    for (int i = 0; models && i < registry_count(server->registry); i++) {
-        bool listed = !registry_is_loaded(server->registry, i);
-
-        for (int j = 0; j < i && !listed; j++)
-            listed = registry_is_loaded(server->registry, j) &&
-                     strcmp(registry_name(server->registry, j), registry_name(server->registry, i)) == 0;
-        if (!listed)
-            cJSON_AddItemToArray(models, cJSON_CreateString(registry_name(server->registry, i)));
     }
+    cJSON_AddStringToObject(root, "status", ready ? "ready" : "not_ready");
+    cJSON_AddItemToObject(root, "models", models);
     return server_reply_json(connection, request,
                              ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, root);
 }

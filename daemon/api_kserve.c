@@ -42,19 +42,6 @@ enum MHD_Result api_kserve_ready(struct MHD_Connection *connection, struct reque
                       "ready", ready);
 }
 
-/* Returns the index of a loaded variant of the model named by the first length bytes of name, or -1. */
-static int find_model(const struct server *server, const char *name, size_t length)
-{
-    for (int i = 0; i < registry_count(server->registry); i++) {
-        const char *model_name = registry_name(server->registry, i);
-
-        if (strlen(model_name) == length && strncmp(model_name, name, length) == 0 &&
-            registry_is_loaded(server->registry, i))
-            return i;
-    }
-    return -1;
-}
-
 /*
  * The router sends only paths of the form /v2/models/{name}/ready here.
  * The KServe form with a version, /v2/models/{name}/versions/{v}/ready,
@@ -66,11 +53,16 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
     const char *name = request->path + strlen(MODELS_PREFIX);
     size_t name_length = strlen(name) - strlen(READY_SUFFIX);
     bool ready = atomic_load(&server->ready);
-    char requested[TEXT_QUOTE_SIZE], quoted[TEXT_QUOTE_SIZE];
-    int index = find_model(server, name, name_length);
+    char model[256], requested[TEXT_QUOTE_SIZE], quoted[TEXT_QUOTE_SIZE];
+    bool found = false;
     cJSON *root;
 
-    if (index < 0) {
+    /* A name that does not fit is longer than any file name, so no model has it. */
+    if (name_length < sizeof model) {
+        snprintf(model, sizeof model, "%.*s", (int)name_length, name);
+        found = registry_has_model(server->registry, model);
+    }
+    if (!found) {
         /* Copied without the suffix because text_quote reads up to NUL; text_quote cuts it further. */
         snprintf(requested, sizeof requested, "%.*s", (int)name_length, name);
         if (strstr(requested, "/versions/"))
@@ -84,7 +76,7 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
     }
 
     root = cJSON_CreateObject();
-    if (root && (!cJSON_AddStringToObject(root, "name", registry_name(server->registry, index)) ||
+    if (root && (!cJSON_AddStringToObject(root, "name", model) ||
                  !cJSON_AddBoolToObject(root, "ready", ready))) {
         cJSON_Delete(root);
         root = NULL;

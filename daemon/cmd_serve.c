@@ -153,18 +153,9 @@ static int load_models(const struct config *config, struct registry *registry)
 /* Makes `variant` the default of every model that has it loaded, and logs when none has. */
 static void apply_default_variant(struct registry *registry, const char *variant)
 {
-    yd_error error = { 0 };
-    bool found = false;
-
     if (!variant[0])
         return;
-    for (int i = 0; i < registry_count(registry); i++) {
-        if (strcmp(registry_variant(registry, i), variant) == 0 && registry_is_loaded(registry, i)) {
-            registry_set_default(registry, registry_name(registry, i), variant, &error);
-            found = true;
-        }
-    }
-    if (!found)
+    if (!registry_set_default_everywhere(registry, variant))
         log_printf(YD_LOG_WARN, "default_variant '%s' matches no loaded variant yet (variant"
                    " names are case-sensitive)", variant);
 }
@@ -409,7 +400,6 @@ int command_serve(int argc, char **argv)
     yd_error error = { 0 };
     sigset_t handled_signals;
     char model_list[512];
-    size_t used = 0;
     long cores;
     int threads, signal_number = 0;
     int status = EXIT_RUNTIME;
@@ -530,11 +520,7 @@ int command_serve(int argc, char **argv)
             model_dir_changed(&state);
     }
 
-    model_list[0] = '\0';
-    for (int i = 0; i < registry_count(registry) && used < sizeof model_list; i++)
-        used += (size_t)snprintf(model_list + used, sizeof model_list - used, "%s%s/%s",
-                                 i ? ", " : "", registry_name(registry, i),
-                                 registry_variant(registry, i));
+    registry_list_loaded(registry, model_list, sizeof model_list);
     log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads,"
                " queue %d, decodes %d",
                YOLOD_VERSION, config.listen, model_list, config.workers, threads,

@@ -266,6 +266,20 @@ void metrics_model_unloaded(int model_index)
     pthread_mutex_unlock(&metrics_lock);
 }
 
+void metrics_model_removed(int model_index)
+{
+    pthread_mutex_lock(&metrics_lock);
+    if (model_index >= 0 && model_index < model_count) {
+        struct model_metrics *model = &models[model_index];
+
+        free(model->name);
+        free(model->variant);
+        free(model->path);
+        memset(model, 0, sizeof *model);
+    }
+    pthread_mutex_unlock(&metrics_lock);
+}
+
 /* Finds or adds the entry for route; the caller holds metrics_lock. */
 static struct route_metrics *find_route_metrics(const char *route)
 {

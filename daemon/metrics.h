@@ -21,10 +21,15 @@ struct request;
  * (name, variant) loaded from path, with the current time as its load time.
  * metrics_model_unloaded drops its yolod_model_info line. Counters and
  * histograms of an entry survive unloading, so they never go backwards.
+ * metrics_model_removed drops every series of entry index when the registry
+ * gives its slot to another (name, variant). The new pair starts from zero.
+ * So does the old pair if it is loaded again later, which Prometheus treats
+ * as a counter reset.
  */
 void metrics_model_loaded(int model_index, const char *name, const char *variant,
                           const char *path);
 void metrics_model_unloaded(int model_index);
+void metrics_model_removed(int model_index);
 
 /*
  * Counts one response. route is the matched route pattern (such as

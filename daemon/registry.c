@@ -4,10 +4,17 @@
  * Locking: `admin_lock` serializes every change (add, load, reload, unload,
  * default, sync), so two changes of one entry cannot publish out of order
  * and a load runs without blocking requests. `lock` guards what requests
- * read: each entry's model, version, loaded_at, size_bytes, path and
- * is_default. Entries live in a fixed array and are only appended. An
- * entry's name and variant are written before `count` is raised (release)
- * and never change, so they are read without a lock.
+ * read: each entry's name, variant, model, version, loaded_at, size_bytes,
+ * path and is_default. These are written with both locks held, so either
+ * lock is enough to read them.
+ *
+ * Entries live in a fixed array. A new pair takes the next unused slot or,
+ * once all are used, the slot of an unloaded pair (reusable_entry). An
+ * entry's `holders` counts its registry_refs not yet released, and a slot
+ * with holders never goes to another pair, so a request reads the name and
+ * variant of its reference without a lock. Holders are added under `lock`
+ * and only to a loaded entry, and entries are loaded only under admin_lock.
+ * So an unloaded entry without holders gets none while admin_lock is held.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -38,7 +45,7 @@ struct file_id {
 };
 
 struct entry {
-    char *name, *variant;      /* fixed once the entry is counted */
+    char *name, *variant;      /* fixed until the slot goes to another pair */
     char *path;
     enum registry_source source;
     bool is_default;           /* the variant used when a request names none */
@@ -53,6 +60,8 @@ struct entry {
     double loaded_at;          /* Unix time in seconds */
     long long size_bytes;      /* source file size when this version was loaded */
     struct file_id file;
+    double unloaded_ms;        /* yd_now_ms() at the last unload, to reuse the oldest first */
+    atomic_int holders;        /* registry_refs not yet released, and pins of admin operations */
 };
 
 /* Maximum number of files whose logged problems a watch rescan remembers. */
@@ -71,6 +80,7 @@ struct registry {
     pthread_mutex_t admin_lock;
     struct entry entries[REGISTRY_MAX_ENTRIES];
     atomic_int count;
+    int max_entries;           /* REGISTRY_MAX_ENTRIES, or less for tests */
     int session_threads;       /* OpenMP threads of the warm-up session */
     /* Guarded by admin_lock: problems already logged, and whether the
      * current change is a watch rescan, which logs them again at debug. */
@@ -189,6 +199,7 @@ static void forget_problem(struct registry *registry, const char *path)
 int registry_create(int session_threads, struct registry **out, yd_error *err)
 {
     struct registry *registry = calloc(1, sizeof *registry);
+    const char *test_entries = getenv("YOLOD_TEST_REGISTRY_ENTRIES");
 
     if (!registry)
         return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory creating the model registry");
@@ -196,7 +207,24 @@ int registry_create(int session_threads, struct registry **out, yd_error *err)
     pthread_mutex_init(&registry->admin_lock, NULL);
     atomic_init(&registry->count, 0);
     atomic_init(&registry->stop_requested, false);
+    for (int i = 0; i < REGISTRY_MAX_ENTRIES; i++)
+        atomic_init(&registry->entries[i].holders, 0);
     registry->session_threads = session_threads;
+    registry->max_entries = REGISTRY_MAX_ENTRIES;
+    if (test_entries && test_entries[0]) {
+        char *end;
+        long value = strtol(test_entries, &end, 10);
+
+        if (*end == '\0' && value >= 1 && value <= REGISTRY_MAX_ENTRIES) {
+            registry->max_entries = (int)value;
+            log_printf(YD_LOG_WARN, "YOLOD_TEST_REGISTRY_ENTRIES=%s limits the registry to %d"
+                       " (name, variant) pairs; the variable is meant for tests only",
+                       test_entries, registry->max_entries);
+        } else {
+            log_printf(YD_LOG_WARN, "invalid YOLOD_TEST_REGISTRY_ENTRIES '%s', expected 1 to %d;"
+                       " using %d", test_entries, REGISTRY_MAX_ENTRIES, registry->max_entries);
+        }
+    }
     *out = registry;
     return YD_OK;
 }
@@ -232,16 +260,6 @@ void registry_destroy(struct registry *registry)
 int registry_count(const struct registry *registry)
 {
     return atomic_load_explicit(&((struct registry *)registry)->count, memory_order_acquire);
-}
-
-const char *registry_name(const struct registry *registry, int index)
-{
-    return registry->entries[index].name;
-}
-
-const char *registry_variant(const struct registry *registry, int index)
-{
-    return registry->entries[index].variant;
 }
 
 /* The entry of (name, variant), loaded or not; -1 when there is none. */
@@ -483,29 +501,98 @@ static uint64_t publish(struct registry *registry, int index, yd_model *model, c
     return version;
 }
 
-/* Appends an empty entry for (name, variant); -1 when the table is full or out of memory. */
-static int append_entry(struct registry *registry, const char *name, const char *variant,
-                        const char *path, enum registry_source source, yd_error *err)
+/*
+ * Returns whether entry may go to another pair: unloaded and held by no
+ * request or admin operation. A directory file unloaded through the admin
+ * API keeps its entry while the file exists, because without the entry a
+ * rescan would load the file again. Caller holds admin_lock.
+ */
+static bool is_reusable(const struct entry *entry)
 {
-    int index = registry_count(registry);
-    struct entry *entry = &registry->entries[index];
+    struct stat st;
 
-    if (index == REGISTRY_MAX_ENTRIES)
-        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
-                            "cannot add model '%s' variant '%s': the registry holds at most %d"
-                            " (name, variant) pairs", name, variant, REGISTRY_MAX_ENTRIES);
-    memset(entry, 0, sizeof *entry);
-    entry->name = strdup(name);
-    entry->variant = strdup(variant);
-    entry->path = strdup(path);
-    entry->source = source;
-    if (!entry->name || !entry->variant || !entry->path) {
-        free(entry->name);
-        free(entry->variant);
-        free(entry->path);
-        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory adding model %s", path);
+    if (entry->model || atomic_load_explicit(&entry->holders, memory_order_acquire) > 0)
+        return false;
+    return !(entry->unloaded_by_admin && entry->source == REGISTRY_SOURCE_DIR &&
+             stat(entry->path, &st) == 0);
+}
+
+/* The reusable entry unloaded longest ago, or -1. Caller holds admin_lock. */
+static int reusable_entry(const struct registry *registry)
+{
+    int oldest = -1;
+
+    for (int i = 0; i < registry_count(registry); i++) {
+        const struct entry *entry = &registry->entries[i];
+
+        if (is_reusable(entry) &&
+            (oldest < 0 || entry->unloaded_ms < registry->entries[oldest].unloaded_ms))
+            oldest = i;
     }
-    atomic_store_explicit(&registry->count, index + 1, memory_order_release);
+    return oldest;
+}
+
+/*
+ * Sets up an empty entry for (name, variant) in the next unused slot or,
+ * when every slot is used, in the slot of reusable_entry(), whose pair
+ * loses its metrics series. Returns the index, or an error when no slot is
+ * free or out of memory. Caller holds admin_lock.
+ */
+static int claim_entry(struct registry *registry, const char *name, const char *variant,
+                       const char *path, enum registry_source source, yd_error *err)
+{
+    int count = registry_count(registry), index = count;
+    char *new_name = strdup(name), *new_variant = strdup(variant), *new_path = strdup(path);
+    char *old_name = NULL, *old_variant = NULL, *old_path = NULL;
+    struct entry *entry;
+
+    if (!new_name || !new_variant || !new_path) {
+        index = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory adding model %s", path);
+        goto fail;
+    }
+    if (count == registry->max_entries)
+        index = reusable_entry(registry);
+    /* NOTE: a watch rescan does not retry a new file that failed here until
+     * the file changes, even when requests held the entries only briefly. */
+    if (index < 0) {
+        index = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                             "cannot add model '%s' variant '%s': all %d registry entries are"
+                             " loaded, in use by requests, or unloaded directory files still on"
+                             " disk; unload a model or remove its file, then retry",
+                             name, variant, registry->max_entries);
+        goto fail;
+    }
+    entry = &registry->entries[index];
+    if (index < count) {
+        log_printf(YD_LOG_INFO, "model %s variant %s takes the registry entry of model %s"
+                   " variant %s, unloaded %.0f s ago, whose metrics are dropped", name, variant,
+                   entry->name, entry->variant, (yd_now_ms() - entry->unloaded_ms) / 1000);
+        metrics_model_removed(index);
+    }
+
+    pthread_mutex_lock(&registry->lock);
+    old_name = entry->name;
+    old_variant = entry->variant;
+    old_path = entry->path;
+    memset(entry, 0, sizeof *entry);
+    atomic_init(&entry->holders, 0);
+    entry->name = new_name;
+    entry->variant = new_variant;
+    entry->path = new_path;
+    entry->source = source;
+    pthread_mutex_unlock(&registry->lock);
+
+    if (index == count)
+        atomic_store_explicit(&registry->count, index + 1, memory_order_release);
+    free(old_name);
+    free(old_variant);
+    free(old_path);
+    return index;
+
+fail:
+    free(new_name);
+    free(new_variant);
+    free(new_path);
     return index;
 }
 
@@ -614,9 +701,12 @@ static int move_to_variant(struct registry *registry, int index, const char *pat
     struct entry *entry = &registry->entries[index];
     struct registry_result unloaded;
     char why[128];
-    int rc = add_model_locked(registry, path, entry->source, model, variant, id, start, result,
-                              err);
+    int rc;
 
+    /* Pinned, so the new variant cannot take this entry when it is unloaded. */
+    atomic_fetch_add(&entry->holders, 1);
+    rc = add_model_locked(registry, path, entry->source, model, variant, id, start, result, err);
+    atomic_fetch_sub(&entry->holders, 1);
     if (rc < 0)
         return rc;
     snprintf(why, sizeof why, "its file now contains variant %s", variant);
@@ -639,6 +729,7 @@ static void unload_entry(struct registry *registry, int index, bool by_admin, co
     old = entry->model;
     entry->model = NULL;
     entry->unloaded_by_admin = by_admin;
+    entry->unloaded_ms = yd_now_ms();
     if (entry->is_default) {
         entry->is_default = false;
         ensure_default(registry, entry->name);
@@ -687,7 +778,7 @@ static int add_model_locked(struct registry *registry, const char *path,
         goto fail;
     }
     if (index < 0)
-        index = append_entry(registry, yd_model_name(model), variant, path, source, err);
+        index = claim_entry(registry, yd_model_name(model), variant, path, source, err);
     if (index < 0) {
         rc = index;
         goto fail;
@@ -922,16 +1013,6 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err)
     return YD_OK;
 }
 
-bool registry_is_loaded(struct registry *registry, int index)
-{
-    bool loaded;
-
-    pthread_mutex_lock(&registry->lock);
-    loaded = registry->entries[index].model != NULL;
-    pthread_mutex_unlock(&registry->lock);
-    return loaded;
-}
-
 /* Whether a variant of name (of any model when NULL) is loaded. Caller holds lock. */
 static bool has_model_locked(const struct registry *registry, const char *name)
 {
@@ -989,6 +1070,43 @@ void registry_list_names(struct registry *registry, char *out, size_t out_size)
         snprintf(out, out_size, "none");
 }
 
+cJSON *registry_names_json(struct registry *registry)
+{
+    cJSON *names = cJSON_CreateArray();
+
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; names && i < registry_count(registry); i++) {
+        cJSON *name;
+
+        if (!is_first_of_name(registry, i))
+            continue;
+        name = cJSON_CreateString(registry->entries[i].name);
+        if (!name) {
+            cJSON_Delete(names);
+            names = NULL;
+            break;
+        }
+        cJSON_AddItemToArray(names, name);
+    }
+    pthread_mutex_unlock(&registry->lock);
+    return names;
+}
+
+void registry_list_loaded(struct registry *registry, char *out, size_t out_size)
+{
+    size_t used = 0;
+
+    out[0] = '\0';
+    pthread_mutex_lock(&registry->lock);
+    for (int i = 0; i < registry_count(registry) && used < out_size; i++)
+        if (registry->entries[i].model)
+            used += (size_t)snprintf(out + used, out_size - used, "%s%s/%s", used ? ", " : "",
+                                     registry->entries[i].name, registry->entries[i].variant);
+    pthread_mutex_unlock(&registry->lock);
+    if (out[0] == '\0')
+        snprintf(out, out_size, "none");
+}
+
 void registry_list_variants(struct registry *registry, const char *name, char *out,
                             size_t out_size)
 {
@@ -1005,16 +1123,18 @@ void registry_list_variants(struct registry *registry, const char *name, char *o
         snprintf(out, out_size, "none");
 }
 
-/* Retains entry index into ref. Caller holds lock. */
+/* Retains entry index, which is loaded, into ref. Caller holds lock. */
 static void retain_entry(struct registry *registry, int index, struct registry_ref *ref)
 {
-    const struct entry *entry = &registry->entries[index];
+    struct entry *entry = &registry->entries[index];
 
+    atomic_fetch_add_explicit(&entry->holders, 1, memory_order_relaxed);
     ref->model = yd_model_retain(entry->model);
     ref->name = entry->name;
     ref->variant = entry->variant;
     ref->version = entry->version;
     ref->index = index;
+    ref->registry = registry;
 }
 
 int registry_acquire(struct registry *registry, const char *name, const char *variant,
@@ -1054,9 +1174,14 @@ int registry_acquire_index(struct registry *registry, int index, struct registry
 
 void registry_release(struct registry_ref *ref)
 {
-    if (ref->model)
-        yd_model_release(ref->model);
+    if (!ref->model)
+        return;
+    yd_model_release(ref->model);
     ref->model = NULL;
+    /* Release order: the caller's reads of name and variant happen before
+     * is_reusable() finds the entry without holders. */
+    atomic_fetch_sub_explicit(&ref->registry->entries[ref->index].holders, 1,
+                              memory_order_release);
 }
 
 bool registry_is_current(struct registry *registry, const yd_model *model)
@@ -1082,18 +1207,22 @@ static bool entry_matches(const struct registry *registry, int index, const char
 int registry_reload(struct registry *registry, const char *name, const char *variant,
                     struct registry_results *results)
 {
+    bool loaded_before[REGISTRY_MAX_ENTRIES];
     struct registry_result spare;
-
     int count;
 
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
-    /* A file that now contains another variant adds an entry, which is not reloaded again. */
+    /* A file that now contains another variant adds an entry, or takes an
+     * unloaded one, which is not reloaded again. */
     count = registry_count(registry);
+    for (int i = 0; i < count; i++)
+        loaded_before[i] = registry->entries[i].model != NULL;
     for (int i = 0; i < count; i++) {
         struct registry_result *result;
 
-        if (!registry->entries[i].model || !entry_matches(registry, i, name, variant))
+        if (!loaded_before[i] || !registry->entries[i].model ||
+            !entry_matches(registry, i, name, variant))
             continue;
         result = next_result(results, &spare);
         load_entry(registry, i, NULL, result);
@@ -1144,7 +1273,7 @@ static bool file_left_dir(const struct entry *entry)
 int registry_load(struct registry *registry, const char *name, const char *variant,
                   const char *dir, struct registry_results *results)
 {
-    bool loaded_before[REGISTRY_MAX_ENTRIES];
+    bool loaded_before[REGISTRY_MAX_ENTRIES], pinned[REGISTRY_MAX_ENTRIES];
     struct registry_result spare;
     char **files = NULL;
     int count = 0, entries;
@@ -1153,10 +1282,15 @@ int registry_load(struct registry *registry, const char *name, const char *varia
     memset(results, 0, sizeof *results);
     pthread_mutex_lock(&registry->admin_lock);
     /* A file that now contains another variant loads into another entry,
-     * already in the results, which may come later in this loop. */
+     * already in the results, which may come later in this loop. The
+     * entries to load are pinned, so such a load cannot take one of them. */
     entries = registry_count(registry);
-    for (int i = 0; i < entries; i++)
+    for (int i = 0; i < entries; i++) {
         loaded_before[i] = registry->entries[i].model != NULL;
+        pinned[i] = entry_matches(registry, i, name, variant);
+        if (pinned[i])
+            atomic_fetch_add(&registry->entries[i].holders, 1);
+    }
     for (int i = 0; i < entries; i++) {
         struct registry_result *result;
 
@@ -1174,6 +1308,9 @@ int registry_load(struct registry *registry, const char *name, const char *varia
         load_entry(registry, i, NULL, result);
         results->failures += result->code != YD_OK;
     }
+    for (int i = 0; i < entries; i++)
+        if (pinned[i])
+            atomic_fetch_sub(&registry->entries[i].holders, 1);
     if (dir && list_model_files(registry, dir, &files, &count, &error) < 0)
         log_printf(YD_LOG_WARN, "load of model %s: %s", name, error.message);
     for (int i = 0; i < count; i++) {
@@ -1214,28 +1351,52 @@ int registry_unload(struct registry *registry, const char *name, const char *var
     return results->total > 0 ? YD_OK : YD_ERR_INVALID_ARGUMENT;
 }
 
+/* Makes entry index, which is loaded, the default of its model. Caller holds admin_lock. */
+static void make_default(struct registry *registry, int index)
+{
+    struct entry *entry = &registry->entries[index];
+    int previous;
+
+    pthread_mutex_lock(&registry->lock);
+    previous = find_default(registry, entry->name);
+    if (previous >= 0)
+        registry->entries[previous].is_default = false;
+    entry->is_default = true;
+    pthread_mutex_unlock(&registry->lock);
+    if (previous != index)
+        log_printf(YD_LOG_INFO, "model %s now defaults to variant %s", entry->name,
+                   entry->variant);
+}
+
 int registry_set_default(struct registry *registry, const char *name, const char *variant,
                          yd_error *err)
 {
-    int index, previous = -1, rc = YD_OK;
+    int index, rc = YD_OK;
 
     pthread_mutex_lock(&registry->admin_lock);
-    pthread_mutex_lock(&registry->lock);
     index = find_entry(registry, name, variant);
-    if (index < 0 || !registry->entries[index].model) {
+    if (index < 0 || !registry->entries[index].model)
         rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "model '%s' has no loaded variant '%s'",
                           name, variant);
-    } else {
-        previous = find_default(registry, name);
-        if (previous >= 0)
-            registry->entries[previous].is_default = false;
-        registry->entries[index].is_default = true;
-    }
-    pthread_mutex_unlock(&registry->lock);
-    if (rc == YD_OK && previous != index)
-        log_printf(YD_LOG_INFO, "model %s now defaults to variant %s", name, variant);
+    else
+        make_default(registry, index);
     pthread_mutex_unlock(&registry->admin_lock);
     return rc;
+}
+
+bool registry_set_default_everywhere(struct registry *registry, const char *variant)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&registry->admin_lock);
+    for (int i = 0; i < registry_count(registry); i++) {
+        if (!registry->entries[i].model || strcmp(registry->entries[i].variant, variant) != 0)
+            continue;
+        make_default(registry, i);
+        found = true;
+    }
+    pthread_mutex_unlock(&registry->admin_lock);
+    return found;
 }
 
 /* Whether path is in files[0..count). */

@@ -4,10 +4,12 @@
  * version, so a reload can publish a new version while old requests finish
  * on the one they started with.
  *
- * An entry is created the first time its (name, variant) is loaded and then
- * keeps its index for the registry's lifetime. Unloading empties it, and a
- * later load fills it again with the next version number, so versions of an
- * entry never repeat.
+ * An entry is created the first time its (name, variant) is loaded. Unloading
+ * empties it, and a later load fills it again with the next version number.
+ * The entry stays with its pair until the table is full and a new pair
+ * needs a slot. Then the pair unloaded longest ago that no request still
+ * uses loses its entry to the new one. A pair that lost its entry starts again
+ * at version 1 and with new metrics series when it is loaded again.
  *
  * Name and variant of a file: the name is the file name up to its first
  * dot; the variant is VARIANT for NAME.VARIANT.yolod, fp32 for NAME.onnx,
@@ -27,21 +29,28 @@
 #include "yolod.h"
 
 /*
- * (name, variant) pairs ever loaded. An unloaded pair keeps its slot (its
- * metrics keep counting under the same labels), so this bounds the distinct
- * names and variants over the daemon's lifetime.
+ * Entries, each a (name, variant) pair loaded now or unloaded and not yet
+ * given to another pair. This bounds the pairs loaded at once, together with
+ * unloaded pairs that requests still use and directory files unloaded
+ * through the admin API that are still on disk. The environment variable
+ * YOLOD_TEST_REGISTRY_ENTRIES lowers it, so tests reach a full table with a
+ * few files.
  */
 #define REGISTRY_MAX_ENTRIES 1024
 #define REGISTRY_MAX_RESULTS 16 /* variants one admin operation reports */
 
 struct registry;
 
-/* A retained reference to one version; give it back with registry_release. */
+/*
+ * A retained reference to one version; give it back with registry_release.
+ * While it is held, its entry is not given to another pair.
+ */
 struct registry_ref {
     yd_model *model;
-    const char *name, *variant; /* the entry's, valid for the registry's lifetime */
+    const char *name, *variant; /* the entry's, valid until registry_release */
     uint64_t version;           /* 1 for the first version of the entry, +1 per load */
-    int index;                  /* entry index, stable for the registry's lifetime */
+    int index;                  /* entry index, the metrics slot of the pair */
+    struct registry *registry;
 };
 
 /* Origin of an entry's file; registry_sync treats each origin separately. */
@@ -101,21 +110,20 @@ bool registry_is_model_file(const char *file);
 /* Returns whether a file name ends in .onnx or .yolod in any letter case, served or not. */
 bool registry_has_model_extension(const char *file);
 
-/* Number of entries; indexes 0..count-1 stay valid for the registry's lifetime. */
+/* Number of entry slots used so far, loaded or not; registry_acquire_index takes 0..count-1. */
 int registry_count(const struct registry *registry);
-
-/* Name and variant of an entry; the strings live as long as the registry. */
-const char *registry_name(const struct registry *registry, int index);
-const char *registry_variant(const struct registry *registry, int index);
-
-/* Whether the entry has a version loaded now. */
-bool registry_is_loaded(struct registry *registry, int index);
 
 /* Whether some variant of the model name (of any model when name is NULL) is loaded. */
 bool registry_has_model(struct registry *registry, const char *name);
 
-/* Distinct names of loaded models, in the order they were added, joined by ", ". */
+/* Distinct names of loaded models, in entry order, joined by ", ". */
 void registry_list_names(struct registry *registry, char *out, size_t out_size);
+
+/* Distinct names of loaded models as a JSON array of strings; NULL when out of memory. */
+cJSON *registry_names_json(struct registry *registry);
+
+/* Loaded pairs as NAME/VARIANT, joined by ", "; "none" when nothing is loaded. */
+void registry_list_loaded(struct registry *registry, char *out, size_t out_size);
 
 /* Returns true when the registry has an entry, loaded or unloaded, of the model name. */
 bool registry_knows(struct registry *registry, const char *name);
@@ -137,7 +145,10 @@ int registry_acquire(struct registry *registry, const char *name, const char *va
 /* Retains the current version of entry index; YD_ERR_INVALID_ARGUMENT when it is unloaded. */
 int registry_acquire_index(struct registry *registry, int index, struct registry_ref *ref);
 
-/* Drops the reference; a replaced version is freed with its last one. */
+/*
+ * Drops the reference; a replaced version is freed with its last one. The
+ * name and variant of ref must not be used afterwards.
+ */
 void registry_release(struct registry_ref *ref);
 
 /* Whether model is the current version of its entry. */
@@ -170,6 +181,9 @@ int registry_unload(struct registry *registry, const char *name, const char *var
  */
 int registry_set_default(struct registry *registry, const char *name, const char *variant,
                          yd_error *err);
+
+/* Makes variant the default of every model that has it loaded; returns whether any has. */
+bool registry_set_default_everywhere(struct registry *registry, const char *variant);
 
 /*
  * Brings the registry in line with the files on disk:
