@@ -420,6 +420,10 @@ void server_append_body(struct request *request, const char *data, size_t size)
             capacity *= 2;
         if (capacity > limit)
             capacity = limit;
+        /* The body ends at its Content-Length, so the buffer never needs
+         * more: max_buffered_bytes is charged that, not the next power of 2. */
+        if (request->declared_length >= needed && capacity > request->declared_length)
+            capacity = request->declared_length;
         growth = capacity - request->body_capacity;
         if (atomic_fetch_add(&server->buffered_bytes, growth) + growth >
             server->config->max_buffered_bytes) {
@@ -582,6 +586,7 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                      "body_too_large",
                                      "request body of %s bytes exceeds the limit of %zu bytes (max_body_bytes)",
                                      length_text, config->max_body_bytes);
+        request->declared_length = (size_t)declared;
     }
 
     if (multipart_begin(request, connection) != 0)

@@ -60,6 +60,7 @@ struct request {
     /* Request body: the raw image, or the multipart field "image". */
     uint8_t *body;
     size_t body_size, body_capacity;
+    size_t declared_length; /* Content-Length, 0 without one */
     bool body_too_large;
     bool body_over_budget;   /* max_buffered_bytes was reached while it arrived */
     bool keeps_body;         /* a detection route; other routes drop their bodies */

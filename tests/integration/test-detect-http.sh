@@ -266,25 +266,37 @@ got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m i
 [ "$got" = "[('yolov8n', [1])]" ] && ok "repeated --model is version 1" || fail "repeated --model is version 1" "$got"
 [ "$(cat "/proc/$PID/comm")" = yolod ] && ok "process is named yolod for pgrep" || fail "process is named yolod for pgrep" "$(cat "/proc/$PID/comm")"
 
-# --- max_buffered_bytes: a half-sent 800 KB body takes 800 KB of the 1 MiB
-# budget, so a second body that needs 256 KB more gets 503 buffers_full;
-# once the first connection closes, the same request succeeds.
-start_daemon budget --max-buffered-bytes 1M --max-body-bytes 800K
-python3 - "${URL##*:}" "$WORK/budget-holder.ready" <<'PY' &
+# --- max_buffered_bytes: a half-sent body of Content-Length 960000 takes
+# 960000 bytes of the 1100 KiB budget, so bus.jpg (487438 bytes) gets 503
+# buffers_full; once the first connection closes, the same request
+# succeeds. A body of Content-Length 600000 is charged 600000 bytes, not
+# its buffer's next power of 2 (1 MiB), so bus.jpg fits beside it.
+start_daemon budget --max-buffered-bytes 1100K --max-body-bytes 1M
+# hold_body LENGTH SENT READY: holds a body of Content-Length LENGTH with
+# SENT bytes sent for 3 s, and creates READY once they are sent.
+hold_body() {
+    rm -f "$3"
+    python3 - "${URL##*:}" "$1" "$2" "$3" <<'PY' &
 import socket, sys, time
+length, sent = int(sys.argv[2]), int(sys.argv[3])
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: 819200\r\n\r\n" + b"x" * 700000)
+s.sendall(b"POST /v1/detect HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length + b"x" * sent)
 time.sleep(0.5)
-open(sys.argv[2], "w").close()
+open(sys.argv[4], "w").close()
 time.sleep(3)
 s.close()
 PY
-holder=$!
-for i in $(seq 50); do [ -e "$WORK/budget-holder.ready" ] && break; sleep 0.1; done
+    holder=$!
+    for i in $(seq 50); do [ -e "$3" ] && break; sleep 0.1; done
+}
+hold_body 960000 900000 "$WORK/budget-holder.ready"
 expect_error "body over the buffer budget" 503 buffers_full "max_buffered_bytes" \
     --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 wait "$holder"
 expect_status "body after the budget frees up" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+hold_body 600000 599999 "$WORK/budget-holder.ready"
+expect_status "budget charges the Content-Length" 200 "$R" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+wait "$holder"
 
 # --- A client that shuts down its sending side after the request (nc -N,
 # socat) still gets its reply.
