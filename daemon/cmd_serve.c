@@ -251,6 +251,7 @@ static void reread_config(int argc, char **argv, struct serve_state *state, stru
 {
     struct config fresh, *live = state->config;
     struct registry_results results;
+    bool default_changed;
 
     config_init(&fresh);
     if (parse_serve_args(argc, argv, &fresh) != 0) {
@@ -264,6 +265,7 @@ static void reread_config(int argc, char **argv, struct serve_state *state, stru
     live->watch_model_dir = fresh.watch_model_dir;
     watch_set_enabled(watch, fresh.watch_model_dir);
     pthread_mutex_lock(&state->default_lock);
+    default_changed = strcmp(live->default_variant, fresh.default_variant) != 0;
     snprintf(live->default_variant, sizeof live->default_variant, "%s", fresh.default_variant);
     pthread_mutex_unlock(&state->default_lock);
     config_clear_models(live);
@@ -277,6 +279,10 @@ static void reread_config(int argc, char **argv, struct serve_state *state, stru
 
     registry_sync(state->registry, (const char *const *)live->models, live->model_count,
                   live->model_dir, true, &results);
+    /* After a changed default_variant, models without the new variant go
+     * back to their first loaded one, not the old key's. */
+    if (default_changed)
+        registry_reset_defaults(state->registry);
     apply_default_variant(state->registry, live->default_variant);
     finish_sync(state, "SIGHUP", &results);
     log_printf(YD_LOG_INFO, "SIGHUP: configuration reread");

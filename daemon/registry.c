@@ -1384,6 +1384,22 @@ int registry_set_default(struct registry *registry, const char *name, const char
     return rc;
 }
 
+void registry_reset_defaults(struct registry *registry)
+{
+    pthread_mutex_lock(&registry->admin_lock);
+    for (int i = 0; i < registry_count(registry); i++) {
+        const struct entry *entry = &registry->entries[i];
+        bool first = entry->model != NULL;
+
+        for (int j = 0; first && j < i; j++)
+            if (registry->entries[j].model && strcmp(registry->entries[j].name, entry->name) == 0)
+                first = false;
+        if (first)
+            make_default(registry, i);
+    }
+    pthread_mutex_unlock(&registry->admin_lock);
+}
+
 bool registry_set_default_everywhere(struct registry *registry, const char *variant)
 {
     bool found = false;

@@ -182,6 +182,9 @@ int registry_unload(struct registry *registry, const char *name, const char *var
 int registry_set_default(struct registry *registry, const char *name, const char *variant,
                          yd_error *err);
 
+/* Makes each model's first loaded variant (the lowest entry) its default, as at startup. */
+void registry_reset_defaults(struct registry *registry);
+
 /* Makes variant the default of every model that has it loaded; returns whether any has. */
 bool registry_set_default_everywhere(struct registry *registry, const char *variant);
 

@@ -241,6 +241,21 @@ kill -HUP "$PID"
 for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
 expect_status "detect after SIGHUP with default_variant" 200 "$WORK/d4.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
 [ "$(json_get "$WORK/d4.json" 'j["variant"]')" = int8 ] && ok "default_variant from the config applies" || fail "default_variant from the config applies" "$(head -c 300 "$WORK/d4.json")"
+# Removing the key, or naming a variant the model lacks, makes the first
+# loaded variant (live) the default again, not the old key's.
+for setting in '' 'default_variant = fp16
+'; do
+    write_config yes "$setting"
+    hups=$(grep -c "SIGHUP: configuration reread" "$LOG")
+    kill -HUP "$PID"
+    for i in $(seq 100); do [ "$(grep -c "SIGHUP: configuration reread" "$LOG")" -gt "$hups" ] && break; sleep 0.1; done
+    expect_status "detect after SIGHUP with '${setting%?}'" 200 "$WORK/d5.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+    got=$(json_get "$WORK/d5.json" 'j["variant"]')
+    [ "$got" = live ] && ok "SIGHUP with '${setting%?}' restores the first variant" || fail "SIGHUP with '${setting%?}' restores the first variant" "variant $got"
+done
+write_config yes 'default_variant = int8
+'
+kill -HUP "$PID"
 
 # With the watch on, a new file is served and a removed one is not.
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/.link"
