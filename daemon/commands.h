@@ -33,7 +33,8 @@ int command_print_help(const char *name);
 /*
  * Splits argv[*index] into an option name and value, accepting "--name value"
  * and "--name=value", and advances *index past the arguments used. Returns 0,
- * or -1 with a message in err when the value is missing.
+ * or -1 with a message in err when the value is missing or the option was
+ * given before (except serve's --model and --config).
  */
 int command_take_option(int argc, char **argv, int *index, char *name, size_t name_size,
                         const char **value, char *err, size_t err_size);

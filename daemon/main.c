@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,11 +153,36 @@ int command_print_help(const char *name)
     return 0;
 }
 
+/*
+ * Whether option `name` appears in argv[1..end) as --name or --name=VALUE.
+ * Any option given twice is an error, so `--model a --model b` never
+ * silently means b. serve's --model may be repeated, and serve names both
+ * files of a repeated --config itself.
+ */
+static bool option_repeated(char **argv, int end, const char *name)
+{
+    size_t length = strlen(name);
+
+    if (strcmp(argv[0], "serve") == 0 && (strcmp(name, "model") == 0 || strcmp(name, "config") == 0))
+        return false;
+    for (int j = 1; j < end; j++)
+        if (strncmp(argv[j], "--", 2) == 0 && strncmp(argv[j] + 2, name, length) == 0 &&
+            (argv[j][2 + length] == '\0' || argv[j][2 + length] == '='))
+            return true;
+    return false;
+}
+
 int command_take_option(int argc, char **argv, int *index, char *name, size_t name_size,
                         const char **value, char *err, size_t err_size)
 {
     const char *arg = argv[*index] + 2;
     const char *equals = strchr(arg, '=');
+
+    snprintf(name, name_size, "%.*s", (int)(equals ? equals - arg : (ptrdiff_t)strlen(arg)), arg);
+    if (option_repeated(argv, *index, name)) {
+        snprintf(err, err_size, "option '--%s' given twice; give it once", name);
+        return -1;
+    }
 
     if (equals) {
         snprintf(name, name_size, "%.*s", (int)(equals - arg), arg);

@@ -73,6 +73,13 @@ usage_error "unknown command" "unknown command" frobnicate
 usage_error "detect without model" "--model" detect "$IMAGES/bus.jpg"
 usage_error "detect without images" "no image" detect --model "$MODEL"
 usage_error "detect unknown option" "--frob" detect --model "$MODEL" --frob 1 "$IMAGES/bus.jpg"
+# An option given twice is an error, not "the last one wins".
+usage_error "detect model given twice" "option '--model' given twice" \
+    detect --model "$MODEL" --model=/nonexistent.onnx "$IMAGES/bus.jpg"
+usage_error "bench option given twice" "option '--runs' given twice" \
+    bench --model "$MODEL" --runs 1 --runs 2
+usage_error "serve option given twice" "option '--threads' given twice" \
+    serve --model "$MODEL" --threads 1 --threads 2
 usage_error "detect option without value" "option '--model' needs a value" detect "$IMAGES/bus.jpg" --model
 usage_error "serve option without value" "option '--listen' needs a value" serve --listen
 usage_error "misspelt last option" "unknown option '--lisen'" serve --lisen
