@@ -5,9 +5,14 @@
  * of body and once more when the body is complete. Requests rejected from
  * the headers alone (unknown route, wrong method, a Content-Length over the
  * limit or given twice) get their reply on the first call, so the body is
- * never read, and libmicrohttpd then closes the connection. A connection
- * whose body is still incomplete request_timeout seconds after the headers
- * is closed.
+ * never read, and libmicrohttpd then closes the connection.
+ *
+ * Three deadlines bound slow clients, each request_timeout seconds long:
+ * libmicrohttpd's idle timeout, restarted by every byte; the header
+ * deadline (header_deadline.c), from the connection's accept or its
+ * previous request's end to the first access-handler call; and the body
+ * deadline, from that call to the end of the body. So a client that keeps
+ * sending bytes has at most about twice request_timeout for one request.
  *
  * NOTE: a body without Content-Length (chunked) that goes over the limit is
  * still read to its end, discarding the bytes, before the 413 is sent.
@@ -16,9 +21,7 @@
  * the access handler runs, with fixed HTML bodies it has no option to
  * replace: a bad request line or header (400), a request line or headers
  * larger than the connection memory (414, 431) and a chunk size too large
- * (413). The request deadline also starts only once the headers are
- * complete, so headers sent slowly are bounded only by the idle timeout,
- * the connection memory and the per-address connection limit.
+ * (413).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -693,6 +696,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
     struct request *request = *con_cls;
 
     if (!request) {
+        header_deadlines_headers_complete(((struct server *)cls)->header_deadlines, connection);
         lower_connection_priority();
         request = calloc(1, sizeof *request);
         if (!request)
@@ -742,7 +746,9 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
     /* Quoted values double at most, and a logged path may be cut. */
     char path[1024], id[2 * REQUEST_ID_MAX + 3];
     const char *allow;
+    struct server *server = cls;
 
+    header_deadlines_request_finished(server->header_deadlines, connection);
     if (!request)
         return;
     text_log_field(path, sizeof path, request->path);
@@ -776,10 +782,13 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
  * logged on one line a second at most, so a connection flood cannot fill the
  * log (test-hostile-http.sh checks). The line for the last rejections of a
  * burst waits for the next rejection, so only the metric is always current.
+ * A connection closed before its request was complete is logged at debug:
+ * the client closed it, or the header deadline did, which logs its own line.
  */
 static void log_mhd_message(void *cls, const char *fmt, va_list ap)
 {
     static const char limit_message[] = "Server reached connection limit";
+    static const char closed_message[] = "Connection socket is closed when reading request";
     static atomic_llong last_rejection_ms;
     static atomic_long rejections;
     char message[1024];
@@ -801,6 +810,10 @@ static void log_mhd_message(void *cls, const char *fmt, va_list ap)
         log_printf(YD_LOG_WARN, "libmicrohttpd rejected %ld connection%s at a connection limit "
                    "(max_connections_per_ip, or %d connections in all) since the last such line",
                    count, count == 1 ? "" : "s", CONFIG_MAX_CONNECTIONS);
+        return;
+    }
+    if (strncmp(message, closed_message, sizeof closed_message - 1) == 0) {
+        log_printf(YD_LOG_DEBUG, "libmicrohttpd: %s", message);
         return;
     }
     log_printf(YD_LOG_WARN, "libmicrohttpd: %s", message);
@@ -900,6 +913,12 @@ int server_start(struct server *server)
         return -1;
     }
 
+    server->header_deadlines = header_deadlines_start(config->request_timeout_s);
+    if (!server->header_deadlines) {
+        close(server->listen_fd);
+        server->listen_fd = -1;
+        return -1;
+    }
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle_access, server,
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
@@ -910,9 +929,12 @@ int server_start(struct server *server)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, server,
         MHD_OPTION_NOTIFY_COMPLETED, handle_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, header_deadlines_notify, server->header_deadlines,
         MHD_OPTION_END);
     if (!server->daemon) {
         log_printf(YD_LOG_ERROR, "cannot start the HTTP server on %s", config->listen);
+        header_deadlines_stop(server->header_deadlines);
+        server->header_deadlines = NULL;
         close(server->listen_fd);
         server->listen_fd = -1;
         return -1;
@@ -949,6 +971,8 @@ void server_stop(struct server *server)
                        atomic_load(&server->active_requests), server->config->request_timeout_s);
         MHD_stop_daemon(server->daemon);
         server->daemon = NULL;
+        header_deadlines_stop(server->header_deadlines);
+        server->header_deadlines = NULL;
     }
     if (server->listen_fd >= 0) {
         close(server->listen_fd);

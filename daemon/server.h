@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "header_deadline.h"
 #include "registry.h"
 #include "workers.h"
 #include "yolod.h"
@@ -24,6 +25,7 @@ struct server {
     /* Set once the startup models are loaded, while the HTTP threads run. */
     struct worker_pool *_Atomic pool;
     struct MHD_Daemon *daemon;
+    struct header_deadlines *header_deadlines; /* running while daemon is */
     int listen_fd;
     atomic_bool ready;       /* models loaded, workers running, not stopping */
     atomic_bool stopping;    /* draining: new detections get 503 and connections close */
