@@ -3,9 +3,11 @@
  *
  * The access handler is called once when the headers are in, once per chunk
  * of body and once more when the body is complete. Requests rejected from
- * the headers alone (unknown route, wrong method, a Content-Length over the
- * limit or given twice) get their reply on the first call, so the body is
- * never read, and libmicrohttpd then closes the connection.
+ * the headers alone (unknown route, wrong method, an expectation other than
+ * 100-continue, a Content-Length over the limit or given twice, an invalid
+ * query parameter of a detection route) get their reply on the first call.
+ * libmicrohttpd then sends it instead of 100 Continue, never reads the
+ * body, and closes the connection.
  *
  * Three deadlines bound slow clients, each request_timeout seconds long:
  * libmicrohttpd's idle timeout, restarted by every byte; the header
@@ -542,7 +544,66 @@ static bool reject_framing(struct MHD_Connection *connection, struct request *re
     return false;
 }
 
-/* Handles the first call: routing, method, framing, declared size, body setup. */
+/*
+ * Stores in *cls the first Expect header value with a member other than
+ * 100-continue, and skips empty list members. The comparison ignores case
+ * because RFC 9110 (section 10.1.1) makes the Expect value case-insensitive.
+ */
+static enum MHD_Result find_unsupported_expectation(void *cls, enum MHD_ValueKind kind,
+                                                    const char *key, const char *value)
+{
+    static const char continue_member[] = "100-continue";
+    const char **unsupported = cls;
+    const char *member = value;
+
+    if (!key || !value || strcasecmp(key, MHD_HTTP_HEADER_EXPECT) != 0)
+        return MHD_YES;
+    while (*member) {
+        size_t length, trimmed;
+
+        member += strspn(member, " \t,");
+        length = strcspn(member, ",");
+        trimmed = length;
+        while (trimmed > 0 && (member[trimmed - 1] == ' ' || member[trimmed - 1] == '\t'))
+            trimmed--;
+        if (trimmed > 0 && !(trimmed == sizeof continue_member - 1 &&
+                             strncasecmp(member, continue_member, trimmed) == 0)) {
+            *unsupported = value;
+            return MHD_NO;
+        }
+        member += length;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Rejects an expectation other than 100-continue with 417, which RFC 9110
+ * (section 10.1.1) allows. libmicrohttpd 0.9.75 ignores such an
+ * expectation and would process the request as if it were not there.
+ */
+static bool reject_expectation(struct MHD_Connection *connection, struct request *request,
+                               enum route route, enum MHD_Result *result)
+{
+    const char *unsupported = NULL;
+    char quoted[TEXT_QUOTE_SIZE];
+
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, find_unsupported_expectation,
+                              &unsupported);
+    if (!unsupported)
+        return false;
+    *result = reply_route_error(connection, request, route, MHD_HTTP_EXPECTATION_FAILED,
+                                "expectation_failed",
+                                "Expect '%s' is not supported; send no Expect header or"
+                                " 'Expect: 100-continue'",
+                                text_quote(quoted, sizeof quoted, unsupported,
+                                           TEXT_QUOTE_MAX_CHARS));
+    return true;
+}
+
+/*
+ * Handles the first call: routing, method, expectations, framing, declared
+ * size, body setup and the query parameters of the detection routes.
+ */
 static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                      struct request *request)
 {
@@ -565,6 +626,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                               MHD_HTTP_HEADER_ALLOW, allow, "method_not_allowed",
                                               "method %s is not allowed on %s (allowed: %s)",
                                               method, path, allow);
+    if (reject_expectation(connection, request, route, &result))
+        return result;
     if (reject_framing(connection, request, route, &result))
         return result;
     if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
@@ -590,6 +653,15 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     if (multipart_begin(request, connection) != 0)
         return reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
                                  "invalid multipart/form-data request: missing or invalid boundary");
+
+    /* A reply queued now goes out instead of 100 Continue, so a client that
+     * sent Expect: 100-continue does not upload a body that would be
+     * rejected. While the models load, finish_request replies 503. */
+    if (atomic_load(&request->server->ready) &&
+        api_detect_reject_query(connection, request,
+                                route == ROUTE_DETECT ? &api_detect_format : &api_deepstack_format,
+                                &result))
+        return result;
     return MHD_YES;
 }
 
