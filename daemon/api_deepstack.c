@@ -13,9 +13,9 @@
  * Boxes are whole pixels of the original image and predictions are sorted
  * by confidence, highest first.
  *
- * NOTE: replies that server.c sends before this handler runs keep the
- * native shape {"error": {code, message}}: 404 for an unknown path, 405 for
- * a wrong method, and 400 or 413 for a bad or over-limit Content-Length.
+ * NOTE: a wrong method gets 405 from server.c in the native shape
+ * {"error": {code, message}}. Its other replies from the headers alone
+ * (framing, Content-Length, Expect, query parameters) use DeepStack's.
  */
 #include <math.h>
 #include <stdio.h>
@@ -129,14 +129,14 @@ enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
                                          retry_after);
 }
 
+const struct detect_format api_deepstack_format = {
+    .conf_field = FIELD_MIN_CONFIDENCE,
+    .conf_default = "0.4",
+    .build_result = build_deepstack_result,
+    .reply_error = api_deepstack_reply_error,
+};
+
 enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request)
 {
-    static const struct detect_format deepstack = {
-        .conf_field = FIELD_MIN_CONFIDENCE,
-        .conf_default = "0.4",
-        .build_result = build_deepstack_result,
-        .reply_error = api_deepstack_reply_error,
-    };
-
-    return api_detect_run(connection, request, &deepstack);
+    return api_detect_run(connection, request, &api_deepstack_format);
 }

@@ -306,68 +306,95 @@ static int check_conf_field(const struct detect_format *format, const char *valu
     return -1;
 }
 
-enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request *request,
-                               const struct detect_format *format)
+/* Replies 400 and returns true when a query parameter is given more than once. */
+static bool reject_repeated_query(struct MHD_Connection *connection, struct request *request,
+                                  const struct detect_format *format, struct query_params *query,
+                                  enum MHD_Result *result)
+{
+    int repeated = read_query(connection, request, query);
+
+    if (repeated < 0)
+        return false;
+    *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                            "bad_parameter", "query parameter '%s' appears %d times; send it once",
+                            request_field_names[repeated], query->counts[repeated]);
+    return true;
+}
+
+/* Replies 503 or 404 for a model or variant that registry_acquire did not find. */
+static enum MHD_Result reply_model_not_found(struct MHD_Connection *connection,
+                                             struct request *request,
+                                             const struct detect_format *format,
+                                             const char *model_name, const char *variant,
+                                             bool name_known)
+{
+    struct server *server = request->server;
+    struct registry_ref ref;
+    char quoted[TEXT_QUOTE_SIZE];
+    char names[512], default_name[256];
+
+    if (!model_name && !name_known)
+        return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
+                             "no_model_loaded", "no model is loaded; load one with POST"
+                             " /v1/models/NAME/load");
+    if (!name_known) {
+        registry_list_names(server->registry, names, sizeof names);
+        return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
+                             "model_not_found", "unknown model '%s' (loaded: %s)",
+                             text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
+                             names);
+    }
+    if (!model_name && registry_acquire(server->registry, NULL, NULL, &ref, &name_known) == YD_OK) {
+        /* Copied, because the name may be freed once the reference is released. */
+        snprintf(default_name, sizeof default_name, "%s", ref.name);
+        model_name = default_name;
+        registry_release(&ref);
+    }
+    registry_list_variants(server->registry, model_name ? model_name : "", names, sizeof names);
+    return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
+                         "variant_not_found", "unknown variant '%s' of model '%s' (loaded: %s)",
+                         text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
+                         model_name ? model_name : "", names);
+}
+
+/*
+ * Resolves the model and the detection parameters from the multipart fields
+ * and the query string. On success returns false with ref acquired and
+ * *class_flags allocated, which the caller releases and frees. Otherwise
+ * queues the error reply, stores its result and returns true.
+ */
+static bool reject_params(struct MHD_Connection *connection, struct request *request,
+                          const struct detect_format *format, struct registry_ref *ref,
+                          yd_detect_params *params, uint8_t **class_flags,
+                          enum MHD_Result *result)
 {
     struct server *server = request->server;
     struct query_params query;
     const char *model_name, *variant;
     struct params_text text;
-    yd_detect_params params;
-    uint8_t *class_flags;
     char message[1024];
-    char quoted[TEXT_QUOTE_SIZE];
-    enum MHD_Result result;
-    struct registry_ref ref;
     bool name_known;
-    int repeated;
 
-    if (reject_body(connection, request, format, &result))
-        return result;
-
-    repeated = read_query(connection, request, &query);
-    if (repeated >= 0)
-        return reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
-                             "bad_parameter", "query parameter '%s' appears %d times; send it once",
-                             request_field_names[repeated], query.counts[repeated]);
+    *class_flags = NULL;
+    if (reject_repeated_query(connection, request, format, &query, result))
+        return true;
     model_name = lookup_param(request, &query, FIELD_MODEL);
     variant = lookup_param(request, &query, FIELD_VARIANT);
 
     /* The reference keeps this version alive until the reply is queued, even across a reload. */
-    if (registry_acquire(server->registry, model_name, variant, &ref, &name_known) != YD_OK) {
-        char names[512], default_name[256];
-
-        if (!model_name && !name_known)
-            return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, NULL,
-                                 "no_model_loaded", "no model is loaded; load one with POST"
-                                 " /v1/models/NAME/load");
-        if (!name_known) {
-            registry_list_names(server->registry, names, sizeof names);
-            return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
-                                 "model_not_found", "unknown model '%s' (loaded: %s)",
-                                 text_quote(quoted, sizeof quoted, model_name, TEXT_QUOTE_MAX_CHARS),
-                                 names);
-        }
-        if (!model_name && registry_acquire(server->registry, NULL, NULL, &ref, &name_known) == YD_OK) {
-            /* Copied, because the name may be freed once the reference is released. */
-            snprintf(default_name, sizeof default_name, "%s", ref.name);
-            model_name = default_name;
-            registry_release(&ref);
-        }
-        registry_list_variants(server->registry, model_name ? model_name : "", names, sizeof names);
-        return reply_failure(connection, request, format, MHD_HTTP_NOT_FOUND, NULL,
-                             "variant_not_found", "unknown variant '%s' of model '%s' (loaded: %s)",
-                             text_quote(quoted, sizeof quoted, variant, TEXT_QUOTE_MAX_CHARS),
-                             model_name ? model_name : "", names);
+    if (registry_acquire(server->registry, model_name, variant, ref, &name_known) != YD_OK) {
+        *result = reply_model_not_found(connection, request, format, model_name, variant,
+                                        name_known);
+        return true;
     }
 
     text.conf = lookup_param(request, &query, (int)format->conf_field);
-    if (check_conf_field(format, text.conf, server->config, ref.model,
+    if (check_conf_field(format, text.conf, server->config, ref->model,
                          message, sizeof message) != 0) {
-        result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
-                               "bad_parameter", "%s", message);
-        registry_release(&ref);
-        return result;
+        *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                                "bad_parameter", "%s", message);
+        registry_release(ref);
+        return true;
     }
     if (!text.conf)
         text.conf = format->conf_default;
@@ -375,16 +402,54 @@ enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request
     text.max_det = lookup_param(request, &query, FIELD_MAX_DET);
     text.classes = lookup_param(request, &query, FIELD_CLASSES);
 
-    class_flags = calloc((size_t)yd_model_class_count(ref.model) + 1, 1);
-    if (!class_flags)
-        result = reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
-                               "internal_error", "out of memory");
-    else if (params_parse(&text, server->config, ref.model, &params,
-                          class_flags, message, sizeof message) != 0)
-        result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
-                               "bad_parameter", "%s", message);
+    *class_flags = calloc((size_t)yd_model_class_count(ref->model) + 1, 1);
+    if (!*class_flags)
+        *result = reply_failure(connection, request, format, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                                "internal_error", "out of memory");
+    else if (params_parse(&text, server->config, ref->model, params,
+                          *class_flags, message, sizeof message) != 0)
+        *result = reply_failure(connection, request, format, MHD_HTTP_BAD_REQUEST, NULL,
+                                "bad_parameter", "%s", message);
     else
-        result = run_detection(connection, request, format, &ref, &params);
+        return false;
+    free(*class_flags);
+    *class_flags = NULL;
+    registry_release(ref);
+    return true;
+}
+
+bool api_detect_reject_query(struct MHD_Connection *connection, struct request *request,
+                             const struct detect_format *format, enum MHD_Result *result)
+{
+    struct query_params query;
+    struct registry_ref ref;
+    yd_detect_params params;
+    uint8_t *class_flags;
+
+    /* A form field replaces the query argument of its name, so only a
+     * repeated query parameter is known to fail before a multipart body. */
+    if (request->multipart)
+        return reject_repeated_query(connection, request, format, &query, result);
+    if (reject_params(connection, request, format, &ref, &params, &class_flags, result))
+        return true;
+    free(class_flags);
+    registry_release(&ref);
+    return false;
+}
+
+enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request *request,
+                               const struct detect_format *format)
+{
+    struct registry_ref ref;
+    yd_detect_params params;
+    uint8_t *class_flags;
+    enum MHD_Result result;
+
+    if (reject_body(connection, request, format, &result))
+        return result;
+    if (reject_params(connection, request, format, &ref, &params, &class_flags, &result))
+        return result;
+    result = run_detection(connection, request, format, &ref, &params);
     free(class_flags);
     registry_release(&ref);
     return result;
@@ -401,14 +466,14 @@ static enum MHD_Result reply_native_error(struct MHD_Connection *connection,
                                           retry_after, code, "%s", message);
 }
 
+const struct detect_format api_detect_format = {
+    .conf_field = FIELD_CONF,
+    .conf_default = NULL,
+    .build_result = build_native_result,
+    .reply_error = reply_native_error,
+};
+
 enum MHD_Result api_detect(struct MHD_Connection *connection, struct request *request)
 {
-    static const struct detect_format native = {
-        .conf_field = FIELD_CONF,
-        .conf_default = NULL,
-        .build_result = build_native_result,
-        .reply_error = reply_native_error,
-    };
-
-    return api_detect_run(connection, request, &native);
+    return api_detect_run(connection, request, &api_detect_format);
 }

@@ -74,6 +74,7 @@ static int route_count;
 static struct model_metrics *models;
 static int model_count;
 static atomic_ullong rejected_connections;
+static atomic_ullong header_timeouts;
 static atomic_ullong new_file_failures;
 
 /* Growable output text; `failed` is set once an allocation fails. */
@@ -335,6 +336,11 @@ void metrics_count_rejected_connection(void)
     atomic_fetch_add(&rejected_connections, 1);
 }
 
+void metrics_count_header_timeout(void)
+{
+    atomic_fetch_add(&header_timeouts, 1);
+}
+
 void metrics_count_new_file_failure(void)
 {
     atomic_fetch_add(&new_file_failures, 1);
@@ -346,6 +352,12 @@ static void output_requests(struct output *out)
                   "Connections closed unanswered at a connection limit (max_connections_per_ip or the total limit).");
     output_printf(out, "yolod_http_connections_rejected_total %llu\n",
                   (unsigned long long)atomic_load(&rejected_connections));
+
+    output_family(out, "yolod_http_header_timeouts_total", "counter",
+                  "Connections closed because their request headers were not complete request_timeout"
+                  " seconds after the connection opened or its previous request finished.");
+    output_printf(out, "yolod_http_header_timeouts_total %llu\n",
+                  (unsigned long long)atomic_load(&header_timeouts));
 
     output_family(out, "yolod_http_requests_total", "counter",
                   "HTTP responses sent, by matched route pattern (other for unknown paths) and status code.");

@@ -43,6 +43,9 @@ void metrics_observe_request(const char *route, unsigned int status, double seco
 /* Counts a connection libmicrohttpd closed at a connection limit. */
 void metrics_count_rejected_connection(void);
 
+/* Counts a connection closed because its request headers missed request_timeout. */
+void metrics_count_header_timeout(void);
+
 /* Counts a failed load of a model file that no entry serves (not a reload). */
 void metrics_count_new_file_failure(void);
 

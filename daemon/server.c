@@ -3,11 +3,18 @@
  *
  * The access handler is called once when the headers are in, once per chunk
  * of body and once more when the body is complete. Requests rejected from
- * the headers alone (unknown route, wrong method, a Content-Length over the
- * limit or given twice) get their reply on the first call, so the body is
- * never read, and libmicrohttpd then closes the connection. A connection
- * whose body is still incomplete request_timeout seconds after the headers
- * is closed.
+ * the headers alone (unknown route, wrong method, an expectation other than
+ * 100-continue, a Content-Length over the limit or given twice, an invalid
+ * query parameter of a detection route) get their reply on the first call.
+ * libmicrohttpd then sends it instead of 100 Continue, never reads the
+ * body, and closes the connection.
+ *
+ * Three deadlines bound slow clients, each request_timeout seconds long:
+ * libmicrohttpd's idle timeout, restarted by every byte; the header
+ * deadline (header_deadline.c), from the connection's accept or its
+ * previous request's end to the first access-handler call; and the body
+ * deadline, from that call to the end of the body. So a client that keeps
+ * sending bytes has at most about twice request_timeout for one request.
  *
  * NOTE: a body without Content-Length (chunked) that goes over the limit is
  * still read to its end, discarding the bytes, before the 413 is sent.
@@ -16,9 +23,7 @@
  * the access handler runs, with fixed HTML bodies it has no option to
  * replace: a bad request line or header (400), a request line or headers
  * larger than the connection memory (414, 431) and a chunk size too large
- * (413). The request deadline also starts only once the headers are
- * complete, so headers sent slowly are bounded only by the idle timeout,
- * the connection memory and the per-address connection limit.
+ * (413).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -543,7 +548,66 @@ static bool reject_framing(struct MHD_Connection *connection, struct request *re
     return false;
 }
 
-/* Handles the first call: routing, method, framing, declared size, body setup. */
+/*
+ * Stores in *cls the first Expect header value with a member other than
+ * 100-continue, and skips empty list members. The comparison ignores case
+ * because RFC 9110 (section 10.1.1) makes the Expect value case-insensitive.
+ */
+static enum MHD_Result find_unsupported_expectation(void *cls, enum MHD_ValueKind kind,
+                                                    const char *key, const char *value)
+{
+    static const char continue_member[] = "100-continue";
+    const char **unsupported = cls;
+    const char *member = value;
+
+    if (!key || !value || strcasecmp(key, MHD_HTTP_HEADER_EXPECT) != 0)
+        return MHD_YES;
+    while (*member) {
+        size_t length, trimmed;
+
+        member += strspn(member, " \t,");
+        length = strcspn(member, ",");
+        trimmed = length;
+        while (trimmed > 0 && (member[trimmed - 1] == ' ' || member[trimmed - 1] == '\t'))
+            trimmed--;
+        if (trimmed > 0 && !(trimmed == sizeof continue_member - 1 &&
+                             strncasecmp(member, continue_member, trimmed) == 0)) {
+            *unsupported = value;
+            return MHD_NO;
+        }
+        member += length;
+    }
+    return MHD_YES;
+}
+
+/*
+ * Rejects an expectation other than 100-continue with 417, which RFC 9110
+ * (section 10.1.1) allows. libmicrohttpd 0.9.75 ignores such an
+ * expectation and would process the request as if it were not there.
+ */
+static bool reject_expectation(struct MHD_Connection *connection, struct request *request,
+                               enum route route, enum MHD_Result *result)
+{
+    const char *unsupported = NULL;
+    char quoted[TEXT_QUOTE_SIZE];
+
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, find_unsupported_expectation,
+                              &unsupported);
+    if (!unsupported)
+        return false;
+    *result = reply_route_error(connection, request, route, MHD_HTTP_EXPECTATION_FAILED,
+                                "expectation_failed",
+                                "Expect '%s' is not supported; send no Expect header or"
+                                " 'Expect: 100-continue'",
+                                text_quote(quoted, sizeof quoted, unsupported,
+                                           TEXT_QUOTE_MAX_CHARS));
+    return true;
+}
+
+/*
+ * Handles the first call: routing, method, expectations, framing, declared
+ * size, body setup and the query parameters of the detection routes.
+ */
 static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                      struct request *request)
 {
@@ -566,6 +630,8 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
                                               MHD_HTTP_HEADER_ALLOW, allow, "method_not_allowed",
                                               "method %s is not allowed on %s (allowed: %s)",
                                               method, path, allow);
+    if (reject_expectation(connection, request, route, &result))
+        return result;
     if (reject_framing(connection, request, route, &result))
         return result;
     if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
@@ -592,6 +658,15 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     if (multipart_begin(request, connection) != 0)
         return reply_route_error(connection, request, route, MHD_HTTP_BAD_REQUEST, "bad_request",
                                  "invalid multipart/form-data request: missing or invalid boundary");
+
+    /* A reply queued now goes out instead of 100 Continue, so a client that
+     * sent Expect: 100-continue does not upload a body that would be
+     * rejected. While the models load, finish_request replies 503. */
+    if (atomic_load(&request->server->ready) &&
+        api_detect_reject_query(connection, request,
+                                route == ROUTE_DETECT ? &api_detect_format : &api_deepstack_format,
+                                &result))
+        return result;
     return MHD_YES;
 }
 
@@ -698,6 +773,7 @@ static enum MHD_Result handle_access(void *cls, struct MHD_Connection *connectio
     struct request *request = *con_cls;
 
     if (!request) {
+        header_deadlines_headers_complete(((struct server *)cls)->header_deadlines, connection);
         lower_connection_priority();
         request = calloc(1, sizeof *request);
         if (!request)
@@ -747,7 +823,9 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
     /* Quoted values double at most, and a logged path may be cut. */
     char path[1024], id[2 * REQUEST_ID_MAX + 3];
     const char *allow;
+    struct server *server = cls;
 
+    header_deadlines_request_finished(server->header_deadlines, connection);
     if (!request)
         return;
     text_log_field(path, sizeof path, request->path);
@@ -781,10 +859,13 @@ static void handle_completed(void *cls, struct MHD_Connection *connection,
  * logged on one line a second at most, so a connection flood cannot fill the
  * log (test-hostile-http.sh checks). The line for the last rejections of a
  * burst waits for the next rejection, so only the metric is always current.
+ * A connection closed before its request was complete is logged at debug:
+ * the client closed it, or the header deadline did, which logs its own line.
  */
 static void log_mhd_message(void *cls, const char *fmt, va_list ap)
 {
     static const char limit_message[] = "Server reached connection limit";
+    static const char closed_message[] = "Connection socket is closed when reading request";
     static atomic_llong last_rejection_ms;
     static atomic_long rejections;
     char message[1024];
@@ -806,6 +887,10 @@ static void log_mhd_message(void *cls, const char *fmt, va_list ap)
         log_printf(YD_LOG_WARN, "libmicrohttpd rejected %ld connection%s at a connection limit "
                    "(max_connections_per_ip, or %d connections in all) since the last such line",
                    count, count == 1 ? "" : "s", CONFIG_MAX_CONNECTIONS);
+        return;
+    }
+    if (strncmp(message, closed_message, sizeof closed_message - 1) == 0) {
+        log_printf(YD_LOG_DEBUG, "libmicrohttpd: %s", message);
         return;
     }
     log_printf(YD_LOG_WARN, "libmicrohttpd: %s", message);
@@ -905,6 +990,12 @@ int server_start(struct server *server)
         return -1;
     }
 
+    server->header_deadlines = header_deadlines_start(config->request_timeout_s);
+    if (!server->header_deadlines) {
+        close(server->listen_fd);
+        server->listen_fd = -1;
+        return -1;
+    }
     server->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, handle_access, server,
         MHD_OPTION_EXTERNAL_LOGGER, log_mhd_message, server,
@@ -915,9 +1006,12 @@ int server_start(struct server *server)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY_BYTES,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, server,
         MHD_OPTION_NOTIFY_COMPLETED, handle_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, header_deadlines_notify, server->header_deadlines,
         MHD_OPTION_END);
     if (!server->daemon) {
         log_printf(YD_LOG_ERROR, "cannot start the HTTP server on %s", config->listen);
+        header_deadlines_stop(server->header_deadlines);
+        server->header_deadlines = NULL;
         close(server->listen_fd);
         server->listen_fd = -1;
         return -1;
@@ -954,6 +1048,8 @@ void server_stop(struct server *server)
                        atomic_load(&server->active_requests), server->config->request_timeout_s);
         MHD_stop_daemon(server->daemon);
         server->daemon = NULL;
+        header_deadlines_stop(server->header_deadlines);
+        server->header_deadlines = NULL;
     }
     if (server->listen_fd >= 0) {
         close(server->listen_fd);

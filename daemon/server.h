@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 
 #include "config.h"
+#include "header_deadline.h"
 #include "registry.h"
 #include "workers.h"
 #include "yolod.h"
@@ -24,6 +25,7 @@ struct server {
     /* Set once the startup models are loaded, while the HTTP threads run. */
     struct worker_pool *_Atomic pool;
     struct MHD_Daemon *daemon;
+    struct header_deadlines *header_deadlines; /* running while daemon is */
     int listen_fd;
     atomic_bool ready;       /* models loaded, workers running, not stopping */
     atomic_bool stopping;    /* draining: new detections get 503 and connections close */
@@ -178,12 +180,26 @@ struct detect_format {
                                    const char *code, const char *message);
 };
 
+/* Formats of POST /v1/detect and of the DeepStack POST /v1/vision/detection. */
+extern const struct detect_format api_detect_format;
+extern const struct detect_format api_deepstack_format;
+
 /*
  * Runs the detection pipeline of api_detect (body checks, model and
  * parameter validation, queue slot, decode, worker) with the given format.
  */
 enum MHD_Result api_detect_run(struct MHD_Connection *connection, struct request *request,
                                const struct detect_format *format);
+
+/*
+ * Validates the query-string parameters when the headers are in, before
+ * any body arrives, as api_detect_run would after it. Queues the same
+ * error reply, stores its result and returns true on a problem. Before a
+ * multipart body only repeated parameters are checked, because a form
+ * field may replace any other query value.
+ */
+bool api_detect_reject_query(struct MHD_Connection *connection, struct request *request,
+                             const struct detect_format *format, enum MHD_Result *result);
 
 /* api_deepstack.c: POST /v1/vision/detection, DeepStack and CodeProject.AI compatible. */
 enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request);

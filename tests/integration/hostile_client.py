@@ -10,6 +10,7 @@ import json
 import socket
 import struct
 import sys
+import threading
 import time
 import zlib
 
@@ -71,6 +72,123 @@ def cmd_trickle(args):
             break
     sock.close()
     print(f"{time.monotonic() - start:.1f}")
+    return 0
+
+
+SLOW_REQUEST = b"POST /v1/detect HTTP/1.1\r\nHost: test\r\nX-Padding: " + b"p" * 200 + b"\r\n"
+
+
+def trickle_until_closed(sock, data, interval, limit):
+    """Sends data one byte every interval seconds until the server closes the
+    connection or limit seconds pass. Returns the seconds the connection
+    stayed open, or None if it was still open at the limit."""
+    start = time.monotonic()
+    sock.settimeout(interval)
+    for byte in data:
+        if time.monotonic() - start >= limit:
+            return None
+        try:
+            sock.sendall(bytes([byte]))
+            if sock.recv(4096) == b"":
+                return time.monotonic() - start
+        except socket.timeout:
+            pass
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def get_healthz(sock):
+    """Sends GET /healthz on a kept-alive connection; returns the status or "none"."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return "none"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return "none"
+        body += chunk
+    return head.split(b" ")[1].decode()
+
+
+def cmd_slow_headers(args):
+    """Opens --clients connections that send request headers one byte every
+    --interval seconds, and GET /healthz on another connection --healthz-at
+    seconds after they opened.
+
+    Prints "closed=N max=SECONDS healthz=STATUS": how many of the slow
+    connections the server closed within --limit seconds, the longest time
+    one of them stayed open, and the status of the health check ("none"
+    when the connection was closed unanswered).
+    """
+    durations = [None] * args.clients
+    socks = [connect(args.port) for _ in range(args.clients)]
+
+    def run(i):
+        durations[i] = trickle_until_closed(socks[i], SLOW_REQUEST, args.interval, args.limit)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(args.clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(args.healthz_at)
+    other = connect(args.port, timeout=5.0)
+    try:
+        healthz = get_healthz(other)
+    except OSError:
+        healthz = "none"
+    other.close()
+    for thread in threads:
+        thread.join()
+    for sock in socks:
+        sock.close()
+    closed = [d for d in durations if d is not None]
+    longest = max(closed) if closed else 0.0
+    print(f"closed={len(closed)} max={longest:.1f} healthz={healthz}")
+    return 0
+
+
+def cmd_keep_alive(args):
+    """Sends GET /healthz three times on one connection, --pause seconds
+    apart, then trickles a fourth request's headers one byte every 0.5 s.
+
+    Prints "replies=S1,S2,S3 trickle_closed=SECONDS idle_closed=SECONDS":
+    the statuses, the seconds from the third reply until the server closed
+    the trickling connection, and the seconds another connection stayed
+    open idle after one reply ("open" when still open at --limit).
+    """
+    sock = connect(args.port)
+    replies = []
+    for i in range(3):
+        if i > 0:
+            time.sleep(args.pause)
+        replies.append(get_healthz(sock))
+    trickled = trickle_until_closed(sock, SLOW_REQUEST, 0.5, args.limit)
+    sock.close()
+
+    idle = connect(args.port)
+    get_healthz(idle)
+    start = time.monotonic()
+    idle.settimeout(args.limit)
+    try:
+        idle_result = f"{time.monotonic() - start:.1f}" if idle.recv(4096) == b"" else "data"
+    except socket.timeout:
+        idle_result = "open"
+    except OSError:
+        idle_result = f"{time.monotonic() - start:.1f}"
+    idle.close()
+
+    trickle_result = "open" if trickled is None else f"{trickled:.1f}"
+    print(f"replies={','.join(replies)} trickle_closed={trickle_result} idle_closed={idle_result}")
     return 0
 
 
@@ -165,6 +283,21 @@ def main():
     p.add_argument("port", type=int)
     p.add_argument("--limit", type=float, default=10.0, help="give up after this many seconds")
     p.set_defaults(run=cmd_trickle)
+
+    p = sub.add_parser("slow-headers", help="send request headers one byte at a time")
+    p.add_argument("port", type=int)
+    p.add_argument("--clients", type=int, required=True)
+    p.add_argument("--interval", type=float, default=0.5, help="seconds between bytes")
+    p.add_argument("--healthz-at", type=float, default=0.75,
+                   help="seconds after the slow connections opened")
+    p.add_argument("--limit", type=float, default=10.0, help="give up after this many seconds")
+    p.set_defaults(run=cmd_slow_headers)
+
+    p = sub.add_parser("keep-alive", help="requests and slow headers on a kept-alive connection")
+    p.add_argument("port", type=int)
+    p.add_argument("--pause", type=float, required=True, help="seconds between the requests")
+    p.add_argument("--limit", type=float, default=10.0, help="give up after this many seconds")
+    p.set_defaults(run=cmd_keep_alive)
 
     p = sub.add_parser("per-address", help="exceed the connections of one client address")
     p.add_argument("port", type=int)

@@ -189,3 +189,28 @@ expect_error() {
         check "$name body" $CHECK error "$out" --code "$code" --contains "$word"
     fi
 }
+
+# expect_continue NAME CONTINUE STATUS OUTFILE CURL_ARGS...: sends the
+# request with Expect: 100-continue and checks the final status and whether
+# 100 Continue came before it (CONTINUE is yes or no). Without 100 Continue
+# curl must not have uploaded the body. The final body goes to OUTFILE.
+expect_continue() {
+    local name=$1 want=$2 status=$3 out=$4 headers=$WORK/continue.headers got uploaded interim=no
+    shift 4
+    got=$(curl -s -D "$headers" -o "$out" -w '%{http_code} %{size_upload}' --max-time 120 \
+        -H 'Expect: 100-continue' "$@")
+    uploaded=${got#* }
+    got=${got%% *}
+    if grep -q '^HTTP/1.1 100' "$headers"; then
+        interim=yes
+    fi
+    if [ "$got" != "$status" ] || [ "$interim" != "$want" ]; then
+        fail "$name" "status $got (expected $status), 100 Continue: $interim (expected $want); body: $(head -c 300 "$out")"
+        return 1
+    fi
+    if [ "$interim" = no ] && [ "$uploaded" != 0 ]; then
+        fail "$name" "$uploaded body bytes uploaded without 100 Continue"
+        return 1
+    fi
+    ok "$name"
+}

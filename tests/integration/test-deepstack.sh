@@ -104,6 +104,23 @@ ds_error "truncated JPEG" 422 "" -F image=@"$WORK/truncated.jpg" "$URL/v1/vision
 ds_error "unknown model" 404 "nope" -F image=@"$SQUARE" -F model=nope "$URL/v1/vision/detection"
 expect_status "GET on detection is 405" 405 "$R" "$URL/v1/vision/detection"
 
+# --- Expect: 100-continue. An invalid query parameter gets its error in
+# DeepStack's shape instead of 100 Continue, so the body is never uploaded.
+if expect_continue "100-continue bad min_confidence gets 400 first" no 400 "$R" \
+        --data-binary @"$SQUARE" "$URL/v1/vision/detection?min_confidence=5"; then
+    check "100-continue bad min_confidence body" $DS error "$R" --status 400 --contains "min_confidence '5'"
+fi
+if expect_continue "100-continue unknown model gets 404 first" no 404 "$R" \
+        --data-binary @"$SQUARE" "$URL/v1/vision/detection?model=nope"; then
+    check "100-continue unknown model body" $DS error "$R" --status 404 --contains "nope"
+fi
+if expect_continue "100-continue valid request gets 100 and 200" yes 200 "$R" \
+        -F image=@"$SQUARE" "$URL/v1/vision/detection?min_confidence=0.5"; then
+    check "100-continue valid request shape" $DS success "$R" --width 320 --height 320 --min-confidence 0.5
+fi
+ds_error "Expect 200-ok gets 417" 417 "200-ok" -H 'Expect: 200-ok' -F image=@"$SQUARE" \
+    "$URL/v1/vision/detection"
+
 # --- multipart headers that libmicrohttpd's post processor misread: a
 # parameter after the boundary, a capitalised parameter name, an unquoted
 # part name.

@@ -71,6 +71,43 @@ if expect_status "multipart fields as parameters" 200 "$R" -F image=@"$IMAGES/bu
     check "multipart conf and classes" $CHECK count "$R" --label person --min 3 --max 3
     check "multipart classes person only" $CHECK shape "$R" --classes 0 --min-conf 0.5
 fi
+# --- Expect: 100-continue. A request that its headers show to be invalid
+# gets its error instead of 100 Continue, so the body is never uploaded.
+C=$WORK/continue.json
+if expect_continue "100-continue bad conf gets 400 first" no 400 "$C" \
+        -H 'Content-Type: image/jpeg' --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=5"; then
+    check "100-continue bad conf body" $CHECK error "$C" --code bad_parameter --contains "conf '5'"
+fi
+if expect_continue "100-continue bad classes gets 400 first" no 400 "$C" \
+        --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?classes=bus,nope"; then
+    check "100-continue bad classes body" $CHECK error "$C" --code bad_parameter --contains "unknown class 'nope'"
+fi
+if expect_continue "100-continue unknown model gets 404 first" no 404 "$C" \
+        --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?model=nope"; then
+    check "100-continue unknown model body" $CHECK error "$C" --code model_not_found --contains "nope"
+fi
+if expect_continue "100-continue repeated conf gets 400 first" no 400 "$C" \
+        -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect?conf=0.5&conf=0.6"; then
+    check "100-continue repeated conf body" $CHECK error "$C" --code bad_parameter --contains "2 times"
+fi
+if expect_continue "100-continue valid request gets 100 and 200" yes 200 "$C" \
+        -H 'Content-Type: image/jpeg' --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?conf=0.5"; then
+    check "100-continue valid request detections" $CHECK count "$C" --label person --min 3 --max 3
+fi
+# A multipart field replaces the query argument of its name, so an invalid
+# query value is checked only once the body shows no field replaces it.
+if expect_continue "100-continue multipart conf replaces query" yes 200 "$C" \
+        -F image=@"$IMAGES/bus.jpg" -F conf=0.5 "$URL/v1/detect?conf=5"; then
+    check "multipart conf replaces query conf" $CHECK count "$C" --label person --min 3 --max 3
+fi
+expect_continue "100-continue multipart bad query conf gets 400" yes 400 "$C" \
+    -F image=@"$IMAGES/bus.jpg" "$URL/v1/detect?conf=5"
+expect_error "Expect 200-ok gets 417" 417 expectation_failed "200-ok" \
+    -H 'Expect: 200-ok' --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"
+expect_error "Expect 200-ok on healthz gets 417" 417 expectation_failed "200-ok" \
+    -H 'Expect: 200-ok' "$URL/healthz"
+expect_status "Expect 100-continue on healthz gets 200" 200 "$R" -H 'Expect: 100-continue' "$URL/healthz"
+
 # --- multipart headers that libmicrohttpd's post processor misread: a
 # parameter after the boundary (Apache HttpClient sends charset), a
 # parameter name not in lowercase, and an unquoted part name.

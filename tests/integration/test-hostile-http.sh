@@ -2,7 +2,8 @@
 # Misbehaving clients against the real daemon: malformed multipart parts,
 # inexact methods, repeated or over-long parameters, bytes that are not
 # UTF-8, forged log lines, NUL in paths, ambiguous request framing, slow
-# bodies, too many connections from one address and concurrent decodes.
+# bodies and headers, too many connections from one address and concurrent
+# decodes.
 # Every error reply must be strict UTF-8 JSON, and the daemon must survive.
 source "$(dirname "$0")/lib.sh"
 
@@ -222,6 +223,71 @@ if grep -q 'body not complete 2 s after the headers' "$HOSTILE_LOG"; then
 else
     fail "trickled body close logged" "no such line in $HOSTILE_LOG"
 fi
+
+# --- slow headers: closed about a second after request_timeout (2 s), though
+# bytes keep coming, while another connection from the address is served.
+# The limit is 4 connections per address, so 3 slow ones leave one free.
+# header_timeouts: the value of yolod_http_header_timeouts_total.
+header_timeouts() {
+    curl -s --max-time 10 "http://127.0.0.1:$PORT/metrics" | awk '$1 == "yolod_http_header_timeouts_total" {print $2}'
+}
+timeouts_before=$(header_timeouts)
+got=$($CLIENT slow-headers "$PORT" --clients 3 --limit 10)
+read -r closed longest healthz <<<"$got"
+if [ "$closed" = closed=3 ] && awk -v t="${longest#max=}" 'BEGIN { exit !(t >= 1.5 && t < 6) }'; then
+    ok "slow headers closed after request_timeout"
+else
+    fail "slow headers closed after request_timeout" "got '$got' (limit 10 s)"
+fi
+if [ "$healthz" = healthz=200 ]; then
+    ok "healthz served beside slow headers"
+else
+    fail "healthz served beside slow headers" "got '$got'"
+fi
+timeouts=$(( $(header_timeouts) - timeouts_before ))
+if [ "$timeouts" -ge 3 ]; then
+    ok "slow headers counted in metrics ($timeouts)"
+else
+    fail "slow headers counted in metrics" "$timeouts counted for three slow connections"
+fi
+# Slow headers on all 4 connections of the address: once they are closed,
+# the address is served again (a health check at 4.5 s, before the 10 s
+# the clients would keep sending).
+got=$($CLIENT slow-headers "$PORT" --clients 4 --healthz-at 4.5 --limit 10)
+if [ "$got" != "${got#closed=4 }" ] && [ "${got##* }" = healthz=200 ]; then
+    ok "address served again after slow headers"
+else
+    fail "address served again after slow headers" "got '$got'"
+fi
+if grep -q 'closed [0-9]* connections* whose request headers were not complete 2 s after' "$HOSTILE_LOG" &&
+        ! grep -q 'Connection socket is closed' "$HOSTILE_LOG"; then
+    ok "slow headers close logged"
+else
+    fail "slow headers close logged" "$(grep -i 'headers\|socket is closed' "$HOSTILE_LOG" | tail -n 3)"
+fi
+
+# A kept-alive connection serves requests 1.5 s apart, 3 s in all, so the
+# deadline restarts when a request finishes. Headers trickled after the
+# third reply are closed like those of a new connection, and a kept-alive
+# connection left idle is closed by the idle timeout (request_timeout).
+got=$($CLIENT keep-alive "$PORT" --pause 1.5 --limit 6)
+read -r replies trickled idle <<<"$got"
+if [ "$replies" = replies=200,200,200 ]; then
+    ok "kept-alive connection serves three requests"
+else
+    fail "kept-alive connection serves three requests" "got '$got'"
+fi
+if awk -v t="${trickled#trickle_closed=}" 'BEGIN { exit !(t >= 1.5 && t < 5) }'; then
+    ok "slow headers after a kept-alive request closed"
+else
+    fail "slow headers after a kept-alive request closed" "got '$got' (limit 6 s)"
+fi
+if awk -v t="${idle#idle_closed=}" 'BEGIN { exit !(t >= 1.5 && t < 5) }'; then
+    ok "idle kept-alive connection closed"
+else
+    fail "idle kept-alive connection closed" "got '$got' (limit 6 s)"
+fi
+alive "slow headers"
 
 # --- one address cannot take every connection
 got=$($CLIENT per-address "$PORT" --limit 4)
