@@ -3,14 +3,17 @@
  * on the connection thread, run detection on a worker, and reply with JSON.
  *
  * The queue slot is taken before decoding, so decoded images waiting or
- * being decoded are at most queue_size (plus one per worker running), and
- * at most max_decodes decodes run at once. Either limit reached gives 503
- * with Retry-After before any decoding work or memory is spent.
+ * being decoded are at most queue_size (plus one per worker running). A full
+ * queue gives 503 with Retry-After before any decoding work or memory is
+ * spent. At most max_decodes decodes run at once: a request that holds a
+ * queue slot waits for a decode slot, up to request_timeout seconds, so a
+ * burst of uploads up to queue_size is served rather than refused.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "json.h"
 #include "log.h"
@@ -197,21 +200,35 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *connection,
 #define DECODE_SLOTS_FULL 1
 
 /*
- * Decodes the body within one of the max_decodes decode slots. Returns the
- * yd_image_decode result, or DECODE_SLOTS_FULL without decoding.
+ * Decodes the body within one of the max_decodes decode slots, waiting up to
+ * request_timeout seconds for one. Returns the yd_image_decode result, or
+ * DECODE_SLOTS_FULL without decoding when no slot came free in that time.
  */
 static int decode_image(struct request *request, yd_image *image, yd_error *error)
 {
     struct server *server = request->server;
-    int rc;
+    struct timespec deadline;
+    int rc = 0;
 
-    if (atomic_fetch_add(&server->decodes, 1) >= server->max_decodes) {
-        atomic_fetch_sub(&server->decodes, 1);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += server->config->request_timeout_s;
+    pthread_mutex_lock(&server->decode_lock);
+    while (server->decodes >= server->max_decodes && rc == 0)
+        rc = pthread_cond_timedwait(&server->decode_free, &server->decode_lock, &deadline);
+    if (server->decodes >= server->max_decodes) {
+        pthread_mutex_unlock(&server->decode_lock);
         return DECODE_SLOTS_FULL;
     }
+    server->decodes++;
+    pthread_mutex_unlock(&server->decode_lock);
+
     rc = yd_image_decode(request->body, request->body_size, server->config->max_pixels,
                          image, error);
-    atomic_fetch_sub(&server->decodes, 1);
+
+    pthread_mutex_lock(&server->decode_lock);
+    server->decodes--;
+    pthread_cond_signal(&server->decode_free);
+    pthread_mutex_unlock(&server->decode_lock);
     return rc;
 }
 
@@ -244,8 +261,8 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     if (rc == DECODE_SLOTS_FULL)
         return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
                              "decode_slots_full",
-                             "all %d decode slots are busy; retry later (max_decodes)",
-                             server->max_decodes);
+                             "all %d decode slots stayed busy for %d s; retry later (max_decodes)",
+                             server->max_decodes, server->config->request_timeout_s);
     if (rc == YD_ERR_IMAGE_UNSUPPORTED)
         return reply_failure(connection, request, format, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, NULL,
                              yd_error_name(rc), "%s (only JPEG and PNG are supported)",

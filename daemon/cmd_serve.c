@@ -486,7 +486,9 @@ int command_serve(int argc, char **argv)
     server.registry = registry;
     atomic_init(&server.ready, false);
     atomic_init(&server.active_requests, 0);
-    atomic_init(&server.decodes, 0);
+    server.decodes = 0;
+    pthread_mutex_init(&server.decode_lock, NULL);
+    pthread_cond_init(&server.decode_free, NULL);
     atomic_init(&server.buffered_bytes, 0);
     server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
     if (server_start(&server) != 0)

@@ -62,7 +62,7 @@ static const char serve_help[] =
     "  --threads N              OpenMP threads per worker (default 0 = cores / workers)\n"
     "  --queue-size N           requests decoding or waiting for a worker; one more\n"
     "                           gets 503 (default 16)\n"
-    "  --max-decodes N          images decoded at once; one more request gets 503\n"
+    "  --max-decodes N          images decoded at once; more requests wait for a slot\n"
     "                           (default 0 = 2 * cores)\n"
     "  --max-connections-per-ip N\n"
     "                           open connections from one client address; more are\n"

@@ -5,6 +5,7 @@
 #ifndef YOLOD_DAEMON_SERVER_H
 #define YOLOD_DAEMON_SERVER_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,7 +32,10 @@ struct server {
     atomic_bool stopping;    /* draining: new detections get 503 and connections close */
     atomic_int active_requests; /* requests between their headers and their completion */
     int max_decodes;         /* config->max_decodes with 0 resolved */
-    atomic_int decodes;      /* images being decoded now */
+    /* Images being decoded now; requests wait on decode_free for a slot. */
+    pthread_mutex_t decode_lock;
+    pthread_cond_t decode_free;
+    int decodes;
     atomic_size_t buffered_bytes; /* capacity of all request body buffers together */
 };
 
