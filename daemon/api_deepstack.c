@@ -13,9 +13,12 @@
  * Boxes are whole pixels of the original image and predictions are sorted
  * by confidence, highest first.
  *
- * NOTE: a wrong method gets 405 from server.c in the native shape
- * {"error": {code, message}}. Its other replies from the headers alone
- * (framing, Content-Length, Expect, query parameters) use DeepStack's.
+ * POST /v1/vision/custom/NAME, where CodeProject.AI serves custom models
+ * and Blue Iris posts when one is chosen, is the same endpoint with model
+ * NAME; a "model" field or query argument is then ignored.
+ *
+ * Replies from the headers alone (wrong method, framing, Content-Length,
+ * Expect, query parameters) use DeepStack's shape too.
  */
 #include <math.h>
 #include <stdio.h>
@@ -110,6 +113,16 @@ enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
                                           const char *retry_after, const char *code,
                                           const char *message)
 {
+    return api_deepstack_reply_error_with_header(connection, request, status,
+                                                 retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
+                                                 retry_after, code, message);
+}
+
+enum MHD_Result api_deepstack_reply_error_with_header(struct MHD_Connection *connection,
+                                                      struct request *request, unsigned int status,
+                                                      const char *header, const char *value,
+                                                      const char *code, const char *message)
+{
     cJSON *root = cJSON_CreateObject();
 
     if (status >= 500 && status != MHD_HTTP_SERVICE_UNAVAILABLE)
@@ -124,9 +137,7 @@ enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
         cJSON_Delete(root);
         root = NULL;
     }
-    return server_reply_json_with_header(connection, request, status, root,
-                                         retry_after ? MHD_HTTP_HEADER_RETRY_AFTER : NULL,
-                                         retry_after);
+    return server_reply_json_with_header(connection, request, status, root, header, value);
 }
 
 const struct detect_format api_deepstack_format = {

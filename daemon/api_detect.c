@@ -395,7 +395,7 @@ static bool reject_params(struct MHD_Connection *connection, struct request *req
     *class_flags = NULL;
     if (reject_repeated_query(connection, request, format, &query, result))
         return true;
-    model_name = lookup_param(request, &query, FIELD_MODEL);
+    model_name = request->path_model ? request->path_model : lookup_param(request, &query, FIELD_MODEL);
     variant = lookup_param(request, &query, FIELD_VARIANT);
 
     /* The reference keeps this version alive until the reply is queued, even across a reload. */

@@ -63,6 +63,7 @@ enum route {
     ROUTE_HEALTHZ,
     ROUTE_READYZ,
     ROUTE_DEEPSTACK_DETECT,
+    ROUTE_DEEPSTACK_CUSTOM,  /* /v1/vision/custom/NAME: the same, with model NAME */
     ROUTE_KSERVE_LIVE,
     ROUTE_KSERVE_READY,
     ROUTE_KSERVE_MODEL_READY,
@@ -108,6 +109,23 @@ static bool is_kserve_model_ready(const char *path)
            strcmp(path + length - strlen(suffix), suffix) == 0;
 }
 
+/* The NAME of /v1/vision/custom/NAME (one non-empty path segment), or NULL. */
+static const char *deepstack_custom_model(const char *path)
+{
+    static const char prefix[] = "/v1/vision/custom/";
+    const char *name = path + strlen(prefix);
+
+    if (strncmp(path, prefix, strlen(prefix)) != 0 || !*name || strchr(name, '/'))
+        return NULL;
+    return name;
+}
+
+/* Whether the route answers in DeepStack's shapes. */
+static bool is_deepstack(enum route route)
+{
+    return route == ROUTE_DEEPSTACK_DETECT || route == ROUTE_DEEPSTACK_CUSTOM;
+}
+
 static enum route find_route(const char *path, const char **allow)
 {
     if (strcmp(path, "/v1/detect") == 0) {
@@ -125,6 +143,10 @@ static enum route find_route(const char *path, const char **allow)
     if (strcmp(path, "/v1/vision/detection") == 0) {
         *allow = "POST";
         return ROUTE_DEEPSTACK_DETECT;
+    }
+    if (deepstack_custom_model(path)) {
+        *allow = "POST";
+        return ROUTE_DEEPSTACK_CUSTOM;
     }
     if (strcmp(path, "/v2/health/live") == 0) {
         *allow = "GET, HEAD";
@@ -181,6 +203,8 @@ static const char *route_pattern(enum route route)
         return "/readyz";
     case ROUTE_DEEPSTACK_DETECT:
         return "/v1/vision/detection";
+    case ROUTE_DEEPSTACK_CUSTOM:
+        return "/v1/vision/custom/{name}";
     case ROUTE_KSERVE_LIVE:
         return "/v2/health/live";
     case ROUTE_KSERVE_READY:
@@ -488,7 +512,7 @@ static enum MHD_Result reply_route_error(struct MHD_Connection *connection,
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    if (route == ROUTE_DEEPSTACK_DETECT)
+    if (is_deepstack(route))
         return api_deepstack_reply_error(connection, request, status, NULL, code, message);
     return server_reply_error(connection, request, status, code, "%s", message);
 }
@@ -622,9 +646,20 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
     text_quote(method, sizeof method, request->method, TEXT_QUOTE_MAX_CHARS);
     if (route == ROUTE_UNKNOWN)
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "not_found",
-                                  "no route for %s %s (routes: /v1/detect, /v1/vision/detection, /v1/models*,"
+                                  "no route for %s %s (routes: /v1/detect, /v1/vision/detection, /v1/vision/custom/NAME,"
+                                  " /v1/models*,"
                                   " /healthz, /readyz, /metrics, /v2/*)",
                                   method, path);
+    if (!method_allowed(request->method, allow) && is_deepstack(route)) {
+        char message[3 * TEXT_QUOTE_SIZE];
+
+        snprintf(message, sizeof message, "method %s is not allowed on %s (allowed: %s)", method,
+                 path, allow);
+        return api_deepstack_reply_error_with_header(connection, request,
+                                                     MHD_HTTP_METHOD_NOT_ALLOWED,
+                                                     MHD_HTTP_HEADER_ALLOW, allow,
+                                                     "method_not_allowed", message);
+    }
     if (!method_allowed(request->method, allow))
         return server_reply_error_with_header(connection, request, MHD_HTTP_METHOD_NOT_ALLOWED,
                                               MHD_HTTP_HEADER_ALLOW, allow, "method_not_allowed",
@@ -634,9 +669,10 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
         return result;
     if (reject_framing(connection, request, route, &result))
         return result;
-    if (route != ROUTE_DETECT && route != ROUTE_DEEPSTACK_DETECT)
+    if (route != ROUTE_DETECT && !is_deepstack(route))
         return MHD_YES;
     request->keeps_body = true;
+    request->path_model = deepstack_custom_model(request->path);
     request->ignored_field = route == ROUTE_DETECT ? FIELD_MIN_CONFIDENCE : FIELD_CONF;
 
     length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
@@ -679,9 +715,9 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
     /* The port opens before the startup models load, for health checks;
      * detections and model changes wait until they are loaded. */
     if (!atomic_load(&request->server->ready) && !atomic_load(&request->server->stopping) &&
-        (route == ROUTE_DETECT || route == ROUTE_DEEPSTACK_DETECT || route == ROUTE_MODEL_RELOAD ||
+        (route == ROUTE_DETECT || is_deepstack(route) || route == ROUTE_MODEL_RELOAD ||
          route == ROUTE_MODEL_LOAD || route == ROUTE_MODEL_UNLOAD || route == ROUTE_MODEL_DEFAULT)) {
-        if (route == ROUTE_DEEPSTACK_DETECT)
+        if (is_deepstack(route))
             return api_deepstack_reply_error(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
                                              "starting", "the server is loading its models; retry");
         return server_reply_error_with_header(connection, request, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -704,6 +740,7 @@ static enum MHD_Result finish_request(struct MHD_Connection *connection,
     case ROUTE_READYZ:
         return api_health_ready(connection, request);
     case ROUTE_DEEPSTACK_DETECT:
+    case ROUTE_DEEPSTACK_CUSTOM:
         return api_deepstack_detect(connection, request);
     case ROUTE_KSERVE_LIVE:
         return api_kserve_live(connection, request);

@@ -55,6 +55,7 @@ struct request {
     struct server *server;
     char method[16];
     char *path;
+    const char *path_model;  /* NAME of /v1/vision/custom/NAME (inside path), else NULL */
     double start_ms;
     /* X-Request-Id: the client's if valid, else generated; sent back and logged. */
     char id[REQUEST_ID_MAX + 1];
@@ -209,9 +210,15 @@ bool api_detect_reject_query(struct MHD_Connection *connection, struct request *
 enum MHD_Result api_deepstack_detect(struct MHD_Connection *connection, struct request *request);
 
 /*
- * Queues a DeepStack error body {"success": false, "error", "code"}; the
- * native code goes to the debug log. retry_after is a header value or NULL.
+ * Queues a DeepStack error body {"success": false, "error", "code"} with
+ * one extra header (header NULL: none); the native code goes to the debug log.
  */
+enum MHD_Result api_deepstack_reply_error_with_header(struct MHD_Connection *connection,
+                                                      struct request *request, unsigned int status,
+                                                      const char *header, const char *value,
+                                                      const char *code, const char *message);
+
+/* api_deepstack_reply_error_with_header with Retry-After: retry_after, or no header when NULL. */
 enum MHD_Result api_deepstack_reply_error(struct MHD_Connection *connection,
                                           struct request *request, unsigned int status,
                                           const char *retry_after, const char *code,

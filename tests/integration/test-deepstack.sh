@@ -102,7 +102,19 @@ ds_error "non-image multipart field" 415 "JPEG" -F 'image=hello, not an image' \
 head -c 3000 "$SQUARE" >"$WORK/truncated.jpg"
 ds_error "truncated JPEG" 422 "" -F image=@"$WORK/truncated.jpg" "$URL/v1/vision/detection"
 ds_error "unknown model" 404 "nope" -F image=@"$SQUARE" -F model=nope "$URL/v1/vision/detection"
-expect_status "GET on detection is 405" 405 "$R" "$URL/v1/vision/detection"
+ds_error "GET on detection is 405" 405 "POST" "$URL/v1/vision/detection"
+check "405 names the allowed method" bash -c "curl -s -D - -o /dev/null '$URL/v1/vision/detection' | grep -qi '^Allow: POST'"
+
+# --- CodeProject.AI's custom-model route: the same endpoint with the model
+# from the path, and DeepStack's error shape.
+expect_status "custom model route" 200 "$R" -F image=@"$IMAGES/bus.jpg" "$URL/v1/vision/custom/yolov8n"
+check "custom model route reply shape" $DS success "$R" --width 810 --height 1080 --min-confidence 0.4
+check "custom model route finds the bus" $DS count "$R" --label bus --min 1 --max 1
+ds_error "custom route unknown model" 404 "nope" -F image=@"$SQUARE" "$URL/v1/vision/custom/nope"
+ds_error "custom route path wins over the model field" 404 "nope" -F image=@"$SQUARE" -F model=yolov8n \
+    "$URL/v1/vision/custom/nope"
+ds_error "GET on the custom route is 405" 405 "POST" "$URL/v1/vision/custom/yolov8n"
+expect_status "custom route without a name is 404" 404 "$R" -F image=@"$SQUARE" "$URL/v1/vision/custom/"
 
 # --- Expect: 100-continue. An invalid query parameter gets its error in
 # DeepStack's shape instead of 100 Continue, so the body is never uploaded.
