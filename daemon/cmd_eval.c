@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,8 @@ static const char eval_help[] =
     "map to the COCO category ids 1..90; other models' class i maps to id i + 1.\n"
     "Boxes are rounded to 3 decimals and scores to 5 before evaluation, as\n"
     "--save-detections writes them, so --detections on that file gives the same\n"
-    "numbers.\n"
+    "numbers (with the same --limit). Images a results file has no detection for\n"
+    "count as misses; eval warns when there are any.\n"
     "\n"
     "Options:\n"
     "  --coco FILE              COCO instances JSON with images, categories and\n"
@@ -443,6 +445,81 @@ static int keep_dataset_images(const yd_coco_dataset *dataset, struct detection_
     return 0;
 }
 
+/* Sorts ids[0..count) and returns how many distinct values it holds. */
+static size_t sort_distinct(int64_t *ids, size_t count)
+{
+    size_t distinct = 0;
+
+    qsort(ids, count, sizeof *ids, compare_int64);
+    for (size_t i = 0; i < count; i++)
+        if (i == 0 || ids[i] != ids[i - 1])
+            ids[distinct++] = ids[i];
+    return distinct;
+}
+
+static bool has_id(const int64_t *ids, size_t count, int64_t id)
+{
+    return bsearch(&id, ids, count, sizeof *ids, compare_int64) != NULL;
+}
+
+/*
+ * Warns on stderr about what makes the numbers misleading without making
+ * them wrong for the file as given: repeated image ids, no categories,
+ * annotations of unknown images or categories (never matched), and, for a
+ * results file, images it has no detection for (they count as misses).
+ * Returns -1 when out of memory.
+ */
+static int warn_inconsistent(const yd_coco_dataset *dataset, const struct detection_list *list,
+                             const struct eval_options *options)
+{
+    int64_t *images = malloc((dataset->image_count + 1) * sizeof *images);
+    int64_t *categories = malloc((dataset->category_count + 1) * sizeof *categories);
+    int64_t *covered = malloc((list->count + 1) * sizeof *covered);
+    size_t image_ids, category_ids, unmatched = 0, covered_count = 0;
+    int rc = -1;
+
+    if (!images || !categories || !covered)
+        goto cleanup;
+    for (size_t i = 0; i < dataset->image_count; i++)
+        images[i] = dataset->images[i].id;
+    for (size_t i = 0; i < dataset->category_count; i++)
+        categories[i] = dataset->categories[i].id;
+    image_ids = sort_distinct(images, dataset->image_count);
+    category_ids = sort_distinct(categories, dataset->category_count);
+
+    if (image_ids < dataset->image_count)
+        fprintf(stderr, "yolod eval: warning: %zu of the %zu image entries repeat an id listed"
+                " before; the detections of every entry are scored\n",
+                dataset->image_count - image_ids, dataset->image_count);
+    if (category_ids == 0)
+        fprintf(stderr, "yolod eval: warning: the annotations define no categories, so every"
+                " metric is -1\n");
+    for (size_t i = 0; i < dataset->annotation_count; i++)
+        if (!has_id(images, image_ids, dataset->annotations[i].image_id) ||
+            !has_id(categories, category_ids, dataset->annotations[i].category_id))
+            unmatched++;
+    if (unmatched > 0)
+        fprintf(stderr, "yolod eval: warning: %zu annotations name an image_id or category_id"
+                " that the file does not define; they are ignored\n", unmatched);
+
+    if (options->detections_path && image_ids > 0) {
+        for (size_t d = 0; d < list->count; d++)
+            covered[d] = list->items[d].image_id;
+        covered_count = sort_distinct(covered, list->count);
+        if (covered_count < image_ids)
+            fprintf(stderr, "yolod eval: warning: the detections cover %zu of the %zu images;"
+                    " images without detections count as misses (a file saved with --limit N"
+                    " needs the same --limit)\n", covered_count, image_ids);
+    }
+    rc = 0;
+
+cleanup:
+    free(images);
+    free(categories);
+    free(covered);
+    return rc;
+}
+
 static int print_json(const double stats[YD_COCO_STAT_COUNT], size_t image_count,
                       size_t detection_count, double seconds)
 {
@@ -519,6 +596,10 @@ int command_eval(int argc, char **argv)
         goto cleanup;
     }
 
+    if (warn_inconsistent(&dataset, &list, &options) != 0) {
+        fprintf(stderr, "yolod eval: out of memory\n");
+        goto cleanup;
+    }
     if (yd_coco_evaluate(&dataset, list.items, list.count, stats, &error) < 0) {
         fprintf(stderr, "yolod eval: %s\n", error.message);
         goto cleanup;

@@ -93,6 +93,34 @@ if run "golden detections limit" 0 --coco "$ANNOTATIONS" --detections "$GOLDEN_D
     compare_json "limit keeps 10 images" "$OUT" \
         '"" if got["images"] == 10 and 0 < got["detections"] < 29729 and got["map50_95"] > 0 else got'
 fi
+check "full results file gives no coverage warning" bash -c "! grep -q 'detections cover' '$ERR'"
+
+# A results file covering fewer images than the annotations (saved with
+# --limit) is scored as given, with a warning that names the gap.
+python3 - "$GOLDEN_DETECTIONS" "$WORK/ten-images.json" <<'PY'
+import json, sys
+detections = json.load(open(sys.argv[1]))
+ids = sorted({d["image_id"] for d in detections})[:10]
+json.dump([d for d in detections if d["image_id"] in ids], open(sys.argv[2], "w"))
+PY
+run "results file of 10 images" 0 --coco "$ANNOTATIONS" --detections "$WORK/ten-images.json" --json &&
+    stderr_has "coverage warning" "the detections cover 10 of the 150 images"
+
+# Annotations with a repeated image, an unknown category and no categories are scored with warnings.
+python3 - "$ANNOTATIONS" "$WORK/odd-annotations.json" "$WORK/no-categories.json" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+data["images"].append(dict(data["images"][0]))
+data["annotations"].append(dict(data["annotations"][0], id=10**9, category_id=999))
+json.dump(data, open(sys.argv[2], "w"))
+data["categories"] = []
+json.dump(data, open(sys.argv[3], "w"))
+PY
+run "annotations with odd entries" 0 --coco "$WORK/odd-annotations.json" --detections "$GOLDEN_DETECTIONS" --json &&
+    stderr_has "repeated image warning" "1 of the 151 image entries repeat an id" &&
+    stderr_has "unknown category warning" "1 annotations name an image_id or category_id"
+run "annotations without categories" 0 --coco "$WORK/no-categories.json" --detections "$GOLDEN_DETECTIONS" --json &&
+    stderr_has "no categories warning" "define no categories"
 
 # --- the model on the 150 validation images
 if run "model eval" 0 --model "$MODEL" --coco "$ANNOTATIONS" --images "$COCO/images" --json \
