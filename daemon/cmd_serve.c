@@ -4,6 +4,7 @@
  * configuration, SIGINT or SIGTERM stops.
  */
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -118,10 +119,25 @@ static bool listed_before(const struct config *config, int i)
     return false;
 }
 
+/*
+ * Writes " (relative to the working directory DIR)" into note for a relative
+ * path, else "": a config file's paths start from where yolod was started
+ * (/ under systemd), not from the config file's folder.
+ */
+static void relative_note(const char *path, char *note, size_t size)
+{
+    char cwd[PATH_MAX];
+
+    note[0] = '\0';
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd))
+        snprintf(note, size, " (relative to the working directory %s)", cwd);
+}
+
 /* Loads the --model files, then the --model-dir files, as version 1 of each entry. */
 static int load_models(const struct config *config, struct registry *registry)
 {
     yd_error error = { 0 };
+    char note[PATH_MAX + 64];
 
     for (int i = 0; i < config->model_count; i++) {
         if (listed_before(config, i)) {
@@ -132,19 +148,22 @@ static int load_models(const struct config *config, struct registry *registry)
             struct stat st;
             bool is_dir = stat(config->models[i], &st) == 0 && S_ISDIR(st.st_mode);
 
-            log_printf(YD_LOG_ERROR, "cannot load model %s: %s%s", config->models[i], error.message,
+            relative_note(config->models[i], note, sizeof note);
+            log_printf(YD_LOG_ERROR, "cannot load model %s%s: %s%s", config->models[i], note,
+                       error.message,
                        is_dir ? "; to serve every model in a folder, use --model-dir" : "");
             return -1;
         }
     }
     if (config->model_dir && registry_add_dir(registry, config->model_dir, &error) < 0) {
-        log_printf(YD_LOG_ERROR, "cannot load the models of --model-dir %s: %s",
-                   config->model_dir, error.message);
+        relative_note(config->model_dir, note, sizeof note);
+        log_printf(YD_LOG_ERROR, "cannot load the models of the model directory %s%s: %s",
+                   config->model_dir, note, error.message);
         return -1;
     }
     if (!registry_has_model(registry, NULL)) {
-        log_printf(YD_LOG_ERROR, "no model to serve: --model-dir %s has no model file that loads",
-                   config->model_dir);
+        log_printf(YD_LOG_ERROR, "no model to serve: the model directory %s has no model file"
+                   " that loads", config->model_dir);
         return -1;
     }
     return 0;

@@ -79,7 +79,7 @@ usage_error "detect model given twice" "option '--model' given twice" \
 usage_error "bench option given twice" "option '--runs' given twice" \
     bench --model "$MODEL" --runs 1 --runs 2
 usage_error "serve option given twice" "option '--threads' given twice" \
-    serve --model "$MODEL" --threads 1 --threads 2
+    serve --model "$MODEL" --listen "127.0.0.1:$(free_port)" --threads 1 --threads 2
 usage_error "detect option without value" "option '--model' needs a value" detect "$IMAGES/bus.jpg" --model
 usage_error "serve option without value" "option '--listen' needs a value" serve --listen
 usage_error "misspelt last option" "unknown option '--lisen'" serve --lisen
@@ -148,6 +148,17 @@ if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder,
     ok "serve model directory"
 else
     fail "serve model directory" "exit $rc: $out"
+fi
+# A relative model_dir in a config file starts from the working directory,
+# which the error names.
+printf 'model_dir = no-such-models\n' >"$WORK/relative.conf"
+yolod_abs=$(cd "$(dirname "$YOLOD")" && pwd)/$(basename "$YOLOD")
+out=$(cd "$WORK" && "$yolod_abs" serve --config relative.conf --listen "127.0.0.1:$(free_port)" 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -qF "model directory no-such-models (relative to the working directory $WORK)" <<<"$out"; then
+    ok "relative model_dir names the working directory"
+else
+    fail "relative model_dir names the working directory" "exit $rc: $out"
 fi
 "$YOLOD" detect --model "$MODEL" "$WORK/folder" >"$OUT" 2>"$ERR"
 rc=$?
