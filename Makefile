@@ -111,6 +111,13 @@ $(BUILD)/fuzz/fuzz-multipart: fuzz/fuzz-multipart.c daemon/multipart_parser.c da
 
 fuzz-multipart: $(BUILD)/fuzz/fuzz-multipart
 
+# The same for the ONNX reader; fuzz/fuzz-onnx.c says how to run it.
+$(BUILD)/fuzz/fuzz-onnx: fuzz/fuzz-onnx.c lib/onnx.c lib/protobuf.c lib/util.c lib/onnx.h lib/protobuf.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -Ilib -o $@ fuzz/fuzz-onnx.c lib/onnx.c lib/protobuf.c lib/util.c -lm
+
+fuzz-onnx: $(BUILD)/fuzz/fuzz-onnx
+
 # Benchmarks, recorded in docs/benchmarks.md. `make bench` times yolod against
 # ONNX Runtime (npm onnxruntime-node in bench/node_modules) with alternating
 # runs and writes a Markdown table to $(BUILD)/bench/results.md; ROUNDS, RUNS,
@@ -178,6 +185,6 @@ install: $(BUILD)/yolod
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test-deps tests test demo memcheck fuzz-multipart bench bench-daemon bench-memory install clean
+.PHONY: all deps test-deps tests test demo memcheck fuzz-multipart fuzz-onnx bench bench-daemon bench-memory install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)

@@ -2,9 +2,8 @@
  * libFuzzer entry point for the ONNX reader: any byte string must parse to a
  * model or fail with an error, without reading out of bounds or leaking.
  *
- *   clang -fsanitize=fuzzer,address -Ilib fuzz/fuzz-onnx.c lib/onnx.c \
- *         lib/protobuf.c lib/util.c -lm -o fuzz-onnx
- *   ./fuzz-onnx -max_len=65536 CORPUS_DIR
+ *   make fuzz-onnx          (clang with ASan and UBSan, as fuzz-multipart)
+ *   build/fuzz/fuzz-onnx -max_len=65536 CORPUS_DIR
  *
  * A truncated ONNX export (its first few kilobytes hold the model header and
  * the first nodes) makes a good seed.

@@ -16,11 +16,15 @@ passed=0 failed=0 broken=0
 run() {
     local name=$1; shift
     echo "== $name"
+    # The suite's lines are printed as they come (some suites run for
+    # minutes) and kept to find its totals.
     local out rc
-    out=$("$@" 2>&1); rc=$?
-    printf '%s\n' "$out"
+    out=$(mktemp)
+    "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
     local line
-    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    rm -f "$out"
     if [ -z "$line" ]; then
         echo "!! $name printed no totals (exit $rc)"
         broken=$((broken + 1))
