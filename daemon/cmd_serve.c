@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,25 @@
 #include "util.h"
 #include "watch.h"
 
+/* Set while SIGHUP rereads the configuration: parse errors then go to the log. */
+static bool reparsing;
+
+/* Reports a configuration error: on stderr at startup, in the log on SIGHUP. */
+static void parse_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void parse_error(const char *fmt, ...)
+{
+    char message[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    if (reparsing)
+        log_printf(YD_LOG_ERROR, "SIGHUP: %s", message);
+    else
+        fprintf(stderr, "yolod serve: %s\n", message);
+}
+
 /*
  * Builds the config: defaults, then --config FILE, then the other flags in
  * order. The first --model on the command line drops the file's models.
@@ -38,18 +58,18 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
     for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--config") == 0 || strncmp(argv[i], "--config=", 9) == 0) {
             if (command_take_option(argc, argv, &i, name, sizeof name, &value, err, sizeof err) != 0) {
-                fprintf(stderr, "yolod serve: %s\n", err);
+                parse_error("%s", err);
                 return EXIT_USAGE;
             }
             /* A key set twice in one file is an error, so two files are too. */
             if (config_file) {
-                fprintf(stderr, "yolod serve: --config given twice ('%s' and '%s'); give one"
-                        " file\n", config_file, value);
+                parse_error("--config given twice ('%s' and '%s'); give one file",
+                            config_file, value);
                 return EXIT_USAGE;
             }
             config_file = value;
             if (config_load_file(config, value, err, sizeof err) != 0) {
-                fprintf(stderr, "yolod serve: %s\n", err);
+                parse_error("%s", err);
                 return EXIT_USAGE;
             }
         } else {
@@ -65,12 +85,12 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
             exit(0);
         }
         if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0') {
-            fprintf(stderr, "yolod serve: unexpected argument '%s'; see 'yolod help serve'\n", argv[i]);
+            parse_error("unexpected argument '%s'; see 'yolod help serve'", argv[i]);
             return EXIT_USAGE;
         }
         option = argv[i];
         if (command_take_option(argc, argv, &i, name, sizeof name, &value, err, sizeof err) != 0) {
-            fprintf(stderr, "yolod serve: %s\n", err);
+            parse_error("%s", err);
             return EXIT_USAGE;
         }
         if (strcmp(name, "config") == 0)
@@ -85,20 +105,20 @@ static int parse_serve_args(int argc, char **argv, struct config *config)
         }
         if (config_set(config, name, value, err, sizeof err) != 0) {
             if (strncmp(err, "unknown key", 11) == 0)
-                fprintf(stderr, "yolod serve: unknown option '%s'; see 'yolod help serve'\n", option);
+                parse_error("unknown option '%s'; see 'yolod help serve'", option);
             else if (strncmp(err, name, strlen(name)) == 0)
                 /* config_set names the file key; the user typed the option. */
-                fprintf(stderr, "yolod serve: %.*s%s\n", (int)strcspn(option, "="), option,
-                        err + strlen(name));
+                parse_error("%.*s%s", (int)strcspn(option, "="), option,
+                            err + strlen(name));
             else
-                fprintf(stderr, "yolod serve: --%s\n", err);
+                parse_error("--%s", err);
             return EXIT_USAGE;
         }
     }
 
     if (config->model_count == 0 && !config->model_dir) {
-        fprintf(stderr, "yolod serve: no model given: pass --model FILE or --model-dir DIR,"
-                " or set 'model = FILE' or 'model_dir = DIR' in the config file\n");
+        parse_error("no model given: pass --model FILE or --model-dir DIR,"
+                    " or set 'model = FILE' or 'model_dir = DIR' in the config file");
         return EXIT_USAGE;
     }
     return 0;
@@ -271,9 +291,13 @@ static void reread_config(int argc, char **argv, struct serve_state *state, stru
     struct config fresh, *live = state->config;
     struct registry_results results;
     bool default_changed;
+    int rc;
 
     config_init(&fresh);
-    if (parse_serve_args(argc, argv, &fresh) != 0) {
+    reparsing = true;
+    rc = parse_serve_args(argc, argv, &fresh);
+    reparsing = false;
+    if (rc != 0) {
         log_printf(YD_LOG_ERROR, "SIGHUP: the configuration has errors (above); nothing changed");
         config_free(&fresh);
         return;

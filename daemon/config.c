@@ -334,7 +334,7 @@ static FILE *open_config(const char *path, char *err, size_t err_size)
 enum line_status { LINE_OK, LINE_END, LINE_TOO_LONG, LINE_NUL, FILE_TOO_LARGE };
 
 /*
- * Reads one line into buf (without its newline). A line longer than the
+ * Reads one line into buf (without its newline or CRLF). A line longer than the
  * buffer is consumed to its end when it starts with '#' (a comment) and
  * reported otherwise. *total counts the bytes read from the file.
  */
@@ -362,6 +362,9 @@ static enum line_status read_line(FILE *file, char *buf, size_t size, size_t *to
             return LINE_TOO_LONG;
         }
     }
+    /* A CRLF line end, as Windows editors write. */
+    if (used > 0 && buf[used - 1] == '\r')
+        used--;
     buf[used] = '\0';
     return any ? LINE_OK : LINE_END;
 }

@@ -84,7 +84,8 @@ static const char serve_help[] =
     "\n"
     "SIGHUP rereads the config file and flags: model lines, the model directory's\n"
     "files, watch_model_dir, default_variant and log_level apply at once.\n"
-    "SIGINT or SIGTERM stops accepting connections, finishes queued requests and exits 0;\n"
+    "SIGINT or SIGTERM stops accepting connections, finishes queued requests (for up to\n"
+    "request_timeout seconds; connections still open then are closed) and exits 0;\n"
     "while the models are still loading, it exits 0 at once, and during a reload or a\n"
     "model directory rescan it loads no more files. SIGUSR1 is logged and ignored.\n";
 

@@ -113,6 +113,15 @@ usage_error "config long comment skipped" "bad.conf:2: unknown key 'frobnicate'"
 usage_error "config with a byte order mark" "bad.conf:1: unknown key 'frobnicate'" serve --config "$conf"
 printf 'workers = 1\n' >"$WORK/good.conf"
 usage_error "config given twice" "--config given twice" serve --config "$WORK/good.conf" --config="$WORK/good.conf"
+# CRLF line ends (a file from a Windows editor) parse as LF ones.
+printf 'listen = 127.0.0.1:%s\r\nmodel = %s\r\n' "$(free_port)" "$WORK/missing.onnx" >"$WORK/crlf.conf"
+out=$("$YOLOD" serve --config "$WORK/crlf.conf" 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "cannot load model $WORK/missing.onnx" <<<"$out"; then
+    ok "config with CRLF line ends parses"
+else
+    fail "config with CRLF line ends parses" "exit $rc: $out"
+fi
 
 # --- a missing model file is a runtime error naming the file
 out=$("$YOLOD" detect --model "$WORK/missing.onnx" "$IMAGES/bus.jpg" 2>&1 >/dev/null)

@@ -408,6 +408,8 @@ printf 'model_dir = %s\nworkers = many\n' "$DIR" >"$CONF"
 kill -HUP "$PID"
 for i in $(seq 100); do grep -q "configuration has errors" "$LOG" && break; sleep 0.1; done
 grep -q "configuration has errors" "$LOG" && ok "bad config on SIGHUP is reported" || fail "bad config on SIGHUP is reported" "$(tail -3 "$LOG")"
+# Its error is a log line with the level and a timestamp, as the rest.
+check "SIGHUP config error is a log line" grep -qE "^[0-9T:.-]+Z error SIGHUP: .*workers" "$LOG"
 expect_status "still serving after a bad config" 200 "$WORK/d5.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect?variant=live"
 
 curl -s "$URL/metrics" >"$WORK/metrics.txt"
