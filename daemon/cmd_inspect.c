@@ -172,7 +172,7 @@ static void print_provenance(const yd_model_provenance *prov)
     printf("%-16s %s\n", "calibration", prov->calibration_sha256[0] ? prov->calibration_sha256
                                                                      : "none (not calibrated)");
     if (isnan(prov->map50_95))
-        printf("%-16s not measured\n", "mAP50-95");
+        printf("%-16s not recorded in the file (yolod eval measures it)\n", "mAP50-95");
     else
         printf("%-16s %.4f\n", "mAP50-95", prov->map50_95);
     if (!isnan(prov->map50))

@@ -31,7 +31,11 @@ for _ in $(seq 1 300); do
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
         cat "$log" >&2
-        echo "error: yolod exited during startup (its log is above)" >&2
+        if grep -q "Address already in use" "$log"; then
+            echo "error: port $PORT is taken; run the demo on another with PORT=N" >&2
+        else
+            echo "error: yolod exited during startup (its log is above)" >&2
+        fi
         exit 1
     fi
     sleep 0.1
