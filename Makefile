@@ -145,7 +145,11 @@ bench/node_modules/.package-lock.json: bench/package.json
 	command -v npm >/dev/null || scripts/install-deps.sh nodejs npm
 	cd bench && npm install --ignore-scripts --no-audit --no-fund
 
-bench: $(BUILD)/yolod $(BUILD)/bench/peak $(BENCH_INT8) bench/node_modules/.package-lock.json
+# The int8 file is made only when a row needs it (ROWS empty means every row).
+BENCH_NEEDS_INT8 := $(if $(ROWS),$(findstring int8,$(ROWS)),yes)
+
+bench: $(BUILD)/yolod $(BUILD)/bench/peak $(if $(BENCH_NEEDS_INT8),$(BENCH_INT8)) \
+       bench/node_modules/.package-lock.json
 	SHARED=$(SHARED) BUILD=$(BUILD) bench/compare.py
 
 bench-daemon: $(BUILD)/yolod
