@@ -53,7 +53,7 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
     const char *name = request->path + strlen(MODELS_PREFIX);
     size_t name_length = strlen(name) - strlen(READY_SUFFIX);
     bool ready = atomic_load(&server->ready);
-    char model[256], requested[TEXT_QUOTE_SIZE], quoted[TEXT_QUOTE_SIZE];
+    char model[256], requested[TEXT_QUOTE_SIZE], quoted[TEXT_QUOTE_SIZE], names[512];
     bool found = false;
     cJSON *root;
 
@@ -69,10 +69,11 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
             return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
                                       "model versions are not addressable here; use"
                                       " /v2/models/NAME/ready");
+        registry_list_names(server->registry, names, sizeof names);
         return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
-                                  "unknown model '%s'; GET /readyz lists the loaded models",
+                                  "unknown model '%s' (loaded: %s)",
                                   text_quote(quoted, sizeof quoted, requested,
-                                             TEXT_QUOTE_MAX_CHARS));
+                                             TEXT_QUOTE_MAX_CHARS), names);
     }
 
     root = cJSON_CreateObject();

@@ -161,6 +161,8 @@ check "kserve model ready body" python3 -c '
 import json, sys
 assert json.load(open(sys.argv[1])) == {"name": "yolov8n", "ready": True}' "$R"
 expect_error "kserve unknown model" 404 model_not_found "nope" "$URL/v2/models/nope/ready"
+check "kserve unknown model lists the loaded ones" $CHECK error "$WORK/error.json" --code model_not_found \
+    --contains "(loaded: yolov8n)"
 expect_error "kserve model name prefix" 404 model_not_found "yolov8" "$URL/v2/models/yolov8/ready"
 expect_status "kserve empty model name" 404 "$R" "$URL/v2/models//ready"
 expect_error "kserve versioned route" 404 model_not_found "/v2/models/NAME/ready" "$URL/v2/models/yolov8n/versions/1/ready"
