@@ -41,7 +41,7 @@ struct jpeg_decoder {
     enum jpeg_phase phase;
     int input_ended; /* libjpeg warned JWRN_JPEG_EOF and inserted a fake EOI */
     int truncated;
-    int ended_early; /* truncated by an EOI marker inside a scan */
+    int ended_early; /* truncated by an EOI marker inside a scan or before a scan */
     int error_code; /* YD_ERR_* of the failure that longjmp'ed */
     char message[JMSG_LENGTH_MAX];
     long warning_count;
@@ -126,23 +126,32 @@ static void on_emit_message(j_common_ptr cinfo, int msg_level)
 /*
  * jpeg_start_decompress reads every scan of a multi-scan file before the
  * first row comes out. If the data ended there, a later scan may be missing
- * without any other warning. A progressive file is complete when every
- * coefficient of every component has been refined down to bit 0
- * (coef_bits == 0); other multi-scan files cannot be checked, so a missing
- * EOI counts as truncation for them.
+ * without any other warning, and so may it when the file was cut between
+ * two scans and closed with an EOI marker. A progressive file is complete
+ * when every coefficient of every component has been refined down to bit 0
+ * (coef_bits == 0), which every encoder's scan script reaches; that is
+ * checked whether or not the data ran out. Other multi-scan files cannot be
+ * checked, so only a missing EOI counts as truncation for them.
  */
 static void check_scans_complete(struct jpeg_decoder *dec)
 {
     j_decompress_ptr cinfo = &dec->cinfo;
 
-    if (!dec->input_ended || !jpeg_has_multiple_scans(cinfo))
+    if (!jpeg_has_multiple_scans(cinfo))
         return;
-    if (!cinfo->progressive_mode || !cinfo->coef_bits)
-        fail_truncated(dec);
-    for (int c = 0; c < cinfo->num_components; c++)
-        for (int k = 0; k < DCTSIZE2; k++)
-            if (cinfo->coef_bits[c][k] != 0)
+    if (!cinfo->progressive_mode || !cinfo->coef_bits) {
+        if (dec->input_ended)
+            fail_truncated(dec);
+        return;
+    }
+    for (int c = 0; c < cinfo->num_components; c++) {
+        for (int k = 0; k < DCTSIZE2; k++) {
+            if (cinfo->coef_bits[c][k] != 0) {
+                dec->ended_early = !dec->input_ended;
                 fail_truncated(dec);
+            }
+        }
+    }
 }
 
 static void on_progress(j_common_ptr cinfo)
@@ -199,7 +208,7 @@ static int run_decoder(struct jpeg_decoder *dec, const uint8_t *data, size_t siz
     if (setjmp(dec->jump)) {
         if (dec->ended_early)
             return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,
-                                "JPEG image is truncated: a scan ends at an EOI marker before the"
+                                "JPEG image is truncated: an EOI marker ends the data before the"
                                 " image is complete");
         if (dec->truncated)
             return yd_error_set(err, YD_ERR_IMAGE_CORRUPT,

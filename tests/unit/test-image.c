@@ -1269,6 +1269,20 @@ static void test_progressive_jpeg_missing_scans(void)
     }
     printf("     bus_progressive.jpg: %d scans, each cut before a scan rejected\n", count);
 
+    /* The same cuts closed with an EOI marker are truncated too. */
+    for (int i = 1; i < count && i < 32; i++) {
+        uint8_t *cut = malloc(scans[i].start + 2);
+
+        memcpy(cut, data, scans[i].start);
+        cut[scans[i].start] = 0xff;
+        cut[scans[i].start + 1] = 0xd9;
+        CHECK_INT_EQ(yd_image_decode(cut, scans[i].start + 2, 0, &image, &err),
+                     YD_ERR_IMAGE_CORRUPT);
+        CHECK(strstr(err.message, "EOI") != NULL);
+        CHECK(image.rgb == NULL);
+        free(cut);
+    }
+
     CHECK_OK(yd_image_decode(data, size - 2, 0, &image, &err));
     CHECK_INT_EQ(max_abs_diff(&image, &full), 0);
     yd_image_free(&image);
