@@ -638,6 +638,11 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 fprintf(stderr, "yolod compress: option '-o' needs a value\n");
                 return EXIT_USAGE;
             }
+            if (options->output_path) {
+                fprintf(stderr, "yolod compress: output given twice ('%s', '%s'); give one of -o"
+                        " and --output once\n", options->output_path, argv[i + 1]);
+                return EXIT_USAGE;
+            }
             options->output_path = argv[i + 1];
             i += 2;
             continue;
@@ -658,6 +663,11 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
         if (strcmp(name, "variant") == 0) {
             options->variant = value;
         } else if (strcmp(name, "output") == 0) {
+            if (options->output_path) {
+                fprintf(stderr, "yolod compress: output given twice ('%s', '%s'); give one of -o"
+                        " and --output once\n", options->output_path, value);
+                return EXIT_USAGE;
+            }
             options->output_path = value;
         } else if (strcmp(name, "calib") == 0) {
             options->calib_dir = value;

@@ -504,8 +504,9 @@ static int warn_inconsistent(const yd_coco_dataset *dataset, const struct detect
 
     if (options->detections_path && image_ids > 0) {
         for (size_t d = 0; d < list->count; d++)
-            covered[d] = list->items[d].image_id;
-        covered_count = sort_distinct(covered, list->count);
+            if (has_id(images, image_ids, list->items[d].image_id))
+                covered[covered_count++] = list->items[d].image_id;
+        covered_count = sort_distinct(covered, covered_count);
         if (covered_count < image_ids)
             fprintf(stderr, "yolod eval: warning: the detections cover %zu of the %zu images;"
                     " images without detections count as misses (a file saved with --limit N"

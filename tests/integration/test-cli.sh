@@ -78,6 +78,10 @@ usage_error "detect model given twice" "option '--model' given twice" \
     detect --model "$MODEL" --model=/nonexistent.onnx "$IMAGES/bus.jpg"
 usage_error "bench option given twice" "option '--runs' given twice" \
     bench --model "$MODEL" --runs 1 --runs 2
+usage_error "compress -o given twice" "output given twice" \
+    compress "$MODEL" --variant fp16 -o "$WORK/a.yolod" -o "$WORK/b.yolod"
+usage_error "compress -o and --output" "output given twice" \
+    compress "$MODEL" --variant fp16 -o "$WORK/a.yolod" --output "$WORK/b.yolod"
 usage_error "serve option given twice" "option '--threads' given twice" \
     serve --model "$MODEL" --listen "127.0.0.1:$(free_port)" --threads 1 --threads 2
 usage_error "detect option without value" "option '--model' needs a value" detect "$IMAGES/bus.jpg" --model
