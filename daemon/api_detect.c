@@ -196,8 +196,9 @@ static enum MHD_Result reply_unavailable(struct MHD_Connection *connection,
                          "shutting_down", "the server is shutting down");
 }
 
-/* decode_image's return value when it did not decode. */
+/* decode_image's return values when it did not decode. */
 #define DECODE_SLOTS_FULL 1
+#define DECODE_ABANDONED 2 /* the drain ended while it waited */
 
 /*
  * Decodes the body within one of the max_decodes decode slots, waiting up to
@@ -213,11 +214,12 @@ static int decode_image(struct request *request, yd_image *image, yd_error *erro
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += server->config->request_timeout_s;
     pthread_mutex_lock(&server->decode_lock);
-    while (server->decodes >= server->max_decodes && rc == 0)
+    while (server->decodes >= server->max_decodes && rc == 0 && !server->decode_abandoned)
         rc = pthread_cond_timedwait(&server->decode_free, &server->decode_lock, &deadline);
-    if (server->decodes >= server->max_decodes) {
+    if (server->decode_abandoned || server->decodes >= server->max_decodes) {
+        rc = server->decode_abandoned ? DECODE_ABANDONED : DECODE_SLOTS_FULL;
         pthread_mutex_unlock(&server->decode_lock);
-        return DECODE_SLOTS_FULL;
+        return rc;
     }
     server->decodes++;
     pthread_mutex_unlock(&server->decode_lock);
@@ -258,6 +260,8 @@ static enum MHD_Result run_detection(struct MHD_Connection *connection,
     timings.decode_ms = yd_now_ms() - decode_start;
     if (rc != 0)
         worker_pool_cancel(server->pool);
+    if (rc == DECODE_ABANDONED)
+        return reply_unavailable(connection, request, format, WORKER_STOPPED);
     if (rc == DECODE_SLOTS_FULL)
         return reply_failure(connection, request, format, MHD_HTTP_SERVICE_UNAVAILABLE, "1",
                              "decode_slots_full",

@@ -45,6 +45,7 @@
 #include "server.h"
 #include "text.h"
 #include "util.h"
+#include "workers.h"
 
 /*
  * Memory libmicrohttpd gives each connection for the request line, the
@@ -1080,6 +1081,18 @@ void server_stop(struct server *server)
         server_begin_stop(server);
         while (atomic_load(&server->active_requests) > 0 && yd_now_ms() < deadline)
             usleep(10 * 1000);
+        /* Requests still queued or waiting for a decode slot would only be
+         * cut off: they get 503 shutting_down, with a second to send it. */
+        if (atomic_load(&server->active_requests) > 0) {
+            pthread_mutex_lock(&server->decode_lock);
+            server->decode_abandoned = true;
+            pthread_cond_broadcast(&server->decode_free);
+            pthread_mutex_unlock(&server->decode_lock);
+            worker_pool_cancel_queued(atomic_load(&server->pool));
+            deadline = yd_now_ms() + 1000.0;
+            while (atomic_load(&server->active_requests) > 0 && yd_now_ms() < deadline)
+                usleep(10 * 1000);
+        }
         if (atomic_load(&server->active_requests) > 0)
             log_printf(YD_LOG_WARN, "closing %d requests still in progress after %d s",
                        atomic_load(&server->active_requests), server->config->request_timeout_s);

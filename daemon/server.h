@@ -32,10 +32,12 @@ struct server {
     atomic_bool stopping;    /* draining: new detections get 503 and connections close */
     atomic_int active_requests; /* requests between their headers and their completion */
     int max_decodes;         /* config->max_decodes with 0 resolved */
-    /* Images being decoded now; requests wait on decode_free for a slot. */
+    /* Images being decoded now; requests wait on decode_free for a slot,
+     * unless decode_abandoned (set at the end of the drain). */
     pthread_mutex_t decode_lock;
     pthread_cond_t decode_free;
     int decodes;
+    bool decode_abandoned;
     atomic_size_t buffered_bytes; /* capacity of all request body buffers together */
 };
 

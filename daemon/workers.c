@@ -312,6 +312,7 @@ int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job)
     }
 
     job->done = false;
+    job->cancelled = false;
     pool->queue[(pool->head + pool->count) % pool->queue_size] = job;
     pool->queued_ms[(pool->head + pool->count) % pool->queue_size] = yd_now_ms();
     pool->count++;
@@ -320,7 +321,24 @@ int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job)
     while (!job->done)
         pthread_cond_wait(&pool->job_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
-    return 0;
+    return job->cancelled ? WORKER_STOPPED : 0;
+}
+
+void worker_pool_cancel_queued(struct worker_pool *pool)
+{
+    if (!pool)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    for (int i = 0; i < pool->count; i++) {
+        struct detect_job *job = pool->queue[(pool->head + i) % pool->queue_size];
+
+        job->cancelled = true;
+        job->done = true;
+    }
+    pool->head = (pool->head + pool->count) % pool->queue_size;
+    pool->count = 0;
+    pthread_cond_broadcast(&pool->job_done);
+    pthread_mutex_unlock(&pool->lock);
 }
 
 void worker_pool_prune(struct worker_pool *pool)

@@ -23,6 +23,7 @@ struct detect_job {
     yd_error error;
     int rc;           /* yd_detect's return value */
     bool done;
+    bool cancelled;   /* done without running (worker_pool_cancel_queued) */
 };
 
 enum {
@@ -52,9 +53,17 @@ void worker_pool_cancel(struct worker_pool *pool);
 /*
  * Queues the job into a slot reserved with worker_pool_reserve and blocks
  * until a worker has run it. Returns 0 (see job->rc), or WORKER_STOPPED
- * without running it; the reservation is used up either way.
+ * without running it (the pool is stopping, or the job was cancelled while
+ * queued); the reservation is used up either way.
  */
 int worker_pool_run_reserved(struct worker_pool *pool, struct detect_job *job);
+
+/*
+ * Ends every job still waiting in the queue without running it, so its
+ * submitter can reply before the server closes the connection. Jobs a
+ * worker has taken run to the end.
+ */
+void worker_pool_cancel_queued(struct worker_pool *pool);
 
 /*
  * Wakes every worker to destroy its sessions of versions the registry no

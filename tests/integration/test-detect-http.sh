@@ -406,4 +406,34 @@ grep -q '^reload 503 True$' "$WORK/drain.txt" && ok "drain: a model reload gets 
 grep -q '^new connection refused after 0\.[0-9] s$' "$WORK/drain.txt" && ok "drain: a new connection is refused at once" || fail "drain: a new connection is refused at once" "$(cat "$WORK/drain.txt")"
 [ "$rc" -eq 0 ] && ok "drain: daemon exits 0" || fail "drain: daemon exits 0" "exit $rc"
 
+# --- Requests still queued or waiting for a decode slot when the drain's
+# request_timeout ends get 503 shutting_down, not a closed connection.
+# yolov8s on one thread takes longer per image than the 1 s drain allows
+# for 24 of them.
+start_serve backlog --model "$SHARED/models/yolov8s-random.onnx" --threads 1 --request-timeout 1 \
+    --queue-size 24 --max-decodes 4
+clients=()
+for i in $(seq 24); do
+    curl -s -o "$WORK/backlog-$i.json" -w '%{http_code}\n' --max-time 30 \
+        --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect" >"$WORK/backlog-$i.code" &
+    clients+=($!)
+done
+sleep 0.3
+kill -TERM "$PID"
+wait "$PID"
+wait "${clients[@]}"
+codes=$(cat "$WORK"/backlog-*.code | sort | uniq -c | tr -s ' \n' ' ')
+if ! grep -qv '^\(200\|503\)$' "$WORK"/backlog-*.code; then
+    ok "drain: every queued request gets a reply ($codes)"
+else
+    fail "drain: every queued request gets a reply" "$codes"
+fi
+busy=$(grep -l '^503$' "$WORK"/backlog-*.code | head -n 1)
+if [ -n "$busy" ]; then
+    check "drain: a cut-off request gets shutting_down" $CHECK error "${busy%.code}.json" --code shutting_down \
+        --contains "shutting down"
+else
+    fail "drain: a cut-off request gets shutting_down" "every request finished within the drain: $codes"
+fi
+
 finish
