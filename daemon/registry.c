@@ -87,6 +87,7 @@ struct registry {
     struct reported_file reported[REPORTED_MAX];
     int reported_next;
     bool watch_rescan;
+    bool table_full;           /* the last claim_entry failed for want of a slot */
     atomic_bool stop_requested; /* set at shutdown: syncs load no more files */
 };
 
@@ -552,8 +553,9 @@ static int claim_entry(struct registry *registry, const char *name, const char *
     }
     if (count == registry->max_entries)
         index = reusable_entry(registry);
-    /* NOTE: a watch rescan does not retry a new file that failed here until
-     * the file changes, even when requests held the entries only briefly. */
+    /* Not a failure of the file: registry_sync retries it after its unloads,
+     * and later rescans retry it too (it is not recorded as failed). */
+    registry->table_full = index < 0;
     if (index < 0) {
         index = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                              "cannot add model '%s' variant '%s': all %d registry entries are"
@@ -1426,10 +1428,13 @@ static bool listed(const char *const *files, int count, const char *path)
 
 /*
  * Syncs one file that is present: loads it when new, reloads it when it
- * changed, and leaves it alone otherwise. Caller holds admin_lock.
+ * changed, and leaves it alone otherwise. A new file that finds every
+ * registry entry taken returns true without a result when may_defer is
+ * set, so the caller can try again after its unloads. Caller holds
+ * admin_lock.
  */
-static void sync_file(struct registry *registry, const char *path, enum registry_source source,
-                      bool revive, struct registry_results *results)
+static bool sync_file(struct registry *registry, const char *path, enum registry_source source,
+                      bool revive, bool may_defer, struct registry_results *results)
 {
     struct registry_result spare, *result;
     const struct reported_file *failure;
@@ -1438,19 +1443,19 @@ static void sync_file(struct registry *registry, const char *path, enum registry
     struct file_id id;
 
     if (atomic_load(&registry->stop_requested))
-        return;
+        return false;
 
     if (index >= 0) {
         const struct entry *entry = &registry->entries[index];
 
         if (!entry->model && entry->unloaded_by_admin && !revive)
-            return;
+            return false;
         if (file_identity(path, &id) == 0) {
             if (entry->model && same_file(&id, &entry->file))
-                return;
+                return false;
             /* A watch rescan does not retry a file version that already failed to load. */
             if (registry->watch_rescan && same_file(&id, &entry->failed_file))
-                return;
+                return false;
         }
         result = next_result(results, &spare);
         load_entry(registry, index, NULL, result);
@@ -1469,9 +1474,19 @@ static void sync_file(struct registry *registry, const char *path, enum registry
         result->repeated = true;
         log_printf(YD_LOG_DEBUG, "load of %s skipped: it failed unchanged before", path);
     } else {
+        registry->table_full = false;
         result = next_result(results, &spare);
         add_file_locked(registry, path, source, result, &error);
-        if (result->code != YD_OK) {
+        if (result->code != YD_OK && registry->table_full && may_defer) {
+            /* Withdrawn: the sync tries again after its unloads. */
+            results->count -= result != &spare;
+            results->total--;
+            return true;
+        }
+        if (result->code != YD_OK && registry->table_full) {
+            /* Not recorded as failed, so the next rescan tries again. */
+            log_printf(YD_LOG_WARN, "load of %s failed: %s", path, error.message);
+        } else if (result->code != YD_OK) {
             bool first;
             int level = problem_level(registry, path, YD_LOG_ERROR, &first);
 
@@ -1484,6 +1499,7 @@ static void sync_file(struct registry *registry, const char *path, enum registry
     }
     results->failures += result->code != YD_OK;
     results->repeated_failures += result->code != YD_OK && result->repeated;
+    return false;
 }
 
 /*
@@ -1517,12 +1533,19 @@ static bool serves_after_sync(const struct registry *registry)
     return false;
 }
 
+/* A file whose load registry_sync retries after its unloads. */
+struct deferred_file {
+    const char *path;
+    enum registry_source source;
+};
+
 void registry_sync(struct registry *registry, const char *const *files, int file_count,
                    const char *dir, bool revive, struct registry_results *results)
 {
     struct registry_result spare;
+    struct deferred_file *deferred;
     char **dir_files = NULL;
-    int dir_count = 0;
+    int dir_count = 0, deferred_count = 0;
     yd_error error = { 0 };
 
     memset(results, 0, sizeof *results);
@@ -1545,11 +1568,14 @@ void registry_sync(struct registry *registry, const char *const *files, int file
         else
             entry->leaving = dir && !listed((const char *const *)dir_files, dir_count, entry->path);
     }
+    deferred = calloc((size_t)(files ? file_count : 0) + (size_t)dir_count + 1, sizeof *deferred);
     for (int i = 0; files && i < file_count; i++)
-        sync_file(registry, files[i], REGISTRY_SOURCE_FILE, revive, results);
+        if (sync_file(registry, files[i], REGISTRY_SOURCE_FILE, revive, deferred != NULL, results))
+            deferred[deferred_count++] = (struct deferred_file){ files[i], REGISTRY_SOURCE_FILE };
     for (int i = 0; i < dir_count; i++)
-        if (!served_through_file(registry, dir_files[i]))
-            sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, results);
+        if (!served_through_file(registry, dir_files[i]) &&
+            sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, deferred != NULL, results))
+            deferred[deferred_count++] = (struct deferred_file){ dir_files[i], REGISTRY_SOURCE_DIR };
     for (int i = 0; i < registry_count(registry); i++) {
         struct entry *entry = &registry->entries[i];
 
@@ -1584,6 +1610,10 @@ void registry_sync(struct registry *registry, const char *const *files, int file
                                                            : "file removed from the model directory",
                      next_result(results, &spare));
     }
+    /* New files that found every entry taken, now that removed files are unloaded. */
+    for (int i = 0; i < deferred_count; i++)
+        sync_file(registry, deferred[i].path, deferred[i].source, revive, false, results);
+    free(deferred);
     registry->watch_rescan = false;
     pthread_mutex_unlock(&registry->admin_lock);
     free_files(dir_files, dir_count);

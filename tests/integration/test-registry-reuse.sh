@@ -161,6 +161,20 @@ fi
 got=$(detect_count extra "$WORK/extra.json")
 [ "$got" = "200 ('extra', $BASELINE)" ] && ok "extra detects" || fail "extra detects" "$got"
 
+# A new file that finds every entry taken is not remembered as failed: the
+# rescan that removes a loaded model's file gives it that entry.
+want=$(served_names | python3 -c 'import ast, sys; names = ast.literal_eval(sys.stdin.read()); print(sorted(n if n != "extra" else "late" for n in names))')
+ln -s "$MODEL_PATH" "$DIR/late.onnx"
+for i in $(seq 300); do grep -q "load of $DIR/late.onnx failed" "$LOG" && break; sleep 0.1; done
+grep -q "load of $DIR/late.onnx failed: cannot add model 'late'" "$LOG" && ok "full registry: late fails" ||
+    fail "full registry: late fails" "$(grep late "$LOG" | tail -2)"
+rm "$DIR/extra.onnx"
+if wait_names "$want"; then
+    ok "late takes the entry of the removed file in the same rescan"
+else
+    fail "late takes the entry of the removed file in the same rescan" "served $(served_names), expected $want; $(grep late "$LOG" | tail -2)"
+fi
+
 kill -TERM "$PID"
 wait "$PID"
 
