@@ -211,7 +211,7 @@ static int decode_image(struct request *request, yd_image *image, yd_error *erro
     struct timespec deadline;
     int rc = 0;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += server->config->request_timeout_s;
     pthread_mutex_lock(&server->decode_lock);
     while (server->decodes >= server->max_decodes && rc == 0 && !server->decode_abandoned)

@@ -453,6 +453,7 @@ int command_serve(int argc, char **argv)
     int threads, signal_number = 0;
     int status = EXIT_RUNTIME;
     pthread_t loading_thread;
+    pthread_condattr_t decode_clock;
     bool loading_guard = false;
     struct worker_pool *pool = NULL;
 
@@ -531,7 +532,11 @@ int command_serve(int argc, char **argv)
     atomic_init(&server.active_requests, 0);
     server.decodes = 0;
     pthread_mutex_init(&server.decode_lock, NULL);
-    pthread_cond_init(&server.decode_free, NULL);
+    /* decode_image's deadline is on the monotonic clock, immune to clock changes. */
+    pthread_condattr_init(&decode_clock);
+    pthread_condattr_setclock(&decode_clock, CLOCK_MONOTONIC);
+    pthread_cond_init(&server.decode_free, &decode_clock);
+    pthread_condattr_destroy(&decode_clock);
     atomic_init(&server.buffered_bytes, 0);
     server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
     if (server_start(&server) != 0)
