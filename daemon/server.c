@@ -110,15 +110,18 @@ static bool is_kserve_model_ready(const char *path)
            strcmp(path + length - strlen(suffix), suffix) == 0;
 }
 
-/* The NAME of /v1/vision/custom/NAME (one non-empty path segment), or NULL. */
+/*
+ * The NAME of /v1/vision/custom/NAME, or NULL for another path. Any rest of
+ * the path is the name, so an empty one or one with a slash gets DeepStack's
+ * 404 for an unknown model.
+ */
 static const char *deepstack_custom_model(const char *path)
 {
     static const char prefix[] = "/v1/vision/custom/";
-    const char *name = path + strlen(prefix);
 
-    if (strncmp(path, prefix, strlen(prefix)) != 0 || !*name || strchr(name, '/'))
+    if (strncmp(path, prefix, strlen(prefix)) != 0)
         return NULL;
-    return name;
+    return path + strlen(prefix);
 }
 
 /* Whether the route answers in DeepStack's shapes. */

@@ -114,7 +114,8 @@ ds_error "custom route unknown model" 404 "nope" -F image=@"$SQUARE" "$URL/v1/vi
 ds_error "custom route path wins over the model field" 404 "nope" -F image=@"$SQUARE" -F model=yolov8n \
     "$URL/v1/vision/custom/nope"
 ds_error "GET on the custom route is 405" 405 "POST" "$URL/v1/vision/custom/yolov8n"
-expect_status "custom route without a name is 404" 404 "$R" -F image=@"$SQUARE" "$URL/v1/vision/custom/"
+ds_error "custom route without a name" 404 "unknown model ''" -F image=@"$SQUARE" "$URL/v1/vision/custom/"
+ds_error "custom route name with a slash" 404 "unknown model 'a/b'" -F image=@"$SQUARE" "$URL/v1/vision/custom/a/b"
 
 # --- Expect: 100-continue. An invalid query parameter gets its error in
 # DeepStack's shape instead of 100 Continue, so the body is never uploaded.
