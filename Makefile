@@ -98,6 +98,11 @@ memcheck: $(BUILD)/yolod
 	scripts/install-deps.sh valgrind
 	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck.sh
 
+# The daemon under valgrind through requests, SIGHUP and SIGTERM (several minutes).
+memcheck-serve: $(BUILD)/yolod
+	scripts/install-deps.sh valgrind
+	SHARED=$(SHARED) BUILD=$(BUILD) tests/memcheck-serve.sh
+
 # libFuzzer target for the multipart parser, with ASan and UBSan; needs clang
 # and its compiler-rt (Debian: clang-14, libclang-rt-14-dev). Run it as
 # fuzz/fuzz-multipart.c describes.
@@ -189,6 +194,6 @@ install: $(BUILD)/yolod
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps test-deps tests test demo memcheck fuzz-multipart fuzz-onnx bench bench-daemon bench-memory install clean
+.PHONY: all deps test-deps tests test demo memcheck memcheck-serve fuzz-multipart fuzz-onnx bench bench-daemon bench-memory install clean
 
 -include $(LIB_OBJ:.o=.d) $(DAEMON_OBJ:.o=.d)
