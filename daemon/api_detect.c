@@ -5,9 +5,9 @@
  * The queue slot is taken before decoding, so decoded images waiting or
  * being decoded are at most queue_size (plus one per worker running). A full
  * queue gives 503 with Retry-After before any decoding work or memory is
- * spent. At most max_decodes decodes run at once: a request that holds a
- * queue slot waits for a decode slot, up to request_timeout seconds, so a
- * burst of uploads up to queue_size is served rather than refused.
+ * spent. At most max_decodes decodes run at once. A request with a queue
+ * slot waits up to request_timeout seconds for a decode slot, so a burst of
+ * uploads up to queue_size is served, not rejected.
  */
 #include <stdarg.h>
 #include <stdio.h>

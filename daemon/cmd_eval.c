@@ -463,10 +463,10 @@ static bool has_id(const int64_t *ids, size_t count, int64_t id)
 }
 
 /*
- * Warns on stderr about what makes the numbers misleading without making
- * them wrong for the file as given: repeated image ids, no categories,
- * annotations of unknown images or categories (never matched), and, for a
- * results file, images it has no detection for (they count as misses).
+ * Warns on stderr about inputs that make the numbers misleading, though
+ * they are right for the files as given. These are repeated image ids, no
+ * categories, annotations of unknown images or categories (never matched)
+ * and, for a results file, images without detections (counted as misses).
  * Returns -1 when out of memory.
  */
 static int warn_inconsistent(const yd_coco_dataset *dataset, const struct detection_list *list,

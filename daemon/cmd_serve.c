@@ -141,7 +141,7 @@ static bool listed_before(const struct config *config, int i)
 
 /*
  * Writes " (relative to the working directory DIR)" into note for a relative
- * path, else "": a config file's paths start from where yolod was started
+ * path, else "". A config file's paths start from where yolod was started
  * (/ under systemd), not from the config file's folder.
  */
 static void relative_note(const char *path, char *note, size_t size)
@@ -470,7 +470,8 @@ int command_serve(int argc, char **argv)
     notify_init();
 
     /* A log reader that goes away (`yolod serve 2>&1 | tee`, svlogd) would
-     * end the daemon with SIGPIPE at its next log line. Ignored, the write fails. */
+     * end the daemon with SIGPIPE at its next log line. With SIGPIPE ignored,
+     * that write fails instead. */
     signal(SIGPIPE, SIG_IGN);
 
     /* Block the handled signals in every thread created from here on; main sigwaits. */

@@ -87,7 +87,7 @@ struct registry {
     struct reported_file reported[REPORTED_MAX];
     int reported_next;
     bool watch_rescan;
-    bool table_full;           /* the last claim_entry failed for want of a slot */
+    bool table_full;           /* the last claim_entry failed because no slot was free */
     atomic_bool stop_requested; /* set at shutdown: syncs load no more files */
 };
 

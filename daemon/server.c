@@ -9,12 +9,12 @@
  * libmicrohttpd then sends it instead of 100 Continue, never reads the
  * body, and closes the connection.
  *
- * Three deadlines bound slow clients, each request_timeout seconds long:
- * libmicrohttpd's idle timeout, restarted by every byte; the header
- * deadline (header_deadline.c), from the connection's accept or its
- * previous request's end to the first access-handler call; and the body
- * deadline, from that call to the end of the body. So a client that keeps
- * sending bytes has at most about twice request_timeout for one request.
+ * Three deadlines bound slow clients, each request_timeout seconds long.
+ * libmicrohttpd's idle timeout restarts with every byte. The header
+ * deadline (header_deadline.c) runs from the connection's accept, or its
+ * previous request's end, to the first access-handler call. The body
+ * deadline runs from that call to the end of the body. So a client that
+ * keeps sending bytes has at most about twice request_timeout per request.
  *
  * NOTE: a body without Content-Length (chunked) that goes over the limit is
  * still read to its end, discarding the bytes, before the 413 is sent.
@@ -124,7 +124,7 @@ static const char *deepstack_custom_model(const char *path)
     return path + strlen(prefix);
 }
 
-/* Whether the route answers in DeepStack's shapes. */
+/* Whether the route replies in DeepStack's shapes. */
 static bool is_deepstack(enum route route)
 {
     return route == ROUTE_DEEPSTACK_DETECT || route == ROUTE_DEEPSTACK_CUSTOM;

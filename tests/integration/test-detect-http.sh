@@ -305,12 +305,12 @@ got=$(json_get "$R" '[(m["name"], [v["version"] for v in m["variants"]]) for m i
 
 # --- max_buffered_bytes: a half-sent body of Content-Length 960000 takes
 # 960000 bytes of the 1100 KiB budget, so bus.jpg (487438 bytes) gets 503
-# buffers_full; once the first connection closes, the same request
+# buffers_full. Once the first connection closes, the same request
 # succeeds. A body of Content-Length 600000 is charged 600000 bytes, not
 # its buffer's next power of 2 (1 MiB), so bus.jpg fits beside it.
 start_daemon budget --max-buffered-bytes 1100K --max-body-bytes 1M
-# hold_body LENGTH SENT READY: holds a body of Content-Length LENGTH with
-# SENT bytes sent for 3 s, and creates READY once they are sent.
+# hold_body LENGTH SENT READY: sends SENT bytes of a body of Content-Length
+# LENGTH, keeps the connection open for 3 s, and creates READY once sent.
 hold_body() {
     rm -f "$3"
     python3 - "${URL##*:}" "$1" "$2" "$3" <<'PY' &

@@ -1175,7 +1175,8 @@ static void test_jpeg_scan_ended_by_eoi(void)
         if (data[i] == 0xff && data[i + 1] == 0xda)
             sos = i;
     }
-    CHECK(sos > 0 && sof > 0);
+    CHECK(sos > 0);
+    CHECK(sof > 0);
     for (int large = 0; large <= 1; large++) {
         for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
             size_t scan = sos + 2 + ((size_t)data[sos + 2] << 8 | data[sos + 3]);
