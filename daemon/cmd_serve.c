@@ -449,6 +449,7 @@ int command_serve(int argc, char **argv)
     yd_error error = { 0 };
     sigset_t handled_signals;
     char model_list[512];
+    char bound_note[80];
     long cores;
     int threads, signal_number = 0;
     int status = EXIT_RUNTIME;
@@ -578,9 +579,14 @@ int command_serve(int argc, char **argv)
     }
 
     registry_list_loaded(registry, model_list, sizeof model_list);
-    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s, models: %s, workers: %d x %d threads,"
+    /* A host name binds its first address only; say which. */
+    if (strcmp(config.listen, server.bound) == 0)
+        snprintf(bound_note, sizeof bound_note, "%s", "");
+    else
+        snprintf(bound_note, sizeof bound_note, " (%s)", server.bound);
+    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s%s, models: %s, workers: %d x %d threads,"
                " queue %d, decodes %d",
-               YOLOD_VERSION, config.listen, model_list, config.workers, threads,
+               YOLOD_VERSION, config.listen, bound_note, model_list, config.workers, threads,
                config.queue_size, server.max_decodes);
 
     notify_status("listening on %s, models: %s", config.listen, model_list);

@@ -1013,10 +1013,39 @@ static int bind_socket(const char *listen_text)
     return fd;
 }
 
+/* Writes the socket's local address as text: 127.0.0.1:8080 or [::1]:8080. */
+static void format_bound(int fd, char *out, size_t size)
+{
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof addr;
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+
+    snprintf(out, size, "?");
+    if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
+        return;
+    if (addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(out, size, "%s:%d", host, port);
+    } else if (addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(out, size, "[%s]:%d", host, port);
+    }
+}
+
 int server_bind(struct server *server)
 {
     server->listen_fd = bind_socket(server->config->listen);
-    return server->listen_fd < 0 ? -1 : 0;
+    if (server->listen_fd < 0)
+        return -1;
+    format_bound(server->listen_fd, server->bound, sizeof server->bound);
+    return 0;
 }
 
 int server_start(struct server *server)

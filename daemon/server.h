@@ -28,6 +28,7 @@ struct server {
     struct MHD_Daemon *daemon;
     struct header_deadlines *header_deadlines; /* running while daemon is */
     int listen_fd;
+    char bound[64];          /* numeric address of listen_fd, e.g. 127.0.0.1:8080 or [::1]:8080 */
     atomic_bool ready;       /* models loaded, workers running, not stopping */
     atomic_bool stopping;    /* draining: new detections get 503 and connections close */
     atomic_int active_requests; /* requests between their headers and their completion */

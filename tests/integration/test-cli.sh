@@ -162,6 +162,22 @@ if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder,
 else
     fail "serve model directory" "exit $rc: $out"
 fi
+# A host name binds its first address only; the listening line names it.
+port=$(free_port)
+"$YOLOD" serve --model "$MODEL" --threads 1 --listen "localhost:$port" 2>"$WORK/localhost.log" &
+localhost_pid=$!
+DAEMON_PIDS+=("$localhost_pid")
+for _ in $(seq 300); do
+    grep -q "listening on" "$WORK/localhost.log" && break
+    kill -0 "$localhost_pid" 2>/dev/null || break
+    sleep 0.1
+done
+kill "$localhost_pid" 2>/dev/null
+if grep -qF "listening on http://localhost:$port (127.0.0.1:$port)," "$WORK/localhost.log"; then
+    ok "serve localhost logs the bound address"
+else
+    fail "serve localhost logs the bound address" "$(cat "$WORK/localhost.log")"
+fi
 # A relative model_dir in a config file starts from the working directory,
 # which the error names.
 printf 'model_dir = no-such-models\n' >"$WORK/relative.conf"
