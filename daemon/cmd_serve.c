@@ -579,7 +579,7 @@ int command_serve(int argc, char **argv)
     }
 
     registry_list_loaded(registry, model_list, sizeof model_list);
-    /* A host name binds its first address only; say which. */
+    /* A host name binds only its first address, so the log names that address. */
     if (strcmp(config.listen, server.bound) == 0)
         snprintf(bound_note, sizeof bound_note, "%s", "");
     else

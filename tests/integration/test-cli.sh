@@ -162,7 +162,7 @@ if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder,
 else
     fail "serve model directory" "exit $rc: $out"
 fi
-# A host name binds its first address only; the listening line names it.
+# A host name binds only its first address, so the listening line names that address.
 port=$(free_port)
 "$YOLOD" serve --model "$MODEL" --threads 1 --listen "localhost:$port" 2>"$WORK/localhost.log" &
 localhost_pid=$!
