@@ -15,6 +15,7 @@
 #include "json.h"
 #include "log.h"
 #include "params.h"
+#include "registry.h"
 #include "util.h"
 
 struct detect_options {
@@ -83,8 +84,9 @@ static int load_image(const char *path, const struct detect_options *options, yd
 }
 
 /* Processes one image; returns 0 on success, -1 after printing its error object. */
-static int detect_file(yd_session *session, const yd_model *model, const char *path,
-                       const struct detect_options *options, const yd_detect_params *params)
+static int detect_file(yd_session *session, const yd_model *model, const char *variant,
+                       const char *path, const struct detect_options *options,
+                       const yd_detect_params *params)
 {
     struct json_timings timings;
     yd_image image = { 0 };
@@ -109,7 +111,7 @@ static int detect_file(yd_session *session, const yd_model *model, const char *p
     }
 
     timings.total_ms = yd_now_ms() - start;
-    root = json_detect_result(model, yd_model_variant(model), 1, &result, &timings);
+    root = json_detect_result(model, variant, 1, &result, &timings);
     yd_result_free(&result);
     if (root)
         cJSON_AddItemToObject(root, "file", cJSON_CreateString(path));
@@ -206,6 +208,7 @@ int command_detect(int argc, char **argv)
     uint8_t *class_flags = NULL;
     char **images = calloc((size_t)argc, sizeof *images);
     char message[512];
+    char variant[64];
     int image_count = 0, failures = 0;
     int status;
 
@@ -225,6 +228,9 @@ int command_detect(int argc, char **argv)
         fprintf(stderr, "yolod detect: cannot load model: %s\n", error.message);
         goto cleanup;
     }
+    /* The variant serve would give the file, so the output matches its replies. */
+    registry_file_variant(options.model_path, model, variant, sizeof variant);
+    registry_warn_variant_mismatch(options.model_path, model, variant);
 
     class_flags = calloc((size_t)yd_model_class_count(model) + 1, 1);
     if (!class_flags) {
@@ -244,7 +250,7 @@ int command_detect(int argc, char **argv)
     }
 
     for (int i = 0; i < image_count; i++)
-        if (detect_file(session, model, images[i], &options, &params) != 0)
+        if (detect_file(session, model, variant, images[i], &options, &params) != 0)
             failures++;
     if (failures > 0)
         fprintf(stderr, "yolod detect: %d of %d images failed\n", failures, image_count);

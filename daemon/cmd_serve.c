@@ -543,6 +543,13 @@ int command_serve(int argc, char **argv)
     server.max_decodes = config.max_decodes > 0 ? config.max_decodes : 2 * (int)(cores > 0 ? cores : 1);
     if (server_start(&server) != 0)
         goto cleanup;
+    /* A host name binds only its first address, so the log names that address. */
+    if (strcmp(config.listen, server.bound) == 0)
+        snprintf(bound_note, sizeof bound_note, "%s", "");
+    else
+        snprintf(bound_note, sizeof bound_note, " (%s)", server.bound);
+    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s%s, loading the models",
+               YOLOD_VERSION, config.listen, bound_note);
 
     loading_guard = pthread_create(&loading_thread, NULL, stop_while_loading, NULL) == 0;
     if (!loading_guard)
@@ -579,15 +586,8 @@ int command_serve(int argc, char **argv)
     }
 
     registry_list_loaded(registry, model_list, sizeof model_list);
-    /* A host name binds only its first address, so the log names that address. */
-    if (strcmp(config.listen, server.bound) == 0)
-        snprintf(bound_note, sizeof bound_note, "%s", "");
-    else
-        snprintf(bound_note, sizeof bound_note, " (%s)", server.bound);
-    log_printf(YD_LOG_INFO, "yolod %s listening on http://%s%s, models: %s, workers: %d x %d threads,"
-               " queue %d, decodes %d",
-               YOLOD_VERSION, config.listen, bound_note, model_list, config.workers, threads,
-               config.queue_size, server.max_decodes);
+    log_printf(YD_LOG_INFO, "ready, models: %s, workers: %d x %d threads, queue %d, decodes %d",
+               model_list, config.workers, threads, config.queue_size, server.max_decodes);
 
     notify_status("listening on %s, models: %s", config.listen, model_list);
     notify_send("READY=1");

@@ -85,7 +85,8 @@ static const char serve_help[] =
     "SIGHUP rereads the config file and flags: model lines, the model directory's\n"
     "files, watch_model_dir, default_variant and log_level apply at once.\n"
     "SIGINT or SIGTERM stops accepting connections, finishes queued requests (for up to\n"
-    "request_timeout seconds; requests still queued then get 503) and exits 0;\n"
+    "request_timeout seconds; requests still queued then get 503, and connections\n"
+    "still sending a request body are closed) and exits 0;\n"
     "while the models are still loading, it exits 0 at once, and during a reload or a\n"
     "model directory rescan it loads no more files. SIGUSR1 is logged and ignored.\n";
 

@@ -315,12 +315,7 @@ bool registry_is_model_file(const char *file)
     return false;
 }
 
-/*
- * Writes the variant a file is served as: VARIANT of NAME.VARIANT.yolod,
- * else the model's own. Without a model (a file that failed to load),
- * NAME.onnx gives fp32 and NAME.yolod an empty string.
- */
-static void variant_of_file(const char *path, const yd_model *model, char *out, size_t out_size)
+void registry_file_variant(const char *path, const yd_model *model, char *out, size_t out_size)
 {
     const char *base = strrchr(path, '/');
     const char *first_dot, *last_dot;
@@ -363,11 +358,7 @@ static bool is_compression_name(const char *variant)
     return *rest == '\0' || strcasecmp(rest, "-int8") == 0;
 }
 
-/*
- * Logs a file named as one compression that contains another, such as NAME.int8.yolod with
- * prune30-int8 or NAME.onnx with a yolod int8 file. Labels such as NAME.live.yolod are not checked.
- */
-static void warn_variant_mismatch(const char *path, const yd_model *model, const char *variant)
+void registry_warn_variant_mismatch(const char *path, const yd_model *model, const char *variant)
 {
     const char *contained = yd_model_variant(model);
     const char *extension = strrchr(path, '.');
@@ -440,7 +431,7 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
     rc = yd_model_load(path, &options, out, err);
     if (rc < 0)
         return rc;
-    variant_of_file(path, *out, variant, variant_size);
+    registry_file_variant(path, *out, variant, variant_size);
     /* Names and variants go into JSON replies, URLs and metric labels. */
     if (!text_is_utf8(yd_model_name(*out)) || !text_is_utf8(variant)) {
         char quoted[TEXT_QUOTE_SIZE];
@@ -457,7 +448,7 @@ static int load_file(struct registry *registry, const char *path, yd_model **out
         *out = NULL;
         return rc;
     }
-    warn_variant_mismatch(path, *out, variant);
+    registry_warn_variant_mismatch(path, *out, variant);
     return rc;
 }
 
@@ -825,7 +816,7 @@ static int add_file_locked(struct registry *registry, const char *path,
     /* The file names the failure, because its model name is unknown. */
     memset(result, 0, sizeof *result);
     snprintf(result->name, sizeof result->name, "%s", path);
-    variant_of_file(path, NULL, result->variant, sizeof result->variant);
+    registry_file_variant(path, NULL, result->variant, sizeof result->variant);
     result->new_file = true;
     result->action = "failed";
     result->code = rc;
@@ -1465,7 +1456,7 @@ static bool sync_file(struct registry *registry, const char *path, enum registry
         result = next_result(results, &spare);
         memset(result, 0, sizeof *result);
         snprintf(result->name, sizeof result->name, "%s", path);
-        variant_of_file(path, NULL, result->variant, sizeof result->variant);
+        registry_file_variant(path, NULL, result->variant, sizeof result->variant);
         snprintf(result->message, sizeof result->message, "%s",
                  failure->message ? failure->message : "failed to load");
         result->new_file = true;

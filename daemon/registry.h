@@ -107,6 +107,19 @@ int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 /* Whether file (a name without directory) is NAME.onnx or NAME.VARIANT.yolod. */
 bool registry_is_model_file(const char *file);
 
+/*
+ * Writes the variant a file is served as: VARIANT of NAME.VARIANT.yolod,
+ * else the model's own. Without a model (a file that failed to load),
+ * NAME.onnx gives fp32 and NAME.yolod an empty string.
+ */
+void registry_file_variant(const char *path, const yd_model *model, char *out, size_t out_size);
+
+/*
+ * Logs a file named as one compression that contains another, such as NAME.int8.yolod with
+ * prune30-int8 or NAME.onnx with a yolod int8 file. Labels such as NAME.live.yolod are not checked.
+ */
+void registry_warn_variant_mismatch(const char *path, const yd_model *model, const char *variant);
+
 /* Returns whether a file name ends in .onnx or .yolod in any letter case, served or not. */
 bool registry_has_model_extension(const char *file);
 

@@ -5,7 +5,10 @@
  * from the input. All three must give the same parts and the same result,
  * or the target aborts. It must never read out of bounds or leak.
  *
- *   make fuzz-multipart        (or by hand:)
+ *   make fuzz-multipart
+ *   build/fuzz/fuzz-multipart -max_len=4096 CORPUS_DIR
+ *
+ * or by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Idaemon \
  *         fuzz/fuzz-multipart.c daemon/multipart_parser.c -o fuzz-multipart
  *   ./fuzz-multipart -max_len=4096 CORPUS_DIR

@@ -18,7 +18,7 @@ if [ ! -f "$MODEL" ]; then
 fi
 
 # The daemon's log goes to a file, so the replies print alone; it is shown
-# when the daemon fails. Readiness is its own "listening" line: a /readyz
+# when the daemon fails. Readiness is its own "ready" line: a /readyz
 # reply could come from another server already on PORT.
 log=$(mktemp)
 "$BUILD/yolod" serve --model "$MODEL" --listen "127.0.0.1:$PORT" 2>"$log" &
@@ -26,7 +26,7 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
 for _ in $(seq 1 300); do
-    if grep -q " listening on http://127.0.0.1:$PORT" "$log"; then
+    if grep -q " ready, models: " "$log"; then
         break
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -40,9 +40,9 @@ for _ in $(seq 1 300); do
     fi
     sleep 0.1
 done
-if ! grep -q " listening on http://127.0.0.1:$PORT" "$log"; then
+if ! grep -q " ready, models: " "$log"; then
     cat "$log" >&2
-    echo "error: yolod did not start listening within 30 s (its log is above)" >&2
+    echo "error: yolod was not ready within 30 s (its log is above)" >&2
     exit 1
 fi
 

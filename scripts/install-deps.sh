@@ -9,7 +9,8 @@ packages="gcc make libc6-dev libmicrohttpd-dev libjpeg62-turbo-dev libpng-dev li
 if [ "${1:-}" = --test ]; then
     shift
     # libjpeg-turbo-progs makes test images. prometheus provides promtool,
-    # which tests/integration/test-metrics.sh runs on a /metrics scrape.
+    # which tests/integration/test-metrics.sh runs on a /metrics scrape, and
+    # the server tests/integration/test-prometheus.sh starts on loopback.
     # systemd provides systemd-analyze, which
     # tests/integration/test-systemd-notify.sh runs on systemd/yolod.service.
     packages="$packages libjpeg-turbo-progs prometheus systemd"
@@ -38,13 +39,14 @@ $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 
 # Debian's prometheus package enables and starts a Prometheus server on
-# port 9090 of every interface. The tests need only its promtool, so a
-# server this script installed is stopped and disabled again.
+# port 9090 of every interface. The tests run their own server on a
+# loopback port, so a service this script installed is stopped and
+# disabled again.
 case " $missing " in
 *" prometheus "*)
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
-        echo "stopped and disabled prometheus.service (only promtool is used)"
+        echo "stopped and disabled prometheus.service (the tests start their own on loopback)"
     fi
     ;;
 esac

@@ -168,12 +168,12 @@ port=$(free_port)
 localhost_pid=$!
 DAEMON_PIDS+=("$localhost_pid")
 for _ in $(seq 300); do
-    grep -q "listening on" "$WORK/localhost.log" && break
+    grep -q " ready, models: " "$WORK/localhost.log" && break
     kill -0 "$localhost_pid" 2>/dev/null || break
     sleep 0.1
 done
 kill "$localhost_pid" 2>/dev/null
-if grep -qF "listening on http://localhost:$port (127.0.0.1:$port)," "$WORK/localhost.log"; then
+if grep -qF "listening on http://localhost:$port (127.0.0.1:$port), loading the models" "$WORK/localhost.log"; then
     ok "serve localhost logs the bound address"
 else
     fail "serve localhost logs the bound address" "$(cat "$WORK/localhost.log")"

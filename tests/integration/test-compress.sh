@@ -96,6 +96,17 @@ if expect_exit "detect onnx exits 0" 0 "$YOLOD" detect --model "$MODEL" "$IMAGES
         --iou 0.9999 --conf-tol 0.00001 --margin 0
 fi
 
+# detect names a file's variant as serve does: the label in NAME.LABEL.yolod.
+cp "$FP16" "$WORK/yolov8n.live.yolod"
+if expect_exit "detect labelled file exits 0" 0 "$YOLOD" detect --model "$WORK/yolov8n.live.yolod" "$IMAGES/bus.jpg"; then
+    expect_text "detect labelled file variant" "$OUT" '"variant":"live","compression":"fp16"'
+fi
+cp "$FP16" "$WORK/yolov8n.int8.yolod"
+if expect_exit "detect misnamed file exits 0" 0 "$YOLOD" detect --model "$WORK/yolov8n.int8.yolod" "$IMAGES/bus.jpg"; then
+    expect_text "detect misnamed file variant" "$OUT" '"variant":"int8","compression":"fp16"'
+    expect_text "detect misnamed file warns" "$ERR" "contains variant 'fp16' but its name gives variant 'int8'"
+fi
+
 MODEL=$FP16 start_daemon compress-fp16
 if expect_status "serve fp16 detect" 200 "$WORK/http.json" --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect"; then
     check "serve fp16 bus golden detections" $CHECK golden "$WORK/http.json" \

@@ -418,6 +418,14 @@ for i in $(seq 24); do
         --data-binary @"$IMAGES/bus.jpg" "$URL/v1/detect" >"$WORK/backlog-$i.code" &
     clients+=($!)
 done
+# SIGTERM once the daemon has every request, in flight or done, so that a
+# loaded machine cannot leave one still connecting. The scrape counts itself.
+for _ in $(seq 300); do
+    seen=$(curl -s "$URL/metrics" | awk '$1 == "yolod_requests_in_flight" {n += $2 - 1}
+        /^yolod_http_requests_total\{route="\/v1\/detect"/ {n += $2} END {print n + 0}')
+    [ "$seen" -ge 24 ] && break
+    sleep 0.1
+done
 sleep 0.3
 kill -TERM "$PID"
 wait "$PID"
