@@ -198,6 +198,11 @@ def main():
         f.write(text)
     print(text)
     print(f"written to {OUT}; per-run JSON in {raw_path}", file=sys.stderr)
+    load_1min = float(load.split()[0])
+    if load_1min > 0.5 * (os.cpu_count() or 1):
+        print(f"compare.py: warning: the load average was {load_1min:.2f} on {os.cpu_count()} CPUs, so "
+              "other processes shared the cores and the ratios above are unreliable (ONNX Runtime's "
+              "threads suffer more than yolod's); rerun on a quiet machine", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ static void print_layers(const yd_graph *g)
         total_flops += flops;
         total_bytes += bytes;
         layers++;
-        printf("%4d  %-13s %-38.38s %-13s %-13s %-9s %-4s %9.1f %10zu\n", i, op, node->name, in, out,
+        printf("%4d  %-13s %-38.38s %-13s %-13s %-9s %-4s %9.1f %10zu\n", layers, op, node->name, in, out,
                kernel, precision, flops / 1e6, bytes);
     }
     printf("%4s  %-13s %-38s %-13s %-13s %-9s %-4s %9.1f %10zu\n", "", "total",

@@ -77,6 +77,9 @@ expect_exit "inspect onnx exits 0" 0 "$YOLOD" inspect "$MODEL"
 expect_text "inspect onnx format" "$OUT" '^format +ONNX$'
 expect_text "inspect onnx precision count" "$OUT" '63 convolutions: 63 fp32, 0 fp16, 0 int8'
 expect_text "inspect onnx hash" "$OUT" "^sha256 +$sha$"
+# Rows are numbered 1 to the layer count, without the nodes fused away.
+expect_text "inspect onnx layer count" "$OUT" '^layers +97 '
+expect_text "inspect onnx last row number" "$OUT" '^ +97 +Conv +/model\.22/cv3\.2/cv3\.2\.2/Conv '
 expect_exit "inspect a photo exits 1" 1 "$YOLOD" inspect "$IMAGES/bus.jpg"
 expect_text "inspect a photo says it is no model" "$ERR" 'not a model file \(neither a \.yolod file nor ONNX\)'
 
