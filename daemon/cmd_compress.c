@@ -42,6 +42,8 @@ struct compress_options {
     int per_layer;            /* pruning: 1 takes about the same fraction from every layer; -1: not given */
     int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
     double distill_lr;        /* peak learning rate of the distillation */
+    double distill_features;  /* weight of the distillation's feature term, 0 off */
+    double distill_zoom;      /* random zoom of the distillation's images, 0 off */
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };
@@ -276,8 +278,11 @@ static void distillation_progress(const yd_distill_epoch *e, void *user)
                 e->holdout, e->agreement);
         return;
     }
-    fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f)", e->epoch,
+    fprintf(stderr, "distilling: epoch %d of %d, loss %.4f (classes %.4f, boxes %.4f", e->epoch,
             e->epochs, e->loss, e->loss_cls, e->loss_box);
+    if (e->loss_features > 0)
+        fprintf(stderr, ", features %.4f", e->loss_features);
+    fprintf(stderr, ")");
     if (!isnan(e->holdout))
         fprintf(stderr, ", held out: loss %.4f, agreement %.4f", e->holdout, e->agreement);
     fprintf(stderr, ", %.0f s\n", e->elapsed_ms / 1000);
@@ -297,6 +302,9 @@ static int distill_variant(yd_model *model, const struct compress_options *optio
                                                                      : count / 8,
                             .pruned_only = 1,
                             .bias_lr_scale = 10,
+                            .feature_weight = options->distill_features,
+                            .zoom = options->distill_zoom,
+                            .plain_epochs = options->distill_epochs / 6,
                             .progress = distillation_progress};
     yd_distill_report report;
     yd_model *teacher = NULL;
@@ -479,8 +487,9 @@ static int prune_model(yd_model *model, const struct compress_options *options, 
              100.0 * (1.0 - report.flops_after / report.flops_before), count,
              options->distill_epochs, options->distill_lr);
     if (options->distill_epochs > 0)
-        append_settings(outcome, " distill-layers=pruned distill-holdout=%d distill-kept-epoch=%d",
-                        outcome->distill_holdout, outcome->distill_kept_epoch);
+        append_settings(outcome, " distill-layers=pruned distill-features=%g distill-zoom=%g"
+                        " distill-holdout=%d distill-kept-epoch=%d", options->distill_features,
+                        options->distill_zoom, outcome->distill_holdout, outcome->distill_kept_epoch);
     yd_prune_report_free(&report);
     return YD_OK;
 }
@@ -575,6 +584,15 @@ static const char compress_help[] =
     "                           and before int8; 0 turns it off (default " TO_STRING(DEFAULT_DISTILL_EPOCHS) ")\n"
     "  --distill-lr X           peak Adam learning rate of the distillation\n"
     "                           (default 3e-3)\n"
+    "  --distill-features W     weight of the distillation's feature term: the outputs\n"
+    "                           of the trained layers and the layers after them match\n"
+    "                           the float model's channels they were kept from\n"
+    "                           (relative squared error, averaged over layers);\n"
+    "                           0 turns it off (default 10)\n"
+    "  --distill-zoom Z         distillation zooms each image by a random factor from\n"
+    "                           1 - Z to 1 + Z and moves it by up to a tenth of its\n"
+    "                           size, except in the last sixth of the epochs; 0 turns\n"
+    "                           it off (default 0.25)\n"
     "  --distill-holdout N      pruning: keep the last N calibration images (by file\n"
     "                           name, after --calib-limit) out of distillation; after\n"
     "                           each epoch the student's detections on them are\n"
@@ -685,6 +703,21 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 return EXIT_USAGE;
             }
             options->reconstruct = strcmp(value, "yes") == 0;
+        } else if (strcmp(name, "distill-features") == 0 || strcmp(name, "distill-zoom") == 0) {
+            int zoom = strcmp(name, "distill-zoom") == 0;
+            double limit = zoom ? 0.9 : 1e6;
+            char *end;
+            double v = strtod(value, &end);
+
+            if (*value == '\0' || *end != '\0' || !(v >= 0) || v > limit) {
+                fprintf(stderr, "yolod compress: invalid --%s '%s' (expected a number from 0 to %g)\n",
+                        name, value, limit);
+                return EXIT_USAGE;
+            }
+            if (zoom)
+                options->distill_zoom = v;
+            else
+                options->distill_features = v;
         } else if (strcmp(name, "distill-lr") == 0) {
             char *end;
 
@@ -1007,7 +1040,9 @@ int command_compress(int argc, char **argv)
                                        .sensitivity_images = -1, .per_layer = -1,
                                        .distill_epochs = -1,
                                        .distill_holdout = -1,
-                                       .distill_lr = 3e-3};
+                                       .distill_lr = 3e-3,
+                                       .distill_features = 10,
+                                       .distill_zoom = 0.25};
     struct compress_outcome outcome = {.reconstruction_error = NAN};
     const struct compress_variant *variant;
     yd_model_provenance prov;

@@ -38,8 +38,15 @@ struct yd_distill_net {
     float *dcol;           /* its gradient */
     float *dz;             /* pre-activation gradient scratch */
     float *anchor_weight;  /* teacher's best class probability per anchor */
-    double loss_cls;       /* the class and box terms of the last loss */
+    double loss_cls;       /* the class, box and feature terms of the last loss */
     double loss_box;
+    double loss_features;
+    /* Feature term: the teacher's network, run on the same input before
+     * each step, and the convolutions whose outputs are compared. */
+    const yd_distill_net *teacher;
+    unsigned char *compared; /* [node] */
+    int ncompared;
+    double feature_weight;
 };
 
 static size_t value_floats(const yd_graph *g, int v)
@@ -148,10 +155,13 @@ void yd_distill_net_destroy(yd_distill_net *net)
     free(net->dcol);
     free(net->dz);
     free(net->anchor_weight);
+    free(net->compared);
     free(net);
 }
 
-int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, yd_error *err)
+/* Creates a network; a forward-only one (for the teacher) has no gradients. */
+static int net_create(const yd_graph *g, int threads, int forward_only, yd_distill_net **out,
+                      yd_error *err)
 {
     yd_distill_net *net = calloc(1, sizeof *net);
     size_t col = 1, dz = 1, anchors = 1;
@@ -185,7 +195,7 @@ int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, 
         net->act[v] = malloc(value_floats(g, v) * sizeof(float));
         if (!net->act[v])
             goto no_memory;
-        if (node->op != YD_OP_INPUT) {
+        if (node->op != YD_OP_INPUT && !forward_only) {
             net->grad[v] = malloc(value_floats(g, v) * sizeof(float));
             if (!net->grad[v])
                 goto no_memory;
@@ -203,6 +213,10 @@ int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, 
             dz = value_floats(g, v);
         if (c->act == YD_ACT_SILU && !(net->pre[i] = malloc(value_floats(g, v) * sizeof(float))))
             goto no_memory;
+        if (forward_only) {
+            net->frozen[i] = 1;
+            continue;
+        }
         net->grad_weight[i] = calloc((size_t)c->out_c * k, sizeof(float));
         net->grad_bias[i] = calloc((size_t)c->out_c, sizeof(float));
         if (!net->grad_weight[i] || !net->grad_bias[i])
@@ -218,10 +232,10 @@ int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, 
         anchors += (size_t)g->values[g->head_box[l]].h * g->values[g->head_box[l]].w;
     }
     net->col = malloc(col * sizeof(float));
-    net->dcol = malloc(col * sizeof(float));
-    net->dz = malloc(dz * sizeof(float));
+    net->dcol = forward_only ? NULL : malloc(col * sizeof(float));
+    net->dz = forward_only ? NULL : malloc(dz * sizeof(float));
     net->anchor_weight = malloc(anchors * sizeof(float));
-    if (!net->col || !net->dcol || !net->dz || !net->anchor_weight)
+    if (!net->col || (!forward_only && (!net->dcol || !net->dz)) || !net->anchor_weight)
         goto no_memory;
     mark_needs(net);
     *out = net;
@@ -234,6 +248,55 @@ fail:
     return rc;
 }
 
+int yd_distill_net_create(const yd_graph *g, int threads, yd_distill_net **out, yd_error *err)
+{
+    return net_create(g, threads, 0, out, err);
+}
+
+int yd_distill_net_create_teacher(const yd_graph *g, int threads, yd_distill_net **out, yd_error *err)
+{
+    return net_create(g, threads, 1, out, err);
+}
+
+int yd_distill_net_set_feature_teacher(yd_distill_net *net, const yd_distill_net *teacher,
+                                       double weight, yd_error *err)
+{
+    const yd_graph *g = net->graph;
+
+    net->teacher = NULL;
+    net->ncompared = 0;
+    if (!teacher || !(weight > 0))
+        return YD_OK;
+    if (teacher->graph->nnodes != g->nnodes)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                            "distillation: student and teacher graphs differ");
+    if (!net->compared && !(net->compared = calloc((size_t)g->nnodes, 1)))
+        return yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
+    for (int i = 0; i < g->nnodes; i++) {
+        const yd_node *sn = &g->nodes[i], *tn = &teacher->graph->nodes[i];
+        int head = 0;
+
+        net->compared[i] = 0;
+        if (sn->dead || sn->op != YD_OP_CONV || !net->needs[sn->output])
+            continue;
+        for (int l = 0; l < g->nlevels; l++)
+            head |= sn->output == g->head_cls[l] || sn->output == g->head_box[l];
+        if (head)
+            continue;
+        if (tn->op != YD_OP_CONV || tn->dead ||
+            g->values[sn->output].h != teacher->graph->values[tn->output].h ||
+            g->values[sn->output].w != teacher->graph->values[tn->output].w ||
+            (!sn->conv.source_channels && sn->conv.out_c != tn->conv.out_c))
+            return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                                "distillation: layer %s differs between student and teacher",
+                                sn->name ? sn->name : "?");
+        net->compared[i] = 1;
+        net->ncompared++;
+    }
+    net->teacher = teacher;
+    net->feature_weight = weight;
+    return YD_OK;
+}
 float *yd_distill_net_gradient(yd_distill_net *net, int node, int bias)
 {
     return bias ? net->grad_bias[node] : net->grad_weight[node];
@@ -699,21 +762,85 @@ static double head_loss(yd_distill_net *net, const yd_head_maps *teacher, int ba
     return net->loss_cls + net->loss_box;
 }
 
+/*
+ * Returns the feature term: feature_weight times the mean, over the compared
+ * convolutions, of the squared error of each output channel against the
+ * teacher channel it was kept from, divided by the teacher's squared values
+ * there. With backward set, it adds scale times its gradient to theirs.
+ */
+static double feature_loss(yd_distill_net *net, int backward, float scale)
+{
+    const yd_graph *g = net->graph, *tg = net->teacher->graph;
+    double total = 0;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        if (!net->compared[i])
+            continue;
+
+        const yd_node *sn = &g->nodes[i];
+        const int *source = sn->conv.source_channels;
+        const yd_value *sv = &g->values[sn->output];
+        size_t plane = (size_t)sv->h * sv->w;
+        const float *s = net->act[sn->output], *t = net->teacher->act[tg->nodes[i].output];
+        double error = 0, energy = 0, w;
+
+#pragma omp parallel for schedule(static) reduction(+ : error, energy) num_threads(net->threads)
+        for (int c = 0; c < sv->c; c++) {
+            const float *sp = s + (size_t)c * plane, *tp = t + (size_t)(source ? source[c] : c) * plane;
+
+            for (size_t p = 0; p < plane; p++) {
+                double d = (double)sp[p] - tp[p];
+
+                error += d * d;
+                energy += (double)tp[p] * tp[p];
+            }
+        }
+        if (!(energy > 0))
+            continue;
+        w = net->feature_weight / net->ncompared / energy;
+        total += w * error;
+        if (!backward)
+            continue;
+
+        float *gs = net->grad[sn->output];
+        float k = (float)(2.0 * w * scale);
+
+#pragma omp parallel for schedule(static) num_threads(net->threads)
+        for (int c = 0; c < sv->c; c++) {
+            const float *sp = s + (size_t)c * plane, *tp = t + (size_t)(source ? source[c] : c) * plane;
+            float *gp = gs + (size_t)c * plane;
+
+            for (size_t p = 0; p < plane; p++)
+                gp[p] += k * (sp[p] - tp[p]);
+        }
+    }
+    return total;
+}
+
+void yd_distill_net_forward(yd_distill_net *net, const float *input)
+{
+    const yd_graph *g = net->graph;
+
+    memcpy(net->act[g->input], input, value_floats(g, g->input) * sizeof(float));
+    for (int i = 0; i < g->nnodes; i++)
+        if (!g->nodes[i].dead)
+            node_forward(net, i);
+}
+
 double yd_distill_net_step(yd_distill_net *net, const float *input, const yd_head_maps *teacher,
                            int backward, float scale)
 {
     const yd_graph *g = net->graph;
     double loss;
 
-    memcpy(net->act[g->input], input, value_floats(g, g->input) * sizeof(float));
-    for (int i = 0; i < g->nnodes; i++)
-        if (!g->nodes[i].dead)
-            node_forward(net, i);
+    yd_distill_net_forward(net, input);
     if (backward)
         for (int v = 0; v < g->nvalues; v++)
             if (net->grad[v] && net->needs[v])
                 memset(net->grad[v], 0, value_floats(g, v) * sizeof(float));
     loss = head_loss(net, teacher, backward, scale);
+    net->loss_features = net->teacher ? feature_loss(net, backward, scale) : 0;
+    loss += net->loss_features;
     if (backward)
         for (int i = g->nnodes - 1; i >= 0; i--)
             if (!g->nodes[i].dead && net->needs[g->nodes[i].output])
@@ -747,6 +874,46 @@ static void to_planar(const uint8_t *rgb, int width, int height, int flip, float
 
             for (int c = 0; c < 3; c++)
                 out[c * plane + (size_t)y * width + x] = (float)px[c] / 255.0f;
+        }
+}
+
+/* Returns a uniform random number in [0, 1). */
+static double next_uniform(uint64_t *state)
+{
+    return (double)(next_random(state) >> 11) * 0x1.0p-53;
+}
+
+/*
+ * Writes the planar image `in` scaled by `scale` about its centre and moved by
+ * (dx, dy) pixels into `out`, by bilinear interpolation. Pixels with no
+ * source get the letterbox gray (114).
+ */
+static void zoom_planar(const float *in, int width, int height, double scale, double dx, double dy,
+                        float *out)
+{
+    size_t plane = (size_t)width * height;
+    double cx = width / 2.0, cy = height / 2.0;
+
+#pragma omp parallel for schedule(static)
+    for (int y = 0; y < height; y++)
+        for (int x = 0; x < width; x++) {
+            double sx = (x + 0.5 - cx - dx) / scale + cx - 0.5, sy = (y + 0.5 - cy - dy) / scale + cy - 0.5;
+            int x0 = (int)floor(sx), y0 = (int)floor(sy);
+            double fx = sx - x0, fy = sy - y0;
+
+            for (int c = 0; c < 3; c++) {
+                const float *p = in + c * plane;
+                double v = 0;
+
+                for (int k = 0; k < 4; k++) {
+                    int xx = x0 + (k & 1), yy = y0 + (k >> 1);
+                    double weight = ((k & 1) ? fx : 1 - fx) * ((k >> 1) ? fy : 1 - fy);
+                    int inside = xx >= 0 && yy >= 0 && xx < width && yy < height;
+
+                    v += weight * (inside ? p[(size_t)yy * width + xx] : 114.0 / 255.0);
+                }
+                out[c * plane + (size_t)y * width + x] = (float)v;
+            }
         }
 }
 
@@ -924,6 +1091,10 @@ static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *chec
     double stats[YD_COCO_STAT_COUNT];
     yd_error err;
 
+    /* The held-out loss is the head terms: the teacher net has not seen these frames. */
+    const yd_distill_net *teacher = net->teacher;
+
+    net->teacher = NULL;
     e->holdout = e->holdout_cls = e->holdout_box = 0;
     for (int i = 0; i < count; i++) {
         to_planar(frames + frame * i, width, height, 0, input);
@@ -933,6 +1104,7 @@ static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *chec
         e->holdout_box += net->loss_box / count;
         found = add_found(check, net, &ts->maps, i, found);
     }
+    net->teacher = teacher;
     /* A student whose scores are not finite numbers agrees with nothing. */
     e->agreement = NAN;
     if (check->truth.annotation_count > 0)
@@ -982,7 +1154,8 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     yd_session *ts = NULL;
     adam_state *state = NULL;
     uint8_t *frames = NULL;
-    float *input = NULL, **best = NULL;
+    float *input = NULL, *unzoomed = NULL, **best = NULL;
+    yd_distill_net *tnet = NULL;
     int *order = NULL;
     double best_score = -INFINITY;
     agreement held_out = {0};
@@ -1010,6 +1183,12 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     }
     if (rc == YD_OK)
         rc = yd_session_create(teacher, threads, &ts, err);
+    if (rc == YD_OK && options->feature_weight > 0) {
+        rc = yd_distill_net_create_teacher(teacher->graph, threads, &tnet, err);
+        if (rc == YD_OK)
+            rc = yd_distill_net_set_feature_teacher(net, tnet, options->feature_weight, err);
+        report->compared_layers = net->ncompared;
+    }
     if (rc != YD_OK)
         goto done;
 
@@ -1017,6 +1196,8 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     best = calloc((size_t)g->nnodes, sizeof *best);
     frames = malloc(frame * (nimages + holdout));
     input = malloc(frame * sizeof *input);
+    if (options->zoom > 0 && !(unzoomed = malloc(frame * sizeof *unzoomed)))
+        goto no_memory;
     order = malloc((size_t)nimages * sizeof *order);
     if (!state || !best || !frames || !input || !order)
         goto no_memory;
@@ -1067,6 +1248,7 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
     for (int epoch = 0; epoch < options->epochs; epoch++) {
         yd_distill_epoch e = {.epoch = epoch + 1, .epochs = options->epochs, .holdout = NAN,
                               .holdout_cls = NAN, .holdout_box = NAN, .agreement = NAN};
+        int zoom = options->zoom > 0 && epoch < options->epochs - options->plain_epochs;
 
         for (int i = nimages - 1; i > 0; i--) {
             int j = (int)(next_random(&random) % (uint64_t)(i + 1)), swap = order[i];
@@ -1077,11 +1259,25 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
         for (int i = 0; i < nimages; i++) {
             int flip = options->flip && (next_random(&random) & 1);
 
-            to_planar(frames + frame * order[i], width, height, flip, input);
+            if (zoom) {
+                /* Log-uniform in [1 - zoom, 1 + zoom], moved up to a tenth of the size each way. */
+                double scale = exp(log(1 - options->zoom) +
+                                   next_uniform(&random) * (log(1 + options->zoom) - log(1 - options->zoom)));
+                double dx = (next_uniform(&random) - 0.5) * 0.2 * width;
+                double dy = (next_uniform(&random) - 0.5) * 0.2 * height;
+
+                to_planar(frames + frame * order[i], width, height, flip, unzoomed);
+                zoom_planar(unzoomed, width, height, scale, dx, dy, input);
+            } else {
+                to_planar(frames + frame * order[i], width, height, flip, input);
+            }
             yd_session_run_planar(ts, input);
+            if (tnet)
+                yd_distill_net_forward(tnet, input);
             e.loss += yd_distill_net_step(net, input, &ts->maps, 1, 1.0f / batch) / nimages;
             e.loss_cls += net->loss_cls / nimages;
             e.loss_box += net->loss_box / nimages;
+            e.loss_features += net->loss_features / nimages;
             if ((i + 1) % batch == 0 || i == nimages - 1) {
                 step++;
                 adam_update(net, g, state, schedule(options->learning_rate, step - 1, total), step,
@@ -1118,6 +1314,7 @@ int yd_distill(yd_model *student, yd_model *teacher, const yd_image *images, int
 no_memory:
     rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory for distillation");
 done:
+    yd_distill_net_destroy(tnet);
     agreement_free(&held_out);
     yd_session_destroy(ts);
     yd_distill_net_destroy(net);
@@ -1133,6 +1330,7 @@ done:
     free(best);
     free(frames);
     free(input);
+    free(unzoomed);
     free(order);
     return rc;
 }

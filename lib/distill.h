@@ -13,11 +13,15 @@
  *     background anchors do not dominate;
  * both divided by the sum of those weights. The teacher's entropies are
  * subtracted when the loss is reported, so a perfect student scores 0.
+ * An optional third term compares intermediate features (see
+ * yd_distill_options.feature_weight).
  *
  * Training runs the student on its own planar float layout (lib/distill.c)
  * at the model's input size, one image at a time, with Adam, a linear
- * warm-up and a cosine decay of the learning rate, and random horizontal
- * flips. The teacher runs on the inference engine.
+ * warm-up and a cosine decay of the learning rate, random horizontal
+ * flips and an optional random zoom. The teacher's head maps come from the
+ * inference engine, and its features from a forward-only copy of the
+ * trainer's network.
  */
 #ifndef YOLOD_DISTILL_H
 #define YOLOD_DISTILL_H
@@ -30,6 +34,7 @@
 typedef struct yd_distill_epoch {
     int epoch, epochs;       /* epoch counts from 1 */
     double loss, loss_cls, loss_box;          /* training images, while the weights move */
+    double loss_features;                     /* the feature term, part of loss; 0 without */
     double holdout, holdout_cls, holdout_box; /* held-out images after the epoch; NaN without */
     /* COCO mAP50-95 of the student's held-out detections against the
      * teacher's (confidence above 0.25); NaN without held-out images or
@@ -58,6 +63,18 @@ typedef struct yd_distill_options {
     /* 1: train only the convolutions pruning changed (fewer input or output
      * channels than the teacher's); the rest keep the teacher's weights. */
     int pruned_only;
+    /* Weight of the feature term (0 = none): the outputs of the trained
+     * convolutions and of every convolution after them, head maps excepted,
+     * should match the teacher's channels they were kept from. The term is
+     * the weight times the mean over those layers of the squared error
+     * relative to the teacher's squared values. */
+    double feature_weight;
+    /* Random zoom (0 = none): each training image is scaled about its centre
+     * by a factor drawn log-uniformly from [1 - zoom, 1 + zoom] and moved by
+     * up to a tenth of its size each way, except in the last `plain_epochs`
+     * epochs. The teacher is run on the same zoomed image. */
+    double zoom;
+    int plain_epochs;
     /* Called after every epoch, and with epoch 0 for the held-out loss
      * before training. */
     void (*progress)(const yd_distill_epoch *epoch, void *user);
@@ -77,6 +94,7 @@ typedef struct yd_distill_report {
      * on them); 0: the weights from before training. */
     int best_epoch;
     double agreement_before, agreement_best;
+    int compared_layers;     /* layers the feature term compares */
 } yd_distill_report;
 
 /*
@@ -108,6 +126,24 @@ void yd_distill_net_destroy(yd_distill_net *net);
  */
 double yd_distill_net_step(yd_distill_net *net, const float *input, const yd_head_maps *teacher,
                            int backward, float scale);
+
+/* A forward-only network over the teacher's graph, for the feature term. */
+int yd_distill_net_create_teacher(const yd_graph *graph, int threads, yd_distill_net **out,
+                                  yd_error *err);
+
+/* Runs the network on a planar [3][H][W] input, keeping every activation. */
+void yd_distill_net_forward(yd_distill_net *net, const float *input);
+
+/*
+ * Adds the feature term (see yd_distill_options.feature_weight) to the loss
+ * of every later step: `teacher`, run with yd_distill_net_forward() on the
+ * same input before each step, gives the target outputs. Call it after
+ * freezing layers, since it compares the layers that get a gradient. NULL
+ * or a weight of 0 removes the term. Errors: YD_ERR_INVALID_ARGUMENT when a
+ * compared layer's shape differs from the teacher's, YD_ERR_NO_MEMORY.
+ */
+int yd_distill_net_set_feature_teacher(yd_distill_net *net, const yd_distill_net *teacher,
+                                       double weight, yd_error *err);
 
 /* Freezes (1) or unfreezes (0) the weights of conv node `node`. */
 void yd_distill_net_set_frozen(yd_distill_net *net, int node, int frozen);

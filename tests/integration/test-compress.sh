@@ -222,6 +222,16 @@ expect_text "distillation says which weights it kept" "$ERR" \
     '^distilling: (kept epoch [12], held-out agreement|no epoch agreed with the teacher)'
 expect_text "compress settings record the held-out count and kept epoch" "$OUT" \
     'distill-holdout=1 distill-kept-epoch=[0-2]'
+expect_text "distillation reports its feature term" "$ERR" \
+    '^distilling: epoch 1 of 2, loss [0-9.]+ \(classes [0-9.]+, boxes [0-9.]+, features [0-9.]+\)'
+expect_text "compress settings record the feature weight and zoom" "$OUT" \
+    'distill-features=10 distill-zoom=0\.25 '
+for bad in "--distill-features -1" "--distill-features x" "--distill-zoom 0.95" "--distill-zoom -0.1"; do
+    # shellcheck disable=SC2086
+    expect_exit "compress $bad exits 2" 2 "$YOLOD" compress "$MODEL" --variant prune20 \
+        --calib "$CALIB" $bad -o "$BAD"
+    expect_text "compress $bad message" "$ERR" "invalid ${bad% *} '${bad#* }' \(expected a number from 0 to "
+done
 expect_exit "compress holding out every image exits 1" 1 "$YOLOD" compress "$MODEL" \
     --variant prune20 --calib "$CALIB" --calib-limit 4 --sensitivity-images 2 --reconstruct no \
     --distill-holdout 4 -o "$BAD"
