@@ -135,6 +135,8 @@ def main():
             fail(f"'{path}' is missing (run `make bench`, or set BUILD and SHARED)")
     sides = sorted({s for r in rows for s in ROWS[r]}, key=list(SIDES).index)
 
+    # The load before the bench is other work, and at the end it includes our own threads.
+    load_before = float(open("/proc/loadavg").read().split()[0])
     ceilings, peak = measure_ceilings()
     gflops = {}
     samples = {(side, t): [] for side in sides for t in THREADS}
@@ -196,13 +198,13 @@ def main():
     text = "\n".join(lines)
     with open(OUT, "w") as f:
         f.write(text)
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        text += (f"\nWarning: the load average was {load_before:.2f} on {os.cpu_count()} CPUs before "
+                 "the bench began, so other processes shared the cores and the ratios above are "
+                 "unreliable (ONNX Runtime's threads suffer more than yolod's); rerun on a quiet "
+                 "machine.\n")
     print(text)
     print(f"written to {OUT}; per-run JSON in {raw_path}", file=sys.stderr)
-    load_1min = float(load.split()[0])
-    if load_1min > 0.5 * (os.cpu_count() or 1):
-        print(f"compare.py: warning: the load average was {load_1min:.2f} on {os.cpu_count()} CPUs, so "
-              "other processes shared the cores and the ratios above are unreliable (ONNX Runtime's "
-              "threads suffer more than yolod's); rerun on a quiet machine", file=sys.stderr)
 
 
 if __name__ == "__main__":

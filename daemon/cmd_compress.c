@@ -44,6 +44,7 @@ struct compress_options {
     double distill_lr;        /* peak learning rate of the distillation */
     double distill_features;  /* weight of the distillation's feature term, 0 off */
     double distill_zoom;      /* random zoom of the distillation's images, 0 off */
+    const char *distill_option; /* the last distillation setting given, for a warning */
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };
@@ -584,15 +585,17 @@ static const char compress_help[] =
     "                           and before int8; 0 turns it off (default " TO_STRING(DEFAULT_DISTILL_EPOCHS) ")\n"
     "  --distill-lr X           peak Adam learning rate of the distillation\n"
     "                           (default 3e-3)\n"
-    "  --distill-features W     weight of the distillation's feature term: the outputs\n"
-    "                           of the trained layers and the layers after them match\n"
-    "                           the float model's channels they were kept from\n"
-    "                           (relative squared error, averaged over layers);\n"
-    "                           0 turns it off (default 10)\n"
-    "  --distill-zoom Z         distillation zooms each image by a random factor from\n"
-    "                           1 - Z to 1 + Z and moves it by up to a tenth of its\n"
-    "                           size, except in the last sixth of the epochs; 0 turns\n"
-    "                           it off (default 0.25)\n"
+    "  --distill-features W     pruning: weight of the distillation's feature term,\n"
+    "                           from 0 to 1000: the outputs of the trained layers and\n"
+    "                           the layers after them match the float model's channels\n"
+    "                           they were kept from (relative squared error, averaged\n"
+    "                           over layers); 0 turns it off (default 10). The\n"
+    "                           held-out loss counts the class and box terms only\n"
+    "  --distill-zoom Z         pruning: distillation zooms each image by a random\n"
+    "                           factor from 1 - Z to 1 + Z (Z at most 0.9) and moves it\n"
+    "                           by up to a tenth of its size, except in the last sixth\n"
+    "                           of the epochs (rounded down, so none below 6 epochs);\n"
+    "                           0 turns it off (default 0.25)\n"
     "  --distill-holdout N      pruning: keep the last N calibration images (by file\n"
     "                           name, after --calib-limit) out of distillation; after\n"
     "                           each epoch the student's detections on them are\n"
@@ -705,11 +708,13 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
             options->reconstruct = strcmp(value, "yes") == 0;
         } else if (strcmp(name, "distill-features") == 0 || strcmp(name, "distill-zoom") == 0) {
             int zoom = strcmp(name, "distill-zoom") == 0;
-            double limit = zoom ? 0.9 : 1e6;
+            double limit = zoom ? 0.9 : 1000;
             char *end;
             double v = strtod(value, &end);
 
-            if (*value == '\0' || *end != '\0' || !(v >= 0) || v > limit) {
+            /* strtod also takes leading spaces and hexadecimal. */
+            if (*value == '\0' || *end != '\0' || !(v >= 0) || v > limit ||
+                strspn(value, "0123456789.eE+-") != strlen(value)) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected a number from 0 to %g)\n",
                         name, value, limit);
                 return EXIT_USAGE;
@@ -718,9 +723,11 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 options->distill_zoom = v;
             else
                 options->distill_features = v;
+            options->distill_option = zoom ? "distill-zoom" : "distill-features";
         } else if (strcmp(name, "distill-lr") == 0) {
             char *end;
 
+            options->distill_option = "distill-lr";
             options->distill_lr = strtod(value, &end);
             if (*value == '\0' || *end != '\0' || !(options->distill_lr > 0) || options->distill_lr > 1) {
                 fprintf(stderr, "yolod compress: invalid --distill-lr '%s' (expected a number above 0, "
@@ -768,8 +775,10 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                 options->sensitivity_images = (int)v;
             else if (strcmp(name, "distill-epochs") == 0)
                 options->distill_epochs = (int)v;
-            else if (strcmp(name, "distill-holdout") == 0)
+            else if (strcmp(name, "distill-holdout") == 0) {
                 options->distill_holdout = (int)v;
+                options->distill_option = "distill-holdout";
+            }
             else
                 options->reconstruct_images = (int)v;
         } else if (strcmp(name, "log-level") == 0) {
@@ -1074,6 +1083,10 @@ int command_compress(int argc, char **argv)
         options.distill_epochs = prune_percent(options.variant) ? DEFAULT_DISTILL_EPOCHS : 0;
     else if (options.distill_epochs > 0 && !prune_percent(options.variant))
         log_printf(YD_LOG_WARN, "--distill-epochs applies to prune variants only; ignoring it");
+    if (options.distill_option && options.distill_epochs == 0)
+        log_printf(YD_LOG_WARN, "--%s applies to the distillation of prune variants only%s;"
+                   " ignoring it", options.distill_option,
+                   prune_percent(options.variant) ? ", which --distill-epochs 0 turns off" : "");
     if (!prune_percent(options.variant) && (options.sensitivity_images >= 0 || options.per_layer >= 0))
         log_printf(YD_LOG_WARN, "--%s applies to prune variants only; ignoring it",
                    options.per_layer >= 0 ? "prune-ratio" : "sensitivity-images");

@@ -586,8 +586,9 @@ int command_serve(int argc, char **argv)
     }
 
     registry_list_loaded(registry, model_list, sizeof model_list);
-    log_printf(YD_LOG_INFO, "ready, models: %s, workers: %d x %d threads, queue %d, decodes %d",
-               model_list, config.workers, threads, config.queue_size, server.max_decodes);
+    log_printf(YD_LOG_INFO, "yolod ready on http://%s, models: %s, workers: %d x %d threads,"
+               " queue %d, decodes %d", config.listen, model_list, config.workers, threads,
+               config.queue_size, server.max_decodes);
 
     notify_status("listening on %s, models: %s", config.listen, model_list);
     notify_send("READY=1");

@@ -370,7 +370,7 @@ void registry_warn_variant_mismatch(const char *path, const yd_model *model, con
                    " variant; rename it %s.%s.yolod", path, contained, name, contained);
     } else if (is_compression_name(variant) && strcmp(variant, contained) != 0) {
         log_printf(YD_LOG_WARN, "%s contains variant '%s' but its name gives variant '%s',"
-                   " which requests must use; rename it to match its content", path,
+                   " which it is served and reported as; rename it to match its content", path,
                    contained, variant);
     }
 }

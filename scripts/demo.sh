@@ -26,7 +26,7 @@ pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
 for _ in $(seq 1 300); do
-    if grep -q " ready, models: " "$log"; then
+    if grep -q " yolod ready on http://127.0.0.1:$PORT, " "$log"; then
         break
     fi
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -40,7 +40,7 @@ for _ in $(seq 1 300); do
     fi
     sleep 0.1
 done
-if ! grep -q " ready, models: " "$log"; then
+if ! grep -q " yolod ready on http://127.0.0.1:$PORT, " "$log"; then
     cat "$log" >&2
     echo "error: yolod was not ready within 30 s (its log is above)" >&2
     exit 1

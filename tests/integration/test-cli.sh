@@ -168,7 +168,7 @@ port=$(free_port)
 localhost_pid=$!
 DAEMON_PIDS+=("$localhost_pid")
 for _ in $(seq 300); do
-    grep -q " ready, models: " "$WORK/localhost.log" && break
+    grep -q " yolod ready on http://localhost:$port, " "$WORK/localhost.log" && break
     kill -0 "$localhost_pid" 2>/dev/null || break
     sleep 0.1
 done

@@ -226,12 +226,17 @@ expect_text "distillation reports its feature term" "$ERR" \
     '^distilling: epoch 1 of 2, loss [0-9.]+ \(classes [0-9.]+, boxes [0-9.]+, features [0-9.]+\)'
 expect_text "compress settings record the feature weight and zoom" "$OUT" \
     'distill-features=10 distill-zoom=0\.25 '
-for bad in "--distill-features -1" "--distill-features x" "--distill-zoom 0.95" "--distill-zoom -0.1"; do
+for bad in "--distill-features -1" "--distill-features x" "--distill-features 0x10" \
+    "--distill-features 1001" "--distill-zoom 0.95" "--distill-zoom -0.1"; do
     # shellcheck disable=SC2086
     expect_exit "compress $bad exits 2" 2 "$YOLOD" compress "$MODEL" --variant prune20 \
         --calib "$CALIB" $bad -o "$BAD"
     expect_text "compress $bad message" "$ERR" "invalid ${bad% *} '${bad#* }' \(expected a number from 0 to "
 done
+expect_exit "compress fp16 with --distill-zoom exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp16 \
+    --distill-zoom 0.5 -o "$WORK/zoom-fp16.yolod"
+expect_text "compress fp16 with --distill-zoom warns" "$ERR" \
+    'distill-zoom applies to the distillation of prune variants only; ignoring it'
 expect_exit "compress holding out every image exits 1" 1 "$YOLOD" compress "$MODEL" \
     --variant prune20 --calib "$CALIB" --calib-limit 4 --sensitivity-images 2 --reconstruct no \
     --distill-holdout 4 -o "$BAD"

@@ -188,7 +188,7 @@ if [ "$loaded" -lt 12 ] && grep -qF "received Terminated while loading the model
 else
     fail "SIGTERM while loading stops early" "$loaded of 12 loaded; log: $(tail -n 3 "$LOG")"
 fi
-check "no ready line after SIGTERM while loading" bash -c "! grep -q ' ready, models: ' '$LOG'"
+check "no ready line after SIGTERM while loading" bash -c "! grep -q ' yolod ready on ' '$LOG'"
 check "listening line while loading" grep -qE " listening on http://127\.0\.0\.1:[0-9]+, loading the models" "$LOG"
 check "STOPPING=1 sent after SIGTERM while loading" wait_for_message "$messages" STOPPING=1
 check "no READY=1 after SIGTERM while loading" bash -c "! grep -qF '\"READY=1\"' '$messages'"
