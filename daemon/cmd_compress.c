@@ -4,6 +4,7 @@
  * function that rewrites the imported graph in place (precision, weights,
  * channels) and describes its settings for the file's provenance.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -25,6 +26,7 @@
 #include "prune.h"
 #include "quantize.h"
 #include "reconstruct.h"
+#include "text.h"
 #include "util.h"
 
 struct compress_options {
@@ -696,7 +698,7 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
             char *end;
 
             options->ridge = strtod(value, &end);
-            if (*value == '\0' || *end != '\0' || !(options->ridge > 0) || options->ridge > 1e6) {
+            if (!text_is_decimal_number(value) || !(options->ridge > 0) || options->ridge > 1e6) {
                 fprintf(stderr, "yolod compress: invalid --ridge '%s' (expected a number above 0)\n", value);
                 return EXIT_USAGE;
             }
@@ -712,9 +714,7 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
             char *end;
             double v = strtod(value, &end);
 
-            /* strtod also takes leading spaces and hexadecimal. */
-            if (*value == '\0' || *end != '\0' || !(v >= 0) || v > limit ||
-                strspn(value, "0123456789.eE+-") != strlen(value)) {
+            if (!text_is_decimal_number(value) || !(v >= 0) || v > limit) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected a number from 0 to %g)\n",
                         name, value, limit);
                 return EXIT_USAGE;
@@ -729,7 +729,7 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
 
             options->distill_option = "distill-lr";
             options->distill_lr = strtod(value, &end);
-            if (*value == '\0' || *end != '\0' || !(options->distill_lr > 0) || options->distill_lr > 1) {
+            if (!text_is_decimal_number(value) || !(options->distill_lr > 0) || options->distill_lr > 1) {
                 fprintf(stderr, "yolod compress: invalid --distill-lr '%s' (expected a number above 0, "
                         "at most 1)\n", value);
                 return EXIT_USAGE;
@@ -760,7 +760,8 @@ static int parse_compress_args(int argc, char **argv, struct compress_options *o
                       strcmp(name, "sensitivity-images") == 0 ||
                       strcmp(name, "distill-epochs") == 0 || strcmp(name, "distill-holdout") == 0 ? 0 : 1;
 
-            if (*value == '\0' || *end != '\0' || v < min || v > 100000) {
+            /* strtol would also take leading spaces and a plus sign. */
+            if (!isdigit((unsigned char)value[0]) || *end != '\0' || v < min || v > 100000) {
                 fprintf(stderr, "yolod compress: invalid --%s '%s' (expected an integer from %d to "
                         "100000)\n", name, value, min);
                 return EXIT_USAGE;

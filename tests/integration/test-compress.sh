@@ -233,6 +233,13 @@ for bad in "--distill-features -1" "--distill-features x" "--distill-features 0x
         --calib "$CALIB" $bad -o "$BAD"
     expect_text "compress $bad message" "$ERR" "invalid ${bad% *} '${bad#* }' \(expected a number from 0 to "
 done
+# Numbers are plain decimals: no spaces, signs or hexadecimal, which strtod and strtol take.
+for bad in "--threads ' 5'" "--threads +5" "--calib-limit 0x10" "--distill-lr 0x1p-8" "--ridge ' 0.1'"; do
+    eval "set -- $bad"
+    expect_exit "compress $bad exits 2" 2 "$YOLOD" compress "$MODEL" --variant prune20 --calib "$CALIB" \
+        "$1" "$2" -o "$BAD"
+    expect_text "compress $bad message" "$ERR" "invalid $1 '${2//+/\\+}'"
+done
 expect_exit "compress fp16 with --distill-zoom exits 0" 0 "$YOLOD" compress "$MODEL" --variant fp16 \
     --distill-zoom 0.5 -o "$WORK/zoom-fp16.yolod"
 expect_text "compress fp16 with --distill-zoom warns" "$ERR" \
