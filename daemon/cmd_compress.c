@@ -44,9 +44,9 @@ struct compress_options {
     int per_layer;            /* pruning: 1 takes about the same fraction from every layer; -1: not given */
     int distill_epochs;       /* pruning: distillation epochs, 0 off, -1: the default */
     double distill_lr;        /* peak learning rate of the distillation */
-    double distill_features;  /* weight of the distillation's feature term, 0 off */
-    double distill_zoom;      /* random zoom of the distillation's images, 0 off */
-    const char *distill_option; /* the last distillation setting given, for a warning */
+    double distill_features;  /* weight of the distillation's feature term, 0 for none */
+    double distill_zoom;      /* random zoom of the distillation's images, 0 for none */
+    const char *distill_option; /* name of the last distillation option given, for a warning */
     int distill_holdout;      /* calibration images distillation keeps out to pick its epoch; -1: an eighth */
     int threads;
 };

@@ -1091,7 +1091,8 @@ static void holdout_measure(yd_distill_net *net, yd_session *ts, agreement *chec
     double stats[YD_COCO_STAT_COUNT];
     yd_error err;
 
-    /* The held-out loss is the head terms: the teacher net has not seen these frames. */
+    /* The held-out loss counts only the head terms, because the teacher net
+     * has not run on these frames. */
     const yd_distill_net *teacher = net->teacher;
 
     net->teacher = NULL;

@@ -34,7 +34,7 @@
 typedef struct yd_distill_epoch {
     int epoch, epochs;       /* epoch counts from 1 */
     double loss, loss_cls, loss_box;          /* training images, while the weights move */
-    double loss_features;                     /* the feature term, part of loss; 0 without */
+    double loss_features;                     /* the feature term, included in loss; 0 without one */
     double holdout, holdout_cls, holdout_box; /* held-out images after the epoch; NaN without */
     /* COCO mAP50-95 of the student's held-out detections against the
      * teacher's (confidence above 0.25); NaN without held-out images or

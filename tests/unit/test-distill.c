@@ -138,6 +138,47 @@ static yd_graph *tiny_graph(void)
     return g;
 }
 
+/*
+ * Compares the gradients of `per_conv` random parameters of every conv but
+ * node `skip` (the last of them a bias) with central differences of the
+ * loss. Returns how many differ, and adds how many were compared to *checked.
+ */
+static int check_gradients(yd_graph *g, yd_distill_net *net, const float *input,
+                           const yd_head_maps *maps, int per_conv, int skip, int *checked)
+{
+    int bad = 0;
+
+    for (int i = 0; i < g->nnodes; i++) {
+        yd_conv_params *c = &g->nodes[i].conv;
+        int count;
+
+        if (g->nodes[i].op != YD_OP_CONV || i == skip)
+            continue;
+        count = c->out_c * c->in_c * c->kernel_h * c->kernel_w;
+        for (int t = 0; t < per_conv; t++) {
+            int bias = t == per_conv - 1;
+            int j = bias ? (int)(rng % (unsigned)c->out_c) : (int)(rng % (unsigned)count);
+            float *param = bias ? &c->bias[j] : &c->weight[j], saved = *param, h = 1e-2f;
+            double analytic = yd_distill_net_gradient(net, i, bias)[j], up, down, numeric;
+
+            uniform(1);
+            *param = saved + h;
+            up = yd_distill_net_step(net, input, maps, 0, 1.0f);
+            *param = saved - h;
+            down = yd_distill_net_step(net, input, maps, 0, 1.0f);
+            *param = saved;
+            numeric = (up - down) / (2 * h);
+            (*checked)++;
+            if (fabs(analytic - numeric) > 2e-2 * fmax(fabs(analytic), fabs(numeric)) + 1e-4) {
+                fprintf(stderr, "  node %d %s %d: analytic %.6g, numeric %.6g\n", i,
+                        bias ? "bias" : "weight", j, analytic, numeric);
+                bad++;
+            }
+        }
+    }
+    return bad;
+}
+
 static void backward_matches_finite_differences(void)
 {
     yd_graph *g = tiny_graph();
@@ -163,33 +204,7 @@ static void backward_matches_finite_differences(void)
     yd_distill_net_zero_gradients(net);
     yd_distill_net_step(net, input, &maps, 1, 1.0f);
 
-    for (int i = 0; i < g->nnodes; i++) {
-        yd_conv_params *c = &g->nodes[i].conv;
-        int count;
-
-        if (g->nodes[i].op != YD_OP_CONV)
-            continue;
-        count = c->out_c * c->in_c * c->kernel_h * c->kernel_w;
-        for (int t = 0; t < 7; t++) {
-            int bias = t == 6, j = bias ? (int)(rng % (unsigned)c->out_c) : (int)(rng % (unsigned)count);
-            float *param = bias ? &c->bias[j] : &c->weight[j], saved = *param, h = 1e-2f;
-            double analytic = yd_distill_net_gradient(net, i, bias)[j], up, down, numeric;
-
-            uniform(1);
-            *param = saved + h;
-            up = yd_distill_net_step(net, input, &maps, 0, 1.0f);
-            *param = saved - h;
-            down = yd_distill_net_step(net, input, &maps, 0, 1.0f);
-            *param = saved;
-            numeric = (up - down) / (2 * h);
-            checked++;
-            if (fabs(analytic - numeric) > 2e-2 * fmax(fabs(analytic), fabs(numeric)) + 1e-4) {
-                fprintf(stderr, "  node %d %s %d: analytic %.6g, numeric %.6g\n", i,
-                        bias ? "bias" : "weight", j, analytic, numeric);
-                bad++;
-            }
-        }
-    }
+    bad = check_gradients(g, net, input, &maps, 7, -1, &checked);
     printf("  %d of %d gradients off\n", bad, checked);
     CHECK(checked >= 30);
     CHECK(bad == 0);
@@ -342,33 +357,7 @@ static void feature_gradient_matches_finite_differences(void)
     yd_distill_net_zero_gradients(net);
     yd_distill_net_step(net, input, &maps, 1, 1.0f);
 
-    for (int i = 0; i < g->nnodes; i++) {
-        yd_conv_params *c = &g->nodes[i].conv;
-        int count;
-
-        if (g->nodes[i].op != YD_OP_CONV || i == nth_conv(g, 0))
-            continue;
-        count = c->out_c * c->in_c * c->kernel_h * c->kernel_w;
-        for (int t = 0; t < 5; t++) {
-            int bias = t == 4, j = bias ? (int)(rng % (unsigned)c->out_c) : (int)(rng % (unsigned)count);
-            float *param = bias ? &c->bias[j] : &c->weight[j], saved = *param, h = 1e-2f;
-            double analytic = yd_distill_net_gradient(net, i, bias)[j], up, down, numeric;
-
-            uniform(1);
-            *param = saved + h;
-            up = yd_distill_net_step(net, input, &maps, 0, 1.0f);
-            *param = saved - h;
-            down = yd_distill_net_step(net, input, &maps, 0, 1.0f);
-            *param = saved;
-            numeric = (up - down) / (2 * h);
-            checked++;
-            if (fabs(analytic - numeric) > 2e-2 * fmax(fabs(analytic), fabs(numeric)) + 1e-4) {
-                fprintf(stderr, "  node %d %s %d: analytic %.6g, numeric %.6g\n", i,
-                        bias ? "bias" : "weight", j, analytic, numeric);
-                bad++;
-            }
-        }
-    }
+    bad = check_gradients(g, net, input, &maps, 5, nth_conv(g, 0), &checked);
     printf("  %d of %d gradients off\n", bad, checked);
     CHECK(checked >= 20);
     CHECK(bad == 0);
