@@ -30,6 +30,7 @@
 #include "header_deadline.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 #include "util.h"
 
 /* Minimum milliseconds between two log lines about closed connections. */
@@ -71,13 +72,8 @@ static void format_address(struct MHD_Connection *connection, char *out, size_t 
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *addr = info ? info->client_addr : NULL;
 
-    snprintf(out, size, "unknown");
-    if (addr && addr->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, out, (socklen_t)size);
-    else if (addr && addr->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, out, (socklen_t)size);
+    text_format_address(info ? info->client_addr : NULL, false, out, size);
 }
 
 static struct tracked_connection *find_entry(struct MHD_Connection *connection)

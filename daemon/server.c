@@ -1018,25 +1018,11 @@ static void format_bound(int fd, char *out, size_t size)
 {
     struct sockaddr_storage addr;
     socklen_t len = sizeof addr;
-    char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
 
-    snprintf(out, size, "?");
     if (getsockname(fd, (struct sockaddr *)&addr, &len) != 0)
-        return;
-    if (addr.ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)&addr;
-
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        snprintf(out, size, "%s:%d", host, port);
-    } else if (addr.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&addr;
-
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-        snprintf(out, size, "[%s]:%d", host, port);
-    }
+        snprintf(out, size, "unknown");
+    else
+        text_format_address((const struct sockaddr *)&addr, true, out, size);
 }
 
 int server_bind(struct server *server)

@@ -3,11 +3,14 @@
  * 80..BF, no overlong forms, no surrogates (U+D800..U+DFFF), nothing above
  * U+10FFFF.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <netinet/in.h>
 
 #include "text.h"
 
@@ -232,4 +235,32 @@ bool text_is_decimal_number(const char *text)
             p++;
     }
     return *p == '\0';
+}
+
+void text_format_address(const struct sockaddr *addr, bool with_port, char *out, size_t out_size)
+{
+    char host[INET6_ADDRSTRLEN];
+    int port;
+
+    if (addr && addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        if (with_port)
+            snprintf(out, out_size, "%s:%d", host, port);
+        else
+            snprintf(out, out_size, "%s", host);
+    } else if (addr && addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        if (with_port)
+            snprintf(out, out_size, "[%s]:%d", host, port);
+        else
+            snprintf(out, out_size, "%s", host);
+    } else {
+        snprintf(out, out_size, "unknown");
+    }
 }

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <sys/socket.h>
+
 /* Code points of a client value echoed in an error message. */
 #define TEXT_QUOTE_MAX_CHARS 64
 /* Buffer size that fits any text_quote of TEXT_QUOTE_MAX_CHARS, "..." and NUL. */
@@ -62,5 +64,12 @@ char *text_log_field(char *out, size_t out_size, const char *in);
  * floats, "inf" or "nan", all of which strtod would take.
  */
 bool text_is_decimal_number(const char *text);
+
+/*
+ * Writes an IPv4 or IPv6 address as text, with its port when with_port is
+ * set: 127.0.0.1 or ::1, 127.0.0.1:8080 or [::1]:8080. Writes "unknown"
+ * for NULL or another address family.
+ */
+void text_format_address(const struct sockaddr *addr, bool with_port, char *out, size_t out_size);
 
 #endif /* YOLOD_DAEMON_TEXT_H */
