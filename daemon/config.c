@@ -500,5 +500,18 @@ int config_resolve_listen(const char *listen, struct sockaddr_storage *addr,
     memcpy(addr, found->ai_addr, found->ai_addrlen);
     *addr_len = found->ai_addrlen;
     freeaddrinfo(found);
+    /* The server's IPv6 socket is IPv6-only, and binding it to an IPv4-mapped
+     * address ([::ffff:127.0.0.1]) fails, so such an address is bound as IPv4. */
+    if (addr->ss_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)addr)->sin6_addr)) {
+        const struct sockaddr_in6 mapped = *(const struct sockaddr_in6 *)addr;
+        struct sockaddr_in ipv4 = {.sin_family = AF_INET, .sin_port = mapped.sin6_port};
+
+        /* The IPv4 address is the last 4 of the 16 bytes. */
+        memcpy(&ipv4.sin_addr, mapped.sin6_addr.s6_addr + 12, sizeof ipv4.sin_addr);
+        memset(addr, 0, sizeof *addr);
+        memcpy(addr, &ipv4, sizeof ipv4);
+        *addr_len = sizeof ipv4;
+    }
     return 0;
 }

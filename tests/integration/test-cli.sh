@@ -162,21 +162,38 @@ if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder,
 else
     fail "serve model directory" "exit $rc: $out"
 fi
+# serve_listen NAME ADDRESS: serves the model on --listen ADDRESS (a loopback
+# one), logging to $WORK/NAME.log, and waits up to 30 s for the ready line.
+# Sets PID; the caller stops the daemon.
+serve_listen() {
+    "$YOLOD" serve --model "$MODEL" --threads 1 --listen "$2" 2>"$WORK/$1.log" &
+    PID=$!
+    DAEMON_PIDS+=("$PID")
+    for _ in $(seq 300); do
+        grep -qF " yolod ready on http://$2, " "$WORK/$1.log" && return
+        kill -0 "$PID" 2>/dev/null || return
+        sleep 0.1
+    done
+}
 # A host name binds only its first address, so the listening line names that address.
 port=$(free_port)
-"$YOLOD" serve --model "$MODEL" --threads 1 --listen "localhost:$port" 2>"$WORK/localhost.log" &
-localhost_pid=$!
-DAEMON_PIDS+=("$localhost_pid")
-for _ in $(seq 300); do
-    grep -q " yolod ready on http://localhost:$port, " "$WORK/localhost.log" && break
-    kill -0 "$localhost_pid" 2>/dev/null || break
-    sleep 0.1
-done
-kill "$localhost_pid" 2>/dev/null
+serve_listen localhost "localhost:$port"
+kill "$PID" 2>/dev/null
 if grep -qF "listening on http://localhost:$port (127.0.0.1:$port), loading the models" "$WORK/localhost.log"; then
     ok "serve localhost logs the bound address"
 else
     fail "serve localhost logs the bound address" "$(cat "$WORK/localhost.log")"
+fi
+# An IPv4-mapped IPv6 address listens on the IPv4 address it maps.
+port=$(free_port)
+serve_listen mapped "[::ffff:127.0.0.1]:$port"
+status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://127.0.0.1:$port/healthz")
+kill "$PID" 2>/dev/null
+if [ "$status" = 200 ] &&
+    grep -qF "listening on http://[::ffff:127.0.0.1]:$port (127.0.0.1:$port)" "$WORK/mapped.log"; then
+    ok "serve on an IPv4-mapped address"
+else
+    fail "serve on an IPv4-mapped address" "GET /healthz on 127.0.0.1:$port: $status; $(cat "$WORK/mapped.log")"
 fi
 # A relative model_dir in a config file starts from the working directory,
 # which the error names.
