@@ -212,17 +212,29 @@ static void finish_sync(struct serve_state *state, const char *trigger,
                         const struct registry_results *results)
 {
     int level = results->failures ? YD_LOG_WARN : YD_LOG_INFO;
+    int changes, failures;
 
     if (results->total == 0) {
         log_printf(YD_LOG_DEBUG, "%s: every model file is unchanged", trigger);
         return;
     }
     worker_pool_prune(state->server->pool);
-    /* Every change is a repeated failure, already logged at debug, so the summary is too. */
-    if (results->total == results->repeated_failures)
-        level = YD_LOG_DEBUG;
-    log_printf(level, "%s: %d model change(s), %d failed", trigger, results->total,
-               results->failures);
+    /* Files that failed before and are unchanged were not loaded again, so
+     * they count apart from the changes. */
+    changes = results->total - results->repeated_failures;
+    failures = results->failures - results->repeated_failures;
+    if (changes == 0) {
+        log_printf(YD_LOG_DEBUG, "%s: no model change; %d unchanged file(s) still fail to load",
+                   trigger, results->repeated_failures);
+        return;
+    }
+    if (failures == 0)
+        level = YD_LOG_INFO;
+    if (results->repeated_failures > 0)
+        log_printf(level, "%s: %d model change(s), %d failed; %d unchanged file(s) still fail"
+                   " to load", trigger, changes, failures, results->repeated_failures);
+    else
+        log_printf(level, "%s: %d model change(s), %d failed", trigger, changes, failures);
 }
 
 /* The watch callback: loads new and replaced files of the model directory. */

@@ -7,10 +7,12 @@
  */
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -62,6 +64,23 @@ static bool relink(struct watch *watch)
     return true;
 }
 
+/*
+ * Returns whether a file that was just created is a regular file with one
+ * link, as a writer creates one. Its IN_CLOSE_WRITE follows when the writer
+ * closes it, and loading it before could read it half written. A new
+ * symbolic or hard link gets no IN_CLOSE_WRITE, so it counts at once.
+ */
+static bool being_written(const struct watch *watch, const char *name)
+{
+    char path[PATH_MAX];
+    struct stat st;
+
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", watch->dir, name) >= sizeof path ||
+        lstat(path, &st) != 0)
+        return false;
+    return S_ISREG(st.st_mode) && st.st_nlink == 1;
+}
+
 /* Reads the pending events; returns whether one concerns a model file, or -1 on error. */
 static int read_events(struct watch *watch)
 {
@@ -81,7 +100,8 @@ static int read_events(struct watch *watch)
                 (event->mask & LINK_MASK) && relink(watch))
                 relevant = true;
         } else if (event->len > 0 && event->name[0] != '.' &&
-                   registry_has_model_extension(event->name)) {
+                   registry_has_model_extension(event->name) &&
+                   !((event->mask & IN_CREATE) && being_written(watch, event->name))) {
             /* A misnamed model file counts too, so the sync warns about it at once. */
             relevant = true;
         }

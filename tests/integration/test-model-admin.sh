@@ -310,6 +310,27 @@ got=$(json_get "$WORK/flip-load.json" '[(v["variant"], v["result"]) for v in j["
 rm "$DIR/flip.onnx"
 for i in $(seq 100); do [ "$(variants_of flip)" = "[]" ] && break; sleep 0.1; done
 
+# A file written in two parts 1.5 s apart loads once it is closed, with
+# no failed attempt at the half-written file.
+python3 - "$WORK/fp32.good" "$DIR/slow.fp16.yolod" <<'EOF'
+import sys, time
+data = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "wb") as out:
+    out.write(data[: len(data) // 2])
+    out.flush()
+    time.sleep(1.5)
+    out.write(data[len(data) // 2 :])
+EOF
+for i in $(seq 100); do [ "$(variants_of slow)" = "['fp16']" ] && break; sleep 0.1; done
+[ "$(variants_of slow)" = "['fp16']" ] && ok "slowly written file loads when closed" || fail "slowly written file loads when closed" "variants: $(variants_of slow)"
+if grep -q "slow.fp16.yolod failed" "$LOG"; then
+    fail "half-written file not loaded" "$(grep "slow.fp16.yolod" "$LOG")"
+else
+    ok "half-written file not loaded"
+fi
+rm "$DIR/slow.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of slow)" = "[]" ] && break; sleep 0.1; done
+
 # A reload that failed is not retried, nor counted again, by rescans that
 # find its file unchanged.
 cp "$WORK/fp32.good" "$DIR/stale.fp16.yolod"
@@ -335,6 +356,9 @@ for i in $(seq 100); do grep -q "error load of .*/broken.onnx failed" "$LOG" && 
 echo "not a model" >"$DIR/trigger.onnx"
 for i in $(seq 100); do grep -q "debug load of .*/broken.onnx skipped" "$LOG" && break; sleep 0.1; done
 check "rescan logs a known failure at debug" grep -q "debug load of .*/broken.onnx skipped" "$LOG"
+for i in $(seq 50); do grep -qF "still fail to load" "$LOG" && break; sleep 0.1; done
+check "rescan summary counts changed files only" \
+    grep -qF "warn  model directory changed: 1 model change(s), 1 failed; 1 unchanged file(s) still fail to load" "$LOG"
 [ "$(grep -c "error load of .*/broken.onnx failed" "$LOG")" = 1 ] && ok "known failure logged once as error" || fail "known failure logged once as error" "$(grep "broken.onnx" "$LOG")"
 check "rescan logs a misnamed file at debug" grep -q "debug skipping .*/broken-int8.yolod" "$LOG"
 file_failures=$(curl -s "$URL/metrics" | awk '$1 == "yolod_model_file_failures_total" {print $2}')
