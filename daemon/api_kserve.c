@@ -4,7 +4,8 @@
  *   GET /v2/health/live         200 {"live": true} while the process serves
  *   GET /v2/health/ready        200 {"ready": true}, or 503 {"ready": false}
  *   GET /v2/models/{name}/ready 200 {"name", "ready": true}, 503 when not
- *                               ready, 404 for a model that is not loaded
+ *                               ready (any name while the startup models
+ *                               load), 404 for a model that is not loaded
  */
 #include <stdio.h>
 #include <string.h>
@@ -62,6 +63,11 @@ enum MHD_Result api_kserve_model_ready(struct MHD_Connection *connection, struct
         snprintf(model, sizeof model, "%.*s", (int)name_length, name);
         found = registry_has_model(server->registry, model);
     }
+    /* While the startup models load, a model not loaded yet may be one of
+     * them, so it is not ready rather than unknown. */
+    if (!found && !ready && !atomic_load(&server->stopping) && name_length < sizeof model &&
+        !strstr(model, "/versions/"))
+        found = true;
     if (!found) {
         /* Copied without the suffix because text_quote reads up to NUL; text_quote cuts it further. */
         snprintf(requested, sizeof requested, "%.*s", (int)name_length, name);

@@ -94,10 +94,11 @@ static const char *query_variant(struct MHD_Connection *connection)
 /*
  * Rejects a ?variant= that is repeated or empty with 400, and returns 1
  * after replying. Otherwise a repeated one would act on the first silently,
- * and an empty one on every variant.
+ * and an empty one on every variant. `optional` is set when the route
+ * acts on every variant without the parameter.
  */
 static int reject_bad_variant(struct MHD_Connection *connection, struct request *request,
-                              enum MHD_Result *result)
+                              bool optional, enum MHD_Result *result)
 {
     const char *variant = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "variant");
     int count = variant_count(connection);
@@ -111,8 +112,9 @@ static int reject_bad_variant(struct MHD_Connection *connection, struct request 
     /* "?variant" without "=" counts as a parameter with a NULL value. */
     if (count == 1 && (!variant || !variant[0])) {
         *result = server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",
-                                     "query parameter 'variant' is empty; name a variant, or "
-                                     "leave the parameter out to act on every variant");
+                                     "query parameter 'variant' is empty; name a variant%s",
+                                     optional ? ", or leave the parameter out to act on every"
+                                                " variant" : "");
         return 1;
     }
     return 0;
@@ -227,7 +229,7 @@ static enum MHD_Result change_variants(struct MHD_Connection *connection, struct
     char name[256];
 
     action_model_name(request, name, sizeof name);
-    if (reject_bad_variant(connection, request, &rejected))
+    if (reject_bad_variant(connection, request, true, &rejected))
         return rejected;
     if (change(server->registry, name, variant, &results) != YD_OK)
         return reply_no_match(connection, request, name, variant, action);
@@ -249,7 +251,7 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     char name[256], quoted[TEXT_QUOTE_SIZE], quoted_variant[TEXT_QUOTE_SIZE], variants[512];
 
     action_model_name(request, name, sizeof name);
-    if (reject_bad_variant(connection, request, &rejected))
+    if (reject_bad_variant(connection, request, true, &rejected))
         return rejected;
     if (registry_load(server->registry, name, variant, server->config->model_dir,
                       &results) == YD_OK)
@@ -264,16 +266,22 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
                                   text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
                                   variants);
     }
-    return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
-                                  "no file to load for model '%s'%s%s%s: it was never loaded and"
-                                  " the model directory has no such NAME.onnx or"
-                                  " NAME.VARIANT.yolod file",
-                                  text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS),
-                                  variant ? " variant '" : "",
-                                  variant ? text_quote(quoted_variant, sizeof quoted_variant, variant,
-                                                       TEXT_QUOTE_MAX_CHARS)
-                                          : "",
+    text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS);
+    if (variant)
+        text_quote(quoted_variant, sizeof quoted_variant, variant, TEXT_QUOTE_MAX_CHARS);
+    if (!server->config->model_dir)
+        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                                  "no file to load for model '%s'%s%s%s: it has no unloaded"
+                                  " variant to load again, and without a model directory"
+                                  " (--model-dir) there are no new files to look for",
+                                  quoted, variant ? " variant '" : "", variant ? quoted_variant : "",
                                   variant ? "'" : "");
+    return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
+                              "no file to load for model '%s'%s%s%s: it has no unloaded variant"
+                              " to load again, and the model directory has no such NAME.onnx or"
+                              " NAME.VARIANT.yolod file",
+                              quoted, variant ? " variant '" : "", variant ? quoted_variant : "",
+                              variant ? "'" : "");
 }
 
 enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request)
@@ -292,7 +300,7 @@ enum MHD_Result api_models_set_default(struct MHD_Connection *connection,
     cJSON *model;
 
     action_model_name(request, name, sizeof name);
-    if (reject_bad_variant(connection, request, &rejected))
+    if (reject_bad_variant(connection, request, false, &rejected))
         return rejected;
     if (!variant)
         return server_reply_error(connection, request, MHD_HTTP_BAD_REQUEST, "bad_parameter",

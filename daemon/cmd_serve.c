@@ -518,12 +518,14 @@ int command_serve(int argc, char **argv)
         log_printf(YD_LOG_ERROR, "max_buffered_bytes (%zu) is below max_body_bytes (%zu), so some"
                    " bodies could never be received; raise it", config.max_buffered_bytes,
                    config.max_body_bytes);
+        status = EXIT_USAGE;
         goto cleanup;
     }
     if ((long)config.workers * threads > MAX_INFERENCE_THREADS) {
         log_printf(YD_LOG_ERROR, "workers x threads is %d x %d = %ld inference threads, more than"
                    " %d; lower workers or threads", config.workers, threads,
                    (long)config.workers * threads, MAX_INFERENCE_THREADS);
+        status = EXIT_USAGE;
         goto cleanup;
     }
     if (cores > 0 && (long)config.workers * threads > 2 * cores)

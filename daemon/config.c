@@ -208,7 +208,7 @@ int config_set(struct config *config, const char *key, const char *value,
     }
     if (strcmp(key, "threads") == 0) {
         if (parse_long(value, 0, 1024, &number) != 0)
-            return invalid_value(err, err_size, key, value, "an integer from 0 to 1024, 0 = cores / workers");
+            return invalid_value(err, err_size, key, value, "an integer from 0 to 1024; 0 chooses from the core count");
         config->threads = (int)number;
         return 0;
     }

@@ -91,7 +91,11 @@ static const char serve_help[] =
     "request_timeout seconds; requests still queued then get 503, and connections\n"
     "still sending a request body are closed) and exits 0;\n"
     "while the models are still loading, it exits 0 at once, and during a reload or a\n"
-    "model directory rescan it loads no more files. SIGUSR1 is logged and ignored.\n";
+    "model directory rescan it loads no more files. SIGUSR1 is logged and ignored.\n"
+    "\n"
+    "Exit status: 0 after SIGINT or SIGTERM, 1 if the server cannot start (the port\n"
+    "is taken, no model loads), 2 for invalid usage, including option and config\n"
+    "values that contradict each other.\n";
 
 static const char detect_help[] =
     "Usage: yolod detect --model FILE [OPTIONS] IMAGE...\n"

@@ -54,6 +54,8 @@
  * limit, libmicrohttpd 0.9.75 closes the connection without a reply.
  */
 #define CONNECTION_MEMORY_BYTES (16 * 1024)
+/* The largest declared body of a route that ignores its body (admin, health, metrics). */
+#define UNREAD_BODY_MAX_BYTES (64 * 1024)
 
 /* Nice value of connection threads: about a tenth of an inference thread's CPU share under contention. */
 #define CONNECTION_NICE 10
@@ -577,6 +579,32 @@ static bool reject_framing(struct MHD_Connection *connection, struct request *re
 }
 
 /*
+ * Replies 413 to a request to a route that reads no body (every route but
+ * the detection ones) whose Content-Length exceeds UNREAD_BODY_MAX_BYTES,
+ * before the body is sent, and sets *result to MHD_YES otherwise. A chunked
+ * body is dropped as it arrives, within request_timeout.
+ */
+static void reject_unread_body(struct MHD_Connection *connection, struct request *request,
+                               enum route route, const char *quoted_path, enum MHD_Result *result)
+{
+    const char *length_text = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_CONTENT_LENGTH);
+    unsigned long long declared;
+
+    *result = MHD_YES;
+    if (!length_text)
+        return;
+    errno = 0;
+    declared = strtoull(length_text, NULL, 10);
+    if (errno == ERANGE || declared > UNREAD_BODY_MAX_BYTES)
+        *result = reply_route_error(connection, request, route, MHD_HTTP_CONTENT_TOO_LARGE,
+                                    "body_too_large",
+                                    "request body of %s bytes exceeds the limit of %d bytes of %s,"
+                                    " which reads no body; send none", length_text,
+                                    UNREAD_BODY_MAX_BYTES, quoted_path);
+}
+
+/*
  * Stores in *cls the first Expect header value with a member other than
  * 100-continue, and skips empty list members. The comparison ignores case
  * because RFC 9110 (section 10.1.1) makes the Expect value case-insensitive.
@@ -673,8 +701,10 @@ static enum MHD_Result begin_request(struct MHD_Connection *connection,
         return result;
     if (reject_framing(connection, request, route, &result))
         return result;
-    if (route != ROUTE_DETECT && !is_deepstack(route))
-        return MHD_YES;
+    if (route != ROUTE_DETECT && !is_deepstack(route)) {
+        reject_unread_body(connection, request, route, path, &result);
+        return result;
+    }
     request->keeps_body = true;
     request->path_model = deepstack_custom_model(request->path);
     request->ignored_field = route == ROUTE_DETECT ? FIELD_MIN_CONFIDENCE : FIELD_CONF;

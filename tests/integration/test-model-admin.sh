@@ -193,6 +193,10 @@ expect_error "repeated variant parameter" 400 bad_parameter "variant" -X POST "$
 expect_error "unload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/unload?variant="
 expect_error "reload with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/reload?variant="
 expect_error "load with an empty variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/load?variant="
+# default needs a variant, so its message offers no way to act on every variant.
+expect_error "default with an empty variant" 400 bad_parameter "is empty; name a variant" -X POST "$URL/v1/models/yolov8n/default?variant="
+got=$(json_get "$WORK/error.json" 'j["error"]["message"]')
+[ "$got" = "query parameter 'variant' is empty; name a variant" ] && ok "default with an empty variant message" || fail "default with an empty variant message" "$got"
 expect_error "unload with a bare variant" 400 bad_parameter "empty" -X POST "$URL/v1/models/yolov8n/unload?variant"
 expect_error "reload of unknown model with a variant" 404 model_not_found "nope" -X POST "$URL/v1/models/nope/reload?variant=int8"
 expect_error "load of a variant with no file" 404 variant_not_found "fp16" -X POST "$URL/v1/models/yolov8n/load?variant=fp16"
@@ -208,6 +212,7 @@ expect_status "load int8 again" 200 "$WORK/load2.json" -X POST "$URL/v1/models/y
 got=$(json_get "$WORK/load2.json" '[(v["variant"], v["result"], v["version"]) for v in j["variants"]]')
 [ "$got" = "[('int8', 'loaded', 2)]" ] && ok "reloaded variant gets the next version" || fail "reloaded variant gets the next version" "$got"
 expect_error "load of a model with no file" 404 model_not_found "yolov9" -X POST "$URL/v1/models/yolov9/load"
+check "load of a model with no file message" $CHECK error "$WORK/error.json" --code model_not_found --contains "no unloaded variant to load again, and the model directory has no such"
 
 # Two files that give the same name and variant: the second is not loaded.
 ln -s "$(cd "$(dirname "$MODEL")" && pwd)/$(basename "$MODEL")" "$DIR/yolov8n.onnx"

@@ -175,12 +175,15 @@ while ! grep -qs "loaded model" "$LOG" && [ "$waited" -lt 600 ]; do
     waited=$((waited + 1))
 done
 # The port is open while the models load: /healthz returns 200, /readyz
-# 503, and detections get 503 starting.
+# and the KServe model readiness 503, and detections get 503 starting.
 LOADING_URL=http://127.0.0.1:$loading_port
 expect_status "healthz while loading" 200 "$WORK/loading-live.json" "$LOADING_URL/healthz"
 expect_status "readyz while loading" 503 "$WORK/loading-ready.json" "$LOADING_URL/readyz"
 expect_status "detect while loading" 503 "$WORK/loading-detect.json" --data-binary @"$IMAGES/bus.jpg" "$LOADING_URL/v1/detect"
 check "detect while loading says starting" grep -q '"code":"starting"' "$WORK/loading-detect.json"
+# m12 loads last, so it is not loaded yet: not ready, not unknown.
+expect_status "KServe model ready while loading" 503 "$WORK/loading-model.json" "$LOADING_URL/v2/models/m12/ready"
+check "KServe model not ready while loading" grep -q '"ready":false' "$WORK/loading-model.json"
 stop_daemon "daemon stopped while loading"
 loaded=$(grep -c "loaded model" "$LOG")
 if [ "$loaded" -lt 12 ] && grep -qF "received Terminated while loading the models; stopped before serving" "$LOG"; then
