@@ -599,7 +599,7 @@ static void reject_unread_body(struct MHD_Connection *connection, struct request
     if (errno == ERANGE || declared > UNREAD_BODY_MAX_BYTES)
         *result = reply_route_error(connection, request, route, MHD_HTTP_CONTENT_TOO_LARGE,
                                     "body_too_large",
-                                    "request body of %s bytes exceeds the limit of %d bytes of %s,"
+                                    "request body of %s bytes exceeds the %d-byte limit of %s,"
                                     " which reads no body; send none", length_text,
                                     UNREAD_BODY_MAX_BYTES, quoted_path);
 }
