@@ -369,34 +369,43 @@ static int wait_for_signal(const sigset_t *handled_signals)
     }
 }
 
+/* How often a guard thread waiting for a stop signal checks whether it is still needed. */
+#define GUARD_POLL_NS (20 * 1000 * 1000)
+
 /*
- * Waits for SIGINT or SIGTERM, which every thread blocks, and returns it, or
- * 0 when sigwait fails. Once a signal is taken the calling thread cannot be
- * cancelled any more, because a cancel would lose the signal.
+ * Waits for SIGINT or SIGTERM, which every thread blocks, and returns it.
+ * Returns 0 once *done is set or when the wait fails. The owner sets done
+ * and joins the thread instead of cancelling it. A cancelled thread could
+ * lose a signal it had taken. Its unwound frames also made AddressSanitizer
+ * report a stack-buffer-overflow at thread exit.
  */
-static int take_stop_signal(void)
+static int take_stop_signal(const atomic_bool *done)
 {
+    const struct timespec interval = {.tv_sec = 0, .tv_nsec = GUARD_POLL_NS};
     sigset_t stop_signals;
-    int signal_number;
 
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
-    if (sigwait(&stop_signals, &signal_number) != 0)
-        return 0;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-    return signal_number;
+    while (!atomic_load(done)) {
+        int signal_number = sigtimedwait(&stop_signals, NULL, &interval);
+
+        if (signal_number > 0)
+            return signal_number;
+        if (errno != EAGAIN && errno != EINTR)
+            return 0;
+    }
+    return 0;
 }
 
 /*
  * Exits 0 when SIGINT or SIGTERM arrives while the main thread loads the
  * models (about 0.1 s each for yolov8n). Detections are not accepted yet.
  */
-static void *stop_while_loading(void *unused)
+static void *stop_while_loading(void *done)
 {
-    int signal_number = take_stop_signal();
+    int signal_number = take_stop_signal(done);
 
-    (void)unused;
     if (!signal_number)
         return NULL;
     notify_send("STOPPING=1");
@@ -410,6 +419,7 @@ struct reload_guard {
     pthread_t thread;
     struct serve_state *state;
     atomic_int signal_number; /* the signal taken, or 0 */
+    atomic_bool done;         /* set when the reload is over */
 };
 
 /*
@@ -420,7 +430,7 @@ struct reload_guard {
 static void *stop_during_reload(void *arg)
 {
     struct reload_guard *guard = arg;
-    int signal_number = take_stop_signal();
+    int signal_number = take_stop_signal(&guard->done);
 
     if (!signal_number)
         return NULL;
@@ -439,10 +449,11 @@ static int reload(int argc, char **argv, struct serve_state *state, struct watch
     bool guarded;
 
     atomic_init(&guard.signal_number, 0);
+    atomic_init(&guard.done, false);
     guarded = pthread_create(&guard.thread, NULL, stop_during_reload, &guard) == 0;
     reread_config(argc, argv, state, watch);
     if (guarded) {
-        pthread_cancel(guard.thread);
+        atomic_store(&guard.done, true);
         pthread_join(guard.thread, NULL);
     }
     return atomic_load(&guard.signal_number);
@@ -468,6 +479,7 @@ int command_serve(int argc, char **argv)
     pthread_t loading_thread;
     pthread_condattr_t decode_clock;
     bool loading_guard = false;
+    atomic_bool loading_done = false;
     struct worker_pool *pool = NULL;
 
     config_init(&config);
@@ -565,7 +577,7 @@ int command_serve(int argc, char **argv)
     log_printf(YD_LOG_INFO, "yolod %s listening on http://%s%s, loading the models",
                YOLOD_VERSION, config.listen, bound_note);
 
-    loading_guard = pthread_create(&loading_thread, NULL, stop_while_loading, NULL) == 0;
+    loading_guard = pthread_create(&loading_thread, NULL, stop_while_loading, &loading_done) == 0;
     if (!loading_guard)
         log_printf(YD_LOG_WARN, "failed to start the signal thread for startup, so SIGTERM"
                    " takes effect only after the models load");
@@ -573,7 +585,7 @@ int command_serve(int argc, char **argv)
         goto cleanup;
     /* From here on a signal stays pending until wait_for_signal() takes it. */
     if (loading_guard) {
-        pthread_cancel(loading_thread);
+        atomic_store(&loading_done, true);
         pthread_join(loading_thread, NULL);
         loading_guard = false;
     }
@@ -634,7 +646,7 @@ int command_serve(int argc, char **argv)
 
 cleanup:
     if (loading_guard) {
-        pthread_cancel(loading_thread);
+        atomic_store(&loading_done, true);
         pthread_join(loading_thread, NULL);
     }
     /* Refuse new work first: joining the watch waits for a rescan in progress,
