@@ -269,19 +269,16 @@ enum MHD_Result api_models_load(struct MHD_Connection *connection, struct reques
     text_quote(quoted, sizeof quoted, name, TEXT_QUOTE_MAX_CHARS);
     if (variant)
         text_quote(quoted_variant, sizeof quoted_variant, variant, TEXT_QUOTE_MAX_CHARS);
-    if (!server->config->model_dir)
-        return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
-                                  "no file to load for model '%s'%s%s%s: it has no unloaded"
-                                  " variant to load again, and without a model directory"
-                                  " (--model-dir) there are no new files to look for",
-                                  quoted, variant ? " variant '" : "", variant ? quoted_variant : "",
-                                  variant ? "'" : "");
     return server_reply_error(connection, request, MHD_HTTP_NOT_FOUND, "model_not_found",
                               "no file to load for model '%s'%s%s%s: it has no unloaded variant"
-                              " to load again, and the model directory has no such NAME.onnx or"
-                              " NAME.VARIANT.yolod file",
+                              " to load again, and %s",
                               quoted, variant ? " variant '" : "", variant ? quoted_variant : "",
-                              variant ? "'" : "");
+                              variant ? "'" : "",
+                              server->config->model_dir
+                                  ? "the model directory has no such NAME.onnx or"
+                                    " NAME.VARIANT.yolod file"
+                                  : "without a model directory (--model-dir) there are no new"
+                                    " files to look for");
 }
 
 enum MHD_Result api_models_unload(struct MHD_Connection *connection, struct request *request)

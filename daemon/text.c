@@ -240,6 +240,7 @@ bool text_is_decimal_number(const char *text)
 void text_format_address(const struct sockaddr *addr, bool with_port, char *out, size_t out_size)
 {
     char host[INET6_ADDRSTRLEN];
+    bool ipv6 = addr && addr->sa_family == AF_INET6;
     int port;
 
     if (addr && addr->sa_family == AF_INET) {
@@ -247,20 +248,18 @@ void text_format_address(const struct sockaddr *addr, bool with_port, char *out,
 
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
         port = ntohs(in->sin_port);
-        if (with_port)
-            snprintf(out, out_size, "%s:%d", host, port);
-        else
-            snprintf(out, out_size, "%s", host);
-    } else if (addr && addr->sa_family == AF_INET6) {
+    } else if (ipv6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
 
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
         port = ntohs(in6->sin6_port);
-        if (with_port)
-            snprintf(out, out_size, "[%s]:%d", host, port);
-        else
-            snprintf(out, out_size, "%s", host);
     } else {
         snprintf(out, out_size, "unknown");
+        return;
     }
+    /* An IPv6 address takes brackets before a port, as in a URL. */
+    if (with_port)
+        snprintf(out, out_size, ipv6 ? "[%s]:%d" : "%s:%d", host, port);
+    else
+        snprintf(out, out_size, "%s", host);
 }

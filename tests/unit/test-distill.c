@@ -179,6 +179,19 @@ static int check_gradients(yd_graph *g, yd_distill_net *net, const float *input,
     return bad;
 }
 
+/* Fills an 8x8 input of 3 channels and one level of teacher head maps (3 classes) with noise. */
+static void random_head_maps(float input[3 * 64], float box[64 * 64], float cls[3 * 64],
+                             yd_head_maps *maps)
+{
+    for (int i = 0; i < 3 * 64; i++)
+        input[i] = uniform(1);
+    for (int i = 0; i < 64 * 64; i++)
+        box[i] = uniform(3);
+    for (int i = 0; i < 3 * 64; i++)
+        cls[i] = uniform(4);
+    maps->level[0] = (yd_head_level){.stride = 1, .height = 8, .width = 8, .box = box, .cls = cls};
+}
+
 static void backward_matches_finite_differences(void)
 {
     yd_graph *g = tiny_graph();
@@ -188,13 +201,7 @@ static void backward_matches_finite_differences(void)
     yd_head_maps maps = {.nc = 3, .nlevels = 1};
     int checked = 0, bad = 0;
 
-    for (int i = 0; i < 3 * 64; i++)
-        input[i] = uniform(1);
-    for (int i = 0; i < 64 * 64; i++)
-        box[i] = uniform(3);
-    for (int i = 0; i < 3 * 64; i++)
-        cls[i] = uniform(4);
-    maps.level[0] = (yd_head_level){.stride = 1, .height = 8, .width = 8, .box = box, .cls = cls};
+    random_head_maps(input, box, cls, &maps);
 
     CHECK_OK(yd_distill_net_create(g, 2, &net, &err));
     if (!net) {
@@ -224,13 +231,7 @@ static void frozen_layers_get_no_gradient(void)
     float *reference;
     size_t count;
 
-    for (int i = 0; i < 3 * 64; i++)
-        input[i] = uniform(1);
-    for (int i = 0; i < 64 * 64; i++)
-        box[i] = uniform(3);
-    for (int i = 0; i < 3 * 64; i++)
-        cls[i] = uniform(4);
-    maps.level[0] = (yd_head_level){.stride = 1, .height = 8, .width = 8, .box = box, .cls = cls};
+    random_head_maps(input, box, cls, &maps);
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i].op == YD_OP_CONV) {
             first = first < 0 ? i : first;
@@ -296,13 +297,7 @@ static void feature_term_follows_the_channel_mapping(void)
     yd_head_maps maps = {.nc = 3, .nlevels = 1};
     double head_only, with_features;
 
-    for (int i = 0; i < 3 * 64; i++)
-        input[i] = uniform(1);
-    for (int i = 0; i < 64 * 64; i++)
-        box[i] = uniform(3);
-    for (int i = 0; i < 3 * 64; i++)
-        cls[i] = uniform(4);
-    maps.level[0] = (yd_head_level){.stride = 1, .height = 8, .width = 8, .box = box, .cls = cls};
+    random_head_maps(input, box, cls, &maps);
     CHECK_OK(yd_distill_net_create(g, 2, &net, &err));
     CHECK_OK(yd_distill_net_create_teacher(tg, 2, &teacher, &err));
     if (!net || !teacher)
@@ -340,13 +335,7 @@ static void feature_gradient_matches_finite_differences(void)
     yd_head_maps maps = {.nc = 3, .nlevels = 1};
     int checked = 0, bad = 0;
 
-    for (int i = 0; i < 3 * 64; i++)
-        input[i] = uniform(1);
-    for (int i = 0; i < 64 * 64; i++)
-        box[i] = uniform(3);
-    for (int i = 0; i < 3 * 64; i++)
-        cls[i] = uniform(4);
-    maps.level[0] = (yd_head_level){.stride = 1, .height = 8, .width = 8, .box = box, .cls = cls};
+    random_head_maps(input, box, cls, &maps);
     reverse_channels(g, nth_conv(g, 1));
     CHECK_OK(yd_distill_net_create(g, 2, &net, &err));
     CHECK_OK(yd_distill_net_create_teacher(tg, 2, &teacher, &err));
