@@ -153,6 +153,22 @@ static void relative_note(const char *path, char *note, size_t size)
         snprintf(note, size, " (relative to the working directory %s)", cwd);
 }
 
+/* Logs why and returns -1 when dir cannot be read or holds no model file. */
+static int check_model_dir(const char *dir)
+{
+    char note[PATH_MAX + 64];
+    int has = registry_dir_has_model_file(dir);
+
+    relative_note(dir, note, sizeof note);
+    if (has < 0)
+        log_printf(YD_LOG_ERROR, "cannot open the model directory %s%s: %s", dir, note,
+                   strerror(errno));
+    else if (has == 0)
+        log_printf(YD_LOG_ERROR, "no model to serve: the model directory %s%s has no file named"
+                   " NAME.onnx or NAME.VARIANT.yolod", dir, note);
+    return has > 0 ? 0 : -1;
+}
+
 /* Loads the --model files, then the --model-dir files, as version 1 of each entry. */
 static int load_models(const struct config *config, struct registry *registry)
 {
@@ -544,6 +560,11 @@ int command_serve(int argc, char **argv)
         log_printf(YD_LOG_WARN, "workers x threads is %d x %d = %ld inference threads on %ld cores;"
                    " they compete for the cores, so each request takes longer",
                    config.workers, threads, (long)config.workers * threads, cores);
+
+    /* A model directory with nothing to load would end the daemon after
+     * the bind, so it is refused before anything listens. */
+    if (config.model_dir && config.model_count == 0 && check_model_dir(config.model_dir) < 0)
+        goto cleanup;
 
     server.config = &config;
     if (server_bind(&server) != 0)

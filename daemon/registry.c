@@ -860,6 +860,24 @@ bool registry_has_model_extension(const char *file)
     return dot && (strcasecmp(dot, ".onnx") == 0 || strcasecmp(dot, ".yolod") == 0);
 }
 
+int registry_dir_has_model_file(const char *dir)
+{
+    DIR *handle = opendir(dir);
+    struct dirent *item;
+    int found = 0;
+
+    if (!handle)
+        return -1;
+    while (!found && (item = readdir(handle)) != NULL) {
+        struct stat st;
+
+        found = registry_is_model_file(item->d_name) &&
+                fstatat(dirfd(handle), item->d_name, &st, 0) == 0 && S_ISREG(st.st_mode);
+    }
+    closedir(handle);
+    return found;
+}
+
 /* Lists the model files of dir as "dir/file" paths, sorted by compare_names. Caller holds admin_lock. */
 static int list_model_files(struct registry *registry, const char *dir, char ***out,
                             int *out_count, yd_error *err)

@@ -104,6 +104,13 @@ int registry_add_file(struct registry *registry, const char *path, enum registry
  */
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 
+/*
+ * Returns 1 when dir holds a file that registry_add_dir() would load (a
+ * NAME.onnx or NAME.VARIANT.yolod regular file, or a link to one), 0 when
+ * it holds none, or -1 with errno set when it cannot be read.
+ */
+int registry_dir_has_model_file(const char *dir);
+
 /* Whether file (a name without directory) is NAME.onnx or NAME.VARIANT.yolod. */
 bool registry_is_model_file(const char *file);
 

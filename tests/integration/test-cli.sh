@@ -161,6 +161,16 @@ if [ "$rc" -eq 1 ] && grep -q "Is a directory; to serve every model in a folder,
     ok "serve model directory"
 else
     fail "serve model directory" "exit $rc: $out"
+# A model directory with no model file ends the daemon before it listens.
+touch "$WORK/folder/notes.txt" "$WORK/folder/.hidden.onnx"
+out=$("$YOLOD" serve --model-dir "$WORK/folder" --listen "127.0.0.1:$(free_port)" 2>&1)
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "the model directory $WORK/folder has no file named NAME.onnx" <<<"$out" &&
+    ! grep -q "listening on" <<<"$out"; then
+    ok "serve empty model directory"
+else
+    fail "serve empty model directory" "exit $rc: $out"
+fi
 fi
 # serve_listen NAME ADDRESS: serves the model on --listen ADDRESS (a loopback
 # one), logging to $WORK/NAME.log, and waits up to 30 s for the ready line.
