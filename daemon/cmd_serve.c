@@ -253,6 +253,12 @@ static void finish_sync(struct serve_state *state, const char *trigger,
         log_printf(level, "%s: %d model change(s), %d failed", trigger, changes, failures);
 }
 
+/* The registry's check of files open for writing: the watch keeps them. */
+static bool file_open_for_writing(const char *file, void *watch)
+{
+    return watch_is_writing(watch, file);
+}
+
 /* The watch callback: loads new and replaced files of the model directory. */
 static void model_dir_changed(void *user)
 {
@@ -627,6 +633,8 @@ int command_serve(int argc, char **argv)
             log_printf(YD_LOG_WARN, "%s; replaced model files are loaded on SIGHUP only",
                        error.message);
         watch_set_enabled(watch, config.watch_model_dir);
+        if (watch)
+            registry_set_writing_check(registry, file_open_for_writing, watch);
         /* Files added or replaced while the models loaded, before the watch began. */
         if (watch && config.watch_model_dir)
             model_dir_changed(&state);
@@ -675,6 +683,8 @@ cleanup:
      * start while the registry goes away. */
     server_begin_stop(&server);
     registry_request_stop(registry);
+    if (registry)
+        registry_set_writing_check(registry, NULL, NULL);
     watch_stop(watch);
     server_stop(&server);
     worker_pool_stop(server.pool);

@@ -89,6 +89,10 @@ struct registry {
     bool watch_rescan;
     bool table_full;           /* the last claim_entry failed because no slot was free */
     atomic_bool stop_requested; /* set at shutdown: syncs load no more files */
+    /* Guarded by admin_lock: tells registry_sync which directory files are
+     * open for writing (see registry_set_writing_check). */
+    registry_writing_fn writing;
+    void *writing_user;
 };
 
 static double wall_clock_seconds(void)
@@ -1542,6 +1546,26 @@ static bool serves_after_sync(const struct registry *registry)
     return false;
 }
 
+void registry_set_writing_check(struct registry *registry, registry_writing_fn writing, void *user)
+{
+    pthread_mutex_lock(&registry->admin_lock);
+    registry->writing = writing;
+    registry->writing_user = user;
+    pthread_mutex_unlock(&registry->admin_lock);
+}
+
+/* Whether the directory file at path is open for writing, which it logs. Caller holds admin_lock. */
+static bool still_written(const struct registry *registry, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+
+    if (!registry->writing || !registry->writing(slash ? slash + 1 : path, registry->writing_user))
+        return false;
+    log_printf(YD_LOG_INFO, "not loading %s yet: it is open for writing, and loads once it is"
+               " closed", path);
+    return true;
+}
+
 /* A file whose load registry_sync retries after its unloads. */
 struct deferred_file {
     const char *path;
@@ -1582,7 +1606,7 @@ void registry_sync(struct registry *registry, const char *const *files, int file
         if (sync_file(registry, files[i], REGISTRY_SOURCE_FILE, revive, deferred != NULL, results))
             deferred[deferred_count++] = (struct deferred_file){ files[i], REGISTRY_SOURCE_FILE };
     for (int i = 0; i < dir_count; i++)
-        if (!served_through_file(registry, dir_files[i]) &&
+        if (!served_through_file(registry, dir_files[i]) && !still_written(registry, dir_files[i]) &&
             sync_file(registry, dir_files[i], REGISTRY_SOURCE_DIR, revive, deferred != NULL, results))
             deferred[deferred_count++] = (struct deferred_file){ dir_files[i], REGISTRY_SOURCE_DIR };
     for (int i = 0; i < registry_count(registry); i++) {

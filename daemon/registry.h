@@ -208,6 +208,17 @@ void registry_reset_defaults(struct registry *registry);
 /* Makes variant the default of every model that has it loaded; returns whether any has. */
 bool registry_set_default_everywhere(struct registry *registry, const char *variant);
 
+/* Whether the model directory file `file` (no folder) is open for writing. */
+typedef bool (*registry_writing_fn)(const char *file, void *user);
+
+/*
+ * Makes registry_sync skip the model directory files for which writing()
+ * returns true, keeping any version of them already served, until a later
+ * sync. NULL turns the check off.
+ */
+void registry_set_writing_check(struct registry *registry, registry_writing_fn writing,
+                                void *user);
+
 /*
  * Brings the registry in line with the files on disk:
  * - files (when not NULL, the configured model files): loads those not

@@ -4,6 +4,11 @@
  * QUIET_MS pass without one, then calls back once. When the directory path
  * is a symbolic link, its parent is watched too, so a deploy that points the
  * link at another folder moves the watch there.
+ *
+ * The thread also keeps the names of the model files that are open for
+ * writing: written to (IN_MODIFY) or newly created, and not yet closed
+ * (IN_CLOSE_WRITE), renamed or deleted. A rescan that another file set off
+ * skips them (watch_is_writing), so it never loads a file half written.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -28,8 +33,10 @@
 #define QUIET_MS 300
 /* How often a removed directory is looked for again. */
 #define REWATCH_MS 1000
-#define WATCH_MASK (IN_CREATE | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | \
-                    IN_DELETE_SELF | IN_MOVE_SELF)
+#define WATCH_MASK (IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | \
+                    IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
+/* Events after which a name is no longer open for writing. */
+#define WRITTEN_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 /* Events in the parent folder that point the link at a new target. */
 #define LINK_MASK (IN_CREATE | IN_MOVED_TO)
 
@@ -43,7 +50,73 @@ struct watch {
     void *user;
     atomic_bool enabled;
     char *dir;
+    /* Names of model files open for writing; the lock guards them. */
+    pthread_mutex_t writing_lock;
+    char **writing;
+    int nwriting, writing_capacity;
 };
+
+/* Index of name in watch->writing, or -1. Caller holds writing_lock. */
+static int find_writing(const struct watch *watch, const char *name)
+{
+    for (int i = 0; i < watch->nwriting; i++)
+        if (strcmp(watch->writing[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* Records name as open for writing (open) or not (!open). */
+static void set_writing(struct watch *watch, const char *name, bool open)
+{
+    int at;
+
+    pthread_mutex_lock(&watch->writing_lock);
+    at = find_writing(watch, name);
+    if (!open && at >= 0) {
+        free(watch->writing[at]);
+        watch->writing[at] = watch->writing[--watch->nwriting];
+    } else if (open && at < 0) {
+        char *copy = strdup(name);
+
+        if (copy && watch->nwriting == watch->writing_capacity) {
+            int capacity = watch->writing_capacity ? 2 * watch->writing_capacity : 8;
+            char **grown = realloc(watch->writing, (size_t)capacity * sizeof *grown);
+
+            if (grown) {
+                watch->writing = grown;
+                watch->writing_capacity = capacity;
+            }
+        }
+        /* Out of memory, the name is not kept, and a rescan may load the file early. */
+        if (copy && watch->nwriting < watch->writing_capacity)
+            watch->writing[watch->nwriting++] = copy;
+        else
+            free(copy);
+    }
+    pthread_mutex_unlock(&watch->writing_lock);
+}
+
+/* Forgets every name: after lost events, or when the directory changes. */
+static void clear_writing(struct watch *watch)
+{
+    pthread_mutex_lock(&watch->writing_lock);
+    for (int i = 0; i < watch->nwriting; i++)
+        free(watch->writing[i]);
+    watch->nwriting = 0;
+    pthread_mutex_unlock(&watch->writing_lock);
+}
+
+bool watch_is_writing(struct watch *watch, const char *name)
+{
+    bool found;
+
+    if (!watch)
+        return false;
+    pthread_mutex_lock(&watch->writing_lock);
+    found = find_writing(watch, name) >= 0;
+    pthread_mutex_unlock(&watch->writing_lock);
+    return found;
+}
 
 /*
  * Moves the directory's watch to the link's new target and returns whether
@@ -53,6 +126,7 @@ static bool relink(struct watch *watch)
 {
     if (watch->wd >= 0)
         inotify_rm_watch(watch->inotify_fd, watch->wd);
+    clear_writing(watch);
     watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
     if (watch->wd < 0) {
         log_printf(YD_LOG_WARN, "model directory link %s changed, but watching its target"
@@ -94,16 +168,24 @@ static int read_events(struct watch *watch)
         const struct inotify_event *event = (const struct inotify_event *)at;
 
         if (event->mask & IN_Q_OVERFLOW) {
+            /* Close events may be among the lost ones: a file is loaded
+             * early rather than never. */
+            clear_writing(watch);
             relevant = true;
         } else if (event->wd == watch->link_wd) {
             if (event->len > 0 && strcmp(event->name, watch->link_name) == 0 &&
                 (event->mask & LINK_MASK) && relink(watch))
                 relevant = true;
         } else if (event->len > 0 && event->name[0] != '.' &&
-                   registry_has_model_extension(event->name) &&
-                   !((event->mask & IN_CREATE) && being_written(watch, event->name))) {
-            /* A misnamed model file counts too, so the sync warns about it at once. */
-            relevant = true;
+                   registry_has_model_extension(event->name)) {
+            if (event->mask & WRITTEN_MASK)
+                set_writing(watch, event->name, false);
+            if ((event->mask & IN_MODIFY) ||
+                ((event->mask & IN_CREATE) && being_written(watch, event->name)))
+                set_writing(watch, event->name, true);
+            else
+                /* A misnamed model file counts too, so the sync warns about it at once. */
+                relevant = true;
         }
         if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0 &&
             event->wd == watch->wd) {
@@ -224,6 +306,7 @@ int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **
     watch->on_change = on_change;
     watch->user = user;
     atomic_init(&watch->enabled, true);
+    pthread_mutex_init(&watch->writing_lock, NULL);
     if (watch->inotify_fd < 0 || watch->stop_fd < 0 || !watch->dir) {
         rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
         goto fail;
@@ -248,6 +331,7 @@ fail:
         close(watch->inotify_fd);
     if (watch->stop_fd >= 0)
         close(watch->stop_fd);
+    pthread_mutex_destroy(&watch->writing_lock);
     free(watch->dir);
     free(watch->link_name);
     free(watch);
@@ -271,6 +355,9 @@ void watch_stop(struct watch *watch)
     pthread_join(watch->thread, NULL);
     close(watch->inotify_fd);
     close(watch->stop_fd);
+    clear_writing(watch);
+    free(watch->writing);
+    pthread_mutex_destroy(&watch->writing_lock);
     free(watch->dir);
     free(watch->link_name);
     free(watch);

@@ -336,6 +336,39 @@ fi
 rm "$DIR/slow.fp16.yolod"
 for i in $(seq 100); do [ "$(variants_of slow)" = "[]" ] && break; sleep 0.1; done
 
+# A served file rewritten in place while a rescan (set off by another
+# file) runs: the rescan leaves it alone, the old version keeps serving,
+# and the file reloads once it is closed.
+cp "$WORK/fp32.good" "$DIR/inplace.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of inplace)" = "['fp16']" ] && break; sleep 0.1; done
+python3 - "$WORK/fp32.good" "$DIR/inplace.fp16.yolod" "$DIR" <<'EOF' &
+import os, shutil, sys, time
+data = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "r+b") as out:
+    out.write(data[: len(data) // 3])
+    out.truncate()
+    out.flush()
+    shutil.copy(sys.argv[1], os.path.join(sys.argv[3], ".other"))
+    os.rename(os.path.join(sys.argv[3], ".other"), os.path.join(sys.argv[3], "other.fp16.yolod"))
+    time.sleep(2)
+    out.write(data[len(data) // 3 :])
+EOF
+writer=$!
+for i in $(seq 100); do [ "$(variants_of other)" = "['fp16']" ] && break; sleep 0.1; done
+expect_status "file written in place keeps serving" 200 "$WORK/inplace.json" --data-binary @"$IMAGES/bus.jpg" \
+    "$URL/v1/detect?model=inplace"
+wait "$writer"
+for i in $(seq 100); do grep -q "reloaded model inplace variant fp16" "$LOG" && break; sleep 0.1; done
+check "file written in place reloads when closed" grep -q "reloaded model inplace variant fp16" "$LOG"
+check "rescan skips a file open for writing" grep -q "not loading .*/inplace.fp16.yolod yet: it is open for writing" "$LOG"
+if grep -q "inplace.fp16.yolod.*failed\|model inplace .*failed" "$LOG"; then
+    fail "file written in place not loaded half written" "$(grep "inplace.*failed" "$LOG")"
+else
+    ok "file written in place not loaded half written"
+fi
+rm "$DIR/inplace.fp16.yolod" "$DIR/other.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of inplace)$(variants_of other)" = "[][]" ] && break; sleep 0.1; done
+
 # A reload that failed is not retried, nor counted again, by rescans that
 # find its file unchanged.
 cp "$WORK/fp32.good" "$DIR/stale.fp16.yolod"
