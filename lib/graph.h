@@ -37,6 +37,17 @@ typedef enum yd_act {
 
 #define YD_MAX_INPUTS 8
 
+/*
+ * Limits of a graph. The ONNX importer and the .yolod reader both enforce
+ * them, so any graph that imports can be saved and loaded again.
+ */
+#define YD_GRAPH_MAX_CHANNELS 65536
+#define YD_GRAPH_MAX_SIDE 4096
+#define YD_GRAPH_MAX_VALUE_ELEMENTS (1u << 30) /* 4 GiB of floats */
+#define YD_GRAPH_MAX_KERNEL 15
+#define YD_GRAPH_MAX_STRIDE 16
+#define YD_GRAPH_MAX_SCALE 16
+
 /* How a convolution's weights are stored and computed. */
 typedef enum yd_precision {
     YD_PREC_FP32 = 0,

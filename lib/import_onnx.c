@@ -305,7 +305,15 @@ static int input_value(import_ctx *ctx, const yd_onnx_node *node, int k)
 static int add_output(import_ctx *ctx, const yd_onnx_node *node, int k, int ir_node, int c, int h,
                       int w)
 {
-    int v = yd_graph_add_value(ctx->graph, node->outputs[k], c, h, w);
+    int v;
+
+    if (c > YD_GRAPH_MAX_CHANNELS || h > YD_GRAPH_MAX_SIDE || w > YD_GRAPH_MAX_SIDE ||
+        (uint64_t)c * (uint64_t)h * (uint64_t)w > YD_GRAPH_MAX_VALUE_ELEMENTS)
+        return yd_error_set(ctx->err, YD_ERR_MODEL_UNSUPPORTED,
+                            "node '%s' (%s): output %dx%dx%d is too large (at most %d channels,"
+                            " sides of %d and %u elements)", node->name, node->op_type, c, h, w,
+                            YD_GRAPH_MAX_CHANNELS, YD_GRAPH_MAX_SIDE, YD_GRAPH_MAX_VALUE_ELEMENTS);
+    v = yd_graph_add_value(ctx->graph, node->outputs[k], c, h, w);
 
     if (v < 0 || bind_name(ctx, node->outputs[k], v) != YD_OK)
         return yd_error_set(ctx->err, YD_ERR_NO_MEMORY, "out of memory importing '%s'", node->name);
@@ -365,7 +373,9 @@ static int import_conv(import_ctx *ctx, const yd_onnx_node *node)
         kernel[1] = dims[3];
     }
     if (kernel[0] != dims[2] || kernel[1] != dims[3] || dims[1] != x->c || dims[0] <= 0 ||
-        strides[0] <= 0 || strides[1] <= 0 || kernel[0] > 15 || kernel[1] > 15 ||
+        strides[0] <= 0 || strides[1] <= 0 || strides[0] > YD_GRAPH_MAX_STRIDE ||
+        strides[1] > YD_GRAPH_MAX_STRIDE || kernel[0] > YD_GRAPH_MAX_KERNEL ||
+        kernel[1] > YD_GRAPH_MAX_KERNEL ||
         pads[0] < 0 || pads[1] < 0 || pads[2] < 0 || pads[3] < 0 || pads[0] >= kernel[0] ||
         pads[1] >= kernel[1] || pads[2] >= kernel[0] || pads[3] >= kernel[1])
         return unsupported(ctx, node, "weight shape, kernel, strides or pads out of range");
@@ -424,9 +434,11 @@ static int import_maxpool(import_ctx *ctx, const yd_onnx_node *node)
         attr_ints(node, "pads", 4, pads) < 0)
         return unsupported(ctx, node, "only 2-D pooling with kernel_shape is supported");
     if (attr_int(node, "ceil_mode", 0) != 0 || kernel[0] != kernel[1] || strides[0] != strides[1] ||
-        pads[0] != pads[1] || pads[0] != pads[2] || pads[0] != pads[3] || kernel[0] <= 0 ||
-        strides[0] <= 0 || pads[0] < 0 || pads[0] >= kernel[0])
+        pads[0] != pads[1] || pads[0] != pads[2] || pads[0] != pads[3])
         return unsupported(ctx, node, "only square kernels with equal strides and pads, ceil_mode 0");
+    if (kernel[0] <= 0 || kernel[0] > YD_GRAPH_MAX_KERNEL || strides[0] <= 0 ||
+        strides[0] > YD_GRAPH_MAX_STRIDE || pads[0] < 0 || pads[0] >= kernel[0])
+        return unsupported(ctx, node, "kernel, stride or pad out of range");
     int out_h = (int)((x->h + 2 * pads[0] - kernel[0]) / strides[0] + 1);
     int out_w = (int)((x->w + 2 * pads[0] - kernel[0]) / strides[0] + 1);
     if (out_h <= 0 || out_w <= 0)
@@ -483,7 +495,7 @@ static int import_resize(import_ctx *ctx, const yd_onnx_node *node)
     } else {
         return unsupported(ctx, node, "scales or sizes must be a constant 4-element tensor");
     }
-    if (scale_h != scale_w || scale_h < 1 || scale_h > 16)
+    if (scale_h != scale_w || scale_h < 1 || scale_h > YD_GRAPH_MAX_SCALE)
         return unsupported(ctx, node, "H and W scales must be equal integers from 1 to 16");
 
     /* With an integer factor, asymmetric and half_pixel coordinates with
@@ -570,8 +582,8 @@ static int import_split(import_ctx *ctx, const yd_onnx_node *node)
             sizes[k] = x->c / n;
     }
     for (int k = 0; k < n; k++) {
-        if (sizes[k] <= 0)
-            return unsupported(ctx, node, "split sizes must be positive");
+        if (sizes[k] <= 0 || sizes[k] > x->c)
+            return unsupported(ctx, node, "split sizes must be from 1 to the input channels");
         total += (int)sizes[k];
     }
     if (total != x->c)

@@ -51,12 +51,12 @@ enum section_id {
 #define MAX_STRING 4096
 #define MAX_META_STRING 65536
 #define MAX_META_ENTRIES 1024
-#define MAX_CHANNELS 65536
-#define MAX_SIDE 4096
-#define MAX_VALUE_ELEMENTS (1u << 28)
-#define MAX_KERNEL 15
-#define MAX_STRIDE 16
-#define MAX_SCALE 16
+#define MAX_CHANNELS YD_GRAPH_MAX_CHANNELS
+#define MAX_SIDE YD_GRAPH_MAX_SIDE
+#define MAX_VALUE_ELEMENTS YD_GRAPH_MAX_VALUE_ELEMENTS
+#define MAX_KERNEL YD_GRAPH_MAX_KERNEL
+#define MAX_STRIDE YD_GRAPH_MAX_STRIDE
+#define MAX_SCALE YD_GRAPH_MAX_SCALE
 #define MAX_CLASSES 100000
 
 /* ------------------------------------------------------------ CRC-32C */
@@ -844,6 +844,24 @@ done:
     return rc;
 }
 
+static int check_readable(const char *path, const byte_buffer *file, yd_error *err)
+{
+    yd_graph *graph = NULL;
+    char **names = NULL;
+    yd_error why = {0};
+    int rc = yd_model_file_parse(file->data, file->size, &graph, &names, NULL, &why);
+
+    if (rc == YD_OK) {
+        yd_names_free(names, graph->nc);
+        yd_graph_free(graph);
+        return YD_OK;
+    }
+    if (rc == YD_ERR_NO_MEMORY)
+        return yd_error_set(err, rc, "out of memory checking '%s'", path);
+    return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "cannot save '%s': the file would not load"
+                        " back (%s)", path, why.message);
+}
+
 int yd_model_file_save(const char *path, const yd_graph *graph, char *const *class_names,
                        const yd_model_provenance *provenance, yd_error *err)
 {
@@ -880,6 +898,12 @@ int yd_model_file_save(const char *path, const yd_graph *graph, char *const *cla
         }
 
     rc = assemble(&file, sections, ids, err);
+    if (rc != YD_OK)
+        goto done;
+    /* The reader checks what the writer cannot know it breaks (a value
+     * past a limit, say): a file that would not load must not replace one
+     * that does. */
+    rc = check_readable(path, &file, err);
     if (rc != YD_OK)
         goto done;
     rc = replace_file(path, file.data, file.size, err);

@@ -330,6 +330,47 @@ static void save_leaves_no_temporary_file(void)
     CHECK(contains(err.message, "no-such-folder"));
 }
 
+/*
+ * A graph the reader would reject (here a stride past its limit) is not
+ * written: the file already at the path stays as it was.
+ */
+static void unreadable_graph_keeps_old_file(void)
+{
+    yd_graph *g = onnx_model->graph;
+    yd_conv_params *conv = NULL;
+    yd_error err = {0};
+    char path[600];
+    uint8_t *before, *after;
+    size_t before_size, after_size;
+    int stride;
+
+    for (int i = 0; i < g->nnodes && !conv; i++)
+        if (!g->nodes[i].dead && g->nodes[i].op == YD_OP_CONV)
+            conv = &g->nodes[i].conv;
+    CHECK(conv != NULL);
+    if (!conv)
+        return;
+    snprintf(path, sizeof path, "%s/keep.yolod", workdir);
+    CHECK_OK(yd_model_file_save(path, g, onnx_model->class_names, NULL, &err));
+    before = read_file_or_die(path, &before_size);
+
+    stride = conv->stride_h;
+    conv->stride_h = YD_GRAPH_MAX_STRIDE + 1;
+    CHECK_INT_EQ(yd_model_file_save(path, g, onnx_model->class_names, NULL, &err),
+                 YD_ERR_INVALID_ARGUMENT);
+    conv->stride_h = stride;
+    CHECK(contains(err.message, "the file would not load back"));
+    CHECK(contains(err.message, "keep.yolod"));
+
+    after = read_file_or_die(path, &after_size);
+    CHECK(before_size == after_size);
+    CHECK(before_size == after_size && memcmp(before, after, before_size) == 0);
+    free(before);
+    free(after);
+    save_leaves_no_temporary_file();
+    unlink(path);
+}
+
 static void fp16_variant_half_size(void)
 {
     yd_graph *g = onnx_model->graph;
@@ -895,6 +936,7 @@ int main(void)
     RUN(sha256_known_digests);
     RUN(fp32_round_trip_identical);
     RUN(save_leaves_no_temporary_file);
+    RUN(unreadable_graph_keeps_old_file);
     RUN(fp16_variant_half_size);
     RUN(int8_convolution_round_trip);
     RUN(yolod_loads_in_milliseconds);

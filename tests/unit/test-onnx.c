@@ -1098,6 +1098,92 @@ cleanup:
     free(data);
 }
 
+/* The importer's result for model, and its message in err. */
+static int import_result(const yd_onnx_model *model, yd_error *err)
+{
+    yd_graph *graph = NULL;
+    int rc = yd_import_onnx(model, &graph, err);
+
+    yd_graph_free(graph);
+    return rc;
+}
+
+/* The attribute `name` of node, as a mutable pointer. */
+static yd_onnx_attr *node_attr(const yd_onnx_node *node, const char *name)
+{
+    return (yd_onnx_attr *)yd_onnx_node_attr(node, name);
+}
+
+/*
+ * Sizes, strides and kernels are 64-bit in ONNX and int in the graph, so
+ * values that a cast to int would wrap must be rejected. Split sizes 2^32 +
+ * 4128 and 2^32 - 4096 used to become 4128 and -4096. They added up to the
+ * 32 input channels, and the slices read past the tensor.
+ */
+static void test_onnx_yolov8n_out_of_range(void)
+{
+    uint8_t *data;
+    size_t size;
+    yd_onnx_model *model = load_model("models/yolov8n.onnx", &data, &size);
+    const yd_onnx_node *split, *conv, *pool;
+    const yd_onnx_tensor *sizes;
+    yd_onnx_attr *strides, *kernel;
+    yd_error err = { 0 };
+    int64_t saved[2], wrapped[2] = { ((int64_t)1 << 32) + 4128, ((int64_t)1 << 32) - 4096 };
+
+    if (!model) {
+        free(data);
+        return;
+    }
+    CHECK_OK(import_result(model, &err));
+
+    split = first_node(model, "Split");
+    sizes = split && split->ninputs == 2 ? yd_onnx_find_initializer(model, split->inputs[1]) : NULL;
+    CHECK(sizes != NULL);
+    CHECK(sizes && sizes->raw != NULL);
+    CHECK(sizes && sizes->count == 2);
+    if (sizes && sizes->raw && sizes->count == 2) {
+        memcpy(saved, sizes->raw, sizeof saved);
+        memcpy((void *)sizes->raw, wrapped, sizeof wrapped);
+        CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_UNSUPPORTED);
+        CHECK(strstr(err.message, "split sizes must be from 1 to the input channels") != NULL);
+        memcpy((void *)sizes->raw, saved, sizeof saved);
+    }
+
+    conv = first_node(model, "Conv");
+    strides = conv ? node_attr(conv, "strides") : NULL;
+    CHECK(strides != NULL);
+    CHECK(strides && strides->nints == 2);
+    if (strides && strides->nints == 2) {
+        int64_t stride = strides->ints[0];
+
+        strides->ints[0] = strides->ints[1] = ((int64_t)1 << 32) + 2;
+        CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_UNSUPPORTED);
+        CHECK(strstr(err.message, "kernel, strides or pads out of range") != NULL);
+        strides->ints[0] = strides->ints[1] = 17;
+        CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_UNSUPPORTED);
+        strides->ints[0] = strides->ints[1] = stride;
+    }
+
+    pool = first_node(model, "MaxPool");
+    kernel = pool ? node_attr(pool, "kernel_shape") : NULL;
+    CHECK(kernel != NULL);
+    CHECK(kernel && kernel->nints == 2);
+    if (kernel && kernel->nints == 2) {
+        int64_t side = kernel->ints[0];
+
+        kernel->ints[0] = kernel->ints[1] = ((int64_t)1 << 32) + side;
+        CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_UNSUPPORTED);
+        CHECK(strstr(err.message, "(MaxPool): kernel, stride or pad out of range") != NULL);
+        kernel->ints[0] = kernel->ints[1] = side;
+    }
+
+    /* Every change is undone: the model imports again. */
+    CHECK_OK(import_result(model, &err));
+    yd_onnx_free(model);
+    free(data);
+}
+
 static void test_onnx_yolov8s_random(void)
 {
     uint8_t *data;
@@ -1319,6 +1405,7 @@ int main(void)
     RUN(test_onnx_rejects_bad_structure);
     RUN(test_onnx_yolov8n);
     RUN(test_onnx_yolov8n_split_sizes);
+    RUN(test_onnx_yolov8n_out_of_range);
     RUN(test_onnx_yolov8s_random);
     RUN(test_onnx_yolov8n_int8);
     RUN(test_onnx_yolov8n_corrupted);
