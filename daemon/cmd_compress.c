@@ -530,9 +530,9 @@ static int apply_prune_int8(yd_model *model, const struct compress_options *opti
         /* One reconstruction word for both steps, because at most one of
          * them refits: pruning when distill-epochs is above 0, else int8. */
         snprintf(int8_settings, sizeof int8_settings, "%s", outcome->settings);
-        snprintf(outcome->settings, sizeof outcome->settings, "%.250s %.230s reconstruction=%s",
-                 prune_settings, int8_settings,
-                 refit_after_pruning || int8_options.reconstruct ? "yes" : "no");
+        snprintf(outcome->settings, sizeof outcome->settings, "%s", prune_settings);
+        append_settings(outcome, " %s reconstruction=%s", int8_settings,
+                        refit_after_pruning || int8_options.reconstruct ? "yes" : "no");
     }
     return rc;
 }

@@ -281,6 +281,13 @@ if [ "$words" = "reconstruction=yes " ]; then
 else
     fail "prune5-int8 settings one reconstruction word" "found: $words"
 fi
+# With distillation the settings run past 250 characters; none of the pruning words are cut.
+expect_exit "compress distilled prune5-int8 exits 0" 0 "$YOLOD" compress "$MODEL" --variant prune5-int8 \
+    --calib "$CALIB" --calib-limit 4 --sensitivity-images 0 --distill-epochs 1 --distill-holdout 1 \
+    --distill-lr 0.00123456 --distill-features 12.345 --reconstruct-images 1 --calib-method minmax \
+    -o "$WORK/prune5-int8-distilled.yolod"
+expect_text "distilled prune5-int8 settings keep every word" "$OUT" \
+    '^settings +prune=channels .* distill-holdout=1 distill-kept-epoch=[01] weights=int8-per-channel .* keep-float=0 reconstruction=yes$'
 
 # --- calibration folder: the digest covers the images used, and a parent folder is explained
 expect_exit "compress int8 on 2 images exits 0" 0 "$YOLOD" compress "$MODEL" --variant int8 \
