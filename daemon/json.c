@@ -4,8 +4,11 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "json.h"
+#include "text.h"
 
 static double round_to(double value, double scale)
 {
@@ -99,6 +102,41 @@ cJSON *json_error(const char *code, const char *message)
     return root;
 }
 
+/*
+ * Returns text with each byte that is not part of valid UTF-8 replaced by
+ * U+FFFD, freeing text, or text itself when it is valid. cJSON copies
+ * string bytes as they are, and a file or class name need not be UTF-8,
+ * which JSON requires. NULL when out of memory.
+ */
+static char *repair_utf8(char *text)
+{
+    size_t size = strlen(text), at = 0, used = 0;
+    char *repaired;
+
+    if (text_is_utf8(text))
+        return text;
+    /* Each bad byte grows to 3 bytes at most. */
+    repaired = malloc(3 * size + 1);
+    if (repaired) {
+        while (at < size) {
+            size_t length = text_utf8_length(text + at, size - at);
+
+            if (length == 0) {
+                memcpy(repaired + used, "\xEF\xBF\xBD", 3);
+                used += 3;
+                at++;
+            } else {
+                memcpy(repaired + used, text + at, length);
+                used += length;
+                at += length;
+            }
+        }
+        repaired[used] = '\0';
+    }
+    free(text);
+    return repaired;
+}
+
 char *json_print_and_free(cJSON *root)
 {
     char *text;
@@ -107,5 +145,5 @@ char *json_print_and_free(cJSON *root)
         return NULL;
     text = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    return text;
+    return text ? repair_utf8(text) : NULL;
 }

@@ -26,7 +26,8 @@ cJSON *json_detect_result(const yd_model *model, const char *variant, uint64_t v
 /* Builds {"error": {"code": code, "message": message}}. */
 cJSON *json_error(const char *code, const char *message);
 
-/* Prints compactly into a malloc'ed string and frees root; NULL on failure. */
+/* Prints compactly into a malloc'ed string, with any byte that is not valid UTF-8
+ * replaced by U+FFFD, and frees root; NULL on failure. */
 char *json_print_and_free(cJSON *root);
 
 #endif /* YOLOD_DAEMON_JSON_H */

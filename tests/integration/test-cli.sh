@@ -302,6 +302,17 @@ if [ "$rc" -eq 0 ]; then ok "detect standard input exits 0"; else fail "detect s
 line 2 "$WORK/stdin.json"
 check "detect standard input" $CHECK golden "$WORK/stdin.json" "$GOLDEN/bus.detections.json" --size 810x1080
 if [ "$(json_get "$WORK/stdin.json" 'j["file"]')" = "-" ]; then ok "detect standard input file field"; else fail "detect standard input file field" "$(head -c 200 "$WORK/stdin.json")"; fi
+# A file name that is not UTF-8 still gives valid JSON: each bad byte becomes U+FFFD.
+odd_name=$(printf '%s/a\377\376b.jpg' "$WORK")
+cp "$IMAGES/bus.jpg" "$odd_name"
+"$YOLOD" detect --model "$MODEL" "$odd_name" >"$OUT" 2>"$ERR"
+got=$(python3 -c 'import json, sys; print(json.loads(open(sys.argv[1], "rb").read())["file"].encode("unicode_escape").decode())' "$OUT" 2>&1)
+if [ "$got" = "$WORK/a\\ufffd\\ufffdb.jpg" ]; then
+    ok "detect non-UTF-8 file name gives valid JSON"
+else
+    fail "detect non-UTF-8 file name gives valid JSON" "$got"
+fi
+rm -f "$odd_name"
 usage_error "detect standard input twice" "'-' (standard input) given more than once" \
     detect --model "$MODEL" - "$IMAGES/bus.jpg" -
 { printf '\xff\xd8\xff'; head -c 34000000 /dev/zero; } |
