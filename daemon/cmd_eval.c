@@ -51,7 +51,7 @@ static const char eval_help[] =
     "  --coco FILE              COCO instances JSON with images, categories and\n"
     "                           annotations (required)\n"
     "  --model FILE             ONNX or .yolod model to evaluate\n"
-    "  --images DIR             folder of the annotated images (with --model)\n"
+    "  --images DIR             folder of the annotated images (with --model only)\n"
     "  --detections FILE        evaluate this COCO results JSON instead of a model:\n"
     "                           [{image_id, category_id, bbox: [x, y, w, h], score}]\n"
     "  --save-detections FILE   write the model's detections as COCO results JSON\n"
@@ -137,6 +137,10 @@ static int parse_eval_args(int argc, char **argv, struct eval_options *options)
             exit(0);
         }
         if (strcmp(argv[i], "--json") == 0) {
+            if (options->json) {
+                fprintf(stderr, "yolod eval: option '--json' given twice; give it once\n");
+                return EXIT_USAGE;
+            }
             options->json = true;
             i++;
             continue;
@@ -190,6 +194,11 @@ static int parse_eval_args(int argc, char **argv, struct eval_options *options)
     }
     if (options->model_path && !options->image_dir) {
         fprintf(stderr, "yolod eval: --model needs --images DIR, the folder of the annotated images\n");
+        return EXIT_USAGE;
+    }
+    if (options->image_dir && options->detections_path) {
+        fprintf(stderr, "yolod eval: --images is for --model; --detections FILE is scored"
+                " without the images, so leave --images out\n");
         return EXIT_USAGE;
     }
     if (options->save_path && !options->model_path) {

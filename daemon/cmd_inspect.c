@@ -17,7 +17,7 @@
 #include "util.h"
 
 static const char inspect_help[] =
-    "Usage: yolod inspect [--log-level LEVEL] FILE\n"
+    "Usage: yolod inspect [--log-level LEVEL] [--] FILE\n"
     "\n"
     "Loads an ONNX export or a .yolod file and prints one row per layer: index, op,\n"
     "name, input and output shapes (channels x height x width), kernel and stride,\n"
@@ -187,6 +187,7 @@ int command_inspect(int argc, char **argv)
     char name[64], err[512];
     const char *value;
     int log_level = YD_LOG_WARN, is_yolod, status = EXIT_RUNTIME;
+    bool options_done = false;
     yd_model_provenance prov;
     yd_model *model = NULL;
     yd_error error = {0};
@@ -197,7 +198,13 @@ int command_inspect(int argc, char **argv)
             command_inspect_print_help();
             return 0;
         }
-        if (strncmp(argv[i], "--", 2) != 0) {
+        /* After "--" every argument is a file name, even one that starts with "--". */
+        if (!options_done && strcmp(argv[i], "--") == 0) {
+            options_done = true;
+            i++;
+            continue;
+        }
+        if (options_done || strncmp(argv[i], "--", 2) != 0) {
             if (path) {
                 fprintf(stderr, "yolod inspect: more than one file given ('%s', '%s')\n", path, argv[i]);
                 return EXIT_USAGE;
@@ -209,11 +216,16 @@ int command_inspect(int argc, char **argv)
             fprintf(stderr, "yolod inspect: %s\n", err);
             return EXIT_USAGE;
         }
-        if (strcmp(name, "log-level") == 0 && (log_level = log_parse_level(value)) >= 0)
-            continue;
-        fprintf(stderr, "yolod inspect: %s '--%s'; see 'yolod help inspect'\n",
-                strcmp(name, "log-level") == 0 ? "invalid value for" : "unknown option", name);
-        return EXIT_USAGE;
+        if (strcmp(name, "log-level") != 0) {
+            fprintf(stderr, "yolod inspect: unknown option '--%s'; see 'yolod help inspect'\n", name);
+            return EXIT_USAGE;
+        }
+        log_level = log_parse_level(value);
+        if (log_level < 0) {
+            fprintf(stderr, "yolod inspect: invalid --log-level '%s' (expected debug, info, warn or"
+                    " error)\n", value);
+            return EXIT_USAGE;
+        }
     }
     if (!path) {
         fprintf(stderr, "yolod inspect: no file given; usage: yolod inspect FILE\n");

@@ -94,6 +94,14 @@ usage_error "serve without model" "no model" serve --listen 127.0.0.1:1
 usage_error "serve unknown option" "--frob" serve --model "$MODEL" --frob 1
 usage_error "serve listen without host" "listen" serve --model "$MODEL" --listen :8080
 usage_error "serve bad workers" "workers" serve --model "$MODEL" --workers 0
+usage_error "inspect bad log level" "invalid --log-level 'x' (expected debug, info, warn or error)" \
+    inspect --log-level x "$MODEL"
+# After "--" a name that starts with "--" is a file, as in detect.
+if "$YOLOD" inspect -- "$MODEL" >"$OUT" 2>"$ERR" && grep -Eq '^format +ONNX' "$OUT"; then
+    ok "inspect -- FILE"
+else
+    fail "inspect -- FILE" "$(cat "$ERR")"
+fi
 
 # --- config file errors name file and line
 conf=$WORK/bad.conf

@@ -155,6 +155,10 @@ run "unknown option" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" -
 run "model and detections" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" --model "$MODEL" &&
     stderr_has "model and detections message" "either --model FILE or --detections FILE"
 run "model without images" 2 --coco "$ANNOTATIONS" --model "$MODEL" && stderr_has "model without images message" "--images DIR"
+run "detections with images" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" --images "$WORK" &&
+    stderr_has "detections with images message" "--images is for --model"
+run "json twice" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" --json --json &&
+    stderr_has "json twice message" "option '--json' given twice"
 run "invalid limit" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" --limit 0 &&
     stderr_has "invalid limit message" "invalid --limit '0'"
 run "save without model" 2 --coco "$ANNOTATIONS" --detections "$GOLDEN_DETECTIONS" --save-detections "$WORK/x.json"
