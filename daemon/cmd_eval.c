@@ -511,6 +511,14 @@ static int warn_inconsistent(const yd_coco_dataset *dataset, const struct detect
         fprintf(stderr, "yolod eval: warning: %zu annotations name an image_id or category_id"
                 " that the file does not define; they are ignored\n", unmatched);
 
+    if (options->detections_path && category_ids > 0) {
+        unmatched = 0;
+        for (size_t d = 0; d < list->count; d++)
+            unmatched += !has_id(categories, category_ids, list->items[d].category_id);
+        if (unmatched > 0)
+            fprintf(stderr, "yolod eval: warning: %zu detections name a category_id that the"
+                    " annotations do not define; they are ignored\n", unmatched);
+    }
     if (options->detections_path && image_ids > 0) {
         for (size_t d = 0; d < list->count; d++)
             if (has_id(images, image_ids, list->items[d].image_id))

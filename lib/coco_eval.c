@@ -270,6 +270,12 @@ static int groups_build(const yd_coco_dataset *dataset, const yd_coco_detection 
                               "detection %zu has a score that is not a finite number", i);
             goto fail;
         }
+        if (!isfinite(det->bbox[0]) || !isfinite(det->bbox[1]) || !isfinite(det->bbox[2]) ||
+            !isfinite(det->bbox[3])) {
+            rc = yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                              "detection %zu has a bbox value that is not a finite number", i);
+            goto fail;
+        }
         keys[i] = category < 0 ? SIZE_MAX : (size_t)category * groups->image_count + (size_t)image;
     }
     if (group_by_key(keys, detection_count, key_count, &groups->dt_start, &groups->dt_index) < 0)

@@ -122,6 +122,20 @@ run "annotations with odd entries" 0 --coco "$WORK/odd-annotations.json" --detec
 run "annotations without categories" 0 --coco "$WORK/no-categories.json" --detections "$GOLDEN_DETECTIONS" --json &&
     stderr_has "no categories warning" "define no categories"
 
+# Results with a category the annotations lack are scored with a warning;
+# a bbox value that is not finite (1e999 parses as infinity) is refused.
+python3 - "$GOLDEN_DETECTIONS" "$WORK/odd-category.json" "$WORK/infinite-box.json" <<'PY'
+import json, sys
+detections = json.load(open(sys.argv[1]))
+json.dump(detections + [dict(detections[0], category_id=999)], open(sys.argv[2], "w"))
+detections[0]["bbox"][2] = "WIDTH"
+open(sys.argv[3], "w").write(json.dumps(detections[:5]).replace('"WIDTH"', "1e999"))
+PY
+run "results with an unknown category" 0 --coco "$ANNOTATIONS" --detections "$WORK/odd-category.json" --json &&
+    stderr_has "unknown result category warning" "1 detections name a category_id that the annotations do not define"
+run "results with an infinite bbox value" 1 --coco "$ANNOTATIONS" --detections "$WORK/infinite-box.json" &&
+    stderr_has "infinite bbox message" "detection 0 has a bbox value that is not a finite number"
+
 # --- the model on the 150 validation images
 if run "model eval" 0 --model "$MODEL" --coco "$ANNOTATIONS" --images "$COCO/images" --json \
     --save-detections "$WORK/ours.json"; then
