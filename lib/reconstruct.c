@@ -200,7 +200,8 @@ static void observe(const yd_session *s, int index, const float *output, void *u
 }
 
 /* Squared error |X w - y|^2 of one output column from normal equations
- * whose matrix `a` has been made fully symmetric. */
+ * whose matrix `a` has been made fully symmetric. The expansion cancels
+ * to rounding error for an exact fit, so a result below 0 is taken as 0. */
 static double column_error(const layer *l, const normal *n, const double *w, int o, ddot_fn ddot)
 {
     int k = l->k;
@@ -210,7 +211,7 @@ static double column_error(const layer *l, const normal *n, const double *w, int
         quad += w[i] * ddot(n->a + (size_t)i * k, w, (size_t)k);
         cross += w[i] * n->b[(size_t)i * l->out + o];
     }
-    return quad - 2 * cross + n->yy[o];
+    return fmax(quad - 2 * cross + n->yy[o], 0.0);
 }
 
 static void symmetrize(double *a, int k)
