@@ -149,7 +149,8 @@ static int list_calibration_files(const char *dir, int report_skipped, char ***o
     DIR *d = opendir(dir);
     struct dirent *entry;
     char **names = NULL;
-    int nnames = 0;
+    int nnames = 0, nskipped = 0;
+    char first_skipped[512] = "";
 
     *out = NULL;
     *count = 0;
@@ -159,20 +160,24 @@ static int list_calibration_files(const char *dir, int report_skipped, char ***o
         const char *dot = strrchr(entry->d_name, '.');
         struct stat st;
         char **grown;
+        int stat_failed;
 
         if (entry->d_name[0] == '.' || !dot || (strcasecmp(dot, ".jpg") != 0 &&
             strcasecmp(dot, ".jpeg") != 0 && strcasecmp(dot, ".png") != 0))
             continue;
-        if (fstatat(dirfd(d), entry->d_name, &st, 0) != 0) {
+        stat_failed = fstatat(dirfd(d), entry->d_name, &st, 0) != 0;
+        if (stat_failed || !S_ISREG(st.st_mode)) {
+            char why[512];
+
+            if (stat_failed)
+                snprintf(why, sizeof why, "%s: %s", entry->d_name, strerror(errno));
+            else
+                snprintf(why, sizeof why, "%s: it is %s, not a regular file", entry->d_name,
+                         yd_file_type_name(st.st_mode));
             if (report_skipped)
-                log_printf(YD_LOG_WARN, "skipping calibration image %s/%s: %s", dir,
-                           entry->d_name, strerror(errno));
-            continue;
-        }
-        if (!S_ISREG(st.st_mode)) {
-            if (report_skipped)
-                log_printf(YD_LOG_WARN, "skipping calibration image %s/%s: it is %s, not a "
-                           "regular file", dir, entry->d_name, yd_file_type_name(st.st_mode));
+                log_printf(YD_LOG_WARN, "skipping calibration image %s/%s", dir, why);
+            if (nskipped++ == 0)
+                snprintf(first_skipped, sizeof first_skipped, "%s", why);
             continue;
         }
         grown = realloc(names, (size_t)(nnames + 1) * sizeof *names);
@@ -185,6 +190,11 @@ static int list_calibration_files(const char *dir, int report_skipped, char ***o
         nnames++;
     }
     closedir(d);
+    if (nnames == 0 && nskipped > 0)
+        return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG file in calibration"
+                            " folder '%s' can be read: none of its %d entries named *.jpg,"
+                            " *.jpeg or *.png is a regular file that opens (%s)", dir, nskipped,
+                            first_skipped);
     if (nnames == 0)
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "no JPEG or PNG file in calibration"
                             " folder '%s'; subfolders are not searched, so point --calib at the"

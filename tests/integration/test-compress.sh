@@ -324,6 +324,13 @@ expect_exit "compress with the dataset folder as --calib exits 1" 1 "$YOLOD" com
     --variant int8 --calib "$SHARED/datasets/coco128" -o "$BAD"
 expect_text "dataset folder message says subfolders are not searched" "$ERR" \
     "no JPEG or PNG file in calibration folder '.*coco128'; subfolders are not searched"
+# Entries with image names that cannot be read: the message says why.
+mkdir -p "$WORK/unusable/d.jpg"
+ln -s missing.jpg "$WORK/unusable/a.jpg"
+expect_exit "compress with only unusable image entries exits 1" 1 "$YOLOD" compress "$MODEL" \
+    --variant int8 --calib "$WORK/unusable" -o "$BAD"
+expect_text "unusable image entries message" "$ERR" \
+    "none of its 2 entries named \*\.jpg, \*\.jpeg or \*\.png is a regular file that opens \((a\.jpg: No such file or directory|d\.jpg: it is a directory, not a regular file)\)"
 
 # --- help
 for command in compress inspect; do
