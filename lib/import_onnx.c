@@ -266,26 +266,40 @@ static int find_head(const yd_onnx_model *onnx, head_level *levels, int cap)
     return n;
 }
 
-static void mark_needed(import_ctx *ctx, int node)
+/*
+ * Marks `node` and every node it reads activations from, walking with an
+ * explicit stack: a chain of many thousand nodes would overflow the call
+ * stack of a recursive walk. `stack` holds room for every input of every
+ * node, the most it can receive, plus one.
+ */
+static void mark_needed(import_ctx *ctx, int node, int *stack)
 {
-    const yd_onnx_node *n;
+    int depth = 0;
 
-    if (node < 0 || ctx->needed[node])
-        return;
-    ctx->needed[node] = 1;
-    n = &ctx->onnx->nodes[node];
-    /* Only input 0 of these ops is an activation; the rest are weights,
-     * sizes or scales, read as constants. */
-    int activations = n->ninputs;
-    if (strcmp(n->op_type, "Conv") == 0 || strcmp(n->op_type, "Split") == 0 ||
-        strcmp(n->op_type, "Resize") == 0 || strcmp(n->op_type, "MaxPool") == 0)
-        activations = n->ninputs > 0 ? 1 : 0;
-    for (int k = 0; k < activations; k++) {
-        int p = find_producer(ctx->onnx, n->inputs[k], NULL);
+    if (node >= 0)
+        stack[depth++] = node;
+    while (depth > 0) {
+        const yd_onnx_node *n;
+        int activations;
 
-        /* Constant subgraphs (weights, shapes) are read, not executed. */
-        if (p >= 0 && !find_constant(ctx->onnx, n->inputs[k]))
-            mark_needed(ctx, p);
+        node = stack[--depth];
+        if (ctx->needed[node])
+            continue;
+        ctx->needed[node] = 1;
+        n = &ctx->onnx->nodes[node];
+        /* Only input 0 of these ops is an activation; the rest are weights,
+         * sizes or scales, read as constants. */
+        activations = n->ninputs;
+        if (strcmp(n->op_type, "Conv") == 0 || strcmp(n->op_type, "Split") == 0 ||
+            strcmp(n->op_type, "Resize") == 0 || strcmp(n->op_type, "MaxPool") == 0)
+            activations = n->ninputs > 0 ? 1 : 0;
+        for (int k = 0; k < activations; k++) {
+            int p = find_producer(ctx->onnx, n->inputs[k], NULL);
+
+            /* Constant subgraphs (weights, shapes) are read, not executed. */
+            if (p >= 0 && !ctx->needed[p] && !find_constant(ctx->onnx, n->inputs[k]))
+                stack[depth++] = p;
+        }
     }
 }
 
@@ -786,6 +800,8 @@ int yd_import_onnx(const yd_onnx_model *onnx, yd_graph **out, yd_error *err)
     head_level levels[YD_HEAD_MAX_LEVELS];
     const yd_onnx_node *quantized;
     int nlevels, rc, width = 0, height = 0;
+    size_t total_inputs = 0;
+    int *stack;
 
     if (onnx->opset < MIN_OPSET || onnx->opset > MAX_OPSET)
         return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED,
@@ -812,16 +828,21 @@ int yd_import_onnx(const yd_onnx_model *onnx, yd_graph **out, yd_error *err)
     if (levels[0].nc < 1 || levels[0].nc > 100000)
         return yd_error_set(err, YD_ERR_MODEL_UNSUPPORTED, "class count %d is out of range", levels[0].nc);
 
+    for (int i = 0; i < onnx->nnodes; i++)
+        total_inputs += (size_t)onnx->nodes[i].ninputs;
     ctx.graph = yd_graph_create();
     ctx.needed = calloc((size_t)onnx->nnodes + 1, 1);
-    if (!ctx.graph || !ctx.needed) {
+    stack = malloc((total_inputs + 1) * sizeof *stack);
+    if (!ctx.graph || !ctx.needed || !stack) {
+        free(stack);
         rc = yd_error_set(err, YD_ERR_NO_MEMORY, "out of memory importing the model");
         goto fail;
     }
     for (int l = 0; l < nlevels; l++) {
-        mark_needed(&ctx, levels[l].box_node);
-        mark_needed(&ctx, levels[l].cls_node);
+        mark_needed(&ctx, levels[l].box_node, stack);
+        mark_needed(&ctx, levels[l].cls_node, stack);
     }
+    free(stack);
 
     rc = import_input(&ctx, &width, &height);
     if (rc != YD_OK)

@@ -4,6 +4,7 @@
  * the three shared models (fp32 yolov8n, random-weight yolov8s, QDQ int8
  * yolov8n), including truncated and bit-flipped copies of yolov8n.onnx.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1184,6 +1185,119 @@ static void test_onnx_yolov8n_out_of_range(void)
     free(data);
 }
 
+/* A chain of CHAIN_LENGTH Sigmoid nodes between the input and a one-level head. */
+#define CHAIN_LENGTH 20000
+
+static void build_chain_model(bytes *model)
+{
+    bytes graph = {0}, node = {0}, tensor = {0}, opset = {0};
+    const int64_t in_dims[] = {1, 3, 32, 32};
+    const int64_t box_dims[] = {64, 3, 1, 1}, cls_dims[] = {2, 3, 1, 1};
+    static float box_w[64 * 3], cls_w[2 * 3];
+    char from[32], to[32];
+
+    snprintf(from, sizeof from, "x");
+    for (int i = 0; i < CHAIN_LENGTH; i++) {
+        snprintf(to, sizeof to, "s%d", i);
+        put_string(&node, 1, from);
+        put_string(&node, 2, to);
+        put_string(&node, 4, "Sigmoid");
+        put_message(&graph, 1, &node);
+        snprintf(from, sizeof from, "%s", to);
+    }
+    put_string(&node, 1, from);
+    put_string(&node, 1, "box_w");
+    put_string(&node, 2, "box");
+    put_string(&node, 3, "box_conv");
+    put_string(&node, 4, "Conv");
+    put_message(&graph, 1, &node);
+    put_string(&node, 1, from);
+    put_string(&node, 1, "cls_w");
+    put_string(&node, 2, "cls");
+    put_string(&node, 3, "cls_conv");
+    put_string(&node, 4, "Conv");
+    put_message(&graph, 1, &node);
+    put_string(&node, 1, "box");
+    put_string(&node, 1, "cls");
+    put_string(&node, 2, "out");
+    put_string(&node, 4, "Concat");
+    {
+        bytes attr = {0};
+
+        put_string(&attr, 1, "axis");
+        put_uint(&attr, 3, 1);
+        put_uint(&attr, 20, YD_ONNX_ATTR_INT);
+        put_message(&node, 5, &attr);
+    }
+    put_message(&graph, 1, &node);
+    put_string(&graph, 2, "chain");
+    put_tensor_header(&tensor, "box_w", YD_ONNX_FLOAT, box_dims, 4, true);
+    put_len(&tensor, 9, box_w, sizeof box_w);
+    put_message(&graph, 5, &tensor);
+    put_tensor_header(&tensor, "cls_w", YD_ONNX_FLOAT, cls_dims, 4, true);
+    put_len(&tensor, 9, cls_w, sizeof cls_w);
+    put_message(&graph, 5, &tensor);
+    put_value_info(&graph, 11, "x", in_dims, 4);
+    put_value_info(&graph, 12, "out", in_dims, 4);
+    put_uint(model, 1, 8);
+    put_message(model, 7, &graph);
+    put_string(&opset, 1, "");
+    put_uint(&opset, 2, 17);
+    put_message(model, 8, &opset);
+}
+
+struct chain_import {
+    const yd_onnx_model *model;
+    int rc;
+    yd_error err;
+};
+
+static void *import_chain(void *arg)
+{
+    struct chain_import *c = arg;
+    yd_graph *graph = NULL;
+
+    c->rc = yd_import_onnx(c->model, &graph, &c->err);
+    yd_graph_free(graph);
+    return NULL;
+}
+
+/*
+ * A long chain of nodes imports on a 256 KiB thread stack: the walk from
+ * the head to the input keeps its own stack. A recursive walk overflowed
+ * the call stack at a few thousand nodes per MiB.
+ */
+static void test_onnx_long_chain(void)
+{
+    bytes data = {0};
+    yd_onnx_model *model = NULL;
+    yd_error err = {0};
+    struct chain_import c = {0};
+    pthread_attr_t attr;
+    pthread_t thread;
+
+    build_chain_model(&data);
+    CHECK_OK(yd_onnx_parse(data.data, data.size, &model, &err));
+    if (!model) {
+        fprintf(stderr, "  %s\n", err.message);
+        free(data.data);
+        return;
+    }
+    CHECK_INT_EQ(model->nnodes, CHAIN_LENGTH + 3);
+    c.model = model;
+    c.rc = -1000;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    CHECK_INT_EQ(pthread_create(&thread, &attr, import_chain, &c), 0);
+    pthread_join(thread, NULL);
+    pthread_attr_destroy(&attr);
+    if (c.rc != YD_OK)
+        printf("  import: %s\n", c.err.message);
+    CHECK_OK(c.rc);
+    yd_onnx_free(model);
+    free(data.data);
+}
+
 static void test_onnx_yolov8s_random(void)
 {
     uint8_t *data;
@@ -1406,6 +1520,7 @@ int main(void)
     RUN(test_onnx_yolov8n);
     RUN(test_onnx_yolov8n_split_sizes);
     RUN(test_onnx_yolov8n_out_of_range);
+    RUN(test_onnx_long_chain);
     RUN(test_onnx_yolov8s_random);
     RUN(test_onnx_yolov8n_int8);
     RUN(test_onnx_yolov8n_corrupted);
