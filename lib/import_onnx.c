@@ -165,8 +165,16 @@ static int load_floats(import_ctx *ctx, const yd_onnx_node *user, const char *na
     data = malloc((size_t)count * sizeof *data);
     if (!data)
         return YD_ERR_NO_MEMORY;
-    for (int64_t i = 0; i < count; i++)
+    for (int64_t i = 0; i < count; i++) {
         data[i] = yd_onnx_tensor_float(t, i);
+        if (!isfinite(data[i])) {
+            free(data);
+            return yd_error_set(ctx->err, YD_ERR_MODEL_FORMAT,
+                                "node '%s' (%s): tensor '%s' has element %lld = %g, not a finite"
+                                " number", user->name, user->op_type, name, (long long)i,
+                                (double)yd_onnx_tensor_float(t, i));
+        }
+    }
     *out = data;
     return YD_OK;
 }

@@ -1475,6 +1475,16 @@ static int load_conv_weights(const section *s, const uint8_t *e, yd_node *node, 
         break;
     }
     }
+    /* int8 weights are finite by their checked scales. */
+    for (size_t k = 0; k < (size_t)p->out_c; k++)
+        if (!isfinite(p->bias[k]))
+            return FORMAT_ERROR(err, "invalid .yolod weights: convolution %d ('%s') has bias %g"
+                                " for channel %zu", index, node->name, (double)p->bias[k], k);
+    for (size_t k = 0; p->precision != YD_PREC_INT8 && k < n; k++)
+        if (!isfinite(p->weight[k]))
+            return FORMAT_ERROR(err, "invalid .yolod weights: convolution %d ('%s') has weight"
+                                " %zu = %g, not a finite number", index, node->name, k,
+                                (double)p->weight[k]);
     return YD_OK;
 }
 

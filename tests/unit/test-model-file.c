@@ -362,6 +362,17 @@ static void unreadable_graph_keeps_old_file(void)
     CHECK(contains(err.message, "the file would not load back"));
     CHECK(contains(err.message, "keep.yolod"));
 
+    /* A bias that is not a number, as a diverged training run would leave. */
+    {
+        float bias = conv->bias[3];
+
+        conv->bias[3] = NAN;
+        CHECK_INT_EQ(yd_model_file_save(path, g, onnx_model->class_names, NULL, &err),
+                     YD_ERR_INVALID_ARGUMENT);
+        conv->bias[3] = bias;
+        CHECK(contains(err.message, "has bias nan for channel 3"));
+    }
+
     after = read_file_or_die(path, &after_size);
     CHECK(before_size == after_size);
     CHECK(before_size == after_size && memcmp(before, after, before_size) == 0);

@@ -4,6 +4,7 @@
  * the three shared models (fp32 yolov8n, random-weight yolov8s, QDQ int8
  * yolov8n), including truncated and bit-flipped copies of yolov8n.onnx.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1177,6 +1178,27 @@ static void test_onnx_yolov8n_out_of_range(void)
         CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_UNSUPPORTED);
         CHECK(strstr(err.message, "(MaxPool): kernel, stride or pad out of range") != NULL);
         kernel->ints[0] = kernel->ints[1] = side;
+    }
+
+    /* A weight that is not a number is refused, naming the tensor. */
+    conv = first_node(model, "Conv");
+    {
+        const yd_onnx_tensor *w =
+            conv && conv->ninputs > 1 ? yd_onnx_find_initializer(model, conv->inputs[1]) : NULL;
+
+        CHECK(w != NULL);
+        CHECK(w && w->raw != NULL);
+        if (w && w->raw && w->data_type == YD_ONNX_FLOAT) {
+            float saved_weight, nan = NAN;
+
+            uint8_t *at = (uint8_t *)w->raw + 5 * sizeof(float);
+
+            memcpy(&saved_weight, at, sizeof saved_weight);
+            memcpy(at, &nan, sizeof nan);
+            CHECK_INT_EQ(import_result(model, &err), YD_ERR_MODEL_FORMAT);
+            CHECK(strstr(err.message, "has element 5 = nan, not a finite number") != NULL);
+            memcpy(at, &saved_weight, sizeof saved_weight);
+        }
     }
 
     /* Every change is undone: the model imports again. */
