@@ -1014,7 +1014,11 @@ static int check_container(const uint8_t *data, size_t size, section found[5],
 
     count = load_u32(data + 20);
     table_at = load_u64(data + 24);
-    if (count < 1 || count > MAX_SECTIONS || table_at < header_size || table_at % 8 != 0 ||
+    if (table_at < header_size)
+        return FORMAT_ERROR(err, "inconsistent .yolod section table: it starts at offset %llu,"
+                            " inside the %u-byte header", (unsigned long long)table_at,
+                            header_size);
+    if (count < 1 || count > MAX_SECTIONS || table_at % 8 != 0 ||
         table_at > size || (size - table_at) / SECTION_ENTRY_SIZE < count)
         return FORMAT_ERROR(err, "inconsistent .yolod section table: %u sections at offset %llu "
                             "do not fit a %zu-byte file", count, (unsigned long long)table_at, size);

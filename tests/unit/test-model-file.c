@@ -745,6 +745,8 @@ static void section_twice(uint8_t *f, size_t size) { put_le32(table_entry(f, 1),
 static void table_past_end(uint8_t *f, size_t size) { put_le64(f + 24, size); }
 static void table_count_zero(uint8_t *f, size_t size) { put_le32(f + 20, 0); }
 static void table_count_huge(uint8_t *f, size_t size) { put_le32(f + 20, 0xFFFFFFFFu); }
+/* A header that claims 64 more bytes, which then hold the start of the table. */
+static void table_in_header(uint8_t *f, size_t size) { put_le32(f + 12, (uint32_t)le64(f + 24) + 64); }
 
 static void graph_input_size_odd(uint8_t *f, size_t size)
 {
@@ -818,6 +820,7 @@ static void inconsistent_sections_rejected(void)
     expect_inconsistent(file, size, table_past_end, "section table", "table past the end");
     expect_inconsistent(file, size, table_count_zero, "section table", "zero sections");
     expect_inconsistent(file, size, table_count_huge, "section table", "4 billion sections");
+    expect_inconsistent(file, size, table_in_header, "inside the", "table inside a longer header");
     expect_inconsistent(file, size, graph_input_size_odd, "input size 33", "input size 33x640");
     expect_inconsistent(file, size, graph_value_count_huge, "do not fit", "value count");
     expect_inconsistent(file, size, graph_first_value_channels, "invalid .yolod graph",
