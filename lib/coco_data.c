@@ -33,6 +33,29 @@ static void count_line_column(const char *text, const char *position, size_t *li
     }
 }
 
+/* How many arrays and objects are open at `end`, strings skipped. */
+static size_t nesting_at(const char *text, const char *end)
+{
+    size_t depth = 0;
+    int in_string = 0;
+
+    for (const char *p = text; p < end; p++) {
+        if (in_string) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                in_string = 0;
+        } else if (*p == '"') {
+            in_string = 1;
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+        } else if ((*p == ']' || *p == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return depth;
+}
+
 /*
  * Parses text as one JSON value, followed by nothing but JSON whitespace.
  * On a syntax error reports the line and column, and on data after the
@@ -49,6 +72,12 @@ static int parse_json(const char *text, size_t length, const char *source, cJSON
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "%s: invalid JSON", source);
     if (!root) {
         count_line_column(text, end, &line, &column);
+        /* cJSON stops at the bracket that opens one level too many. */
+        if (nesting_at(text, end) + (end < text + length && (*end == '[' || *end == '{')) >
+            CJSON_NESTING_LIMIT)
+            return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
+                                "%s: JSON nested deeper than %d arrays and objects at line %zu,"
+                                " column %zu", source, CJSON_NESTING_LIMIT, line, column);
         return yd_error_set(err, YD_ERR_INVALID_ARGUMENT,
                             "%s: invalid JSON at line %zu, column %zu", source, line, column);
     }

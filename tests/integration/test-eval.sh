@@ -183,6 +183,9 @@ run "missing annotations" 1 --coco "$WORK/no-such.json" --detections "$GOLDEN_DE
 printf '{"images": [\n{"id": 1,\n' >"$WORK/broken.json"
 run "malformed annotations" 1 --coco "$WORK/broken.json" --detections "$GOLDEN_DETECTIONS" &&
     stderr_has "malformed annotations message" "broken.json: invalid JSON at line"
+python3 -c 'print("[" * 5000 + "]" * 5000)' >"$WORK/deep.json"
+run "deeply nested detections" 1 --coco "$ANNOTATIONS" --detections "$WORK/deep.json" &&
+    stderr_has "deeply nested message" "deep.json: JSON nested deeper than 1000 arrays and objects at line 1, column 1001"
 run "missing detections" 1 --coco "$ANNOTATIONS" --detections "$WORK/none.json" &&
     stderr_has "missing detections message" "none.json"
 printf '[{"image_id": 999999999, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]' >"$WORK/stranger.json"
