@@ -1561,8 +1561,7 @@ static bool still_written(const struct registry *registry, const char *path)
 
     if (!registry->writing || !registry->writing(slash ? slash + 1 : path, registry->writing_user))
         return false;
-    log_printf(YD_LOG_INFO, "not loading %s yet: it is open for writing, and loads once it is"
-               " closed", path);
+    log_printf(YD_LOG_INFO, "not loading %s yet: it is still being written", path);
     return true;
 }
 

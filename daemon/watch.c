@@ -5,10 +5,14 @@
  * is a symbolic link, its parent is watched too, so a deploy that points the
  * link at another folder moves the watch there.
  *
- * The thread also keeps the names of the model files that are open for
- * writing: written to (IN_MODIFY) or newly created, and not yet closed
- * (IN_CLOSE_WRITE), renamed or deleted. A rescan that another file set off
- * skips them (watch_is_writing), so it never loads a file half written.
+ * The thread also keeps the model files that are open for writing: written
+ * to (IN_MODIFY) or newly created, and not yet closed (IN_CLOSE_WRITE),
+ * renamed or deleted. A rescan, set off by another file or by SIGHUP, skips
+ * them (watch_is_writing), so it does not load a file half written. Events
+ * alone do not show when every writer is gone (truncate(2) by path or a
+ * linked O_TMPFILE sends no close for the name, and events can be lost), so
+ * a file counts as written only while it keeps its inode and for
+ * WRITING_TIMEOUT_MS after its last write; then a rescan loads it.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -27,18 +31,29 @@
 
 #include "log.h"
 #include "registry.h"
+#include "util.h"
 #include "watch.h"
 
 /* Long enough to join a write-then-rename burst, short enough to feel immediate. */
 #define QUIET_MS 300
 /* How often a removed directory is looked for again. */
 #define REWATCH_MS 1000
+/* How long after its last write a file without a close event counts as written. */
+#define WRITING_TIMEOUT_MS 5000
 #define WATCH_MASK (IN_CREATE | IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | \
                     IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
 /* Events after which a name is no longer open for writing. */
 #define WRITTEN_MASK (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 /* Events in the parent folder that point the link at a new target. */
 #define LINK_MASK (IN_CREATE | IN_MOVED_TO)
+
+/* A model file open for writing: its name, the file the name had then, and its last write. */
+struct written_file {
+    char *name;
+    dev_t dev;
+    ino_t ino;
+    double last_ms;
+};
 
 struct watch {
     int inotify_fd, stop_fd;
@@ -50,9 +65,13 @@ struct watch {
     void *user;
     atomic_bool enabled;
     char *dir;
-    /* Names of model files open for writing; the lock guards them. */
+    /* Held while reading events, which may move wd: the thread reads them,
+     * and so does watch_is_writing() on the thread of a SIGHUP rescan. */
+    pthread_mutex_t events_lock;
+    atomic_bool missed;      /* watch_is_writing() read an event that calls for a rescan */
+    /* Model files open for writing; the lock guards them. */
     pthread_mutex_t writing_lock;
-    char **writing;
+    struct written_file *writing;
     int nwriting, writing_capacity;
 };
 
@@ -60,27 +79,47 @@ struct watch {
 static int find_writing(const struct watch *watch, const char *name)
 {
     for (int i = 0; i < watch->nwriting; i++)
-        if (strcmp(watch->writing[i], name) == 0)
+        if (strcmp(watch->writing[i].name, name) == 0)
             return i;
     return -1;
 }
 
-/* Records name as open for writing (open) or not (!open). */
+/* Removes entry `at`. Caller holds writing_lock. */
+static void remove_writing(struct watch *watch, int at)
+{
+    free(watch->writing[at].name);
+    watch->writing[at] = watch->writing[--watch->nwriting];
+}
+
+/* stat() of the directory's file `name`; -1 when it has none. */
+static int stat_file(const struct watch *watch, const char *name, struct stat *st)
+{
+    char path[PATH_MAX];
+
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", watch->dir, name) >= sizeof path)
+        return -1;
+    return stat(path, st);
+}
+
+/* Records that name was written to now (open), or closed, renamed or deleted (!open). */
 static void set_writing(struct watch *watch, const char *name, bool open)
 {
+    struct stat st;
     int at;
 
+    if (open && stat_file(watch, name, &st) != 0)
+        return;
     pthread_mutex_lock(&watch->writing_lock);
     at = find_writing(watch, name);
     if (!open && at >= 0) {
-        free(watch->writing[at]);
-        watch->writing[at] = watch->writing[--watch->nwriting];
+        remove_writing(watch, at);
     } else if (open && at < 0) {
         char *copy = strdup(name);
 
         if (copy && watch->nwriting == watch->writing_capacity) {
             int capacity = watch->writing_capacity ? 2 * watch->writing_capacity : 8;
-            char **grown = realloc(watch->writing, (size_t)capacity * sizeof *grown);
+            struct written_file *grown =
+                realloc(watch->writing, (size_t)capacity * sizeof *grown);
 
             if (grown) {
                 watch->writing = grown;
@@ -89,33 +128,84 @@ static void set_writing(struct watch *watch, const char *name, bool open)
         }
         /* Out of memory, the name is not kept, and a rescan may load the file early. */
         if (copy && watch->nwriting < watch->writing_capacity)
-            watch->writing[watch->nwriting++] = copy;
+            watch->writing[watch->nwriting++] = (struct written_file){
+                .name = copy, .dev = st.st_dev, .ino = st.st_ino, .last_ms = yd_now_ms()};
         else
             free(copy);
+    } else if (open) {
+        watch->writing[at].dev = st.st_dev;
+        watch->writing[at].ino = st.st_ino;
+        watch->writing[at].last_ms = yd_now_ms();
     }
     pthread_mutex_unlock(&watch->writing_lock);
 }
 
-/* Forgets every name: after lost events, or when the directory changes. */
+/* Forgets every file: after lost events, or when the directory changes. */
 static void clear_writing(struct watch *watch)
 {
     pthread_mutex_lock(&watch->writing_lock);
-    for (int i = 0; i < watch->nwriting; i++)
-        free(watch->writing[i]);
-    watch->nwriting = 0;
+    while (watch->nwriting > 0)
+        remove_writing(watch, watch->nwriting - 1);
     pthread_mutex_unlock(&watch->writing_lock);
 }
 
+/*
+ * Forgets the files last written WRITING_TIMEOUT_MS or more ago, and
+ * returns whether there were any, so a rescan loads them. Sets *next_ms to
+ * when the next one times out, or -1 when none is left.
+ */
+static bool expire_writing(struct watch *watch, double now_ms, double *next_ms)
+{
+    bool expired = false;
+
+    *next_ms = -1;
+    pthread_mutex_lock(&watch->writing_lock);
+    for (int i = watch->nwriting - 1; i >= 0; i--) {
+        double end = watch->writing[i].last_ms + WRITING_TIMEOUT_MS;
+
+        if (end <= now_ms) {
+            remove_writing(watch, i);
+            expired = true;
+        } else if (*next_ms < 0 || end < *next_ms) {
+            *next_ms = end;
+        }
+    }
+    pthread_mutex_unlock(&watch->writing_lock);
+    return expired;
+}
+
+static int read_events(struct watch *watch, bool *relevant);
+
 bool watch_is_writing(struct watch *watch, const char *name)
 {
-    bool found;
+    struct stat st;
+    bool relevant = false, written = false;
+    int at;
 
     if (!watch)
         return false;
+    /* Writes that began during this rescan are still queued: read them first. */
+    pthread_mutex_lock(&watch->events_lock);
+    while (read_events(watch, &relevant) > 0)
+        continue;
+    pthread_mutex_unlock(&watch->events_lock);
+    if (relevant)
+        atomic_store(&watch->missed, true);
+
     pthread_mutex_lock(&watch->writing_lock);
-    found = find_writing(watch, name) >= 0;
+    at = find_writing(watch, name);
+    if (at >= 0) {
+        const struct written_file *f = &watch->writing[at];
+
+        /* A writer that holds the name's old file, or has gone quiet, does
+         * not hold back the file there now. */
+        written = yd_now_ms() - f->last_ms < WRITING_TIMEOUT_MS &&
+                  stat_file(watch, name, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
+        if (!written)
+            remove_writing(watch, at);
+    }
     pthread_mutex_unlock(&watch->writing_lock);
-    return found;
+    return written;
 }
 
 /*
@@ -155,11 +245,14 @@ static bool being_written(const struct watch *watch, const char *name)
     return S_ISREG(st.st_mode) && st.st_nlink == 1;
 }
 
-/* Reads the pending events; returns whether one concerns a model file, or -1 on error. */
-static int read_events(struct watch *watch)
+/*
+ * Reads one buffer of pending events and sets *relevant when one calls for
+ * a rescan. Returns the bytes read, 0 when none was pending, or -1 on
+ * error. Caller holds events_lock.
+ */
+static int read_events(struct watch *watch, bool *relevant)
 {
     char buffer[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool relevant = false;
     ssize_t length = read(watch->inotify_fd, buffer, sizeof buffer);
 
     if (length < 0)
@@ -171,11 +264,11 @@ static int read_events(struct watch *watch)
             /* Close events may be among the lost ones: a file is loaded
              * early rather than never. */
             clear_writing(watch);
-            relevant = true;
+            *relevant = true;
         } else if (event->wd == watch->link_wd) {
             if (event->len > 0 && strcmp(event->name, watch->link_name) == 0 &&
                 (event->mask & LINK_MASK) && relink(watch))
-                relevant = true;
+                *relevant = true;
         } else if (event->len > 0 && event->name[0] != '.' &&
                    registry_has_model_extension(event->name)) {
             if (event->mask & WRITTEN_MASK)
@@ -185,7 +278,7 @@ static int read_events(struct watch *watch)
                 set_writing(watch, event->name, true);
             else
                 /* A misnamed model file counts too, so the sync warns about it at once. */
-                relevant = true;
+                *relevant = true;
         }
         if (event->mask & (IN_DELETE_SELF | IN_MOVE_SELF) && watch->wd >= 0 &&
             event->wd == watch->wd) {
@@ -194,10 +287,11 @@ static int read_events(struct watch *watch)
                        " to come back", watch->dir);
             inotify_rm_watch(watch->inotify_fd, watch->wd);
             watch->wd = -1;
+            clear_writing(watch);
         }
         at += sizeof *event + event->len;
     }
-    return relevant;
+    return (int)length;
 }
 
 static void *watch_main(void *arg)
@@ -208,46 +302,74 @@ static void *watch_main(void *arg)
         { .fd = watch->stop_fd, .events = POLLIN },
     };
     bool pending = false;
+    double due_ms = 0, rewatch_ms = 0;
 
     for (;;) {
-        int timeout_ms = -1;
-        int ready;
+        double now_ms = yd_now_ms(), expiry_ms, wake_ms = -1;
+        bool relevant = false, gone;
+        int ready, timeout_ms;
+
+        /* A rescan waits until QUIET_MS pass without a relevant event;
+         * other events, such as writes, do not hold it back. */
+        if (expire_writing(watch, now_ms, &expiry_ms) && !pending) {
+            pending = true;
+            due_ms = now_ms;
+        }
+        pthread_mutex_lock(&watch->events_lock);
+        gone = watch->wd < 0;
+        if (gone && now_ms >= rewatch_ms) {
+            watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
+            rewatch_ms = now_ms + REWATCH_MS;
+            if (watch->wd >= 0) {
+                log_printf(YD_LOG_INFO, "model directory %s is back; watching it again", watch->dir);
+                pending = true;
+                due_ms = now_ms;
+                gone = false;
+            }
+        }
+        pthread_mutex_unlock(&watch->events_lock);
+        if (pending && now_ms >= due_ms) {
+            pending = false;
+            if (atomic_load(&watch->enabled))
+                watch->on_change(watch->user);
+        }
+        if (atomic_exchange(&watch->missed, false)) {
+            pending = true;
+            due_ms = yd_now_ms() + QUIET_MS;
+        }
 
         if (pending)
-            timeout_ms = QUIET_MS;
-        else if (watch->wd < 0)
-            timeout_ms = REWATCH_MS;
+            wake_ms = due_ms;
+        if (gone && (wake_ms < 0 || rewatch_ms < wake_ms))
+            wake_ms = rewatch_ms;
+        if (expiry_ms >= 0 && (wake_ms < 0 || expiry_ms < wake_ms))
+            wake_ms = expiry_ms;
+        now_ms = yd_now_ms();
+        timeout_ms = -1;
+        if (wake_ms >= 0)
+            timeout_ms = wake_ms <= now_ms ? 0 : (int)(wake_ms - now_ms) + 1;
         ready = poll(fds, 2, timeout_ms);
-
         if (ready < 0 && errno != EINTR) {
             log_printf(YD_LOG_ERROR, "watching %s failed: %s", watch->dir, strerror(errno));
             break;
         }
-        if (fds[1].revents)
+        if (ready > 0 && fds[1].revents)
             break;
         if (ready > 0 && fds[0].revents) {
-            int relevant = read_events(watch);
+            int rc;
 
-            if (relevant < 0) {
+            pthread_mutex_lock(&watch->events_lock);
+            rc = read_events(watch, &relevant);
+            pthread_mutex_unlock(&watch->events_lock);
+            if (rc < 0) {
                 log_printf(YD_LOG_ERROR, "reading the watch of %s failed: %s", watch->dir,
                            strerror(errno));
                 break;
             }
-            pending = pending || relevant;
-            continue;
-        }
-        if (ready == 0 && watch->wd < 0) {
-            watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
-            if (watch->wd >= 0) {
-                log_printf(YD_LOG_INFO, "model directory %s is back; watching it again", watch->dir);
+            if (relevant) {
                 pending = true;
+                due_ms = yd_now_ms() + QUIET_MS;
             }
-            continue;
-        }
-        if (ready == 0 && pending) {
-            pending = false;
-            if (atomic_load(&watch->enabled))
-                watch->on_change(watch->user);
         }
     }
     return NULL;
@@ -306,6 +428,8 @@ int watch_start(const char *dir, watch_fn on_change, void *user, struct watch **
     watch->on_change = on_change;
     watch->user = user;
     atomic_init(&watch->enabled, true);
+    atomic_init(&watch->missed, false);
+    pthread_mutex_init(&watch->events_lock, NULL);
     pthread_mutex_init(&watch->writing_lock, NULL);
     if (watch->inotify_fd < 0 || watch->stop_fd < 0 || !watch->dir) {
         rc = yd_error_set(err, YD_ERR_IO, "cannot watch %s: %s", dir, strerror(errno));
@@ -331,6 +455,7 @@ fail:
         close(watch->inotify_fd);
     if (watch->stop_fd >= 0)
         close(watch->stop_fd);
+    pthread_mutex_destroy(&watch->events_lock);
     pthread_mutex_destroy(&watch->writing_lock);
     free(watch->dir);
     free(watch->link_name);
@@ -357,6 +482,7 @@ void watch_stop(struct watch *watch)
     close(watch->stop_fd);
     clear_writing(watch);
     free(watch->writing);
+    pthread_mutex_destroy(&watch->events_lock);
     pthread_mutex_destroy(&watch->writing_lock);
     free(watch->dir);
     free(watch->link_name);

@@ -26,8 +26,11 @@ void watch_stop(struct watch *watch);
 
 /*
  * Whether the model file `name` (no folder) in the watched directory is
- * open for writing: written to or created, and not closed since. A rescan
- * skips such a file, and its close sets off another. False for a NULL watch.
+ * still being written: written to or created, not closed, renamed or
+ * deleted since, still the same file, and written less than 5 s ago. A
+ * rescan skips such a file; its close, or those 5 s passing, sets off
+ * another. Reads the pending events first, so it may be called from any
+ * thread. False for a NULL watch.
  */
 bool watch_is_writing(struct watch *watch, const char *name);
 

@@ -360,7 +360,7 @@ expect_status "file written in place keeps serving" 200 "$WORK/inplace.json" --d
 wait "$writer"
 for i in $(seq 100); do grep -q "reloaded model inplace variant fp16" "$LOG" && break; sleep 0.1; done
 check "file written in place reloads when closed" grep -q "reloaded model inplace variant fp16" "$LOG"
-check "rescan skips a file open for writing" grep -q "not loading .*/inplace.fp16.yolod yet: it is open for writing" "$LOG"
+check "rescan skips a file open for writing" grep -q "not loading .*/inplace.fp16.yolod yet: it is still being written" "$LOG"
 if grep -q "inplace.fp16.yolod.*failed\|model inplace .*failed" "$LOG"; then
     fail "file written in place not loaded half written" "$(grep "inplace.*failed" "$LOG")"
 else
@@ -368,6 +368,51 @@ else
 fi
 rm "$DIR/inplace.fp16.yolod" "$DIR/other.fp16.yolod"
 for i in $(seq 100); do [ "$(variants_of inplace)$(variants_of other)" = "[][]" ] && break; sleep 0.1; done
+
+# Steady writes to a file that is not a model (a download in progress, say)
+# do not hold back the rescan of a model renamed in meanwhile.
+python3 - "$DIR/.download.part" <<'EOF' &
+import sys, time
+with open(sys.argv[1], "wb") as out:
+    for _ in range(100):
+        out.write(b"x" * 4096)
+        out.flush()
+        time.sleep(0.1)
+EOF
+writer=$!
+sleep 0.5
+cp "$WORK/fp32.good" "$DIR/.busy" && mv "$DIR/.busy" "$DIR/busy.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of busy)" = "['fp16']" ] && break; sleep 0.1; done
+# The writer runs for 10 s: the model must load while it still writes.
+if [ "$(variants_of busy)" = "['fp16']" ] && kill -0 "$writer" 2>/dev/null; then
+    ok "writes to other files do not hold back a rescan"
+else
+    fail "writes to other files do not hold back a rescan" "variants: $(variants_of busy)"
+fi
+wait "$writer"
+rm -f "$DIR/.download.part" "$DIR/busy.fp16.yolod"
+
+# Events cannot say when every writer is gone (truncate(2) by path sends no
+# close, for one), so a file written whole but held open loads once it has
+# gone 5 s without a write, before its writer closes it.
+python3 - "$WORK/fp32.good" "$DIR/held.fp16.yolod" <<'EOF' &
+import sys, time
+data = open(sys.argv[1], "rb").read()
+with open(sys.argv[2], "wb") as out:
+    out.write(data)
+    out.flush()
+    time.sleep(12)
+EOF
+writer=$!
+for i in $(seq 100); do [ "$(variants_of held)" = "['fp16']" ] && break; sleep 0.1; done
+if [ "$(variants_of held)" = "['fp16']" ] && kill -0 "$writer" 2>/dev/null; then
+    ok "file held open loads 5 s after its last write"
+else
+    fail "file held open loads 5 s after its last write" "variants: $(variants_of held) after 10 s"
+fi
+wait "$writer"
+rm -f "$DIR/held.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of held)$(variants_of busy)" = "[][]" ] && break; sleep 0.1; done
 
 # A reload that failed is not retried, nor counted again, by rescans that
 # find its file unchanged.
