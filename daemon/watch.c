@@ -263,6 +263,9 @@ static int read_events(struct watch *watch, bool *relevant)
         if (event->mask & IN_Q_OVERFLOW) {
             /* Close events may be among the lost ones: a file is loaded
              * early rather than never. */
+            log_printf(YD_LOG_WARN, "the watch of %s lost events (too many at once); rescanning"
+                       " the folder, and files still being written may be read early",
+                       watch->dir);
             clear_writing(watch);
             *relevant = true;
         } else if (event->wd == watch->link_wd) {

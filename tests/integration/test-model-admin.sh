@@ -414,6 +414,25 @@ wait "$writer"
 rm -f "$DIR/held.fp16.yolod"
 for i in $(seq 100); do [ "$(variants_of held)$(variants_of busy)" = "[][]" ] && break; sleep 0.1; done
 
+# More events than the kernel queues (16384 by default) while the daemon is
+# stopped: the watch says it lost events, rescans, and still finds a model
+# copied in among them.
+kill -STOP "$PID"
+python3 - "$DIR" <<'EOF'
+import os, sys
+for i in range(9000):
+    open(os.path.join(sys.argv[1], ".flood%d" % i), "w").close()
+EOF
+cp "$WORK/fp32.good" "$DIR/flood.fp16.yolod"
+kill -CONT "$PID"
+for i in $(seq 100); do [ "$(variants_of flood)" = "['fp16']" ] && break; sleep 0.1; done
+[ "$(variants_of flood)" = "['fp16']" ] && ok "model copied in during lost events loads" ||
+    fail "model copied in during lost events loads" "variants: $(variants_of flood)"
+check "lost events logged" grep -q "warn  the watch of .* lost events (too many at once); rescanning" "$LOG"
+find "$DIR" -maxdepth 1 -name '.flood*' -delete
+rm -f "$DIR/flood.fp16.yolod"
+for i in $(seq 100); do [ "$(variants_of flood)" = "[]" ] && break; sleep 0.1; done
+
 # A reload that failed is not retried, nor counted again, by rescans that
 # find its file unchanged.
 cp "$WORK/fp32.good" "$DIR/stale.fp16.yolod"
