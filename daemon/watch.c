@@ -8,11 +8,13 @@
  * The thread also keeps the model files that are open for writing: written
  * to (IN_MODIFY) or newly created, and not yet closed (IN_CLOSE_WRITE),
  * renamed or deleted. A rescan, set off by another file or by SIGHUP, skips
- * them (watch_is_writing), so it does not load a file half written. Events
- * alone do not show when every writer is gone (truncate(2) by path or a
- * linked O_TMPFILE sends no close for the name, and events can be lost), so
- * a file counts as written only while it keeps its inode and for
- * WRITING_TIMEOUT_MS after its last write; then a rescan loads it.
+ * them (watch_is_writing), so it does not load a file half written.
+ *
+ * Events alone do not show when every writer is gone: truncate(2) by path
+ * and a linked O_TMPFILE send no close for the name, and events can be
+ * lost. So a file counts as written only while its name keeps the inode it
+ * had, and for WRITING_TIMEOUT_MS after its last write; then a rescan
+ * loads it.
  */
 #include <errno.h>
 #include <libgen.h>
