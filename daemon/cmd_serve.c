@@ -153,7 +153,7 @@ static void relative_note(const char *path, char *note, size_t size)
         snprintf(note, size, " (relative to the working directory %s)", cwd);
 }
 
-/* Logs why and returns -1 when dir cannot be read or holds no model file. */
+/* Returns -1, after logging the reason, when dir cannot be read or contains no model file. */
 static int check_model_dir(const char *dir)
 {
     char note[PATH_MAX + 64];

@@ -89,8 +89,8 @@ struct registry {
     bool watch_rescan;
     bool table_full;           /* the last claim_entry failed because no slot was free */
     atomic_bool stop_requested; /* set at shutdown: syncs load no more files */
-    /* Guarded by admin_lock: tells registry_sync which directory files are
-     * open for writing (see registry_set_writing_check). */
+    /* Guarded by admin_lock: reports to registry_sync which directory files
+     * are still being written (see registry_set_writing_check). */
     registry_writing_fn writing;
     void *writing_user;
 };
@@ -1554,7 +1554,7 @@ void registry_set_writing_check(struct registry *registry, registry_writing_fn w
     pthread_mutex_unlock(&registry->admin_lock);
 }
 
-/* Whether the directory file at path is open for writing, which it logs. Caller holds admin_lock. */
+/* Returns whether the directory file at path is still being written, and logs it if so. Caller holds admin_lock. */
 static bool still_written(const struct registry *registry, const char *path)
 {
     const char *slash = strrchr(path, '/');

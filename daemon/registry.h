@@ -105,9 +105,9 @@ int registry_add_file(struct registry *registry, const char *path, enum registry
 int registry_add_dir(struct registry *registry, const char *dir, yd_error *err);
 
 /*
- * Returns 1 when dir holds a file that registry_add_dir() would load (a
+ * Returns 1 when dir contains a file that registry_add_dir() would load (a
  * NAME.onnx or NAME.VARIANT.yolod regular file, or a link to one), 0 when
- * it holds none, or -1 with errno set when it cannot be read.
+ * it contains none, or -1 with errno set when it cannot be read.
  */
 int registry_dir_has_model_file(const char *dir);
 
@@ -208,7 +208,7 @@ void registry_reset_defaults(struct registry *registry);
 /* Makes variant the default of every model that has it loaded; returns whether any has. */
 bool registry_set_default_everywhere(struct registry *registry, const char *variant);
 
-/* Whether the model directory file `file` (no folder) is open for writing. */
+/* Returns whether the model directory file `file` (no folder) is still being written. */
 typedef bool (*registry_writing_fn)(const char *file, void *user);
 
 /*

@@ -13,7 +13,7 @@
  * Events alone do not show when every writer is gone: truncate(2) by path
  * and a linked O_TMPFILE send no close for the name, and events can be
  * lost. So a file counts as written only while its name keeps the inode it
- * had, and for WRITING_TIMEOUT_MS after its last write; then a rescan
+ * had and for WRITING_TIMEOUT_MS after its last write. After that, a rescan
  * loads it.
  */
 #include <errno.h>
@@ -103,41 +103,46 @@ static int stat_file(const struct watch *watch, const char *name, struct stat *s
     return stat(path, st);
 }
 
+/* Appends an entry for name, the file st describes, written now. Caller holds writing_lock. */
+static void add_writing(struct watch *watch, const char *name, const struct stat *st)
+{
+    char *copy = strdup(name);
+
+    if (copy && watch->nwriting == watch->writing_capacity) {
+        int capacity = watch->writing_capacity ? 2 * watch->writing_capacity : 8;
+        struct written_file *grown = realloc(watch->writing, (size_t)capacity * sizeof *grown);
+
+        if (grown) {
+            watch->writing = grown;
+            watch->writing_capacity = capacity;
+        }
+    }
+    /* Out of memory, the name is not kept, and a rescan may load the file early. */
+    if (!copy || watch->nwriting == watch->writing_capacity) {
+        free(copy);
+        return;
+    }
+    watch->writing[watch->nwriting++] = (struct written_file){
+        .name = copy, .dev = st->st_dev, .ino = st->st_ino, .last_ms = yd_now_ms()};
+}
+
 /* Records that name was written to now (open), or closed, renamed or deleted (!open). */
 static void set_writing(struct watch *watch, const char *name, bool open)
 {
     struct stat st;
     int at;
 
-    if (open && stat_file(watch, name, &st) != 0)
-        return;
     pthread_mutex_lock(&watch->writing_lock);
     at = find_writing(watch, name);
-    if (!open && at >= 0) {
-        remove_writing(watch, at);
-    } else if (open && at < 0) {
-        char *copy = strdup(name);
-
-        if (copy && watch->nwriting == watch->writing_capacity) {
-            int capacity = watch->writing_capacity ? 2 * watch->writing_capacity : 8;
-            struct written_file *grown =
-                realloc(watch->writing, (size_t)capacity * sizeof *grown);
-
-            if (grown) {
-                watch->writing = grown;
-                watch->writing_capacity = capacity;
-            }
-        }
-        /* Out of memory, the name is not kept, and a rescan may load the file early. */
-        if (copy && watch->nwriting < watch->writing_capacity)
-            watch->writing[watch->nwriting++] = (struct written_file){
-                .name = copy, .dev = st.st_dev, .ino = st.st_ino, .last_ms = yd_now_ms()};
-        else
-            free(copy);
-    } else if (open) {
-        watch->writing[at].dev = st.st_dev;
-        watch->writing[at].ino = st.st_ino;
+    if (!open) {
+        if (at >= 0)
+            remove_writing(watch, at);
+    } else if (at >= 0) {
+        /* The inode stays the first write's: a file put in its place comes
+         * with a rename or delete event, which removes the entry. */
         watch->writing[at].last_ms = yd_now_ms();
+    } else if (stat_file(watch, name, &st) == 0) {
+        add_writing(watch, name, &st);
     }
     pthread_mutex_unlock(&watch->writing_lock);
 }
@@ -199,8 +204,8 @@ bool watch_is_writing(struct watch *watch, const char *name)
     if (at >= 0) {
         const struct written_file *f = &watch->writing[at];
 
-        /* A writer that holds the name's old file, or has gone quiet, does
-         * not hold back the file there now. */
+        /* A writer that has the name's old file open, or has gone quiet,
+         * does not hold back the file there now. */
         written = yd_now_ms() - f->last_ms < WRITING_TIMEOUT_MS &&
                   stat_file(watch, name, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino;
         if (!written)
@@ -311,7 +316,7 @@ static void *watch_main(void *arg)
 
     for (;;) {
         double now_ms = yd_now_ms(), expiry_ms, wake_ms = -1;
-        bool relevant = false, gone;
+        bool relevant = false, dir_missing;
         int ready, timeout_ms;
 
         /* A rescan waits until QUIET_MS pass without a relevant event;
@@ -321,15 +326,15 @@ static void *watch_main(void *arg)
             due_ms = now_ms;
         }
         pthread_mutex_lock(&watch->events_lock);
-        gone = watch->wd < 0;
-        if (gone && now_ms >= rewatch_ms) {
+        dir_missing = watch->wd < 0;
+        if (dir_missing && now_ms >= rewatch_ms) {
             watch->wd = inotify_add_watch(watch->inotify_fd, watch->dir, WATCH_MASK);
             rewatch_ms = now_ms + REWATCH_MS;
             if (watch->wd >= 0) {
                 log_printf(YD_LOG_INFO, "model directory %s is back; watching it again", watch->dir);
                 pending = true;
                 due_ms = now_ms;
-                gone = false;
+                dir_missing = false;
             }
         }
         pthread_mutex_unlock(&watch->events_lock);
@@ -345,7 +350,7 @@ static void *watch_main(void *arg)
 
         if (pending)
             wake_ms = due_ms;
-        if (gone && (wake_ms < 0 || rewatch_ms < wake_ms))
+        if (dir_missing && (wake_ms < 0 || rewatch_ms < wake_ms))
             wake_ms = rewatch_ms;
         if (expiry_ms >= 0 && (wake_ms < 0 || expiry_ms < wake_ms))
             wake_ms = expiry_ms;

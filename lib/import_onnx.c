@@ -275,10 +275,10 @@ static int find_head(const yd_onnx_model *onnx, head_level *levels, int cap)
 }
 
 /*
- * Marks `node` and every node it reads activations from, walking with an
- * explicit stack: a chain of many thousand nodes would overflow the call
- * stack of a recursive walk. `stack` holds room for every input of every
- * node, the most it can receive, plus one.
+ * Marks `node` and every node it reads activations from. The walk keeps an
+ * explicit stack, because a chain of many thousand nodes would overflow the
+ * call stack of a recursive walk. `stack` has room for every input of every
+ * node plus one, the most it can receive.
  */
 static void mark_needed(import_ctx *ctx, int node, int *stack)
 {

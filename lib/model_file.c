@@ -848,8 +848,8 @@ static int check_readable(const char *path, const byte_buffer *file, yd_error *e
 {
     yd_graph *graph = NULL;
     char **names = NULL;
-    yd_error why = {0};
-    int rc = yd_model_file_parse(file->data, file->size, &graph, &names, NULL, &why);
+    yd_error parse_error = {0};
+    int rc = yd_model_file_parse(file->data, file->size, &graph, &names, NULL, &parse_error);
 
     if (rc == YD_OK) {
         yd_names_free(names, graph->nc);
@@ -859,7 +859,7 @@ static int check_readable(const char *path, const byte_buffer *file, yd_error *e
     if (rc == YD_ERR_NO_MEMORY)
         return yd_error_set(err, rc, "out of memory checking '%s'", path);
     return yd_error_set(err, YD_ERR_INVALID_ARGUMENT, "cannot save '%s': the file would not load"
-                        " back (%s)", path, why.message);
+                        " back (%s)", path, parse_error.message);
 }
 
 int yd_model_file_save(const char *path, const yd_graph *graph, char *const *class_names,
@@ -900,8 +900,8 @@ int yd_model_file_save(const char *path, const yd_graph *graph, char *const *cla
     rc = assemble(&file, sections, ids, err);
     if (rc != YD_OK)
         goto done;
-    /* The reader checks what the writer cannot know it breaks (a value
-     * past a limit, say): a file that would not load must not replace one
+    /* The reader checks limits the writer does not, such as a value past
+     * the element limit, so a file that would not load never replaces one
      * that does. */
     rc = check_readable(path, &file, err);
     if (rc != YD_OK)

@@ -324,7 +324,7 @@ expect_exit "compress with the dataset folder as --calib exits 1" 1 "$YOLOD" com
     --variant int8 --calib "$SHARED/datasets/coco128" -o "$BAD"
 expect_text "dataset folder message says subfolders are not searched" "$ERR" \
     "no JPEG or PNG file in calibration folder '.*coco128'; subfolders are not searched"
-# Entries with image names that cannot be read: the message says why.
+# Entries with image names that cannot be read: the message gives the reason.
 mkdir -p "$WORK/unusable/d.jpg"
 ln -s missing.jpg "$WORK/unusable/a.jpg"
 expect_exit "compress with only unusable image entries exits 1" 1 "$YOLOD" compress "$MODEL" \

@@ -44,6 +44,20 @@ wait_version() {
     return 1
 }
 
+# loads_before_exit NAME MODEL PID: waits up to 10 s for MODEL to serve
+# variant fp16, and passes if it does while process PID still runs. Then
+# waits for PID.
+loads_before_exit() {
+    local name=$1 model=$2 pid=$3
+    for _ in $(seq 100); do [ "$(variants_of "$model")" = "['fp16']" ] && break; sleep 0.1; done
+    if [ "$(variants_of "$model")" = "['fp16']" ] && kill -0 "$pid" 2>/dev/null; then
+        ok "$name"
+    else
+        fail "$name" "variants: $(variants_of "$model"); process $pid running: $(kill -0 "$pid" 2>/dev/null && echo yes || echo no)"
+    fi
+    wait "$pid"
+}
+
 # detect_pairs N: N rounds of two requests at once, so both workers run one.
 detect_pairs() {
     local i first
@@ -382,17 +396,11 @@ EOF
 writer=$!
 sleep 0.5
 cp "$WORK/fp32.good" "$DIR/.busy" && mv "$DIR/.busy" "$DIR/busy.fp16.yolod"
-for i in $(seq 100); do [ "$(variants_of busy)" = "['fp16']" ] && break; sleep 0.1; done
 # The writer runs for 10 s: the model must load while it still writes.
-if [ "$(variants_of busy)" = "['fp16']" ] && kill -0 "$writer" 2>/dev/null; then
-    ok "writes to other files do not hold back a rescan"
-else
-    fail "writes to other files do not hold back a rescan" "variants: $(variants_of busy)"
-fi
-wait "$writer"
+loads_before_exit "writes to other files do not hold back a rescan" busy "$writer"
 rm -f "$DIR/.download.part" "$DIR/busy.fp16.yolod"
 
-# Events cannot say when every writer is gone (truncate(2) by path sends no
+# Events do not show when every writer is gone (truncate(2) by path sends no
 # close, for one), so a file written whole but held open loads once it has
 # gone 5 s without a write, before its writer closes it.
 python3 - "$WORK/fp32.good" "$DIR/held.fp16.yolod" <<'EOF' &
@@ -403,20 +411,13 @@ with open(sys.argv[2], "wb") as out:
     out.flush()
     time.sleep(12)
 EOF
-writer=$!
-for i in $(seq 100); do [ "$(variants_of held)" = "['fp16']" ] && break; sleep 0.1; done
-if [ "$(variants_of held)" = "['fp16']" ] && kill -0 "$writer" 2>/dev/null; then
-    ok "file held open loads 5 s after its last write"
-else
-    fail "file held open loads 5 s after its last write" "variants: $(variants_of held) after 10 s"
-fi
-wait "$writer"
+loads_before_exit "held-open file loads after 5 s" held $!
 rm -f "$DIR/held.fp16.yolod"
 for i in $(seq 100); do [ "$(variants_of held)$(variants_of busy)" = "[][]" ] && break; sleep 0.1; done
 
-# More events than the kernel queues (16384 by default) while the daemon is
-# stopped: the watch says it lost events, rescans, and still finds a model
-# copied in among them.
+# More events than the kernel queues (fs.inotify.max_queued_events, 16384 on
+# this machine) while the daemon is stopped: the watch logs that it lost
+# events, rescans, and still finds a model copied in among them.
 kill -STOP "$PID"
 python3 - "$DIR" <<'EOF'
 import os, sys

@@ -375,7 +375,8 @@ static void unreadable_graph_keeps_old_file(void)
 
     after = read_file_or_die(path, &after_size);
     CHECK(before_size == after_size);
-    CHECK(before_size == after_size && memcmp(before, after, before_size) == 0);
+    if (before_size == after_size)
+        CHECK(memcmp(before, after, before_size) == 0);
     free(before);
     free(after);
     save_leaves_no_temporary_file();
